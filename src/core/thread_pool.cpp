@@ -1,0 +1,248 @@
+// ThreadPool (see include/qforge/thread_pool.h).
+//
+// Design: one job at a time. A job lives on the stack of the thread that
+// called parallel_for; it is published to the workers through `job_` under
+// `mu_` together with a new generation number. Workers join the job under
+// `mu_` (counting themselves in `job->active`), claim chunks from the job's
+// atomic counter, and leave under `mu_`. The caller also claims chunks; when
+// none are left it unpublishes the job, so no further worker can join, and
+// waits until `active` drops to zero. Only then does the job (and with it
+// the chunk counter and the caller's fn) go out of scope, so a slow worker
+// can never touch a finished job.
+#include "qforge/thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace qforge {
+namespace {
+
+// True while this thread runs chunks of some pool's parallel_for. A nested
+// parallel_for then runs inline. This is deliberately not per pool: a
+// parallel_for of another pool from inside fn could otherwise deadlock (pool
+// B's worker calling back into pool A, whose call lock is held by a caller
+// waiting for that very worker) and would oversubscribe the cores anyway.
+thread_local bool t_in_parallel_for = false;
+
+// Sets t_in_parallel_for for a scope, restoring the previous value.
+class InParallelScope {
+ public:
+  InParallelScope() : prev_(t_in_parallel_for) { t_in_parallel_for = true; }
+  ~InParallelScope() { t_in_parallel_for = prev_; }
+  InParallelScope(const InParallelScope&) = delete;
+  InParallelScope& operator=(const InParallelScope&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// A hint to the CPU that this is a spin-wait loop (saves power, and yields
+// the core to the sibling hyper-thread).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#else
+  std::this_thread::yield();
+#endif
+}
+
+int resolve_threads(int threads) {
+  if (threads > 0) return threads;
+  const unsigned hc = std::thread::hardware_concurrency();  // 0 = unknown
+  return hc == 0 ? 1 : static_cast<int>(hc);
+}
+
+}  // namespace
+
+struct ThreadPool::Impl {
+  // One parallel_for call. Lives on the caller's stack (see the file comment).
+  struct Job {
+    const std::function<void(int64_t, int64_t)>* fn = nullptr;
+    int64_t n = 0;
+    int64_t chunk = 1;    // items per chunk; the last chunk may be shorter
+    int64_t nchunks = 0;  // ceil(n / chunk)
+    std::atomic<int64_t> next{0};  // next chunk index to hand out
+    std::atomic<bool> failed{false};  // set once fn threw; stops new chunks
+    int active = 0;                   // workers inside the job; guarded by Impl::mu_
+    std::mutex error_mu;
+    std::exception_ptr error;  // the first exception; guarded by error_mu
+  };
+
+  // How long an idle worker polls for a new job before it sleeps. Loops such
+  // as per-layer quantisation issue many parallel_for calls back to back;
+  // a short spin avoids a futex wake-up for each of them, and stays short so
+  // that idle workers do not steal noticeable CPU from other processes.
+  static constexpr int kSpinIterations = 2000;
+
+  explicit Impl(int threads) : nthreads(resolve_threads(threads)) {
+    try {
+      workers.reserve(static_cast<size_t>(nthreads - 1));
+      for (int i = 1; i < nthreads; ++i) workers.emplace_back([this] { worker_loop(); });
+    } catch (...) {
+      // Thread creation failed (std::system_error): the destructor will not
+      // run, and destroying a joinable std::thread terminates, so join here.
+      stop_and_join();
+      throw;
+    }
+  }
+
+  ~Impl() { stop_and_join(); }
+
+  // Wakes every worker with stop_ set and joins it. Workers only look at
+  // stop_ between jobs, and no job can be running here (a job's caller is
+  // inside parallel_for, which must have returned before the pool dies).
+  void stop_and_join() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& t : workers) t.join();
+    workers.clear();
+  }
+
+  // Runs chunks of `job` on the calling thread until none are left or fn
+  // has failed; records the first exception.
+  static void run_chunks(Job& job) {
+    InParallelScope scope;
+    while (!job.failed.load(std::memory_order_relaxed)) {
+      const int64_t c = job.next.fetch_add(1, std::memory_order_relaxed);
+      if (c >= job.nchunks) break;
+      const int64_t begin = c * job.chunk;
+      const int64_t end = begin + std::min(job.chunk, job.n - begin);  // no overflow
+      try {
+        (*job.fn)(begin, end);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(job.error_mu);
+        if (!job.error) job.error = std::current_exception();
+        job.failed.store(true, std::memory_order_relaxed);
+      }
+    }
+  }
+
+  void worker_loop() {
+    uint64_t seen = 0;  // the last generation this worker has looked at
+    for (;;) {
+      // Poll without the lock first; the locked wait below is what decides.
+      for (int i = 0; i < kSpinIterations; ++i) {
+        if (generation_.load(std::memory_order_acquire) != seen) break;
+        cpu_relax();
+      }
+      Job* job = nullptr;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        work_cv_.wait(lk, [&] {
+          return stop_ || (job_ != nullptr && generation_.load(std::memory_order_relaxed) != seen);
+        });
+        if (stop_) return;
+        seen = generation_.load(std::memory_order_relaxed);
+        job = job_;
+        ++job->active;
+      }
+      run_chunks(*job);
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        // Notify under the lock: once `active` is 0 the caller may return
+        // and destroy the job, but the pool (and done_cv_) outlive it.
+        if (--job->active == 0) done_cv_.notify_all();
+      }
+    }
+  }
+
+  void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    std::lock_guard<std::mutex> call_lock(call_mu_);  // one job at a time
+
+    Job job;
+    job.fn = &fn;
+    job.n = n;
+    // At least `grain` items per chunk, and about 4 chunks per thread so
+    // uneven chunks balance without paying for a counter update per item.
+    const int64_t per_thread_share = n / (nthreads * 4) + (n % (nthreads * 4) != 0 ? 1 : 0);
+    job.chunk = std::max(grain, per_thread_share);
+    job.nchunks = n / job.chunk + (n % job.chunk != 0 ? 1 : 0);
+
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = &job;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    work_cv_.notify_all();
+
+    run_chunks(job);
+
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      job_ = nullptr;  // every chunk is claimed; late workers must not join
+      done_cv_.wait(lk, [&] { return job.active == 0; });
+    }
+    // All workers have left the job, so `error` is no longer written.
+    if (job.error) std::rethrow_exception(job.error);
+  }
+
+  const int nthreads;
+  std::vector<std::thread> workers;
+
+ private:
+  std::mutex call_mu_;  // serialises parallel_for calls from different threads
+  std::mutex mu_;       // guards job_, stop_, Job::active, and generation_ updates
+  std::condition_variable work_cv_;  // workers wait here for a new job or stop
+  std::condition_variable done_cv_;  // the caller waits here for active == 0
+  Job* job_ = nullptr;
+  // Bumped (under mu_) for each published job. Atomic so that spinning
+  // workers may read it without the lock.
+  std::atomic<uint64_t> generation_{0};
+  bool stop_ = false;
+};
+
+ThreadPool::ThreadPool(int threads) : impl_(std::make_unique<Impl>(threads)) {}
+
+ThreadPool::~ThreadPool() = default;
+
+int ThreadPool::threads() const noexcept { return impl_->nthreads; }
+
+void ThreadPool::parallel_for(int64_t n, int64_t grain,
+                              const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  // Inline cases: nothing to share, too little work to be worth a wake-up,
+  // or a nested call (see t_in_parallel_for). A top-level inline run does
+  // not mark the thread, so loops nested inside it may still use the pool.
+  if (impl_->nthreads == 1 || n <= grain || t_in_parallel_for) {
+    fn(0, n);
+    return;
+  }
+  impl_->run(n, grain, fn);
+}
+
+namespace {
+
+// QFORGE_NUM_THREADS as a positive int, else 0 (one thread per logical core).
+int env_num_threads() {
+  const char* s = std::getenv("QFORGE_NUM_THREADS");
+  if (s == nullptr) return 0;
+  const char* end = s + std::strlen(s);
+  int v = 0;
+  const auto [ptr, ec] = std::from_chars(s, end, v);
+  if (ec != std::errc() || ptr != end || v <= 0) return 0;
+  return v;
+}
+
+}  // namespace
+
+ThreadPool& default_thread_pool() {
+  // Function-local static: created on first use (thread-safe), joined at exit.
+  static ThreadPool pool(env_num_threads());
+  return pool;
+}
+
+}  // namespace qforge

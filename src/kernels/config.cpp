@@ -1,0 +1,86 @@
+// Chooses kernels once from the CPU's features (see kernels.h).
+#include <cstdlib>
+
+#include "kernels/kernels.h"
+#include "qforge/cpu.h"
+#include "qforge/error.h"
+
+namespace qforge::kernels {
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kRef: return "ref";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+Isa parse_isa(const std::string& name) {
+  for (Isa i : {Isa::kRef, Isa::kAvx2, Isa::kAvx512})
+    if (name == isa_name(i)) return i;
+  throw Error(Errc::kInvalidArgument, "QFORGE_ISA='" + name + "'", "is not a known ISA",
+              "ref, avx2 or avx512");
+}
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> r{Isa::kRef};
+#if defined(__x86_64__)
+  const CpuFeatures& f = cpu_features();
+  if (f.avx2 && f.fma && f.f16c) r.push_back(Isa::kAvx2);
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq) r.push_back(Isa::kAvx512);
+#endif
+  return r;
+}
+
+KernelTable kernels_for(Isa isa) {
+  bool ok = false;
+  for (Isa a : available_isas()) ok = ok || a == isa;
+  check(ok, Errc::kUnsupported, std::string("ISA ") + isa_name(isa),
+        "is not supported by this CPU (" + cpu_features().model + ")",
+        isa == Isa::kAvx512 ? "AVX-512 F, BW, VL and DQ" : "AVX2, FMA and F16C");
+  KernelTable t;
+  t.isa = isa;
+  // Step by step, as MLAS's platform object: start from the references and
+  // replace each entry as the ISA allows.
+  t.quantize_u8 = f32_qu8_quantize__ref;
+  t.quantize_i8 = f32_qs8_quantize__ref;
+  t.dequantize_u8 = qu8_f32_dequantize__ref;
+  t.dequantize_i8 = qs8_f32_dequantize__ref;
+#if defined(__x86_64__)
+  if (isa == Isa::kAvx2) {
+    t.quantize_u8 = f32_qu8_quantize__avx2;
+    t.quantize_i8 = f32_qs8_quantize__avx2;
+    t.dequantize_u8 = qu8_f32_dequantize__avx2;
+    t.dequantize_i8 = qs8_f32_dequantize__avx2;
+  } else if (isa == Isa::kAvx512) {
+    t.quantize_u8 = f32_qu8_quantize__avx512;
+    t.quantize_i8 = f32_qs8_quantize__avx512;
+    t.dequantize_u8 = qu8_f32_dequantize__avx512;
+    t.dequantize_i8 = qs8_f32_dequantize__avx512;
+  }
+#endif
+  const std::string suffix = std::string("__") + isa_name(isa);
+  t.names = {{"quantize f32->u8 (per tensor)", "f32_qu8_quantize" + suffix},
+             {"quantize f32->i8 (per tensor)", "f32_qs8_quantize" + suffix},
+             {"dequantize u8->f32 (per tensor)", "qu8_f32_dequantize" + suffix},
+             {"dequantize i8->f32 (per tensor)", "qs8_f32_dequantize" + suffix}};
+  return t;
+}
+
+const KernelTable& kernels() {
+  static const KernelTable table = [] {
+    const char* env = std::getenv("QFORGE_ISA");
+    if (env && *env) {
+      KernelTable t = kernels_for(parse_isa(env));
+      t.reason = std::string("QFORGE_ISA=") + env;
+      return t;
+    }
+    KernelTable t = kernels_for(available_isas().back());
+    t.reason = "best ISA this CPU supports";
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace qforge::kernels

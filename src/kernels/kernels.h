@@ -1,0 +1,73 @@
+// Kernel tables: for each operation, the implementation this CPU will use,
+// chosen once (at first use) from the detected features, and overridable with
+// the environment variable QFORGE_ISA=ref|avx2|avx512 so one machine can test
+// every path. Every SIMD kernel has a scalar reference (kernels/ref) and is
+// tested against it bit for bit.
+//
+// Kernel names spell their contract: input type, output type, operation,
+// then the ISA after a double underscore: f32_qu8_quantize__avx2.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace qforge::kernels {
+
+enum class Isa { kRef, kAvx2, kAvx512 };
+const char* isa_name(Isa isa);
+
+// y[i] = saturate(round_half_even(x[i] / scale) + zp) into [qmin, qmax], for
+// u8 or i8 output. NaN gives qmin.
+using QuantizeU8Fn = void (*)(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
+                              int32_t qmax, uint8_t* y);
+using QuantizeI8Fn = void (*)(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
+                              int32_t qmax, int8_t* y);
+// y[i] = (x[i] - zp) * scale.
+using DequantizeU8Fn = void (*)(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
+using DequantizeI8Fn = void (*)(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
+
+struct KernelTable {
+  Isa isa = Isa::kRef;
+  std::string reason;  // why this ISA: detected features, or the override
+  QuantizeU8Fn quantize_u8 = nullptr;
+  QuantizeI8Fn quantize_i8 = nullptr;
+  DequantizeU8Fn dequantize_u8 = nullptr;
+  DequantizeI8Fn dequantize_i8 = nullptr;
+  // "operation: kernel name" lines, for `qforge doctor`.
+  std::vector<std::pair<std::string, std::string>> names;
+};
+
+// The table for this process (QFORGE_ISA honoured; an ISA the CPU lacks is
+// refused with an Error that names the missing feature).
+const KernelTable& kernels();
+// The table for a given ISA; throws Error if this CPU can't run it.
+KernelTable kernels_for(Isa isa);
+// ISAs this CPU can run, best last.
+std::vector<Isa> available_isas();
+Isa parse_isa(const std::string& name);
+
+// Reference kernels, always present.
+void f32_qu8_quantize__ref(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
+                           int32_t qmax, uint8_t* y);
+void f32_qs8_quantize__ref(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
+                           int32_t qmax, int8_t* y);
+void qu8_f32_dequantize__ref(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
+void qs8_f32_dequantize__ref(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
+
+#if defined(__x86_64__)
+void f32_qu8_quantize__avx2(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
+                            int32_t qmax, uint8_t* y);
+void f32_qs8_quantize__avx2(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
+                            int32_t qmax, int8_t* y);
+void qu8_f32_dequantize__avx2(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
+void qs8_f32_dequantize__avx2(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
+void f32_qu8_quantize__avx512(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
+                              int32_t qmax, uint8_t* y);
+void f32_qs8_quantize__avx512(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
+                              int32_t qmax, int8_t* y);
+void qu8_f32_dequantize__avx512(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
+void qs8_f32_dequantize__avx512(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
+#endif
+
+}  // namespace qforge::kernels

@@ -1,0 +1,55 @@
+// Shared helpers for the unit tests.
+#pragma once
+
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "qforge/tensor.h"
+
+namespace qforge::test {
+
+inline nlohmann::json load_json(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("can't open golden file " + path);
+  return nlohmann::json::parse(f);
+}
+
+// The PyTorch golden vectors (tests/golden/torch_quant.json, made by
+// scripts/gen_torch_golden.py), loaded once.
+inline const nlohmann::json& torch_golden() {
+  static const nlohmann::json j = load_json(std::string(QFORGE_GOLDEN_DIR) + "/torch_quant.json");
+  return j;
+}
+
+inline std::vector<float> floats(const nlohmann::json& a) {
+  std::vector<float> v;
+  v.reserve(a.size());
+  for (const auto& e : a) v.push_back(static_cast<float>(e.get<double>()));
+  return v;
+}
+
+inline std::vector<int32_t> ints(const nlohmann::json& a) {
+  std::vector<int32_t> v;
+  for (const auto& e : a) v.push_back(e.get<int32_t>());
+  return v;
+}
+
+inline Shape shape_of(const nlohmann::json& a) { return a.get<Shape>(); }
+
+inline Tensor f32_tensor(Shape s, const std::vector<float>& v) { return Tensor::from(std::move(s), v); }
+
+// Seeded random floats, so that failures replay.
+inline std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+}  // namespace qforge::test
