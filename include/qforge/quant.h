@@ -128,6 +128,25 @@ inline float dequantize_value(int32_t q, float scale, int32_t zero_point) {
   return static_cast<float>(q - zero_point) * scale;
 }
 
+// The inputs of ONNX QuantizeLinear / DequantizeLinear as QuantParams.
+// scale: a scalar or 1-element tensor (per tensor), a 1-D tensor of
+// x_shape[axis] values (per axis), or, with block_size > 0, a tensor of x's
+// rank (blocked). zero_point: optional, same shape as scale; its type is the
+// quantized type; without it the type is `type_if_no_zero_point` and zero
+// points are 0. axis may be negative (counted from the end), as in ONNX.
+QuantParams params_from_onnx(const Tensor& scale, const Tensor* zero_point, const Shape& x_shape,
+                             int axis = 1, int64_t block_size = 0,
+                             DType type_if_no_zero_point = DType::kU8);
+
+// ONNX DynamicQuantizeLinear: u8, affine, per tensor, range widened to
+// contain 0, scale = (max - min) / 255 (at least float32 epsilon, so an
+// all-zero input gives a usable scale where the ONNX reference divides by 0).
+struct DynamicQuantized {
+  Tensor y;
+  QuantParams params;
+};
+DynamicQuantized dynamic_quantize_linear(const Tensor& x);
+
 // IEEE float16 and bfloat16, round to nearest even; NaN stays NaN, overflow
 // goes to Inf (f16) and subnormals are kept.
 uint16_t f32_to_f16(float x);

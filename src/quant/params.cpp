@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "qforge/pack.h"
 #include "qforge/quant.h"
 #include "quant/layout.h"
 
@@ -137,6 +138,44 @@ Shape param_shape(const Shape& x, const QuantParams& p) {
   auto& d = s[static_cast<size_t>(p.axis)];
   d = (d + p.block_size - 1) / p.block_size;
   return s;
+}
+
+QuantParams params_from_onnx(const Tensor& scale, const Tensor* zero_point, const Shape& x_shape,
+                             int axis, int64_t block_size, DType type_if_no_zero_point) {
+  check(scale.dtype() == DType::kF32, Errc::kTypeMismatch, "scale " + scale.describe(),
+        "is not float32", "a float32 scale");
+  QuantParams p;
+  p.dtype = zero_point ? zero_point->dtype() : type_if_no_zero_point;
+  const float* s = scale.data<float>();
+  p.scale.assign(s, s + scale.numel());
+  if (zero_point) {
+    check(zero_point->shape() == scale.shape(), Errc::kShapeMismatch,
+          "zero point " + zero_point->describe(), "does not match scale " + scale.describe(),
+          "the scale's shape");
+    p.zero_point.resize(static_cast<size_t>(zero_point->numel()));
+    load_codes(zero_point->raw(), zero_point->numel(), zero_point->dtype(), p.zero_point.data());
+  } else {
+    p.zero_point.assign(p.scale.size(), 0);
+  }
+  // A scalar or a single value is per tensor (for a 1-element 1-D scale on
+  // an axis of size 1 the two readings give the same numbers).
+  const bool per_tensor = block_size == 0 && scale.rank() <= 1 && scale.numel() == 1;
+  if (!per_tensor) {
+    const int r = static_cast<int>(x_shape.size());
+    p.axis = axis < 0 ? axis + r : axis;
+    p.block_size = block_size;
+  }
+  p.validate_for(x_shape, "quantization parameters " + scale.describe());
+  return p;
+}
+
+DynamicQuantized dynamic_quantize_linear(const Tensor& x) {
+  QuantSpec spec;
+  spec.dtype = DType::kU8;
+  DynamicQuantized r;
+  r.params = choose_params_for(x, spec);
+  r.y = quantize(x, r.params);
+  return r;
 }
 
 void QuantParams::validate_for(const Shape& shape, const std::string& subject) const {
