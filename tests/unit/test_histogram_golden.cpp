@@ -43,7 +43,7 @@ TEST(HistogramGolden, SearchOnTorchHistogramPicksTheSameBins) {
     EXPECT_EQ(std::lround((r.max[0] - lo) / bin), std::lround((want_hi - lo) / bin));
     ++n;
   }
-  EXPECT_EQ(n, 20);
+  EXPECT_EQ(n, 12);
 }
 
 TEST(HistogramGolden, RangeWithinOneTorchBin) {
@@ -67,7 +67,7 @@ TEST(HistogramGolden, RangeWithinOneTorchBin) {
     // The parameters follow from the range as for MinMax (PyTorch's
     // _calculate_qparams), so they are close but need not be bit-identical.
     const QuantParams p = obs.params();
-    const double want_scale = c["scale"][0];
+    const double want_scale = floats(c["scale"])[0];
     EXPECT_NEAR(p.scale[0], want_scale, 2 * bin / 255 + 1e-7);
     EXPECT_LE(std::abs(p.zero_point[0] - c["zero_point"][0].get<int32_t>()), 1);
   }

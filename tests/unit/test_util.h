@@ -1,6 +1,7 @@
 // Shared helpers for the unit tests.
 #pragma once
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <string>
@@ -26,10 +27,14 @@ inline const nlohmann::json& torch_golden() {
   return j;
 }
 
+// A JSON array of floats: numbers (float64, exact) or strings holding the
+// shortest decimal of a float32, read with strtof (correctly rounded).
 inline std::vector<float> floats(const nlohmann::json& a) {
   std::vector<float> v;
   v.reserve(a.size());
-  for (const auto& e : a) v.push_back(static_cast<float>(e.get<double>()));
+  for (const auto& e : a)
+    v.push_back(e.is_string() ? std::strtof(e.get_ref<const std::string&>().c_str(), nullptr)
+                              : static_cast<float>(e.get<double>()));
   return v;
 }
 
