@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's test command (and CI's): set up, build with warnings as
+# errors, run every test; then build the unit tests with AddressSanitizer and
+# UndefinedBehaviorSanitizer and run them again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+jobs=$(nproc)
+
+echo "== release build (warnings are errors)"
+scripts/build.sh
+echo "== tests"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "== sanitizer build (ASan + UBSan)"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQFORGE_WERROR=ON -DQFORGE_SANITIZE=ON >/dev/null
+ninja -C build-asan qforge_unit_tests qforge_cli
+echo "== tests under sanitizers"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs"
