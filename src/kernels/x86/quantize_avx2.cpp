@@ -4,81 +4,73 @@
 // MXCSR, and vmaxps(v, lo) returns lo for NaN v as the reference does.
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "kernels/kernels.h"
 
 namespace qforge::kernels {
 namespace {
 
-// 32 floats -> 32 int32 codes (clamped), packed to 16-bit with signed saturation.
-inline void codes32(const float* x, __m256 vscale, __m256 lo, __m256 hi, __m256i vzp,
-                    __m256i& ab, __m256i& cd) {
-  __m256i q[4];
-  for (int j = 0; j < 4; ++j) {
-    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + 8 * j), vscale);
-    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-    q[j] = _mm256_add_epi32(_mm256_cvtps_epi32(v), vzp);
+// T is uint8_t or int8_t: the only difference is the final 16 -> 8 bit pack.
+template <typename T>
+void quantize(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+              T* y) {
+  const __m256 vscale = _mm256_set1_ps(scale);
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(qmin - zp));
+  const __m256 hi = _mm256_set1_ps(static_cast<float>(qmax - zp));
+  const __m256i vzp = _mm256_set1_epi32(zp);
+  // packs/packus work within 128-bit lanes; this permutation restores order.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i q[4];
+    for (int j = 0; j < 4; ++j) {
+      __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i + 8 * j), vscale);
+      v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+      q[j] = _mm256_add_epi32(_mm256_cvtps_epi32(v), vzp);
+    }
+    const __m256i ab = _mm256_packs_epi32(q[0], q[1]);  // codes fit 16 bits: no saturation
+    const __m256i cd = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i bytes = std::is_signed_v<T> ? _mm256_packs_epi16(ab, cd) : _mm256_packus_epi16(ab, cd);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm256_permutevar8x32_epi32(bytes, order));
   }
-  ab = _mm256_packs_epi32(q[0], q[1]);
-  cd = _mm256_packs_epi32(q[2], q[3]);
+  if constexpr (std::is_signed_v<T>)
+    f32_qs8_quantize__ref(x + i, n - i, scale, zp, qmin, qmax, y + i);
+  else
+    f32_qu8_quantize__ref(x + i, n - i, scale, zp, qmin, qmax, y + i);
 }
 
-// packs/packus work within 128-bit lanes; this restores element order.
-inline __m256i fix_lanes(__m256i v) {
-  return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+template <typename T>
+void dequantize(const T* x, int64_t n, float scale, int32_t zp, float* y) {
+  const __m256 vscale = _mm256_set1_ps(scale);
+  const __m256i vzp = _mm256_set1_epi32(zp);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i));
+    const __m256i q = std::is_signed_v<T> ? _mm256_cvtepi8_epi32(raw) : _mm256_cvtepu8_epi32(raw);
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, vzp)), vscale));
+  }
+  if constexpr (std::is_signed_v<T>)
+    qs8_f32_dequantize__ref(x + i, n - i, scale, zp, y + i);
+  else
+    qu8_f32_dequantize__ref(x + i, n - i, scale, zp, y + i);
 }
 
 }  // namespace
 
 void f32_qu8_quantize__avx2(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
                             int32_t qmax, uint8_t* y) {
-  const __m256 vscale = _mm256_set1_ps(scale);
-  const __m256 lo = _mm256_set1_ps(static_cast<float>(qmin - zp));
-  const __m256 hi = _mm256_set1_ps(static_cast<float>(qmax - zp));
-  const __m256i vzp = _mm256_set1_epi32(zp);
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m256i ab, cd;
-    codes32(x + i, vscale, lo, hi, vzp, ab, cd);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), fix_lanes(_mm256_packus_epi16(ab, cd)));
-  }
-  f32_qu8_quantize__ref(x + i, n - i, scale, zp, qmin, qmax, y + i);
+  quantize(x, n, scale, zp, qmin, qmax, y);
 }
-
 void f32_qs8_quantize__avx2(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
                             int32_t qmax, int8_t* y) {
-  const __m256 vscale = _mm256_set1_ps(scale);
-  const __m256 lo = _mm256_set1_ps(static_cast<float>(qmin - zp));
-  const __m256 hi = _mm256_set1_ps(static_cast<float>(qmax - zp));
-  const __m256i vzp = _mm256_set1_epi32(zp);
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m256i ab, cd;
-    codes32(x + i, vscale, lo, hi, vzp, ab, cd);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), fix_lanes(_mm256_packs_epi16(ab, cd)));
-  }
-  f32_qs8_quantize__ref(x + i, n - i, scale, zp, qmin, qmax, y + i);
+  quantize(x, n, scale, zp, qmin, qmax, y);
 }
-
 void qu8_f32_dequantize__avx2(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y) {
-  const __m256 vscale = _mm256_set1_ps(scale);
-  const __m256i vzp = _mm256_set1_epi32(zp);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i)));
-    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, vzp)), vscale));
-  }
-  qu8_f32_dequantize__ref(x + i, n - i, scale, zp, y + i);
+  dequantize(x, n, scale, zp, y);
 }
-
 void qs8_f32_dequantize__avx2(const int8_t* x, int64_t n, float scale, int32_t zp, float* y) {
-  const __m256 vscale = _mm256_set1_ps(scale);
-  const __m256i vzp = _mm256_set1_epi32(zp);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i)));
-    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, vzp)), vscale));
-  }
-  qs8_f32_dequantize__ref(x + i, n - i, scale, zp, y + i);
+  dequantize(x, n, scale, zp, y);
 }
 
 }  // namespace qforge::kernels
