@@ -125,7 +125,7 @@ Tensor requantize(const Tensor& q, const QuantParams& to, ScaleMode mode = Scale
 inline int32_t quantize_value(float x, float scale, int32_t zero_point, int32_t qmin, int32_t qmax,
                               ScaleMode mode = ScaleMode::kDivide);
 inline float dequantize_value(int32_t q, float scale, int32_t zero_point) {
-  return static_cast<float>(q - zero_point) * scale;
+  return static_cast<float>(static_cast<int64_t>(q) - zero_point) * scale;  // i32 codes: no overflow
 }
 
 // The inputs of ONNX QuantizeLinear / DequantizeLinear as QuantParams.

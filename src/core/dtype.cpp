@@ -64,6 +64,7 @@ int64_t storage_bytes(DType t, int64_t n) {
 int64_t dtype_min(DType t) {
   const auto& i = dtype_info(t);
   if (i.is_float || t == DType::kBool) return 0;
+  if (i.bits == 64) return INT64_MIN;  // -(1 << 63) would overflow
   return i.is_signed ? -(int64_t{1} << (i.bits - 1)) : 0;
 }
 

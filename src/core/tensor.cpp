@@ -124,7 +124,7 @@ Tensor Tensor::reshape(Shape shape) const {
 }
 
 Tensor Tensor::clone() const {
-  Tensor t(dtype_, shape_);
+  Tensor t = empty() ? Tensor() : Tensor(dtype_, shape_);  // an empty tensor stays empty
   if (nbytes()) std::memcpy(t.raw(), raw(), nbytes());
   if (qparams_) t.qparams_ = std::make_shared<QuantParams>(*qparams_);
   t.name_ = name_;

@@ -12,12 +12,17 @@ namespace {
 // widths this class picks, so binning has no rounding at all.
 int64_t bin_of(double x, int k) { return static_cast<int64_t>(std::floor(std::ldexp(x, -k))); }
 
+// All-zero data may use any width; this one is below every width chosen for
+// other data (ilogb(2^-149) - 30 = -179) and keeps 2^-k finite in double, so
+// that add() can scale by it (2^1100 would be Inf, and 0 * Inf is NaN).
+constexpr int kZeroDataK = -200;
+
 // The finest width considered: 2^-30 of the largest magnitude, which keeps
 // bin indices within 2^31 and, being a function of the data alone, keeps the
-// histogram independent of batch order. All-zero data may use any width.
+// histogram independent of batch order.
 int k_floor(float lo, float hi) {
   const float amax = std::max(std::fabs(lo), std::fabs(hi));
-  return amax == 0.0f ? -1100 : std::ilogb(amax) - 30;
+  return amax == 0.0f ? kZeroDataK : std::ilogb(amax) - 30;
 }
 
 // The smallest k >= k_floor for which [lo, hi] spans at most `cap` bins.
@@ -44,7 +49,7 @@ Histogram::Histogram(int capacity) : capacity_(capacity) {
 void Histogram::cover(float lo, float hi) {
   const float nlo = empty() ? lo : std::min(min_, lo);
   const float nhi = empty() ? hi : std::max(max_, hi);
-  const int nk = std::max(empty() ? -1100 : k_, k_for(nlo, nhi, capacity_));
+  const int nk = std::max(empty() ? kZeroDataK : k_, k_for(nlo, nhi, capacity_));
   const int64_t nfirst = bin_of(nlo, nk);
   std::vector<uint64_t> nc(static_cast<size_t>(bin_of(nhi, nk) - nfirst + 1), 0);
   for (size_t i = 0; i < counts_.size(); ++i)

@@ -59,7 +59,9 @@ void require_integer(DType t, const char* what) {
 
 void store_codes(const int32_t* q, int64_t n, DType t, void* dst) {
   switch (t) {
-    case DType::kI32: std::memcpy(dst, q, static_cast<size_t>(n) * 4); return;
+    case DType::kI32:  // for n = 0 the pointers may be null, which memcpy forbids
+      if (n > 0) std::memcpy(dst, q, static_cast<size_t>(n) * 4);
+      return;
     case DType::kI16: store_as<int16_t>(q, n, dst); return;
     case DType::kU16: store_as<uint16_t>(q, n, dst); return;
     case DType::kI8: store_as<int8_t>(q, n, dst); return;
@@ -74,7 +76,9 @@ void store_codes(const int32_t* q, int64_t n, DType t, void* dst) {
 
 void load_codes(const void* src, int64_t n, DType t, int32_t* q) {
   switch (t) {
-    case DType::kI32: std::memcpy(q, src, static_cast<size_t>(n) * 4); return;
+    case DType::kI32:
+      if (n > 0) std::memcpy(q, src, static_cast<size_t>(n) * 4);
+      return;
     case DType::kI16: load_as<int16_t>(src, n, q); return;
     case DType::kU16: load_as<uint16_t>(src, n, q); return;
     case DType::kI8: load_as<int8_t>(src, n, q); return;

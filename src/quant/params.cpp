@@ -43,6 +43,11 @@ std::pair<int64_t, int64_t> param_range(const QuantSpec& spec) {
     }
   }
   if (spec.narrow_range) lo += 1;  // i8 [-127, 127]: symmetric around 0
+  // 2-bit types with both options keep one code or none: no scale fits.
+  check(lo < hi, Errc::kInvalidArgument, "quantization type " + std::string(dtype_name(spec.dtype)),
+        "reduce_range and narrow_range leave the code range [" + std::to_string(lo) + ", " +
+            std::to_string(hi) + "], too few codes to choose a scale for",
+        "at least two codes: drop reduce_range or narrow_range");
   return {lo, hi};
 }
 

@@ -161,6 +161,18 @@ Tensor cast(const Tensor& x, DType to) {
     for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
     return y;
   }
+  if (from == DType::kF32 && to == DType::kF64) {
+    const float* s = x.data<float>();
+    double* d = y.data<double>();
+    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+    return y;
+  }
+  if (from == DType::kI64 && to == DType::kF32) {  // load_codes has no i64
+    const int64_t* s = x.data<int64_t>();
+    float* d = y.data<float>();
+    for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
+    return y;
+  }
   if (to == DType::kF32 && dtype_is_integer(from) && from != DType::kI64) {
     std::vector<int32_t> codes(static_cast<size_t>(n));
     load_codes(x.raw(), n, from, codes.data());
@@ -170,7 +182,7 @@ Tensor cast(const Tensor& x, DType to) {
   }
   throw Error(Errc::kUnsupported, x.describe(),
               "cast to " + std::string(dtype_name(to)) + " is not implemented",
-              "f32<->f16, f32<->bf16, f64->f32 or integer->f32");
+              "f32<->f16, f32<->bf16, f32<->f64 or integer->f32");
 }
 
 }  // namespace qforge
