@@ -23,21 +23,20 @@ Isa parse_isa(const std::string& name) {
               "ref, avx2 or avx512");
 }
 
-std::vector<Isa> available_isas() {
+std::vector<Isa> available_isas(const CpuFeatures& f) {
   std::vector<Isa> r{Isa::kRef};
 #if defined(__x86_64__)
-  const CpuFeatures& f = cpu_features();
   if (f.avx2 && f.fma && f.f16c) r.push_back(Isa::kAvx2);
   if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq) r.push_back(Isa::kAvx512);
 #endif
   return r;
 }
 
-KernelTable kernels_for(Isa isa) {
+KernelTable kernels_for(Isa isa, const CpuFeatures& cpu) {
   bool ok = false;
-  for (Isa a : available_isas()) ok = ok || a == isa;
+  for (Isa a : available_isas(cpu)) ok = ok || a == isa;
   check(ok, Errc::kUnsupported, std::string("ISA ") + isa_name(isa),
-        "is not supported by this CPU (" + cpu_features().model + ")",
+        "is not supported by this CPU (" + (cpu.model.empty() ? cpu.arch : cpu.model) + ")",
         isa == Isa::kAvx512 ? "AVX-512 F, BW, VL and DQ" : "AVX2, FMA and F16C");
   KernelTable t;
   t.isa = isa;

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "qforge/cpu.h"
+
 namespace qforge::kernels {
 
 enum class Isa { kRef, kAvx2, kAvx512 };
@@ -41,10 +43,11 @@ struct KernelTable {
 // The table for this process (QFORGE_ISA honoured; an ISA the CPU lacks is
 // refused with an Error that names the missing feature).
 const KernelTable& kernels();
-// The table for a given ISA; throws Error if this CPU can't run it.
-KernelTable kernels_for(Isa isa);
-// ISAs this CPU can run, best last.
-std::vector<Isa> available_isas();
+// The table for a given ISA; throws Error if a CPU with features `cpu`
+// can't run it (the features are a parameter so tests can pose as any CPU).
+KernelTable kernels_for(Isa isa, const CpuFeatures& cpu = cpu_features());
+// ISAs a CPU with these features can run, best last.
+std::vector<Isa> available_isas(const CpuFeatures& cpu = cpu_features());
 Isa parse_isa(const std::string& name);
 
 // Reference kernels, always present.
