@@ -28,6 +28,8 @@ std::vector<Isa> available_isas(const CpuFeatures& f) {
 #if defined(__x86_64__)
   if (f.avx2 && f.fma && f.f16c) r.push_back(Isa::kAvx2);
   if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq) r.push_back(Isa::kAvx512);
+#else
+  (void)f;  // no SIMD kernels for this architecture yet
 #endif
   return r;
 }
