@@ -93,6 +93,8 @@ class Histogram {
  public:
   explicit Histogram(int capacity = 4096);
   void add(const float* x, int64_t n);  // x must be finite
+  // The same, for a caller that already knows the batch's min and max.
+  void add(const float* x, int64_t n, float batch_min, float batch_max);
   void merge(const Histogram& other);
   bool empty() const { return total_ == 0; }
   uint64_t total() const { return total_; }

@@ -66,7 +66,12 @@ void Histogram::cover(float lo, float hi) {
 void Histogram::add(const float* x, int64_t n) {
   if (n <= 0) return;
   const auto [lo_it, hi_it] = std::minmax_element(x, x + n);
-  cover(*lo_it, *hi_it);
+  add(x, n, *lo_it, *hi_it);
+}
+
+void Histogram::add(const float* x, int64_t n, float batch_min, float batch_max) {
+  if (n <= 0) return;
+  cover(batch_min, batch_max);
   const double inv = std::ldexp(1.0, -k_);
   for (int64_t i = 0; i < n; ++i)
     ++counts_[static_cast<size_t>(static_cast<int64_t>(std::floor(x[i] * inv)) - first_)];
@@ -332,8 +337,8 @@ std::string HistogramObserver::kind() const {
 
 void HistogramObserver::observe(const Tensor& x) {
   if (x.numel() == 0) return;
-  find_min_max(x);  // rejects non-float and non-finite data, naming the tensor
-  hist_.add(x.data<float>(), x.numel());
+  const MinMax mm = find_min_max(x);  // also rejects non-float and non-finite data
+  hist_.add(x.data<float>(), x.numel(), mm.min[0], mm.max[0]);
   observed_ = true;
 }
 
