@@ -26,15 +26,21 @@ void Observer::check_mergeable(const Observer& other) const {
 
 namespace {
 
+// Per-channel observers need the same channel (or group) count every time.
+void check_channels(const MinMax& have, const MinMax& got, const std::string& subject) {
+  check(have.min.size() == got.min.size(), Errc::kShapeMismatch, subject,
+        "has " + std::to_string(got.min.size()) + " channels after " +
+            std::to_string(have.min.size()),
+        "the same channel count in every batch");
+}
+
 // Folds b into a element-wise (min of mins, max of maxes); an empty a takes b.
-void fold(MinMax& a, const MinMax& b) {
+void fold(MinMax& a, const MinMax& b, const std::string& subject) {
   if (a.min.empty()) {
     a = b;
     return;
   }
-  check(a.min.size() == b.min.size(), Errc::kShapeMismatch, "observer",
-        "saw " + std::to_string(b.min.size()) + " channels after " + std::to_string(a.min.size()),
-        "the same channel count in every batch");
+  check_channels(a, b, subject);
   for (size_t i = 0; i < a.min.size(); ++i) {
     a.min[i] = std::min(a.min[i], b.min[i]);
     a.max[i] = std::max(a.max[i], b.max[i]);
@@ -45,7 +51,7 @@ void fold(MinMax& a, const MinMax& b) {
 
 void MinMaxObserver::observe(const Tensor& x) {
   if (x.numel() == 0) return;
-  fold(mm_, find_min_max(x, spec_.axis, spec_.block_size));
+  fold(mm_, find_min_max(x, spec_.axis, spec_.block_size), x.describe());
   observed_ = true;
 }
 
@@ -55,7 +61,7 @@ void MinMaxObserver::merge(const Observer& other) {
   check_mergeable(other);
   const auto& o = static_cast<const MinMaxObserver&>(other);
   if (!o.observed_) return;
-  fold(mm_, o.mm_);
+  fold(mm_, o.mm_, "merged minmax observer");
   observed_ = true;
 }
 
@@ -71,10 +77,7 @@ void MovingAverageMinMaxObserver::observe(const Tensor& x) {
   if (mm_.min.empty()) {
     mm_ = cur;
   } else {
-    check(mm_.min.size() == cur.min.size(), Errc::kShapeMismatch, x.describe(),
-          "has " + std::to_string(cur.min.size()) + " channels after " +
-              std::to_string(mm_.min.size()),
-          "the same channel count in every batch");
+    check_channels(mm_, cur, x.describe());
     // float32, in PyTorch's order: min + c * (cur - min).
     for (size_t i = 0; i < cur.min.size(); ++i) {
       mm_.min[i] = mm_.min[i] + c_ * (cur.min[i] - mm_.min[i]);
@@ -95,10 +98,7 @@ void MovingAverageMinMaxObserver::merge(const Observer& other) {
     *this = o;
     return;
   }
-  check(mm_.min.size() == o.mm_.min.size(), Errc::kShapeMismatch, "moving average observer",
-        "merging " + std::to_string(o.mm_.min.size()) + " channels into " +
-            std::to_string(mm_.min.size()),
-        "the same channel count");
+  check_channels(mm_, o.mm_, "merged moving average observer");
   const double wa = static_cast<double>(batches_), wb = static_cast<double>(o.batches_);
   for (size_t i = 0; i < mm_.min.size(); ++i) {
     mm_.min[i] = static_cast<float>((mm_.min[i] * wa + o.mm_.min[i] * wb) / (wa + wb));
