@@ -170,34 +170,26 @@ TEST_P(KernelsVsRef, TableIsForThisIsa) {
     EXPECT_NE(kernel.find(std::string("__") + kernels::isa_name(GetParam())), std::string::npos) << kernel;
 }
 
-TEST_P(KernelsVsRef, QuantizeU8) {
-  for (const QCase& c : u8_cases()) {
+// One quantize kernel against its reference over every case; T is the code type.
+template <typename T, typename Fn, typename RefFn>
+void check_quantize(const char* name, const std::vector<QCase>& cases, Fn kernel, RefFn ref) {
+  for (const QCase& c : cases) {
     SCOPED_TRACE("scale=" + std::to_string(c.scale) + " zp=" + std::to_string(c.zp) + " [" +
                  std::to_string(c.qmin) + ", " + std::to_string(c.qmax) + "]");
-    compare<float, uint8_t>(
-        "quantize_u8",
-        [&](const float* x, int64_t n, uint8_t* y) { table_.quantize_u8(x, n, c.scale, c.zp, c.qmin, c.qmax, y); },
-        [&](const float* x, int64_t n, uint8_t* y) {
-          kernels::f32_qu8_quantize__ref(x, n, c.scale, c.zp, c.qmin, c.qmax, y);
-        },
+    compare<float, T>(
+        name, [&](const float* x, int64_t n, T* y) { kernel(x, n, c.scale, c.zp, c.qmin, c.qmax, y); },
+        [&](const float* x, int64_t n, T* y) { ref(x, n, c.scale, c.zp, c.qmin, c.qmax, y); },
         [&](size_t n, uint32_t seed) { return quantize_inputs(n, c.scale, c.zp, c.qmin, c.qmax, seed); });
-    if (HasFatalFailure()) return;
+    if (::testing::Test::HasFatalFailure()) return;
   }
 }
 
+TEST_P(KernelsVsRef, QuantizeU8) {
+  check_quantize<uint8_t>("quantize_u8", u8_cases(), table_.quantize_u8, kernels::f32_qu8_quantize__ref);
+}
+
 TEST_P(KernelsVsRef, QuantizeI8) {
-  for (const QCase& c : i8_cases()) {
-    SCOPED_TRACE("scale=" + std::to_string(c.scale) + " zp=" + std::to_string(c.zp) + " [" +
-                 std::to_string(c.qmin) + ", " + std::to_string(c.qmax) + "]");
-    compare<float, int8_t>(
-        "quantize_i8",
-        [&](const float* x, int64_t n, int8_t* y) { table_.quantize_i8(x, n, c.scale, c.zp, c.qmin, c.qmax, y); },
-        [&](const float* x, int64_t n, int8_t* y) {
-          kernels::f32_qs8_quantize__ref(x, n, c.scale, c.zp, c.qmin, c.qmax, y);
-        },
-        [&](size_t n, uint32_t seed) { return quantize_inputs(n, c.scale, c.zp, c.qmin, c.qmax, seed); });
-    if (HasFatalFailure()) return;
-  }
+  check_quantize<int8_t>("quantize_i8", i8_cases(), table_.quantize_i8, kernels::f32_qs8_quantize__ref);
 }
 
 template <typename Code>
