@@ -28,6 +28,8 @@ std::string shape_str(const Shape& s);     // "[2, 3, 4]"
 class Storage {
  public:
   static std::shared_ptr<Storage> allocate(size_t bytes);  // zero-filled
+  // Contents unspecified: for buffers the caller fills completely.
+  static std::shared_ptr<Storage> allocate_uninitialized(size_t bytes);
   static std::shared_ptr<Storage> wrap(void* data, size_t bytes, std::shared_ptr<void> owner);
 
   void* data() noexcept { return data_; }

@@ -31,12 +31,17 @@ std::string shape_str(const Shape& s) {
 }
 
 std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
+  auto s = allocate_uninitialized(bytes);
+  if (bytes) std::memset(s->data_, 0, (bytes + 63) / 64 * 64);
+  return s;
+}
+
+std::shared_ptr<Storage> Storage::allocate_uninitialized(size_t bytes) {
   std::shared_ptr<Storage> s(new Storage());
   const size_t rounded = (bytes + 63) / 64 * 64;  // aligned_alloc needs a multiple of 64
   if (rounded > 0) {
     s->data_ = std::aligned_alloc(64, rounded);
     if (!s->data_) throw std::bad_alloc();
-    std::memset(s->data_, 0, rounded);
   }
   s->bytes_ = bytes;
   s->owned_ = true;

@@ -1,0 +1,175 @@
+// Float32 GEMM for the float runtime (Conv via im2col, Gemm, MatMul):
+//
+//   C[M,N] = alpha * op(A) * op(B) + beta * C, then + bias, then activation,
+//
+// all matrices row-major with leading dimensions, op(X) = X or X^T.
+//
+// Blocking (BLIS style). C is computed in register tiles of MR x NR (AVX-512
+// 12 x 32, AVX2 6 x 16, scalar reference 4 x 16) by a microkernel that holds
+// the tile in registers and, for each k, broadcasts MR values of A and
+// multiplies them into NR values of B with FMAs. Around it:
+//
+//   for each NC columns of C (jc)         B block  KC x NC  (L3 / L2)
+//     for each KC of depth (pc)           pack B[pc.., jc..] into NR-wide panels
+//       for each MC rows of C (ic)        A block  MC x KC  (L2)
+//         pack A[ic.., pc..] into MR-tall panels
+//         for each NR columns (jr)        B micro-panel KC x NR stays in L1
+//           for each MR rows (ir)         A micro-panel streams from L2
+//             microkernel: C tile (+)= A panel * B panel
+//
+// The first KC block applies beta (C is not read when beta == 0), later ones
+// accumulate; the last one adds the bias and applies the activation, so C is
+// written once per KC block and the epilogue costs nothing extra. K is split
+// into equal blocks of at most KC (and likewise M, N), so there is no short
+// remainder block.
+//
+// Packed layout (pack_a / pack_b, and the per-call packing buffers): op(A) is
+// cut into panels of MR rows; panel p holds, for k = 0..K-1, the MR values
+// op(A)[p*MR + i, k] at [p*K*MR + k*MR + i]. op(B) is cut into panels of NR
+// columns; panel p holds op(B)[k, p*NR + j] at [p*K*NR + k*NR + j]. The last
+// panel is padded with zeros. A KC block of a panel is therefore contiguous
+// and starts at k0*MR (k0*NR), whatever the ISA: only MR and NR differ.
+//
+// Threads: C is cut into tiles (whole multiples of MR x NR; split along N
+// first, since tiles that split M would each pack the same B) and the tiles
+// are handed out with ThreadPool::parallel_for; each thread packs into its own
+// buffers. Matrix-vector products (M == 1 or N == 1) take a separate path
+// that streams the matrix once without packing it, split over the outputs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "kernels/kernels.h"
+
+namespace qforge {
+class ThreadPool;
+}
+
+namespace qforge::kernels {
+
+enum class Epilogue { kNone, kRelu, kClip };  // applied after bias
+
+struct GemmEpilogue {
+  const float* bias_m = nullptr;  // M values, added to each row of C
+  const float* bias_n = nullptr;  // N values, added to each column of C
+  Epilogue act = Epilogue::kNone;
+  float clip_min = 0, clip_max = 0;  // for kClip
+};
+
+// C[M,N] = alpha * op(A) * op(B) + beta * C, then + bias, then activation.
+// A is M x K (K x M when trans_a), B is K x N (N x K when trans_b). beta == 0
+// means C is not read (it may hold NaN). K == 0 (or alpha == 0) gives beta * C
+// plus bias and activation. pool == nullptr runs on the calling thread.
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc, const GemmEpilogue& ep = {}, ThreadPool* pool = nullptr);
+
+// The same with the ISA given, rather than kernels().isa (tests, benchmarks).
+// Throws Error if this CPU can't run `isa`.
+void sgemm_for_isa(Isa isa, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                   float beta, float* C, int64_t ldc, const GemmEpilogue& ep = {},
+                   ThreadPool* pool = nullptr);
+
+// An operand packed once (typically weights) into the panel layout described
+// at the top of this file, for the ISA it was packed for.
+class PackedMatrix {
+ public:
+  enum class Side { kA, kB };  // left operand (MR-row panels) or right (NR-column panels)
+
+  PackedMatrix() = default;
+  PackedMatrix(PackedMatrix&&) noexcept = default;
+  PackedMatrix& operator=(PackedMatrix&&) noexcept = default;
+
+  Side side() const { return side_; }
+  // op(X)'s shape: M x K for A, K x N for B.
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  Isa isa() const { return isa_; }
+  // MR (A) or NR (B) of that ISA: the panel width.
+  int64_t panel() const { return panel_; }
+  const float* data() const { return data_.get(); }
+  size_t size() const { return size_; }  // floats, padding included
+  bool empty() const { return size_ == 0; }
+
+ private:
+  friend PackedMatrix pack_matrix(Side side, Isa isa, bool trans, int64_t rows, int64_t cols,
+                                  const float* X, int64_t ld);
+  struct Free {
+    void operator()(float* p) const noexcept;
+  };
+  std::unique_ptr<float[], Free> data_;
+  size_t size_ = 0;
+  Side side_ = Side::kA;
+  Isa isa_ = Isa::kRef;
+  int64_t rows_ = 0, cols_ = 0, panel_ = 1;
+};
+
+// Packs op(A) (M x K; A stored K x M when trans_a), or op(B) (K x N; B stored
+// N x K when trans_b), for kernels().isa or the ISA given.
+PackedMatrix pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda);
+PackedMatrix pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb);
+PackedMatrix pack_a_for_isa(Isa isa, bool trans_a, int64_t M, int64_t K, const float* A,
+                            int64_t lda);
+PackedMatrix pack_b_for_isa(Isa isa, bool trans_b, int64_t K, int64_t N, const float* B,
+                            int64_t ldb);
+
+// C = op(A) * op(B) + beta * C (+ bias, activation) with one operand packed;
+// its ISA is the one it was packed for. K is the packed matrix's.
+void sgemm_packed_a(const PackedMatrix& A, int64_t N, const float* B, int64_t ldb, bool trans_b,
+                    float beta, float* C, int64_t ldc, const GemmEpilogue& ep = {},
+                    ThreadPool* pool = nullptr);
+void sgemm_packed_b(int64_t M, const float* A, int64_t lda, bool trans_a, const PackedMatrix& B,
+                    float beta, float* C, int64_t ldc, const GemmEpilogue& ep = {},
+                    ThreadPool* pool = nullptr);
+
+// ---- kernel contracts (internal: gemm.cpp and the per-ISA files) ----
+
+inline constexpr int64_t kRefMr = 4, kRefNr = 16;
+inline constexpr int64_t kAvx2Mr = 6, kAvx2Nr = 16;
+inline constexpr int64_t kAvx512Mr = 12, kAvx512Nr = 32;
+
+// One register tile: C[m x n] (m <= MR, n <= NR) from an MR-tall packed A
+// micro-panel and a B micro-panel of k rows of NR floats, b_stride apart.
+// C = alpha * A*B + beta * C (C not read when beta == 0), then + bias_m[i],
+// + bias_n[j] where given, then the activation.
+struct MicroTile {
+  const float* a = nullptr;
+  const float* b = nullptr;
+  int64_t b_stride = 0;
+  int64_t k = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  int64_t m = 0, n = 0;
+  float alpha = 1, beta = 0;
+  const float* bias_m = nullptr;
+  const float* bias_n = nullptr;
+  Epilogue act = Epilogue::kNone;
+  float clip_min = 0, clip_max = 0;
+};
+
+// Matrix-vector kernels; they overwrite y[0, n).
+//   rows:   y[j] = sum_k x[k] * b[k*ldb + j]       (b is k x n, row-major)
+//   dots:   y[j] = sum_k x[k] * b[j*ldb + k]       (b is n x k, row-major)
+//   panels: y[j] = sum_k x[k] * p[(j/NR)*k*NR + k*NR + j%NR]   (packed op(B))
+void sgemm_tile__ref(const MicroTile& t);
+void sgemv_rows__ref(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y);
+void sgemv_dots__ref(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y);
+void sgemv_panels__ref(int64_t k, int64_t n, const float* x, const float* p, float* y);
+
+#if defined(__x86_64__)
+void sgemm_tile__avx2(const MicroTile& t);
+void sgemv_rows__avx2(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y);
+void sgemv_dots__avx2(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y);
+void sgemv_panels__avx2(int64_t k, int64_t n, const float* x, const float* p, float* y);
+void sgemm_tile__avx512(const MicroTile& t);
+void sgemv_rows__avx512(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb,
+                        float* y);
+void sgemv_dots__avx512(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb,
+                        float* y);
+void sgemv_panels__avx512(int64_t k, int64_t n, const float* x, const float* p, float* y);
+#endif
+
+}  // namespace qforge::kernels

@@ -1,0 +1,8 @@
+#include "ops/families.h"
+#include "ops/op_util.h"
+
+namespace qforge::ops {
+
+void register_elementwise_ops(OpRegistry& r) { (void)r; }
+
+}  // namespace qforge::ops
