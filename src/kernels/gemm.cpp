@@ -1,0 +1,662 @@
+// Float32 GEMM: argument checks, ISA choice, packing, cache blocking,
+// threading, the matrix-vector path, and the scalar reference kernels. The
+// layout and the blocking are described in gemm.h.
+#include "kernels/gemm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "qforge/error.h"
+#include "qforge/thread_pool.h"
+
+namespace qforge::kernels {
+namespace {
+
+using TileFn = void (*)(const MicroTile&);
+using GemvFn = void (*)(int64_t, int64_t, const float*, const float*, int64_t, float*);
+using GemvPanelsFn = void (*)(int64_t, int64_t, const float*, const float*, float*);
+
+// One ISA's kernels and block sizes. KC x NR floats of B (a micro-panel)
+// should stay in L1 (48 KiB here), MC x KC of A in L2, KC x NC of B in L2/L3.
+struct Impl {
+  Isa isa;
+  int64_t mr, nr;
+  int64_t kc, mc, nc;
+  TileFn tile;
+  GemvFn rows, dots;
+  GemvPanelsFn panels;
+};
+
+const Impl kRefImpl{Isa::kRef, kRefMr, kRefNr, 256, 128, 1024,
+                    sgemm_tile__ref, sgemv_rows__ref, sgemv_dots__ref, sgemv_panels__ref};
+#if defined(__x86_64__)
+const Impl kAvx2Impl{Isa::kAvx2, kAvx2Mr, kAvx2Nr, 256, 192, 1024,
+                     sgemm_tile__avx2, sgemv_rows__avx2, sgemv_dots__avx2, sgemv_panels__avx2};
+const Impl kAvx512Impl{Isa::kAvx512, kAvx512Mr, kAvx512Nr, 256, 192, 1024,
+                       sgemm_tile__avx512, sgemv_rows__avx512, sgemv_dots__avx512,
+                       sgemv_panels__avx512};
+#endif
+
+const Impl& impl_of(Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::kAvx512) return kAvx512Impl;
+  if (isa == Isa::kAvx2) return kAvx2Impl;
+#endif
+  (void)isa;
+  return kRefImpl;
+}
+
+// The implementation for an explicitly requested ISA; refused (Error) if the
+// CPU can't run it.
+const Impl& checked_impl(Isa isa) {
+  static const std::vector<Isa> available = available_isas();
+  if (std::find(available.begin(), available.end(), isa) == available.end())
+    (void)kernels_for(isa);  // throws the Error that names the missing feature
+  return impl_of(isa);
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Splits `n` into equal parts of at most `block`, rounded up to `align`.
+int64_t even_block(int64_t n, int64_t block, int64_t align) {
+  const int64_t parts = ceil_div(n, block);
+  return round_up(ceil_div(n, parts), align);
+}
+
+// ---- memory ----
+
+constexpr std::align_val_t kAlign{64};
+
+float* alloc_floats(size_t n) {
+  return static_cast<float*>(::operator new(n * sizeof(float), kAlign));
+}
+
+// A grow-only, 64-byte aligned buffer; one per thread and purpose, so packing
+// allocates nothing in steady state.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { release(); }
+
+  float* get(int64_t n) {
+    const size_t want = static_cast<size_t>(n);
+    if (want > cap_) {
+      release();
+      data_ = alloc_floats(want);
+      cap_ = want;
+    }
+    return data_;
+  }
+
+ private:
+  void release() {
+    if (data_ != nullptr) ::operator delete(data_, kAlign);
+    data_ = nullptr;
+    cap_ = 0;
+  }
+  float* data_ = nullptr;
+  size_t cap_ = 0;
+};
+
+thread_local Scratch t_pack_a;
+thread_local Scratch t_pack_b;
+thread_local Scratch t_vec;
+
+// ---- packing ----
+
+// op(A)[i0.., k0..] (m x kc) into MR-tall panels at dst + p * panel_stride,
+// each kc x MR (k-major), the last padded with zeros.
+void pack_a_block(bool trans, const float* A, int64_t lda, int64_t i0, int64_t m, int64_t k0,
+                  int64_t kc, int64_t mr, float* dst, int64_t panel_stride) {
+  for (int64_t p = 0; p < m; p += mr) {
+    const int64_t rows = std::min(mr, m - p);
+    float* d = dst + (p / mr) * panel_stride;
+    if (!trans) {
+      // Rows of A are contiguous in k: read each row, write with stride MR.
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* src = A + (i0 + p + i) * lda + k0;
+        for (int64_t k = 0; k < kc; ++k) d[k * mr + i] = src[k];
+      }
+      for (int64_t i = rows; i < mr; ++i)
+        for (int64_t k = 0; k < kc; ++k) d[k * mr + i] = 0.0f;
+    } else {
+      // A is stored K x M: MR consecutive values per k.
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = A + (k0 + k) * lda + i0 + p;
+        float* dk = d + k * mr;
+        std::memcpy(dk, src, static_cast<size_t>(rows) * sizeof(float));
+        for (int64_t i = rows; i < mr; ++i) dk[i] = 0.0f;
+      }
+    }
+  }
+}
+
+// op(B)[k0.., j0..] (kc x n) into NR-wide panels at dst + p * panel_stride,
+// each kc x NR, the last padded with zeros.
+void pack_b_block(bool trans, const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0,
+                  int64_t n, int64_t nr, float* dst, int64_t panel_stride) {
+  for (int64_t p = 0; p < n; p += nr) {
+    const int64_t cols = std::min(nr, n - p);
+    float* d = dst + (p / nr) * panel_stride;
+    if (!trans) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = B + (k0 + k) * ldb + j0 + p;
+        float* dk = d + k * nr;
+        std::memcpy(dk, src, static_cast<size_t>(cols) * sizeof(float));
+        for (int64_t j = cols; j < nr; ++j) dk[j] = 0.0f;
+      }
+    } else {
+      // B is stored N x K: its rows are contiguous in k.
+      for (int64_t j = 0; j < cols; ++j) {
+        const float* src = B + (j0 + p + j) * ldb + k0;
+        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = src[k];
+      }
+      for (int64_t j = cols; j < nr; ++j)
+        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = 0.0f;
+    }
+  }
+}
+
+// ---- epilogue helpers ----
+
+float activate(float v, const GemmEpilogue& ep) {
+  switch (ep.act) {
+    case Epilogue::kNone: return v;
+    case Epilogue::kRelu: return v > 0.0f ? v : 0.0f;  // NaN gives 0, as max(v, 0) in SIMD
+    case Epilogue::kClip: return std::min(std::max(v, ep.clip_min), ep.clip_max);
+  }
+  return v;
+}
+
+// C = beta * C + bias, then the activation (K == 0 or alpha == 0).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc, const GemmEpilogue& ep) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    const float bm = ep.bias_m != nullptr ? ep.bias_m[i] : 0.0f;
+    for (int64_t j = 0; j < N; ++j) {
+      float v = beta == 0.0f ? 0.0f : beta * c[j];
+      v += bm;
+      if (ep.bias_n != nullptr) v += ep.bias_n[j];
+      c[j] = activate(v, ep);
+    }
+  }
+}
+
+// ---- the blocked GEMM ----
+
+// Where an operand comes from: a row-major matrix (possibly transposed), or
+// a PackedMatrix of the same ISA.
+struct Operand {
+  const float* data = nullptr;
+  int64_t ld = 0;
+  bool trans = false;
+  const PackedMatrix* packed = nullptr;
+};
+
+struct GemmJob {
+  const Impl* im = nullptr;
+  int64_t M = 0, N = 0, K = 0;
+  float alpha = 1, beta = 0;
+  Operand a, b;
+  float* C = nullptr;
+  int64_t ldc = 0;
+  GemmEpilogue ep;
+};
+
+// C[m0:m1, n0:n1] in full (all of K). m0 and n0 are multiples of MR and NR.
+void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const Impl& im = *g.im;
+  const int64_t mr = im.mr, nr = im.nr, K = g.K;
+  const int64_t kc = even_block(K, im.kc, 1);
+  const int64_t mc = even_block(m1 - m0, im.mc, mr);
+  const int64_t nc = even_block(n1 - n0, im.nc, nr);
+
+  MicroTile t;
+  t.alpha = g.alpha;
+  t.ldc = g.ldc;
+
+  for (int64_t jc = n0; jc < n1; jc += nc) {
+    const int64_t ncur = std::min(nc, n1 - jc);
+    for (int64_t pc = 0; pc < K; pc += kc) {
+      const int64_t kcur = std::min(kc, K - pc);
+      const bool last = pc + kcur == K;
+
+      const float* bblock = nullptr;
+      int64_t b_panel_stride = 0;
+      if (g.b.packed != nullptr) {
+        bblock = g.b.packed->data() + (jc / nr) * K * nr + pc * nr;
+        b_panel_stride = K * nr;
+      } else {
+        float* buf = t_pack_b.get(round_up(ncur, nr) * kcur);
+        pack_b_block(g.b.trans, g.b.data, g.b.ld, pc, kcur, jc, ncur, nr, buf, kcur * nr);
+        bblock = buf;
+        b_panel_stride = kcur * nr;
+      }
+
+      for (int64_t ic = m0; ic < m1; ic += mc) {
+        const int64_t mcur = std::min(mc, m1 - ic);
+        const float* ablock = nullptr;
+        int64_t a_panel_stride = 0;
+        if (g.a.packed != nullptr) {
+          ablock = g.a.packed->data() + (ic / mr) * K * mr + pc * mr;
+          a_panel_stride = K * mr;
+        } else {
+          float* buf = t_pack_a.get(round_up(mcur, mr) * kcur);
+          pack_a_block(g.a.trans, g.a.data, g.a.ld, ic, mcur, pc, kcur, mr, buf, kcur * mr);
+          ablock = buf;
+          a_panel_stride = kcur * mr;
+        }
+
+        t.k = kcur;
+        t.b_stride = nr;
+        t.beta = pc == 0 ? g.beta : 1.0f;
+        t.act = last ? g.ep.act : Epilogue::kNone;
+        t.clip_min = g.ep.clip_min;
+        t.clip_max = g.ep.clip_max;
+        for (int64_t jr = 0; jr < ncur; jr += nr) {
+          t.b = bblock + (jr / nr) * b_panel_stride;
+          t.n = std::min(nr, ncur - jr);
+          t.bias_n = last && g.ep.bias_n != nullptr ? g.ep.bias_n + jc + jr : nullptr;
+          for (int64_t ir = 0; ir < mcur; ir += mr) {
+            t.a = ablock + (ir / mr) * a_panel_stride;
+            t.m = std::min(mr, mcur - ir);
+            t.c = g.C + (ic + ir) * g.ldc + jc + jr;
+            t.bias_m = last && g.ep.bias_m != nullptr ? g.ep.bias_m + ic + ir : nullptr;
+            im.tile(t);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Below this many multiply-adds a GEMM runs on one thread: waking the pool
+// costs a few microseconds.
+constexpr int64_t kMinParallelMacs = int64_t{1} << 18;
+
+void run_gemm(const GemmJob& g, ThreadPool* pool) {
+  const Impl& im = *g.im;
+  const int64_t M = g.M, N = g.N;
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  int64_t tile_m = round_up(M, im.mr), tile_n = round_up(N, im.nr);
+  if (threads > 1 && M * N * g.K >= kMinParallelMacs) {
+    // About two tiles per thread, so a thread slowed down by something else
+    // on the machine delays the call by less. Split N first: tiles that
+    // split N pack disjoint parts of B and only repack (the smaller) A.
+    const int64_t want = 2 * static_cast<int64_t>(threads);
+    const int64_t split_n = std::clamp<int64_t>(want, 1, std::max<int64_t>(1, N / 128));
+    const int64_t split_m =
+        std::clamp<int64_t>(ceil_div(want, split_n), 1, std::max<int64_t>(1, M / 64));
+    tile_n = round_up(ceil_div(N, split_n), im.nr);
+    tile_m = round_up(ceil_div(M, split_m), im.mr);
+  }
+  const int64_t tiles_n = ceil_div(N, tile_n);
+  const int64_t tiles = ceil_div(M, tile_m) * tiles_n;
+  if (tiles == 1 || pool == nullptr) {
+    gemm_tile(g, 0, M, 0, N);
+    return;
+  }
+  pool->parallel_for(tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t m0 = (t / tiles_n) * tile_m, n0 = (t % tiles_n) * tile_n;
+      gemm_tile(g, m0, std::min(M, m0 + tile_m), n0, std::min(N, n0 + tile_n));
+    }
+  });
+}
+
+// ---- matrix-vector ----
+
+enum class GemvKind { kRows, kDots, kPanels };
+
+// out[j * out_stride] = act(alpha * (x . column j of the matrix) + beta * out
+// + bias_vec[j] + bias_scalar), j in [0, L).
+struct GemvJob {
+  const Impl* im = nullptr;
+  GemvKind kind = GemvKind::kRows;
+  int64_t L = 0, K = 0;
+  const float* x = nullptr;  // K contiguous values
+  const float* mat = nullptr;
+  int64_t ld = 0;
+  float* out = nullptr;
+  int64_t out_stride = 1;
+  float alpha = 1, beta = 0;
+  const float* bias_vec = nullptr;
+  float bias_scalar = 0;
+  GemmEpilogue ep;
+};
+
+// Outputs per kernel call: the rows kernel keeps them in L1 while it streams
+// the matrix. A multiple of every NR.
+constexpr int64_t kGemvChunk = 1024;
+
+void gemv_range(const GemvJob& g, int64_t j0, int64_t j1) {
+  alignas(64) float y[kGemvChunk];
+  for (int64_t j = j0; j < j1; j += kGemvChunk) {
+    const int64_t n = std::min(kGemvChunk, j1 - j);
+    switch (g.kind) {
+      case GemvKind::kRows: g.im->rows(g.K, n, g.x, g.mat + j, g.ld, y); break;
+      case GemvKind::kDots: g.im->dots(g.K, n, g.x, g.mat + j * g.ld, g.ld, y); break;
+      case GemvKind::kPanels: g.im->panels(g.K, n, g.x, g.mat + (j / g.im->nr) * g.K * g.im->nr, y); break;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      float* o = g.out + (j + i) * g.out_stride;
+      float v = g.alpha * y[i];
+      if (g.beta != 0.0f) v += g.beta * *o;
+      if (g.bias_vec != nullptr) v += g.bias_vec[j + i];
+      *o = activate(v + g.bias_scalar, g.ep);
+    }
+  }
+}
+
+void run_gemv(const GemvJob& g, ThreadPool* pool) {
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  if (threads == 1 || g.L * g.K < (int64_t{1} << 15) || g.L < 32) {
+    gemv_range(g, 0, g.L);
+    return;
+  }
+  // Four chunks per thread, each a multiple of 32 outputs (any NR divides it).
+  const int64_t chunk = round_up(ceil_div(g.L, 4 * static_cast<int64_t>(threads)), 32);
+  const int64_t chunks = ceil_div(g.L, chunk);
+  pool->parallel_for(chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) gemv_range(g, c * chunk, std::min(g.L, (c + 1) * chunk));
+  });
+}
+
+// x as K contiguous floats: `v` itself when its stride is 1, else a copy.
+const float* contiguous(const float* v, int64_t stride, int64_t K) {
+  if (stride == 1) return v;
+  float* buf = t_vec.get(K);
+  for (int64_t k = 0; k < K; ++k) buf[k] = v[k * stride];
+  return buf;
+}
+
+// ---- argument checks ----
+
+void check_dims(int64_t M, int64_t N, int64_t K) {
+  if (M < 0 || N < 0 || K < 0)
+    throw Error(Errc::kInvalidArgument, "sgemm",
+                "has a negative dimension (M=" + std::to_string(M) + ", N=" + std::to_string(N) +
+                    ", K=" + std::to_string(K) + ")",
+                "M, N, K >= 0");
+}
+
+void check_ld(const char* name, int64_t ld, int64_t rows, int64_t cols) {
+  if (rows > 0 && cols > 0 && ld < cols)
+    throw Error(Errc::kInvalidArgument, std::string("sgemm: leading dimension ") + name,
+                "is " + std::to_string(ld) + ", shorter than a row (" + std::to_string(cols) + ")",
+                "ld >= the row length of the stored matrix");
+}
+
+// The general entry once the ISA is known.
+void sgemm_impl(const Impl& im, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                float* C, int64_t ldc, const GemmEpilogue& ep, ThreadPool* pool) {
+  check_dims(M, N, K);
+  if (M == 0 || N == 0) return;
+  check_ld("ldc", ldc, M, N);
+  if (K == 0 || alpha == 0.0f) {
+    scale_c(M, N, beta, C, ldc, ep);
+    return;
+  }
+  check_ld("lda", lda, trans_a ? K : M, trans_a ? M : K);
+  check_ld("ldb", ldb, trans_b ? N : K, trans_b ? K : N);
+
+  if (M == 1 || N == 1) {
+    GemvJob g;
+    g.im = &im;
+    g.K = K;
+    g.alpha = alpha;
+    g.beta = beta;
+    g.ep = ep;
+    g.out = C;
+    if (M == 1) {
+      // C row = a^T op(B): a is A's only row (a column when trans_a).
+      g.L = N;
+      g.out_stride = 1;
+      g.x = contiguous(A, trans_a ? lda : 1, K);
+      g.kind = trans_b ? GemvKind::kDots : GemvKind::kRows;
+      g.mat = B;
+      g.ld = ldb;
+      g.bias_vec = ep.bias_n;
+      g.bias_scalar = ep.bias_m != nullptr ? ep.bias_m[0] : 0.0f;
+    } else {
+      // C column = op(A) b: b is op(B)'s only column.
+      g.L = M;
+      g.out_stride = ldc;
+      g.x = contiguous(B, trans_b ? 1 : ldb, K);
+      g.kind = trans_a ? GemvKind::kRows : GemvKind::kDots;
+      g.mat = A;
+      g.ld = lda;
+      g.bias_vec = ep.bias_m;
+      g.bias_scalar = ep.bias_n != nullptr ? ep.bias_n[0] : 0.0f;
+    }
+    run_gemv(g, pool);
+    return;
+  }
+
+  GemmJob g;
+  g.im = &im;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.alpha = alpha;
+  g.beta = beta;
+  g.a = {A, lda, trans_a, nullptr};
+  g.b = {B, ldb, trans_b, nullptr};
+  g.C = C;
+  g.ldc = ldc;
+  g.ep = ep;
+  run_gemm(g, pool);
+}
+
+}  // namespace
+
+// ---- PackedMatrix ----
+
+void PackedMatrix::Free::operator()(float* p) const noexcept { ::operator delete(p, kAlign); }
+
+PackedMatrix pack_matrix(PackedMatrix::Side side, Isa isa, bool trans, int64_t rows, int64_t cols,
+                         const float* X, int64_t ld) {
+  const Impl& im = checked_impl(isa);
+  const bool is_a = side == PackedMatrix::Side::kA;
+  if (rows < 0 || cols < 0)
+    throw Error(Errc::kInvalidArgument, is_a ? "pack_a" : "pack_b",
+                "has a negative dimension (" + std::to_string(rows) + " x " +
+                    std::to_string(cols) + ")",
+                "dimensions >= 0");
+  // The stored matrix is rows x cols, or cols x rows when transposed.
+  check_ld(is_a ? "lda" : "ldb", ld, trans ? cols : rows, trans ? rows : cols);
+  PackedMatrix pm;
+  pm.side_ = side;
+  pm.isa_ = isa;
+  pm.rows_ = rows;
+  pm.cols_ = cols;
+  pm.panel_ = is_a ? im.mr : im.nr;
+  // A: panels of MR rows over all K (= cols). B: panels of NR columns over
+  // all K (= rows).
+  const int64_t K = is_a ? cols : rows;
+  const int64_t width = is_a ? rows : cols;
+  const int64_t n = round_up(width, pm.panel_) * K;
+  if (n == 0) return pm;
+  pm.data_.reset(alloc_floats(static_cast<size_t>(n)));
+  pm.size_ = static_cast<size_t>(n);
+  if (is_a)
+    pack_a_block(trans, X, ld, 0, rows, 0, cols, im.mr, pm.data_.get(), cols * im.mr);
+  else
+    pack_b_block(trans, X, ld, 0, rows, 0, cols, im.nr, pm.data_.get(), rows * im.nr);
+  return pm;
+}
+
+PackedMatrix pack_a_for_isa(Isa isa, bool trans_a, int64_t M, int64_t K, const float* A,
+                            int64_t lda) {
+  return pack_matrix(PackedMatrix::Side::kA, isa, trans_a, M, K, A, lda);
+}
+
+PackedMatrix pack_b_for_isa(Isa isa, bool trans_b, int64_t K, int64_t N, const float* B,
+                            int64_t ldb) {
+  return pack_matrix(PackedMatrix::Side::kB, isa, trans_b, K, N, B, ldb);
+}
+
+PackedMatrix pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) {
+  return pack_a_for_isa(kernels().isa, trans_a, M, K, A, lda);
+}
+
+PackedMatrix pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb) {
+  return pack_b_for_isa(kernels().isa, trans_b, K, N, B, ldb);
+}
+
+// ---- entry points ----
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc, const GemmEpilogue& ep, ThreadPool* pool) {
+  sgemm_impl(impl_of(kernels().isa), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+             ldc, ep, pool);
+}
+
+void sgemm_for_isa(Isa isa, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                   float beta, float* C, int64_t ldc, const GemmEpilogue& ep, ThreadPool* pool) {
+  sgemm_impl(checked_impl(isa), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+             ep, pool);
+}
+
+void sgemm_packed_a(const PackedMatrix& A, int64_t N, const float* B, int64_t ldb, bool trans_b,
+                    float beta, float* C, int64_t ldc, const GemmEpilogue& ep, ThreadPool* pool) {
+  if (A.side() != PackedMatrix::Side::kA)
+    throw Error(Errc::kInvalidArgument, "sgemm_packed_a", "was given a matrix packed as B",
+                "a matrix from pack_a");
+  const int64_t M = A.rows(), K = A.cols();
+  check_dims(M, N, K);
+  if (M == 0 || N == 0) return;
+  check_ld("ldc", ldc, M, N);
+  if (K == 0) {
+    scale_c(M, N, beta, C, ldc, ep);
+    return;
+  }
+  check_ld("ldb", ldb, trans_b ? N : K, trans_b ? K : N);
+  GemmJob g;
+  g.im = &impl_of(A.isa());
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.beta = beta;
+  g.a.packed = &A;
+  g.b = {B, ldb, trans_b, nullptr};
+  g.C = C;
+  g.ldc = ldc;
+  g.ep = ep;
+  run_gemm(g, pool);
+}
+
+void sgemm_packed_b(int64_t M, const float* A, int64_t lda, bool trans_a, const PackedMatrix& B,
+                    float beta, float* C, int64_t ldc, const GemmEpilogue& ep, ThreadPool* pool) {
+  if (B.side() != PackedMatrix::Side::kB)
+    throw Error(Errc::kInvalidArgument, "sgemm_packed_b", "was given a matrix packed as A",
+                "a matrix from pack_b");
+  const int64_t K = B.rows(), N = B.cols();
+  check_dims(M, N, K);
+  if (M == 0 || N == 0) return;
+  check_ld("ldc", ldc, M, N);
+  if (K == 0) {
+    scale_c(M, N, beta, C, ldc, ep);
+    return;
+  }
+  check_ld("lda", lda, trans_a ? K : M, trans_a ? M : K);
+  const Impl& im = impl_of(B.isa());
+  if (M == 1) {
+    // Matrix-vector: stream the panels once.
+    GemvJob g;
+    g.im = &im;
+    g.kind = GemvKind::kPanels;
+    g.L = N;
+    g.K = K;
+    g.x = contiguous(A, trans_a ? lda : 1, K);
+    g.mat = B.data();
+    g.out = C;
+    g.beta = beta;
+    g.bias_vec = ep.bias_n;
+    g.bias_scalar = ep.bias_m != nullptr ? ep.bias_m[0] : 0.0f;
+    g.ep = ep;
+    run_gemv(g, pool);
+    return;
+  }
+  GemmJob g;
+  g.im = &im;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.beta = beta;
+  g.a = {A, lda, trans_a, nullptr};
+  g.b.packed = &B;
+  g.C = C;
+  g.ldc = ldc;
+  g.ep = ep;
+  run_gemm(g, pool);
+}
+
+// ---- scalar reference kernels ----
+
+void sgemm_tile__ref(const MicroTile& t) {
+  constexpr int64_t MR = kRefMr, NR = kRefNr;
+  float acc[MR][NR] = {};
+  const float* a = t.a;
+  const float* b = t.b;
+  for (int64_t k = 0; k < t.k; ++k) {
+    for (int64_t i = 0; i < MR; ++i)
+      for (int64_t j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+    a += MR;
+    b += t.b_stride;
+  }
+  GemmEpilogue ep;
+  ep.act = t.act;
+  ep.clip_min = t.clip_min;
+  ep.clip_max = t.clip_max;
+  for (int64_t i = 0; i < t.m; ++i) {
+    float* c = t.c + i * t.ldc;
+    for (int64_t j = 0; j < t.n; ++j) {
+      float v = t.alpha * acc[i][j];
+      if (t.beta != 0.0f) v += t.beta * c[j];
+      if (t.bias_m != nullptr) v += t.bias_m[i];
+      if (t.bias_n != nullptr) v += t.bias_n[j];
+      c[j] = activate(v, ep);
+    }
+  }
+}
+
+void sgemv_rows__ref(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y) {
+  for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
+  for (int64_t p = 0; p < k; ++p) {
+    const float xv = x[p];
+    const float* row = b + p * ldb;
+    for (int64_t j = 0; j < n; ++j) y[j] += xv * row[j];
+  }
+}
+
+void sgemv_dots__ref(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float* row = b + j * ldb;
+    float s = 0.0f;
+    for (int64_t p = 0; p < k; ++p) s += x[p] * row[p];
+    y[j] = s;
+  }
+}
+
+void sgemv_panels__ref(int64_t k, int64_t n, const float* x, const float* p, float* y) {
+  constexpr int64_t NR = kRefNr;
+  for (int64_t j0 = 0; j0 < n; j0 += NR) {
+    float acc[NR] = {};
+    const float* panel = p + (j0 / NR) * k * NR;
+    for (int64_t q = 0; q < k; ++q)
+      for (int64_t j = 0; j < NR; ++j) acc[j] += x[q] * panel[q * NR + j];
+    for (int64_t j = 0; j < std::min(NR, n - j0); ++j) y[j0 + j] = acc[j];
+  }
+}
+
+}  // namespace qforge::kernels
