@@ -44,6 +44,9 @@ std::optional<Shape> to_concrete(const SymShape& s);
 struct ValueInfo {
   std::optional<DType> dtype;     // nullopt: unknown
   std::optional<SymShape> shape;  // nullopt: unknown rank
+  // A type qforge can't represent (strings, sequences, optionals), kept as a
+  // serialized onnx.TypeProto so that export writes it back unchanged.
+  std::string foreign_type;
   std::string str() const;        // "f32[batch, 3]", "?"
 };
 

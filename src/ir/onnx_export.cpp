@@ -15,6 +15,10 @@ constexpr int64_t kCheckerMaxIr = 8;
 
 void value_info_to_proto(const std::string& name, const ValueInfo* vi, onnx::ValueInfoProto* p) {
   p->set_name(name);
+  if (vi && !vi->dtype && !vi->foreign_type.empty()) {
+    p->mutable_type()->ParseFromString(vi->foreign_type);
+    return;
+  }
   if (!vi || !vi->dtype) return;
   auto* tt = p->mutable_type()->mutable_tensor_type();
   tt->set_elem_type(dtype_info(*vi->dtype).onnx);
@@ -81,7 +85,7 @@ void graph_to_proto(const Graph& g, onnx::GraphProto* gp) {
     // Intermediate values whose type is known keep it (value_info).
     for (const auto& o : n.outputs) {
       const ValueInfo* vi = g.info(o);
-      if (!o.empty() && !io.count(o) && vi && vi->dtype)
+      if (!o.empty() && !io.count(o) && vi && (vi->dtype || !vi->foreign_type.empty()))
         value_info_to_proto(o, vi, gp->add_value_info());
     }
   }

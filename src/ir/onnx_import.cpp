@@ -36,7 +36,10 @@ struct Importer {
     ValueInfo info;
     if (!v.has_type()) return info;
     const auto& type = v.type();
-    if (!type.has_tensor_type()) return info;  // sequences, maps: left untyped
+    if (!type.has_tensor_type() || !elem_type(type.tensor_type().elem_type())) {
+      info.foreign_type = type.SerializeAsString();  // sequences, strings: kept opaque
+      return info;
+    }
     const auto& tt = type.tensor_type();
     info.dtype = elem_type(tt.elem_type());
     if (tt.has_shape()) {

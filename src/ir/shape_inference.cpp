@@ -27,7 +27,10 @@ struct Scope {
 ValueInfo merge(const ValueInfo& declared, const ValueInfo& inferred, const Node& n,
                 const std::string& value, bool strict) {
   ValueInfo r = inferred;
-  if (!r.dtype) r.dtype = declared.dtype;
+  if (!r.dtype) {
+    r.dtype = declared.dtype;
+    r.foreign_type = declared.foreign_type;
+  }
   else if (declared.dtype && *declared.dtype != *r.dtype && strict)
     throw Error(Errc::kTypeMismatch, n.describe(),
                 "produces '" + value + "' as " + std::string(dtype_name(*r.dtype)) +
