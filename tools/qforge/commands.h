@@ -15,5 +15,7 @@ struct Command {
 
 Command add_doctor(CLI::App& app);
 Command add_roundtrip(CLI::App& app);
+Command add_inspect(CLI::App& app);
+Command add_run(CLI::App& app);
 
 }  // namespace qforge::cli

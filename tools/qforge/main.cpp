@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   const std::vector<qforge::cli::Command> commands = {
       qforge::cli::add_doctor(app),
       qforge::cli::add_roundtrip(app),
+      qforge::cli::add_inspect(app),
+      qforge::cli::add_run(app),
   };
   try {
     app.parse(argc, argv);
