@@ -28,7 +28,10 @@ std::string human_bytes(double b) {
 struct Census {
   std::map<std::string, int> ops;
   std::map<DType, std::pair<int64_t, int64_t>> params;  // dtype -> (elements, tensors)
-  std::vector<std::string> cannot_run;
+  // reason -> (nodes, the first node's description); grouped so a model
+  // with hundreds of one missing op stays readable.
+  std::map<std::string, std::pair<int, std::string>> cannot_run;
+  int cannot_run_nodes = 0;
   int nodes = 0, subgraphs = 0;
 };
 
@@ -68,7 +71,11 @@ void survey(const ir::Graph& g, const ir::Model& m, Census& c, const std::vector
     } catch (const Error& e) {
       why = e.what();
     }
-    if (!why.empty()) c.cannot_run.push_back(n.describe() + ": " + why);
+    if (!why.empty()) {
+      auto& [count, first] = c.cannot_run[why];
+      if (count++ == 0) first = n.describe();
+      ++c.cannot_run_nodes;
+    }
     for (const auto& [an, a] : n.attrs) {
       if (a.g) {
         ++c.subgraphs;
@@ -123,8 +130,11 @@ int run_inspect(const std::string& path) {
   if (c.cannot_run.empty()) {
     std::printf("\nqforge can run every node of this model.\n");
   } else {
-    std::printf("\nqforge can't run %zu node(s):\n", c.cannot_run.size());
-    for (const std::string& s : c.cannot_run) std::printf("  %s\n", s.c_str());
+    std::printf("\nqforge can't run %d node(s):\n", c.cannot_run_nodes);
+    for (const auto& [why, seen] : c.cannot_run) {
+      if (seen.first == 1) std::printf("  %s: %s\n", seen.second.c_str(), why.c_str());
+      else std::printf("  %d nodes, e.g. %s: %s\n", seen.first, seen.second.c_str(), why.c_str());
+    }
   }
   return 0;
 }
