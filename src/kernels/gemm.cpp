@@ -18,6 +18,8 @@ namespace {
 using TileFn = void (*)(const MicroTile&);
 using GemvFn = void (*)(int64_t, int64_t, const float*, const float*, int64_t, float*);
 using GemvPanelsFn = void (*)(int64_t, int64_t, const float*, const float*, float*);
+using PackTransposeFn = void (*)(const float*, int64_t, int64_t, int64_t, float*, int64_t,
+                                 int64_t);
 
 // One ISA's kernels and block sizes. KC x NR floats of B (a micro-panel)
 // should stay in L1 (48 KiB here), MC x KC of A in L2, KC x NC of B in L2/L3.
@@ -28,16 +30,28 @@ struct Impl {
   TileFn tile;
   GemvFn rows, dots;
   GemvPanelsFn panels;
+  PackTransposeFn pack_transpose;
+  int64_t transpose_width;  // the most `width` pack_transpose takes
 };
 
-const Impl kRefImpl{Isa::kRef, kRefMr, kRefNr, 256, 128, 1024,
-                    sgemm_tile__ref, sgemv_rows__ref, sgemv_dots__ref, sgemv_panels__ref};
+const Impl kRefImpl{.isa = Isa::kRef, .mr = kRefMr, .nr = kRefNr,
+                    .kc = 256, .mc = 128, .nc = 512,
+                    .tile = sgemm_tile__ref,
+                    .rows = sgemv_rows__ref, .dots = sgemv_dots__ref, .panels = sgemv_panels__ref,
+                    .pack_transpose = pack_transpose__ref, .transpose_width = kRefNr};
 #if defined(__x86_64__)
-const Impl kAvx2Impl{Isa::kAvx2, kAvx2Mr, kAvx2Nr, 256, 192, 1024,
-                     sgemm_tile__avx2, sgemv_rows__avx2, sgemv_dots__avx2, sgemv_panels__avx2};
-const Impl kAvx512Impl{Isa::kAvx512, kAvx512Mr, kAvx512Nr, 256, 192, 1024,
-                       sgemm_tile__avx512, sgemv_rows__avx512, sgemv_dots__avx512,
-                       sgemv_panels__avx512};
+const Impl kAvx2Impl{.isa = Isa::kAvx2, .mr = kAvx2Mr, .nr = kAvx2Nr,
+                     .kc = 256, .mc = 192, .nc = 512,
+                     .tile = sgemm_tile__avx2,
+                     .rows = sgemv_rows__avx2, .dots = sgemv_dots__avx2,
+                     .panels = sgemv_panels__avx2,
+                     .pack_transpose = pack_transpose__avx2, .transpose_width = 8};
+const Impl kAvx512Impl{.isa = Isa::kAvx512, .mr = kAvx512Mr, .nr = kAvx512Nr,
+                       .kc = 256, .mc = 192, .nc = 512,
+                       .tile = sgemm_tile__avx512,
+                       .rows = sgemv_rows__avx512, .dots = sgemv_dots__avx512,
+                       .panels = sgemv_panels__avx512,
+                       .pack_transpose = pack_transpose__avx512, .transpose_width = 16};
 #endif
 
 const Impl& impl_of(Isa isa) {
@@ -112,19 +126,17 @@ thread_local Scratch t_vec;
 
 // op(A)[i0.., k0..] (m x kc) into MR-tall panels at dst + p * panel_stride,
 // each kc x MR (k-major), the last padded with zeros.
-void pack_a_block(bool trans, const float* A, int64_t lda, int64_t i0, int64_t m, int64_t k0,
-                  int64_t kc, int64_t mr, float* dst, int64_t panel_stride) {
+void pack_a_block(const Impl& im, bool trans, const float* A, int64_t lda, int64_t i0, int64_t m,
+                  int64_t k0, int64_t kc, float* dst, int64_t panel_stride) {
+  const int64_t mr = im.mr;
+  static_assert(kRefMr <= kRefNr && kAvx2Mr <= 8 && kAvx512Mr <= 16,
+                "an A panel is one pack_transpose call");
   for (int64_t p = 0; p < m; p += mr) {
     const int64_t rows = std::min(mr, m - p);
     float* d = dst + (p / mr) * panel_stride;
     if (!trans) {
-      // Rows of A are contiguous in k: read each row, write with stride MR.
-      for (int64_t i = 0; i < rows; ++i) {
-        const float* src = A + (i0 + p + i) * lda + k0;
-        for (int64_t k = 0; k < kc; ++k) d[k * mr + i] = src[k];
-      }
-      for (int64_t i = rows; i < mr; ++i)
-        for (int64_t k = 0; k < kc; ++k) d[k * mr + i] = 0.0f;
+      // Rows of A are contiguous in k: a transposing copy.
+      im.pack_transpose(A + (i0 + p) * lda + k0, lda, rows, kc, d, mr, mr);
     } else {
       // A is stored K x M: MR consecutive values per k.
       for (int64_t k = 0; k < kc; ++k) {
@@ -139,26 +151,34 @@ void pack_a_block(bool trans, const float* A, int64_t lda, int64_t i0, int64_t m
 
 // op(B)[k0.., j0..] (kc x n) into NR-wide panels at dst + p * panel_stride,
 // each kc x NR, the last padded with zeros.
-void pack_b_block(bool trans, const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0,
-                  int64_t n, int64_t nr, float* dst, int64_t panel_stride) {
+void pack_b_block(const Impl& im, bool trans, const float* B, int64_t ldb, int64_t k0, int64_t kc,
+                  int64_t j0, int64_t n, float* dst, int64_t panel_stride) {
+  const int64_t nr = im.nr;
   for (int64_t p = 0; p < n; p += nr) {
     const int64_t cols = std::min(nr, n - p);
     float* d = dst + (p / nr) * panel_stride;
     if (!trans) {
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = B + (k0 + k) * ldb + j0 + p;
-        float* dk = d + k * nr;
-        std::memcpy(dk, src, static_cast<size_t>(cols) * sizeof(float));
-        for (int64_t j = cols; j < nr; ++j) dk[j] = 0.0f;
+      const float* src = B + k0 * ldb + j0 + p;
+      if (cols == nr && nr == 32) {  // fixed sizes: the copies are inlined
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * nr, src + k * ldb, 32 * sizeof(float));
+      } else if (cols == nr && nr == 16) {
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * nr, src + k * ldb, 16 * sizeof(float));
+      } else {
+        for (int64_t k = 0; k < kc; ++k) {
+          float* dk = d + k * nr;
+          std::memcpy(dk, src + k * ldb, static_cast<size_t>(cols) * sizeof(float));
+          for (int64_t j = cols; j < nr; ++j) dk[j] = 0.0f;
+        }
       }
     } else {
-      // B is stored N x K: its rows are contiguous in k.
-      for (int64_t j = 0; j < cols; ++j) {
-        const float* src = B + (j0 + p + j) * ldb + k0;
-        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = src[k];
+      // B is stored N x K: its rows are contiguous in k. Transposing copies
+      // of at most transpose_width rows each.
+      for (int64_t h = 0; h < nr; h += im.transpose_width) {
+        const int64_t width = std::min(im.transpose_width, nr - h);
+        const int64_t rows = std::clamp<int64_t>(cols - h, 0, width);
+        const float* src = rows > 0 ? B + (j0 + p + h) * ldb + k0 : B;
+        im.pack_transpose(src, ldb, rows, kc, d + h, nr, width);
       }
-      for (int64_t j = cols; j < nr; ++j)
-        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = 0.0f;
     }
   }
 }
@@ -221,51 +241,83 @@ void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
   t.alpha = g.alpha;
   t.ldc = g.ldc;
 
+  // Packing is done just before first use, one micro-panel at a time: a B
+  // panel during the first pass over M, an A panel during the first pass
+  // over N, so that the kernel finds it in L1.
   for (int64_t jc = n0; jc < n1; jc += nc) {
     const int64_t ncur = std::min(nc, n1 - jc);
     for (int64_t pc = 0; pc < K; pc += kc) {
       const int64_t kcur = std::min(kc, K - pc);
       const bool last = pc + kcur == K;
 
+      const bool pack_b = g.b.packed == nullptr;
       const float* bblock = nullptr;
+      float* bbuf = nullptr;
       int64_t b_panel_stride = 0;
-      if (g.b.packed != nullptr) {
+      if (pack_b) {
+        bbuf = t_pack_b.get(round_up(ncur, nr) * kcur);
+        bblock = bbuf;
+        b_panel_stride = kcur * nr;
+      } else {
         bblock = g.b.packed->data() + (jc / nr) * K * nr + pc * nr;
         b_panel_stride = K * nr;
-      } else {
-        float* buf = t_pack_b.get(round_up(ncur, nr) * kcur);
-        pack_b_block(g.b.trans, g.b.data, g.b.ld, pc, kcur, jc, ncur, nr, buf, kcur * nr);
-        bblock = buf;
-        b_panel_stride = kcur * nr;
       }
+
+      t.k = kcur;
+      t.b_stride = nr;
+      t.beta = pc == 0 ? g.beta : 1.0f;
+      t.act = last ? g.ep.act : Epilogue::kNone;
+      t.clip_min = g.ep.clip_min;
+      t.clip_max = g.ep.clip_max;
 
       for (int64_t ic = m0; ic < m1; ic += mc) {
         const int64_t mcur = std::min(mc, m1 - ic);
+        const bool pack_a = g.a.packed == nullptr;
         const float* ablock = nullptr;
+        float* abuf = nullptr;
         int64_t a_panel_stride = 0;
-        if (g.a.packed != nullptr) {
+        if (pack_a) {
+          abuf = t_pack_a.get(round_up(mcur, mr) * kcur);
+          ablock = abuf;
+          a_panel_stride = kcur * mr;
+        } else {
           ablock = g.a.packed->data() + (ic / mr) * K * mr + pc * mr;
           a_panel_stride = K * mr;
-        } else {
-          float* buf = t_pack_a.get(round_up(mcur, mr) * kcur);
-          pack_a_block(g.a.trans, g.a.data, g.a.ld, ic, mcur, pc, kcur, mr, buf, kcur * mr);
-          ablock = buf;
-          a_panel_stride = kcur * mr;
         }
 
-        t.k = kcur;
-        t.b_stride = nr;
-        t.beta = pc == 0 ? g.beta : 1.0f;
-        t.act = last ? g.ep.act : Epilogue::kNone;
-        t.clip_min = g.ep.clip_min;
-        t.clip_max = g.ep.clip_max;
+        const int64_t tiles_m = ceil_div(mcur, mr);
         for (int64_t jr = 0; jr < ncur; jr += nr) {
-          t.b = bblock + (jr / nr) * b_panel_stride;
           t.n = std::min(nr, ncur - jr);
+          if (pack_b && ic == m0)
+            pack_b_block(im, g.b.trans, g.b.data, g.b.ld, pc, kcur, jc + jr, t.n,
+                         bbuf + (jr / nr) * b_panel_stride, b_panel_stride);
+          t.b = bblock + (jr / nr) * b_panel_stride;
           t.bias_n = last && g.ep.bias_n != nullptr ? g.ep.bias_n + jc + jr : nullptr;
+          // A prepacked B (weights) is usually not in cache: the tiles of
+          // this column share the prefetching of the next B micro-panel into
+          // L2, a slice each.
+          const float* b_next = !pack_b && jr + nr < ncur ? t.b + b_panel_stride : nullptr;
+          const int64_t b_lines = kcur * nr / 16;
+          const int64_t b_lines_per_tile = ceil_div(b_lines, tiles_m);
           for (int64_t ir = 0; ir < mcur; ir += mr) {
-            t.a = ablock + (ir / mr) * a_panel_stride;
             t.m = std::min(mr, mcur - ir);
+            if (pack_a && jr == 0)
+              pack_a_block(im, g.a.trans, g.a.data, g.a.ld, ic + ir, t.m, pc, kcur,
+                           abuf + (ir / mr) * a_panel_stride, a_panel_stride);
+            t.a = ablock + (ir / mr) * a_panel_stride;
+            t.prefetch = nullptr;
+            t.prefetch_lines = 0;
+            if (b_next != nullptr) {
+              const int64_t first = (ir / mr) * b_lines_per_tile;  // 16 floats a line
+              if (first < b_lines) {
+                t.prefetch = b_next + first * 16;
+                t.prefetch_lines = std::min(b_lines - first, b_lines_per_tile);
+              }
+            } else if (!pack_a && jr == 0 && ir + mr < mcur) {
+              // A prepacked A: the next A micro-panel, on the first pass over N.
+              t.prefetch = t.a + a_panel_stride;
+              t.prefetch_lines = kcur * mr / 16;
+            }
             t.c = g.C + (ic + ir) * g.ldc + jc + jr;
             t.bias_m = last && g.ep.bias_m != nullptr ? g.ep.bias_m + ic + ir : nullptr;
             im.tile(t);
@@ -277,36 +329,43 @@ void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
 }
 
 // Below this many multiply-adds a GEMM runs on one thread: waking the pool
-// costs a few microseconds.
-constexpr int64_t kMinParallelMacs = int64_t{1} << 18;
+// costs microseconds.
+constexpr int64_t kMinParallelMacs = int64_t{1} << 19;
 
 void run_gemm(const GemmJob& g, ThreadPool* pool) {
   const Impl& im = *g.im;
   const int64_t M = g.M, N = g.N;
   const int threads = pool != nullptr ? pool->threads() : 1;
-  int64_t tile_m = round_up(M, im.mr), tile_n = round_up(N, im.nr);
+  const int64_t panels_m = ceil_div(M, im.mr), panels_n = ceil_div(N, im.nr);
+  int64_t split_m = 1, split_n = 1;
   if (threads > 1 && M * N * g.K >= kMinParallelMacs) {
-    // About two tiles per thread, so a thread slowed down by something else
-    // on the machine delays the call by less. Split N first: tiles that
-    // split N pack disjoint parts of B and only repack (the smaller) A.
+    // About two tiles per thread, so that a thread slowed down by something
+    // else on the machine delays the call less. Split N first, into parts of
+    // at least 128 columns: tiles that split N pack disjoint parts of B and
+    // only repack the (usually smaller) A; then M, into parts of at least 64
+    // rows.
     const int64_t want = 2 * static_cast<int64_t>(threads);
-    const int64_t split_n = std::clamp<int64_t>(want, 1, std::max<int64_t>(1, N / 128));
-    const int64_t split_m =
-        std::clamp<int64_t>(ceil_div(want, split_n), 1, std::max<int64_t>(1, M / 64));
-    tile_n = round_up(ceil_div(N, split_n), im.nr);
-    tile_m = round_up(ceil_div(M, split_m), im.mr);
+    split_n = std::clamp<int64_t>(want, 1, std::min(panels_n, std::max<int64_t>(1, N / 128)));
+    split_m = std::clamp<int64_t>(ceil_div(want, split_n), 1,
+                                  std::min(panels_m, std::max<int64_t>(1, M / 64)));
   }
-  const int64_t tiles_n = ceil_div(N, tile_n);
-  const int64_t tiles = ceil_div(M, tile_m) * tiles_n;
-  if (tiles == 1 || pool == nullptr) {
-    gemm_tile(g, 0, M, 0, N);
+  // Tile (tm, tn) covers panels [panels * t / split, panels * (t + 1) / split)
+  // of each dimension: whole panels, as even as they can be.
+  auto run_tile = [&](int64_t t) {
+    const int64_t tm = t / split_n, tn = t % split_n;
+    const int64_t m0 = panels_m * tm / split_m * im.mr;
+    const int64_t m1 = std::min(M, panels_m * (tm + 1) / split_m * im.mr);
+    const int64_t n0 = panels_n * tn / split_n * im.nr;
+    const int64_t n1 = std::min(N, panels_n * (tn + 1) / split_n * im.nr);
+    gemm_tile(g, m0, m1, n0, n1);
+  };
+  const int64_t tiles = split_m * split_n;
+  if (tiles == 1) {
+    run_tile(0);
     return;
   }
   pool->parallel_for(tiles, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t m0 = (t / tiles_n) * tile_m, n0 = (t % tiles_n) * tile_n;
-      gemm_tile(g, m0, std::min(M, m0 + tile_m), n0, std::min(N, n0 + tile_n));
-    }
+    for (int64_t t = begin; t < end; ++t) run_tile(t);
   });
 }
 
@@ -356,15 +415,19 @@ void gemv_range(const GemvJob& g, int64_t j0, int64_t j1) {
 
 void run_gemv(const GemvJob& g, ThreadPool* pool) {
   const int threads = pool != nullptr ? pool->threads() : 1;
-  if (threads == 1 || g.L * g.K < (int64_t{1} << 15) || g.L < 32) {
+  if (threads == 1 || g.L * g.K < (int64_t{1} << 15) || g.L < 64) {
     gemv_range(g, 0, g.L);
     return;
   }
-  // Four chunks per thread, each a multiple of 32 outputs (any NR divides it).
-  const int64_t chunk = round_up(ceil_div(g.L, 4 * static_cast<int64_t>(threads)), 32);
-  const int64_t chunks = ceil_div(g.L, chunk);
-  pool->parallel_for(chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) gemv_range(g, c * chunk, std::min(g.L, (c + 1) * chunk));
+  // One part per thread, each a whole number of 32-output blocks (so of NR
+  // panels too): the matrix streams from memory, and with a fixed split a
+  // matrix that fits in the cores' L2 caches together stays there from one
+  // call to the next.
+  const int64_t blocks = ceil_div(g.L, 32);
+  const int64_t parts = std::min<int64_t>(threads, blocks);
+  pool->parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c)
+      gemv_range(g, blocks * c / parts * 32, std::min(g.L, blocks * (c + 1) / parts * 32));
   });
 }
 
@@ -487,9 +550,9 @@ PackedMatrix pack_matrix(PackedMatrix::Side side, Isa isa, bool trans, int64_t r
   pm.data_.reset(alloc_floats(static_cast<size_t>(n)));
   pm.size_ = static_cast<size_t>(n);
   if (is_a)
-    pack_a_block(trans, X, ld, 0, rows, 0, cols, im.mr, pm.data_.get(), cols * im.mr);
+    pack_a_block(im, trans, X, ld, 0, rows, 0, cols, pm.data_.get(), cols * im.mr);
   else
-    pack_b_block(trans, X, ld, 0, rows, 0, cols, im.nr, pm.data_.get(), rows * im.nr);
+    pack_b_block(im, trans, X, ld, 0, rows, 0, cols, pm.data_.get(), rows * im.nr);
   return pm;
 }
 
@@ -602,6 +665,14 @@ void sgemm_packed_b(int64_t M, const float* A, int64_t lda, bool trans_a, const 
 }
 
 // ---- scalar reference kernels ----
+
+void pack_transpose__ref(const float* src, int64_t ld, int64_t rows, int64_t kc, float* dst,
+                         int64_t stride, int64_t width) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < kc; ++k) dst[k * stride + r] = src[r * ld + k];
+  for (int64_t r = rows; r < width; ++r)
+    for (int64_t k = 0; k < kc; ++k) dst[k * stride + r] = 0.0f;
+}
 
 void sgemm_tile__ref(const MicroTile& t) {
   constexpr int64_t MR = kRefMr, NR = kRefNr;

@@ -5,23 +5,27 @@
 // all matrices row-major with leading dimensions, op(X) = X or X^T.
 //
 // Blocking (BLIS style). C is computed in register tiles of MR x NR (AVX-512
-// 12 x 32, AVX2 6 x 16, scalar reference 4 x 16) by a microkernel that holds
+// 12 x 32, AVX2 6 x 16, scalar reference 4 x 16) by a microkernel that keeps
 // the tile in registers and, for each k, broadcasts MR values of A and
 // multiplies them into NR values of B with FMAs. Around it:
 //
-//   for each NC columns of C (jc)         B block  KC x NC  (L3 / L2)
-//     for each KC of depth (pc)           pack B[pc.., jc..] into NR-wide panels
-//       for each MC rows of C (ic)        A block  MC x KC  (L2)
-//         pack A[ic.., pc..] into MR-tall panels
-//         for each NR columns (jr)        B micro-panel KC x NR stays in L1
-//           for each MR rows (ir)         A micro-panel streams from L2
-//             microkernel: C tile (+)= A panel * B panel
+//   for each NC columns of C (jc)           KC x NC block of B: L2
+//     for each KC of depth (pc)
+//       for each MC rows of C (ic)          MC x KC block of A: L2
+//         for each NR columns (jr)          B micro-panel KC x NR: stays in L1
+//           for each MR rows (ir)           A micro-panel MR x KC: from L2
+//             microkernel: C tile (+)= A micro-panel * B micro-panel
 //
-// The first KC block applies beta (C is not read when beta == 0), later ones
-// accumulate; the last one adds the bias and applies the activation, so C is
-// written once per KC block and the epilogue costs nothing extra. K is split
-// into equal blocks of at most KC (and likewise M, N), so there is no short
-// remainder block.
+// with KC = 256, MC = 192, NC = 512 (AVX-512, AVX2). Operands are copied
+// ("packed") into micro-panels just before their first use, so the copy is
+// still in L1 when the kernel reads it: a B micro-panel during the first pass
+// over M, an A micro-panel during the first pass over N. The first KC block
+// applies beta (C is not read when beta == 0), later ones accumulate; the last
+// one adds the bias and applies the activation, so the epilogue costs no
+// extra pass over C. K, M and N are split into equal blocks of at most
+// KC, MC, NC, so there is no short remainder block. When an operand was
+// packed beforehand (weights), the kernels prefetch its next micro-panel into
+// L2 while they compute.
 //
 // Packed layout (pack_a / pack_b, and the per-call packing buffers): op(A) is
 // cut into panels of MR rows; panel p holds, for k = 0..K-1, the MR values
@@ -30,11 +34,17 @@
 // panel is padded with zeros. A KC block of a panel is therefore contiguous
 // and starts at k0*MR (k0*NR), whatever the ISA: only MR and NR differ.
 //
-// Threads: C is cut into tiles (whole multiples of MR x NR; split along N
-// first, since tiles that split M would each pack the same B) and the tiles
-// are handed out with ThreadPool::parallel_for; each thread packs into its own
-// buffers. Matrix-vector products (M == 1 or N == 1) take a separate path
-// that streams the matrix once without packing it, split over the outputs.
+// Threads: C is cut into about two tiles per thread, whole MR x NR panels,
+// split along N first (tiles that split N pack disjoint parts of B and only
+// repack the smaller A), and the tiles are handed out with
+// ThreadPool::parallel_for; each thread packs into its own buffers. Every
+// element of C sees the same operations whatever the split, so results do
+// not depend on the number of threads.
+//
+// Matrix-vector products (M == 1 or N == 1) take their own path, which
+// streams the matrix once without packing it (several rows or panels at a
+// time, for memory parallelism), split over the outputs, one part per
+// thread.
 #pragma once
 
 #include <cstddef>
@@ -134,7 +144,10 @@ inline constexpr int64_t kAvx512Mr = 12, kAvx512Nr = 32;
 // One register tile: C[m x n] (m <= MR, n <= NR) from an MR-tall packed A
 // micro-panel and a B micro-panel of k rows of NR floats, b_stride apart.
 // C = alpha * A*B + beta * C (C not read when beta == 0), then + bias_m[i],
-// + bias_n[j] where given, then the activation.
+// + bias_n[j] where given, then the activation. Along the way the kernel
+// prefetches prefetch_lines 64-byte lines from `prefetch` into L2 (at most
+// one per k step; may be rounded up to a multiple of 4): the driver points it
+// at data the next tiles will need that is not in cache yet.
 struct MicroTile {
   const float* a = nullptr;
   const float* b = nullptr;
@@ -148,18 +161,30 @@ struct MicroTile {
   const float* bias_n = nullptr;
   Epilogue act = Epilogue::kNone;
   float clip_min = 0, clip_max = 0;
+  const float* prefetch = nullptr;
+  int64_t prefetch_lines = 0;
 };
 
 // Matrix-vector kernels; they overwrite y[0, n).
 //   rows:   y[j] = sum_k x[k] * b[k*ldb + j]       (b is k x n, row-major)
 //   dots:   y[j] = sum_k x[k] * b[j*ldb + k]       (b is n x k, row-major)
 //   panels: y[j] = sum_k x[k] * p[(j/NR)*k*NR + k*NR + j%NR]   (packed op(B))
+// Transposing copy for packing: dst[k*stride + r] = src[r*ld + k] for
+// r < rows, and 0 for rows <= r < width (width <= 16 for AVX-512, <= 8 for
+// AVX2); k in [0, kc).
+void pack_transpose__ref(const float* src, int64_t ld, int64_t rows, int64_t kc, float* dst,
+                         int64_t stride, int64_t width);
+
 void sgemm_tile__ref(const MicroTile& t);
 void sgemv_rows__ref(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y);
 void sgemv_dots__ref(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y);
 void sgemv_panels__ref(int64_t k, int64_t n, const float* x, const float* p, float* y);
 
 #if defined(__x86_64__)
+void pack_transpose__avx2(const float* src, int64_t ld, int64_t rows, int64_t kc, float* dst,
+                          int64_t stride, int64_t width);
+void pack_transpose__avx512(const float* src, int64_t ld, int64_t rows, int64_t kc, float* dst,
+                            int64_t stride, int64_t width);
 void sgemm_tile__avx2(const MicroTile& t);
 void sgemv_rows__avx2(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y);
 void sgemv_dots__avx2(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y);

@@ -1,8 +1,712 @@
+// The neural-network family. This file registers all of it and holds Gemm,
+// MatMul, Softmax / LogSoftmax / Hardmax and the sliding-window geometry
+// shared with nn_conv.cpp (Conv, ConvTranspose) and nn_pool.cpp (MaxPool,
+// AveragePool, global pools); nn_norm.cpp has the normalizations.
+//
+// Float Gemm and MatMul run on kernels::sgemm; a constant B is packed once
+// in prepare. Softmax's exp is a polynomial the compiler vectorises; the
+// vector loops are compiled for AVX2 and AVX-512 as well as the baseline and
+// chosen at run time from kernels().isa (so QFORGE_ISA=ref tests the
+// baseline code).
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "kernels/gemm.h"
+#include "kernels/kernels.h"
 #include "ops/families.h"
 #include "ops/op_util.h"
+#include "qforge/thread_pool.h"
 
 namespace qforge::ops {
 
-void register_nn_ops(OpRegistry& r) { (void)r; }
+void register_nn_conv_ops(OpRegistry& r);  // nn_conv.cpp
+void register_nn_pool_ops(OpRegistry& r);  // nn_pool.cpp
+void register_nn_norm_ops(OpRegistry& r);  // nn_norm.cpp
+
+// ---- helpers shared by the nn_*.cpp files (declared again in each) ----
+namespace nn_detail {
+
+int vector_isa() {
+  switch (kernels::kernels().isa) {
+    case kernels::Isa::kAvx512: return 2;
+    case kernels::Isa::kAvx2: return 1;
+    default: return 0;
+  }
+}
+
+std::vector<int64_t> window_ints(const ir::Node& node, const char* name, size_t n, int64_t dflt,
+                                 int64_t min_value) {
+  std::vector<int64_t> v = node.attr_ints(name, std::vector<int64_t>(n, dflt));
+  check(v.size() == n, Errc::kInvalidArgument, node.describe(),
+        "has " + std::to_string(v.size()) + " values in attribute '" + name + "'",
+        std::to_string(n) + " (one per spatial dimension" +
+            (std::string(name) == "pads" ? ", begins then ends)" : ")"));
+  for (int64_t x : v)
+    check(x >= min_value, Errc::kInvalidArgument, node.describe(),
+          "has " + std::to_string(x) + " in attribute '" + name + "'",
+          "values >= " + std::to_string(min_value));
+  return v;
+}
+
+std::string auto_pad_attr(const ir::Node& node) {
+  const std::string a = node.attr_string("auto_pad", "NOTSET");
+  check(a == "NOTSET" || a == "SAME_UPPER" || a == "SAME_LOWER" || a == "VALID",
+        Errc::kInvalidArgument, node.describe(), "has auto_pad '" + a + "'",
+        "NOTSET, SAME_UPPER, SAME_LOWER or VALID");
+  return a;
+}
+
+int64_t window_out_dim(const ir::Node& node, int64_t in, int64_t k, int64_t s, int64_t d,
+                       const std::string& auto_pad, bool ceil_mode, int64_t& pad_begin,
+                       int64_t& pad_end) {
+  const int64_t extent = (k - 1) * d + 1;
+  if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    const int64_t out = (in + s - 1) / s;
+    const int64_t total = std::max<int64_t>(0, (out - 1) * s + extent - in);
+    pad_begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+    pad_end = total - pad_begin;
+    return out;
+  }
+  if (auto_pad == "VALID") pad_begin = pad_end = 0;
+  const int64_t span = in + pad_begin + pad_end - extent;
+  check(span >= 0, Errc::kShapeMismatch, node.describe(),
+        "has a window of extent " + std::to_string(extent) + " over a spatial size of " +
+            std::to_string(in) + " padded by " + std::to_string(pad_begin) + "+" +
+            std::to_string(pad_end),
+        "an input at least as large as the (dilated) kernel");
+  int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+  // A window that would start inside the end padding is dropped (as
+  // PyTorch and later ONNX specs do).
+  if (ceil_mode && out > 1 && (out - 1) * s >= in + pad_begin) --out;
+  return out;
+}
+
+}  // namespace nn_detail
+
+namespace {
+
+using nn_detail::vector_isa;
+
+#define NN_INLINE inline __attribute__((always_inline))
+#define NN_LAMBDA __attribute__((always_inline))
+#if defined(__x86_64__)
+template <class F>
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,prefer-vector-width=512")))
+void run_avx512(const F& f) { f(); }
+template <class F>
+__attribute__((target("avx2,fma"))) void run_avx2(const F& f) { f(); }
+#endif
+// Runs f (an always-inline lambda) compiled for the best ISA kernels() allows.
+template <class F>
+void run_vectorized(const F& f) {
+#if defined(__x86_64__)
+  switch (vector_isa()) {
+    case 2: run_avx512(f); return;
+    case 1: run_avx2(f); return;
+    default: break;
+  }
+#endif
+  f();
+}
+
+template <class F>
+void dispatch_float(DType dt, const ir::Node& node, const char* what, F&& f) {
+  if (dt == DType::kF32) f(float{});
+  else if (dt == DType::kF64) f(double{});
+  else bad_type(node, what, dt, "f32 or f64");
+}
+
+void parallel(ThreadPool* pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (pool == nullptr || n <= grain) fn(0, n);
+  else pool->parallel_for(n, grain, fn);
+}
+
+// Items per parallel chunk so that a chunk holds about `work` units.
+int64_t grain_for(int64_t per_item, int64_t work = 1 << 15) {
+  return std::max<int64_t>(1, work / std::max<int64_t>(1, per_item));
+}
+
+std::string dims_str(int64_t a, int64_t b) { return std::to_string(a) + " x " + std::to_string(b); }
+
+// ---- exp that vectorises ----
+
+// e^x for float, |relative error| < 2e-7 over the normal range; x below
+// about -87.3 gives 0, NaN gives NaN. Written so the compiler vectorises it.
+NN_INLINE float fast_exp(float x) {
+  constexpr float kLo = -87.33654f, kHi = 88.37626f;
+  float xc = x < kLo ? kLo : x;
+  xc = xc > kHi ? kHi : xc;  // NaN stays NaN
+  const float t = xc * 1.44269504088896341f;
+  const float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest
+  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.0f / 5040;
+  p = p * r + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const float nc = n > -127.0f ? n : -127.0f;  // NaN -> -127: a safe conversion
+  const int32_t e = static_cast<int32_t>(nc) + 127;
+  const float scale = std::bit_cast<float>(static_cast<uint32_t>(e) << 23);
+  const float y = p * scale;
+  return x < kLo ? 0.0f : y;
+}
+
+template <typename T>
+NN_INLINE T exp_of(T x) {
+  if constexpr (std::is_same_v<T, float>) return fast_exp(x);
+  else return std::exp(x);
+}
+
+// ---- Softmax, LogSoftmax, Hardmax ----
+
+enum class SoftKind { kSoftmax, kLogSoftmax };
+
+template <typename T>
+NN_INLINE T row_max(const T* x, int64_t n) {
+  constexpr int64_t L = 16;
+  T acc[L];
+  for (int64_t j = 0; j < L; ++j) acc[j] = -std::numeric_limits<T>::infinity();
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    for (int64_t j = 0; j < L; ++j) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < L; ++j) m = acc[j] > m ? acc[j] : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+// y = softmax / log-softmax of each contiguous row of n values.
+template <typename T, SoftKind K>
+NN_INLINE void soft_rows(const T* x, T* y, int64_t rows, int64_t n) {
+  constexpr int64_t L = 16;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    T m = row_max(xr, n);
+    if (std::isinf(m)) m = m > 0 ? m : T(0);  // all -inf: keep exp finite (gives NaN/0 as numpy)
+    T acc[L] = {};
+    int64_t i = 0;
+    if constexpr (K == SoftKind::kSoftmax) {
+      for (; i + L <= n; i += L)
+        for (int64_t j = 0; j < L; ++j) {
+          const T e = exp_of<T>(xr[i + j] - m);
+          yr[i + j] = e;
+          acc[j] += e;
+        }
+      T s = 0;
+      for (int64_t j = 0; j < L; ++j) s += acc[j];
+      for (; i < n; ++i) {
+        const T e = exp_of<T>(xr[i] - m);
+        yr[i] = e;
+        s += e;
+      }
+      const T inv = T(1) / s;
+      for (int64_t k = 0; k < n; ++k) yr[k] *= inv;
+    } else {
+      for (; i + L <= n; i += L)
+        for (int64_t j = 0; j < L; ++j) acc[j] += exp_of<T>(xr[i + j] - m);
+      T s = 0;
+      for (int64_t j = 0; j < L; ++j) s += acc[j];
+      for (; i < n; ++i) s += exp_of<T>(xr[i] - m);
+      const T lse = m + std::log(s);
+      for (int64_t k = 0; k < n; ++k) yr[k] = xr[k] - lse;
+    }
+  }
+}
+
+// The same along a strided axis: x is [n, inner] per outer index; columns
+// [j0, j1) of one outer block, vectorised across the columns.
+template <typename T, SoftKind K>
+NN_INLINE void soft_cols(const T* x, T* y, int64_t n, int64_t inner, int64_t j0, int64_t j1) {
+  constexpr int64_t B = 64;
+  T m[B], s[B];
+  for (int64_t c0 = j0; c0 < j1; c0 += B) {
+    const int64_t w = std::min(B, j1 - c0);
+    for (int64_t j = 0; j < w; ++j) m[j] = -std::numeric_limits<T>::infinity();
+    for (int64_t k = 0; k < n; ++k) {
+      const T* xk = x + k * inner + c0;
+      for (int64_t j = 0; j < w; ++j) m[j] = xk[j] > m[j] ? xk[j] : m[j];
+    }
+    for (int64_t j = 0; j < w; ++j) {
+      if (std::isinf(m[j])) m[j] = m[j] > 0 ? m[j] : T(0);
+      s[j] = 0;
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      const T* xk = x + k * inner + c0;
+      T* yk = y + k * inner + c0;
+      if constexpr (K == SoftKind::kSoftmax) {
+        for (int64_t j = 0; j < w; ++j) {
+          const T e = exp_of<T>(xk[j] - m[j]);
+          yk[j] = e;
+          s[j] += e;
+        }
+      } else {
+        for (int64_t j = 0; j < w; ++j) s[j] += exp_of<T>(xk[j] - m[j]);
+      }
+    }
+    if constexpr (K == SoftKind::kSoftmax) {
+      for (int64_t j = 0; j < w; ++j) s[j] = T(1) / s[j];
+      for (int64_t k = 0; k < n; ++k) {
+        T* yk = y + k * inner + c0;
+        for (int64_t j = 0; j < w; ++j) yk[j] *= s[j];
+      }
+    } else {
+      for (int64_t j = 0; j < w; ++j) s[j] = m[j] + std::log(s[j]);
+      for (int64_t k = 0; k < n; ++k) {
+        const T* xk = x + k * inner + c0;
+        T* yk = y + k * inner + c0;
+        for (int64_t j = 0; j < w; ++j) yk[j] = xk[j] - s[j];
+      }
+    }
+  }
+}
+
+// The (outer, n, inner) view of a softmax-like op: for opset < 13 the input
+// is coerced to 2-D at axis (default 1), otherwise it runs along one axis
+// (default -1).
+struct AxisView {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+
+AxisView axis_view(const Shape& s, const ir::Node& node, int64_t opset) {
+  const int64_t rank = static_cast<int64_t>(s.size());
+  const bool coerce = opset < 13;
+  const int64_t a = node.attr_int("axis", coerce ? 1 : -1);
+  // Coerced to 2-D, axis == rank is allowed (rows of one value).
+  const int64_t axis = coerce && a == rank ? rank : normalize_axis(a, rank, node);
+  AxisView v;
+  for (int64_t d = 0; d < rank; ++d) {
+    const int64_t x = s[static_cast<size_t>(d)];
+    if (d < axis) v.outer *= x;
+    else if (d == axis || coerce) v.n *= x;
+    else v.inner *= x;
+  }
+  return v;
+}
+
+template <SoftKind K>
+void soft_run(OpContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const AxisView v = axis_view(x.shape(), ctx.node(), ctx.opset());
+  dispatch_float(x.dtype(), ctx.node(), "input 0", [&](auto z) {
+    using T = decltype(z);
+    Tensor& yt = ctx.output(0, x.dtype(), x.shape());
+    const T* px = x.data<T>();
+    T* py = yt.data<T>();
+    if (x.numel() == 0) return;
+    if (v.inner == 1) {
+      parallel(ctx.pool(), v.outer, grain_for(v.n), [&](int64_t b, int64_t e) {
+        run_vectorized([&]() NN_LAMBDA { soft_rows<T, K>(px + b * v.n, py + b * v.n, e - b, v.n); });
+      });
+    } else {
+      constexpr int64_t kCols = 256;
+      const int64_t blocks = (v.inner + kCols - 1) / kCols;
+      parallel(ctx.pool(), v.outer * blocks, grain_for(v.n * std::min(kCols, v.inner)),
+               [&](int64_t b, int64_t e) {
+                 for (int64_t t = b; t < e; ++t) {
+                   const int64_t o = t / blocks, j0 = (t % blocks) * kCols;
+                   const int64_t j1 = std::min(v.inner, j0 + kCols);
+                   const int64_t off = o * v.n * v.inner;
+                   run_vectorized([&]() NN_LAMBDA {
+                     soft_cols<T, K>(px + off, py + off, v.n, v.inner, j0, j1);
+                   });
+                 }
+               });
+    }
+  });
+}
+
+void hardmax_run(OpContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const AxisView v = axis_view(x.shape(), ctx.node(), ctx.opset());
+  dispatch_float(x.dtype(), ctx.node(), "input 0", [&](auto z) {
+    using T = decltype(z);
+    Tensor& yt = ctx.output(0, x.dtype(), x.shape());
+    const T* px = x.data<T>();
+    T* py = yt.data<T>();
+    std::fill(py, py + x.numel(), T(0));
+    if (v.n == 0) return;
+    for (int64_t o = 0; o < v.outer; ++o)
+      for (int64_t j = 0; j < v.inner; ++j) {
+        const T* c = px + o * v.n * v.inner + j;
+        int64_t best = 0;
+        for (int64_t k = 1; k < v.n; ++k)
+          if (c[k * v.inner] > c[best * v.inner]) best = k;
+        py[o * v.n * v.inner + best * v.inner + j] = T(1);
+      }
+  });
+}
+
+void infer_float_same(InferContext& ctx) {
+  const ir::ValueInfo& in = ctx.input(0);
+  if (in.dtype && *in.dtype != DType::kF32 && *in.dtype != DType::kF64)
+    bad_type(ctx.node(), "input 0", *in.dtype, "f32 or f64");
+  if (in.shape) {
+    const int64_t rank = static_cast<int64_t>(in.shape->size());
+    const int64_t a = ctx.node().attr_int("axis", ctx.opset() < 13 ? 1 : -1);
+    if (!(ctx.opset() < 13 && a == rank)) normalize_axis(a, rank, ctx.node());
+  }
+  infer_same_as(ctx);
+}
+
+// ---- Gemm ----
+
+struct GemmState {
+  kernels::PackedMatrix b;  // alpha * op(B), K x N
+};
+
+struct GemmDims {
+  int64_t M, N, K;
+  bool ta, tb;
+};
+
+GemmDims gemm_dims(const ir::Node& node, const Shape& a, const Shape& b) {
+  check(a.size() == 2 && b.size() == 2, Errc::kShapeMismatch, node.describe(),
+        "has inputs of shapes " + shape_str(a) + " and " + shape_str(b), "A and B of rank 2");
+  GemmDims g;
+  g.ta = node.attr_int("transA", 0) != 0;
+  g.tb = node.attr_int("transB", 0) != 0;
+  g.M = g.ta ? a[1] : a[0];
+  g.K = g.ta ? a[0] : a[1];
+  const int64_t kb = g.tb ? b[1] : b[0];
+  g.N = g.tb ? b[0] : b[1];
+  check(g.K == kb, Errc::kShapeMismatch, node.describe(),
+        "multiplies op(A) of " + dims_str(g.M, g.K) + " by op(B) of " + dims_str(kb, g.N),
+        "op(A) columns equal to op(B) rows");
+  return g;
+}
+
+// How C broadcasts to [M, N]: 0 none, 1 along columns (N values), 2 along
+// rows (M values), 3 full.
+int gemm_c_kind(const ir::Node& node, const Shape& c, int64_t M, int64_t N) {
+  const int64_t cr = c.size() == 2 ? c[0] : 1;
+  const int64_t cc = c.empty() ? 1 : c.back();
+  const bool ok = c.size() <= 2 && (cr == 1 || cr == M) && (cc == 1 || cc == N);
+  check(ok, Errc::kShapeMismatch, node.describe(),
+        "has C of shape " + shape_str(c) + " for a result of " + dims_str(M, N),
+        "C unidirectionally broadcastable to [M, N]");
+  if (cr == M && cc == N && !(M == 1 || N == 1)) return 3;
+  if (cr == M && M != 1 && cc == 1) return 2;
+  if (cr == M && cc == N && N == 1) return 2;
+  return 1;  // [N], [1, N], scalar, [1, 1]
+}
+
+std::shared_ptr<const void> gemm_prepare(const PrepareContext& p) {
+  const Tensor* b = p.constants.size() > 1 ? p.constants[1] : nullptr;
+  if (b == nullptr || b->dtype() != DType::kF32 || b->rank() != 2) return nullptr;
+  const bool tb = p.node.attr_int("transB", 0) != 0;
+  const float alpha = p.node.attr_float("alpha", 1.0f);
+  const int64_t K = tb ? b->dim(1) : b->dim(0), N = tb ? b->dim(0) : b->dim(1);
+  if (K == 0 || N == 0) return nullptr;
+  auto st = std::make_shared<GemmState>();
+  const float* src = b->data<float>();
+  std::vector<float> scaled;
+  if (alpha != 1.0f) {
+    scaled.assign(src, src + b->numel());
+    for (float& v : scaled) v *= alpha;
+    src = scaled.data();
+  }
+  st->b = kernels::pack_b(tb, K, N, src, b->dim(1));
+  return st;
+}
+
+template <typename T>
+void gemm_naive(const GemmDims& g, const T* A, const T* B, const Tensor* C, double alpha,
+                double beta, T* Y) {
+  std::vector<double> row(static_cast<size_t>(g.N));
+  std::vector<int64_t> cs = {0, 0};
+  if (C != nullptr) {
+    const Shape& c = C->shape();
+    const int64_t cr = c.size() == 2 ? c[0] : 1, cc = c.empty() ? 1 : c.back();
+    cs = {cr == 1 ? 0 : (c.empty() ? 1 : c.back()), cc == 1 ? 0 : 1};
+  }
+  const T* pc = C != nullptr ? C->data<T>() : nullptr;
+  for (int64_t i = 0; i < g.M; ++i) {
+    std::fill(row.begin(), row.end(), 0.0);
+    for (int64_t k = 0; k < g.K; ++k) {
+      const double a = static_cast<double>(g.ta ? A[k * g.M + i] : A[i * g.K + k]);
+      for (int64_t j = 0; j < g.N; ++j)
+        row[static_cast<size_t>(j)] += a * static_cast<double>(g.tb ? B[j * g.K + k] : B[k * g.N + j]);
+    }
+    for (int64_t j = 0; j < g.N; ++j) {
+      double v = alpha * row[static_cast<size_t>(j)];
+      if (pc != nullptr) v += beta * static_cast<double>(pc[i * cs[0] + j * cs[1]]);
+      Y[i * g.N + j] = static_cast<T>(v);
+    }
+  }
+}
+
+void gemm_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  check(ctx.has_input(2) || ctx.opset() >= 11, Errc::kNotFound, node.describe(),
+        "has no input C", "C (optional only from opset 11)");
+  const Tensor* c = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  check(a.dtype() == b.dtype() && (c == nullptr || c->dtype() == a.dtype()), Errc::kTypeMismatch,
+        node.describe(), "has inputs of different types", "A, B and C of one type");
+  const GemmDims g = gemm_dims(node, a.shape(), b.shape());
+  const float alpha = node.attr_float("alpha", 1.0f);
+  const float beta = node.attr_float("beta", 1.0f);
+  const int kind = c != nullptr ? gemm_c_kind(node, c->shape(), g.M, g.N) : 0;
+  Tensor& y = ctx.output(0, a.dtype(), {g.M, g.N});
+  if (a.dtype() != DType::kF32) {
+    switch (a.dtype()) {
+      case DType::kF64: gemm_naive(g, a.data<double>(), b.data<double>(), c, alpha, beta, y.data<double>()); break;
+      case DType::kI64: gemm_naive(g, a.data<int64_t>(), b.data<int64_t>(), c, alpha, beta, y.data<int64_t>()); break;
+      case DType::kI32: gemm_naive(g, a.data<int32_t>(), b.data<int32_t>(), c, alpha, beta, y.data<int32_t>()); break;
+      default: bad_type(node, "input A", a.dtype(), "f32, f64, i32 or i64");
+    }
+    return;
+  }
+  if (g.M == 0 || g.N == 0) return;
+  float* py = y.data<float>();
+  kernels::GemmEpilogue ep;
+  std::vector<float> bias;
+  float gemm_beta = 0.0f;
+  if (c != nullptr && beta != 0.0f) {
+    const float* pc = c->data<float>();
+    if (kind == 3) {
+      std::memcpy(py, pc, static_cast<size_t>(g.M * g.N) * sizeof(float));
+      gemm_beta = beta;
+    } else if (kind == 2) {
+      bias.assign(pc, pc + g.M);
+      for (float& v : bias) v *= beta;
+      ep.bias_m = bias.data();
+    } else {
+      bias.resize(static_cast<size_t>(g.N));
+      for (int64_t j = 0; j < g.N; ++j) bias[static_cast<size_t>(j)] = beta * pc[c->numel() == 1 ? 0 : j];
+      ep.bias_n = bias.data();
+    }
+  }
+  const float* pa = a.data<float>();
+  const int64_t lda = a.dim(1);
+  if (ctx.state() != nullptr) {
+    const auto& st = ctx.state_as<GemmState>();
+    check(st.b.rows() == g.K && st.b.cols() == g.N, Errc::kInternal, node.describe(),
+          "has a packed B that does not match B's shape");
+    kernels::sgemm_packed_b(g.M, pa, lda, g.ta, st.b, gemm_beta, py, g.N, ep, ctx.pool());
+  } else {
+    kernels::sgemm(g.ta, g.tb, g.M, g.N, g.K, alpha, pa, lda, b.data<float>(), b.dim(1),
+                   gemm_beta, py, g.N, ep, ctx.pool());
+  }
+}
+
+void gemm_infer(InferContext& ctx) {
+  const ir::ValueInfo& a = ctx.input(0);
+  const ir::ValueInfo& b = ctx.input(1);
+  std::optional<ir::SymShape> out;
+  const bool ta = ctx.node().attr_int("transA", 0) != 0, tb = ctx.node().attr_int("transB", 0) != 0;
+  ir::Dim M, N;
+  if (a.shape) {
+    check(a.shape->size() == 2, Errc::kShapeMismatch, ctx.node().describe(),
+          "has A of shape " + ir::sym_shape_str(*a.shape), "a 2-D A");
+    M = (*a.shape)[ta ? 1 : 0];
+  }
+  if (b.shape) {
+    check(b.shape->size() == 2, Errc::kShapeMismatch, ctx.node().describe(),
+          "has B of shape " + ir::sym_shape_str(*b.shape), "a 2-D B");
+    N = (*b.shape)[tb ? 0 : 1];
+  }
+  if (a.shape && b.shape) {
+    const ir::Dim ka = (*a.shape)[ta ? 0 : 1], kb = (*b.shape)[tb ? 1 : 0];
+    check(!(ka.known() && kb.known()) || ka.size == kb.size, Errc::kShapeMismatch,
+          ctx.node().describe(), "multiplies op(A) with " + ka.str() + " columns by op(B) with " +
+          kb.str() + " rows", "equal inner dimensions");
+  }
+  set_output(ctx, 0, a.dtype ? a.dtype : b.dtype, ir::SymShape{M, N});
+}
+
+// ---- MatMul ----
+
+struct MatMulState {
+  kernels::PackedMatrix b;  // K x N
+};
+
+std::shared_ptr<const void> matmul_prepare(const PrepareContext& p) {
+  const Tensor* b = p.constants.size() > 1 ? p.constants[1] : nullptr;
+  if (b == nullptr || b->dtype() != DType::kF32 || b->rank() < 2) return nullptr;
+  const int64_t K = b->dim(-2), N = b->dim(-1);
+  if (K == 0 || N < 2 || b->numel() != K * N) return nullptr;  // batched B: not packed
+  auto st = std::make_shared<MatMulState>();
+  st->b = kernels::pack_b(false, K, N, b->data<float>(), N);
+  return st;
+}
+
+struct MatMulDims {
+  int64_t M = 1, N = 1, K = 1;
+  Shape a_batch, b_batch, out_batch, out;
+};
+
+MatMulDims matmul_dims(const ir::Node& node, const Shape& a, const Shape& b) {
+  check(!a.empty() && !b.empty(), Errc::kShapeMismatch, node.describe(),
+        "has inputs of shapes " + shape_str(a) + " and " + shape_str(b), "inputs of rank >= 1");
+  MatMulDims d;
+  d.K = a.back();
+  d.M = a.size() >= 2 ? a[a.size() - 2] : 1;
+  const int64_t kb = b.size() >= 2 ? b[b.size() - 2] : b[0];
+  d.N = b.size() >= 2 ? b.back() : 1;
+  check(d.K == kb, Errc::kShapeMismatch, node.describe(),
+        "multiplies " + shape_str(a) + " by " + shape_str(b),
+        "A's last dimension equal to B's second-to-last (numpy matmul)");
+  if (a.size() > 2) d.a_batch.assign(a.begin(), a.end() - 2);
+  if (b.size() > 2) d.b_batch.assign(b.begin(), b.end() - 2);
+  d.out_batch = broadcast_shapes(d.a_batch, d.b_batch, node);
+  d.out = d.out_batch;
+  if (a.size() >= 2) d.out.push_back(d.M);
+  if (b.size() >= 2) d.out.push_back(d.N);
+  return d;
+}
+
+// Matrix offsets (in matrices) of A and B for each output batch index.
+void batch_offsets(const MatMulDims& d, std::vector<int64_t>& ao, std::vector<int64_t>& bo) {
+  const int64_t nb = shape_numel(d.out_batch);
+  const std::vector<int64_t> as = broadcast_strides(d.a_batch, d.out_batch);
+  const std::vector<int64_t> bs = broadcast_strides(d.b_batch, d.out_batch);
+  ao.assign(static_cast<size_t>(nb), 0);
+  bo.assign(static_cast<size_t>(nb), 0);
+  const size_t r = d.out_batch.size();
+  std::vector<int64_t> idx(r, 0);
+  int64_t oa = 0, ob = 0;
+  for (int64_t t = 0; t < nb; ++t) {
+    ao[static_cast<size_t>(t)] = oa;
+    bo[static_cast<size_t>(t)] = ob;
+    for (size_t k = r; k-- > 0;) {
+      ++idx[k];
+      oa += as[k];
+      ob += bs[k];
+      if (idx[k] < d.out_batch[k]) break;
+      oa -= as[k] * idx[k];
+      ob -= bs[k] * idx[k];
+      idx[k] = 0;
+    }
+  }
+}
+
+template <typename T>
+void matmul_naive(const MatMulDims& d, const T* A, const T* B, T* Y) {
+  std::vector<int64_t> ao, bo;
+  batch_offsets(d, ao, bo);
+  for (size_t t = 0; t < ao.size(); ++t) {
+    const T* a = A + ao[t] * d.M * d.K;
+    const T* b = B + bo[t] * d.K * d.N;
+    T* y = Y + static_cast<int64_t>(t) * d.M * d.N;
+    for (int64_t i = 0; i < d.M; ++i) {
+      T* yr = y + i * d.N;
+      for (int64_t j = 0; j < d.N; ++j) yr[j] = T(0);
+      for (int64_t k = 0; k < d.K; ++k) {
+        const T av = a[i * d.K + k];
+        const T* br = b + k * d.N;
+        for (int64_t j = 0; j < d.N; ++j) yr[j] += av * br[j];
+      }
+    }
+  }
+}
+
+void matmul_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  check(a.dtype() == b.dtype(), Errc::kTypeMismatch, node.describe(),
+        "multiplies " + std::string(dtype_name(a.dtype())) + " by " + std::string(dtype_name(b.dtype())),
+        "A and B of one type");
+  const MatMulDims d = matmul_dims(node, a.shape(), b.shape());
+  Tensor& y = ctx.output(0, a.dtype(), d.out);
+  if (y.numel() == 0) return;
+  switch (a.dtype()) {
+    case DType::kF32: break;
+    case DType::kF64: matmul_naive(d, a.data<double>(), b.data<double>(), y.data<double>()); return;
+    case DType::kI64: matmul_naive(d, a.data<int64_t>(), b.data<int64_t>(), y.data<int64_t>()); return;
+    case DType::kI32: matmul_naive(d, a.data<int32_t>(), b.data<int32_t>(), y.data<int32_t>()); return;
+    default: bad_type(node, "input A", a.dtype(), "f32, f64, i32 or i64");
+  }
+  const float* pa = a.data<float>();
+  const float* pb = b.data<float>();
+  float* py = y.data<float>();
+  ThreadPool* pool = ctx.pool();
+  if (shape_numel(d.b_batch) == 1) {
+    // B is one matrix: fold A's batch into its rows, one GEMM.
+    const int64_t rows = shape_numel(d.a_batch) * d.M;
+    if (ctx.state() != nullptr) {
+      const auto& st = ctx.state_as<MatMulState>();
+      check(st.b.rows() == d.K && st.b.cols() == d.N, Errc::kInternal, node.describe(),
+            "has a packed B that does not match B's shape");
+      kernels::sgemm_packed_b(rows, pa, d.K, false, st.b, 0.0f, py, d.N, {}, pool);
+    } else {
+      kernels::sgemm(false, false, rows, d.N, d.K, 1.0f, pa, d.K, pb, d.N, 0.0f, py, d.N, {}, pool);
+    }
+    return;
+  }
+  std::vector<int64_t> ao, bo;
+  batch_offsets(d, ao, bo);
+  const int64_t nb = static_cast<int64_t>(ao.size());
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  const int64_t macs = d.M * d.N * d.K;
+  auto one = [&](int64_t t, ThreadPool* p) {
+    const size_t i = static_cast<size_t>(t);
+    kernels::sgemm(false, false, d.M, d.N, d.K, 1.0f, pa + ao[i] * d.M * d.K, d.K,
+                   pb + bo[i] * d.K * d.N, d.N, 0.0f, py + t * d.M * d.N, d.N, {}, p);
+  };
+  if (threads > 1 && (nb >= 2 * threads || macs < (int64_t{1} << 18))) {
+    // Many matrices, or small ones: one thread per matrix.
+    parallel(pool, nb, grain_for(macs, 1 << 16), [&](int64_t b0, int64_t b1) {
+      for (int64_t t = b0; t < b1; ++t) one(t, nullptr);
+    });
+  } else {
+    for (int64_t t = 0; t < nb; ++t) one(t, pool);
+  }
+}
+
+void matmul_infer(InferContext& ctx) {
+  const ir::ValueInfo& a = ctx.input(0);
+  const ir::ValueInfo& b = ctx.input(1);
+  const std::optional<DType> dt = a.dtype ? a.dtype : b.dtype;
+  if (!a.shape || !b.shape) {
+    set_output(ctx, 0, dt, std::nullopt);
+    return;
+  }
+  const ir::SymShape& sa = *a.shape;
+  const ir::SymShape& sb = *b.shape;
+  check(!sa.empty() && !sb.empty(), Errc::kShapeMismatch, ctx.node().describe(),
+        "has inputs of shapes " + ir::sym_shape_str(sa) + " and " + ir::sym_shape_str(sb),
+        "inputs of rank >= 1");
+  const ir::Dim ka = sa.back(), kb = sb.size() >= 2 ? sb[sb.size() - 2] : sb[0];
+  check(!(ka.known() && kb.known()) || ka.size == kb.size, Errc::kShapeMismatch,
+        ctx.node().describe(), "multiplies " + ir::sym_shape_str(sa) + " by " + ir::sym_shape_str(sb),
+        "A's last dimension equal to B's second-to-last (numpy matmul)");
+  ir::SymShape ba, bb;
+  if (sa.size() > 2) ba.assign(sa.begin(), sa.end() - 2);
+  if (sb.size() > 2) bb.assign(sb.begin(), sb.end() - 2);
+  ir::SymShape out = broadcast_sym(ba, bb, ctx.node());
+  if (sa.size() >= 2) out.push_back(sa[sa.size() - 2]);
+  if (sb.size() >= 2) out.push_back(sb.back());
+  set_output(ctx, 0, dt, out);
+}
+
+}  // namespace
+
+void register_nn_ops(OpRegistry& r) {
+  r.add({.domain = "", .op_type = "Gemm", .min_opset = 1, .max_opset = 21, .infer = gemm_infer,
+         .prepare = gemm_prepare, .run = gemm_run});
+  r.add({.domain = "", .op_type = "MatMul", .min_opset = 1, .max_opset = 21,
+         .infer = matmul_infer, .prepare = matmul_prepare, .run = matmul_run});
+  r.add({.domain = "", .op_type = "Softmax", .min_opset = 1, .max_opset = 21,
+         .infer = infer_float_same, .run = soft_run<SoftKind::kSoftmax>});
+  r.add({.domain = "", .op_type = "LogSoftmax", .min_opset = 1, .max_opset = 21,
+         .infer = infer_float_same, .run = soft_run<SoftKind::kLogSoftmax>});
+  r.add({.domain = "", .op_type = "Hardmax", .min_opset = 1, .max_opset = 21,
+         .infer = infer_float_same, .run = hardmax_run});
+  register_nn_conv_ops(r);
+  register_nn_pool_ops(r);
+  register_nn_norm_ops(r);
+}
 
 }  // namespace qforge::ops

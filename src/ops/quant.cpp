@@ -1,8 +1,1515 @@
+// The ONNX integer and quantization operators, and the com.microsoft
+// "QOperator" ops that ONNX Runtime's quantizer writes.
+//
+//   QuantizeLinear, DequantizeLinear   opsets 10 (per tensor), 13 (per axis),
+//                                      19 (f16/bf16 scales), 21 (blocked,
+//                                      16- and 4-bit types, output_dtype);
+//                                      com.microsoft versions (same semantics)
+//   DynamicQuantizeLinear              opset 11
+//   MatMulInteger, ConvInteger         opset 10 (i32 output)
+//   QLinearMatMul                      opsets 10 and 21 (f16/bf16 scales)
+//   QLinearConv                        opset 10
+//   com.microsoft: QLinearAdd, QLinearMul, QLinearSigmoid, QLinearLeakyRelu,
+//   QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat,
+//   DynamicQuantizeMatMul, MatMulIntegerToFloat
+//
+// These are reference kernels, written to be read and to be exact, not fast.
+// Rounding and saturation come from qforge's quantization library
+// (quantize_value / dequantize_value: round half to even, saturate to the
+// storage type); where ONNX's reference implementation computes in float64
+// (QLinearMatMul, QLinearConv: int32 accumulator times a float32 multiplier,
+// numpy promotes to float64) so does round_saturate() below, with the same
+// rounding rule. Integer sums are accumulated in int64, so they are exact;
+// MatMulInteger and ConvInteger wrap them to int32 as the spec allows
+// ("accumulation may overflow if and only if in 32 bits").
+//
+// float8 and float4 types are refused with an Unsupported error: qforge has
+// no such element types.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "ops/families.h"
 #include "ops/op_util.h"
+#include "qforge/pack.h"
+#include "qforge/quant.h"
+#include "quant/layout.h"
 
 namespace qforge::ops {
+namespace {
 
-void register_quant_ops(OpRegistry& r) { (void)r; }
+using ir::Dim;
+using ir::SymShape;
+
+const std::string kMicrosoft = "com.microsoft";
+
+size_t sz(int64_t v) { return static_cast<size_t>(v); }
+int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+// ---------------------------------------------------------------- errors
+
+[[noreturn]] void fail(const ir::Node& node, Errc code, const std::string& problem,
+                       const std::string& expected) {
+  throw Error(code, node.describe(), problem, expected);
+}
+
+void require(bool ok, const ir::Node& node, Errc code, const std::string& problem,
+             const std::string& expected) {
+  if (!ok) fail(node, code, problem, expected);
+}
+
+std::string name_of(DType t) { return std::string(dtype_name(t)); }
+
+std::string type_list(const std::vector<DType>& ts) {
+  std::string r;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    if (i > 0) r += i + 1 == ts.size() ? " or " : ", ";
+    r += name_of(ts[i]);
+  }
+  return r;
+}
+
+bool one_of(DType t, const std::vector<DType>& ts) {
+  return std::find(ts.begin(), ts.end(), t) != ts.end();
+}
+
+void expect_type(const ir::Node& node, const std::string& what, DType got,
+                 const std::vector<DType>& ok) {
+  if (!one_of(got, ok)) fail(node, Errc::kTypeMismatch, what + " is " + name_of(got), type_list(ok));
+}
+
+void expect_same_type(const ir::Node& node, const std::string& what, DType got,
+                      const std::string& other, DType want) {
+  require(got == want, node, Errc::kTypeMismatch,
+          what + " is " + name_of(got) + " but " + other + " is " + name_of(want),
+          name_of(want) + ", the type of " + other);
+}
+
+const std::vector<DType> k8Bit = {DType::kU8, DType::kI8};
+
+// ---------------------------------------------------------------- values
+
+bool is_single(const Tensor& t) { return t.numel() == 1 && t.rank() <= 1; }
+
+// Element i of an f32, f16 or bf16 tensor, as float (exact).
+float float_at(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(t.raw())[i]);
+    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(t.raw())[i]);
+    default: return t.data<float>()[i];
+  }
+}
+
+std::vector<float> floats_of(const Tensor& t) {
+  std::vector<float> v(sz(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) v[sz(i)] = float_at(t, i);
+  return v;
+}
+
+// The integer codes of a quantized tensor (8-, 16-, 32- or packed 4-bit).
+std::vector<int32_t> codes_of(const Tensor& t) {
+  std::vector<int32_t> v(sz(t.numel()));
+  if (!v.empty()) load_codes(t.raw(), t.numel(), t.dtype(), v.data());
+  return v;
+}
+
+// v rounded to the precision of float type t (numpy arithmetic in f16/bf16).
+// f32 -> f16/bf16 after one f32 operation on f16/bf16 operands is the
+// correctly rounded result: f32 has more than 2p+2 bits of precision.
+float round_to(DType t, float v) {
+  if (t == DType::kF16) return f16_to_f32(f32_to_f16(v));
+  if (t == DType::kBF16) return bf16_to_f32(f32_to_bf16(v));
+  return v;
+}
+
+// round half to even, then add zp and saturate to [qmin, qmax], in double:
+// quantize_value's rule for a value computed in float64. NaN gives qmin.
+int32_t round_saturate(double v, int32_t zp, int64_t qmin, int64_t qmax) {
+  const double lo = static_cast<double>(qmin) - zp, hi = static_cast<double>(qmax) - zp;
+  double c = v > lo ? v : lo;
+  c = c < hi ? c : hi;
+  return static_cast<int32_t>(static_cast<int64_t>(std::nearbyint(c)) + zp);
+}
+
+void store_floats(Tensor& y, const std::vector<float>& v) {
+  if (v.empty()) return;
+  if (y.dtype() == DType::kF32) {
+    std::memcpy(y.raw(), v.data(), v.size() * sizeof(float));
+    return;
+  }
+  auto* d = static_cast<uint16_t*>(y.raw());
+  for (size_t i = 0; i < v.size(); ++i)
+    d[i] = y.dtype() == DType::kF16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
+}
+
+void store(Tensor& y, const std::vector<int32_t>& codes) {
+  if (!codes.empty()) store_codes(codes.data(), static_cast<int64_t>(codes.size()), y.dtype(), y.raw());
+}
+
+// Element i of a u8, i8 or i32 output (kernels whose output can be much
+// larger than their inputs write it in place rather than through a buffer).
+void put_code(Tensor& y, int64_t i, int32_t v) {
+  switch (y.dtype()) {
+    case DType::kU8: static_cast<uint8_t*>(y.raw())[i] = static_cast<uint8_t>(v); break;
+    case DType::kI8: static_cast<int8_t*>(y.raw())[i] = static_cast<int8_t>(v); break;
+    default: y.data<int32_t>()[i] = v; break;
+  }
+}
+
+// Element i of an f32, f16 or bf16 output.
+void put_float(Tensor& y, int64_t i, float v) {
+  switch (y.dtype()) {
+    case DType::kF16: static_cast<uint16_t*>(y.raw())[i] = f32_to_f16(v); break;
+    case DType::kBF16: static_cast<uint16_t*>(y.raw())[i] = f32_to_bf16(v); break;
+    default: y.data<float>()[i] = v; break;
+  }
+}
+
+// An exact integer sum as int32 accumulation would leave it (two's complement wrap).
+int32_t wrap32(int64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(v)); }
+
+// A per-tensor scale: one f32 value (scalar or 1-element 1-D).
+float single_scale(const OpContext& ctx, int i, const std::string& what, bool divisor) {
+  const Tensor& t = ctx.input(i);
+  expect_type(ctx.node(), what, t.dtype(), {DType::kF32});
+  require(is_single(t), ctx.node(), Errc::kShapeMismatch,
+          what + " has shape " + shape_str(t.shape()),
+          "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
+  const float s = float_at(t, 0);
+  if (divisor)
+    require(std::isfinite(s) && s != 0, ctx.node(), Errc::kInvalidArgument,
+            what + " is " + std::to_string(s), "a finite, non-zero scale to divide by");
+  return s;
+}
+
+// A per-tensor zero point of type `want` (0 when the optional input is absent).
+int32_t single_zero_point(const OpContext& ctx, int i, const std::string& what, DType want,
+                          const std::string& of, bool optional = true) {
+  if (optional && !ctx.has_input(i)) return 0;
+  const Tensor& t = ctx.input(i);
+  expect_same_type(ctx.node(), what, t.dtype(), of, want);
+  require(is_single(t), ctx.node(), Errc::kShapeMismatch,
+          std::string(what) + " has shape " + shape_str(t.shape()),
+          "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
+  return codes_of(t)[0];
+}
+
+// ---------------------------------------------------------------- broadcasting
+
+// True if `from` broadcasts (numpy, right-aligned) into `to` without growing it.
+bool broadcastable_into(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  for (size_t k = 0; k < from.size(); ++k) {
+    const int64_t f = from[from.size() - 1 - k], t = to[to.size() - 1 - k];
+    if (f != t && f != 1) return false;
+  }
+  return true;
+}
+
+// Calls fn(out_index, in_offsets...) for every element of `out`, in row-major
+// order, with the offsets of the broadcast inputs (strides from broadcast_strides).
+template <typename Fn>
+void for_each_broadcast(const Shape& out, const std::vector<std::vector<int64_t>>& strides, Fn&& fn) {
+  const int64_t n = shape_numel(out);
+  std::vector<int64_t> idx(out.size(), 0), off(strides.size(), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    fn(i, off);
+    for (size_t d = out.size(); d-- > 0;) {
+      ++idx[d];
+      for (size_t s = 0; s < strides.size(); ++s) off[s] += strides[s][d];
+      if (idx[d] < out[d]) break;
+      for (size_t s = 0; s < strides.size(); ++s) off[s] -= strides[s][d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+// v (of shape `from`) broadcast to shape `to`; broadcastable_into(from, to).
+template <typename T>
+std::vector<T> expand(const std::vector<T>& v, const Shape& from, const Shape& to) {
+  std::vector<T> out(sz(shape_numel(to)));
+  for_each_broadcast(to, {broadcast_strides(from, to)},
+                     [&](int64_t i, const std::vector<int64_t>& off) { out[sz(i)] = v[sz(off[0])]; });
+  return out;
+}
+
+// ---------------------------------------------------------------- QuantizeLinear / DequantizeLinear
+
+// What a Q/DQ node accepts, by domain and opset.
+struct QdqRules {
+  bool microsoft = false;
+  bool per_axis = false;      // 1-D scales on `axis` (opset 13)
+  bool blocked = false;       // block_size (opset 21)
+  bool output_dtype = false;  // QuantizeLinear's output_dtype attribute (opset 21)
+  std::vector<DType> scale_types;
+  std::vector<DType> q_types;  // quantized types (y of Q; x of DQ, with i32)
+};
+
+QdqRules qdq_rules(const ir::Node& node, int64_t opset) {
+  QdqRules r;
+  bool wide = false;
+  if (node.domain == kMicrosoft) {
+    r.microsoft = true;
+    r.per_axis = true;
+    wide = true;
+    r.scale_types = {DType::kF32, DType::kF16};
+  } else {
+    r.per_axis = opset >= 13;
+    r.blocked = r.output_dtype = wide = opset >= 21;
+    r.scale_types = opset >= 19 ? std::vector<DType>{DType::kF32, DType::kF16, DType::kBF16}
+                                : std::vector<DType>{DType::kF32};
+  }
+  r.q_types = wide ? std::vector<DType>{DType::kU8, DType::kI8, DType::kU16, DType::kI16,
+                                        DType::kU4, DType::kI4}
+                   : k8Bit;
+  return r;
+}
+
+// ONNX element types that exist in ONNX but not in qforge.
+const char* float8_name(int64_t onnx_type) {
+  switch (onnx_type) {
+    case 17: return "float8e4m3fn";
+    case 18: return "float8e4m3fnuz";
+    case 19: return "float8e5m2";
+    case 20: return "float8e5m2fnuz";
+    case 23: return "float4e2m1";
+    default: return nullptr;
+  }
+}
+
+std::optional<DType> output_dtype_attr(const ir::Node& node, const QdqRules& r) {
+  if (!r.output_dtype) return std::nullopt;
+  const int64_t t = node.attr_int("output_dtype", 0);
+  if (t == 0) return std::nullopt;
+  if (const char* f8 = float8_name(t))
+    fail(node, Errc::kUnsupported, std::string("output_dtype is ") + f8,
+         "an integer type (" + type_list(r.q_types) + "): qforge does not implement float8 or "
+         "float4 quantization");
+  std::optional<DType> d;
+  if (t > 0 && t < 64) {
+    try {
+      d = dtype_from_onnx(static_cast<int>(t));
+    } catch (const Error&) {
+    }
+  }
+  if (!d) fail(node, Errc::kInvalidArgument, "output_dtype is " + std::to_string(t),
+               "an ONNX TensorProto type: " + type_list(r.q_types));
+  expect_type(node, "output_dtype", *d, r.q_types);
+  return d;
+}
+
+// QuantizeLinear's output type: y_zero_point's type, else output_dtype, else u8.
+DType quantize_output_type(const ir::Node& node, const QdqRules& r, std::optional<DType> zp_type) {
+  const std::optional<DType> attr = output_dtype_attr(node, r);
+  if (zp_type) {
+    if (attr)
+      require(*attr == *zp_type, node, Errc::kTypeMismatch,
+              "output_dtype is " + name_of(*attr) + " but y_zero_point is " + name_of(*zp_type),
+              "the same type for both");
+    expect_type(node, "y_zero_point", *zp_type, r.q_types);
+    return *zp_type;
+  }
+  return attr ? *attr : DType::kU8;
+}
+
+// The scales and zero points of a Q/DQ node, in the layout of quant/layout.h.
+struct QdqParams {
+  std::vector<float> scale;
+  std::vector<int32_t> zero_point;
+  DType scale_type = DType::kF32;
+  int axis = -1;       // -1: per tensor
+  int64_t block = 0;   // > 0: blocked along axis
+};
+
+QdqParams qdq_params(const OpContext& ctx, const QdqRules& r, const Shape& x,
+                     const std::string& scale_name, const std::string& zp_name) {
+  const ir::Node& node = ctx.node();
+  const Tensor& s = ctx.input(1);
+  expect_type(node, scale_name, s.dtype(), r.scale_types);
+  const Tensor* z = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  if (z)
+    require(z->shape() == s.shape() || (is_single(*z) && is_single(s)), node, Errc::kShapeMismatch,
+            zp_name + " has shape " + shape_str(z->shape()) + " but " + scale_name + " has shape " +
+                shape_str(s.shape()),
+            "the same shape for both");
+  QdqParams p;
+  p.scale_type = s.dtype();
+  const int64_t block = r.blocked ? node.attr_int("block_size", 0) : 0;
+  require(block >= 0, node, Errc::kInvalidArgument, "block_size is " + std::to_string(block),
+          "0 (not blocked) or a positive block size");
+  const auto rank = static_cast<int64_t>(x.size());
+  auto axis_of = [&]() {
+    require(rank >= 1, node, Errc::kShapeMismatch,
+            "x is a scalar but " + scale_name + " has shape " + shape_str(s.shape()),
+            "a single scale for a scalar input");
+    return normalize_axis(node.attr_int("axis", 1), rank, node);
+  };
+  if (block > 0) {
+    const int64_t axis = axis_of();
+    Shape want = x;
+    want[sz(axis)] = ceil_div(x[sz(axis)], block);
+    require(s.shape() == want, node, Errc::kShapeMismatch,
+            scale_name + " has shape " + shape_str(s.shape()) + " for x of shape " + shape_str(x) +
+                " with block_size " + std::to_string(block) + " on axis " + std::to_string(axis),
+            shape_str(want) + " (x's shape with dimension " + std::to_string(axis) +
+                " divided by block_size, rounded up)");
+    p.axis = static_cast<int>(axis);
+    p.block = block;
+  } else if (is_single(s)) {
+    // per tensor
+  } else if (r.per_axis && s.rank() == 1) {
+    const int64_t axis = axis_of();
+    require(s.numel() == x[sz(axis)], node, Errc::kShapeMismatch,
+            scale_name + " has " + std::to_string(s.numel()) + " values for x of shape " +
+                shape_str(x) + " on axis " + std::to_string(axis),
+            std::to_string(x[sz(axis)]) + " values, one per index of axis " + std::to_string(axis));
+    p.axis = static_cast<int>(axis);
+  } else {
+    std::string want = "a scalar (per tensor)";
+    if (r.per_axis) want += ", a 1-D tensor with one value per index of `axis` (per axis)";
+    if (r.blocked) want += ", or x's rank with block_size > 0 (blocked)";
+    fail(node, Errc::kShapeMismatch, scale_name + " has shape " + shape_str(s.shape()), want);
+  }
+  p.scale = floats_of(s);
+  p.zero_point = z ? codes_of(*z) : std::vector<int32_t>(p.scale.size(), 0);
+  return p;
+}
+
+std::vector<DType> quantize_input_types(const QdqRules& r, int64_t opset) {
+  if (r.microsoft) return {DType::kF32, DType::kF16};
+  if (opset >= 19) return {DType::kF32, DType::kF16, DType::kBF16, DType::kI32};
+  return {DType::kF32, DType::kI32};
+}
+
+// y = saturate(round(x / y_scale) + y_zero_point), round half to even. The
+// division is float32 for f32 scales (the library's quantize_value); with
+// f16 / bf16 scales its result is rounded to that type first (the scale's
+// type sets the precision, as in numpy and the later ONNX spec text); int32
+// x divides in float64 (numpy's int32 / float32).
+void quantize_linear_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const QdqRules r = qdq_rules(node, ctx.opset());
+  const Tensor& x = ctx.input(0);
+  expect_type(node, "input x", x.dtype(), quantize_input_types(r, ctx.opset()));
+  const DType out = quantize_output_type(
+      node, r, ctx.has_input(2) ? std::optional<DType>(ctx.input(2).dtype()) : std::nullopt);
+  const QdqParams p = qdq_params(ctx, r, x.shape(), "y_scale", "y_zero_point");
+  for (size_t i = 0; i < p.scale.size(); ++i)
+    require(std::isfinite(p.scale[i]) && p.scale[i] != 0, node, Errc::kInvalidArgument,
+            "y_scale[" + std::to_string(i) + "] is " + std::to_string(p.scale[i]),
+            "finite, non-zero scales (x / y_scale must be defined)");
+  const auto qmin = static_cast<int32_t>(dtype_min(out)), qmax = static_cast<int32_t>(dtype_max(out));
+  std::vector<int32_t> codes(sz(x.numel()));
+  const int32_t* xi = x.dtype() == DType::kI32 ? x.data<int32_t>() : nullptr;
+  const auto l = detail::layout_of(x.shape(), p.axis, p.block);
+  detail::for_each_element(l, p.axis, p.block, [&](int64_t i, int64_t k) {
+    const float s = p.scale[sz(k)];
+    const int32_t zp = p.zero_point[sz(k)];
+    int32_t q;
+    if (xi) {
+      q = round_saturate(static_cast<double>(xi[i]) / static_cast<double>(s), zp, qmin, qmax);
+    } else if (p.scale_type == DType::kF32) {
+      q = quantize_value(float_at(x, i), s, zp, qmin, qmax);
+    } else {
+      q = quantize_value(round_to(p.scale_type, float_at(x, i) / s), 1.0f, zp, qmin, qmax);
+    }
+    codes[sz(i)] = q;
+  });
+  store(ctx.output(0, out, x.shape()), codes);
+}
+
+void quantize_linear_infer(InferContext& c) {
+  const QdqRules r = qdq_rules(c.node(), c.opset());
+  std::optional<DType> out;
+  if (!c.has_input(2)) {
+    out = quantize_output_type(c.node(), r, std::nullopt);
+  } else if (c.input(2).dtype) {
+    out = quantize_output_type(c.node(), r, c.input(2).dtype);
+  } else {
+    out = output_dtype_attr(c.node(), r);
+  }
+  set_output(c, 0, out, c.input(0).shape);
+}
+
+std::string quantize_linear_check(const InferContext& c) {
+  try {
+    output_dtype_attr(c.node(), qdq_rules(c.node(), c.opset()));
+  } catch (const Error& e) {
+    return e.problem() + "; expected " + e.expected();
+  }
+  return {};
+}
+
+// y = (x - x_zero_point) * x_scale, in float32 (dequantize_value), rounded
+// to the scale's type (f16 / bf16) at the end.
+void dequantize_linear_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const QdqRules r = qdq_rules(node, ctx.opset());
+  const Tensor& x = ctx.input(0);
+  std::vector<DType> x_types = r.q_types;
+  x_types.push_back(DType::kI32);
+  expect_type(node, "input x", x.dtype(), x_types);
+  if (ctx.has_input(2))
+    expect_same_type(node, "x_zero_point", ctx.input(2).dtype(), "x", x.dtype());
+  const QdqParams p = qdq_params(ctx, r, x.shape(), "x_scale", "x_zero_point");
+  if (x.dtype() == DType::kI32)
+    for (size_t i = 0; i < p.zero_point.size(); ++i)
+      require(p.zero_point[i] == 0, node, Errc::kInvalidArgument,
+              "x_zero_point[" + std::to_string(i) + "] is " + std::to_string(p.zero_point[i]) +
+                  " for int32 x",
+              "0: int32 inputs have no zero point");
+  const std::vector<int32_t> codes = codes_of(x);
+  std::vector<float> y(codes.size());
+  const auto l = detail::layout_of(x.shape(), p.axis, p.block);
+  detail::for_each_element(l, p.axis, p.block, [&](int64_t i, int64_t k) {
+    y[sz(i)] = dequantize_value(codes[sz(i)], p.scale[sz(k)], p.zero_point[sz(k)]);
+  });
+  store_floats(ctx.output(0, p.scale_type, x.shape()), y);
+}
+
+void dequantize_linear_infer(InferContext& c) {
+  std::optional<DType> out = c.input(1).dtype;
+  if (c.node().domain != kMicrosoft && c.opset() < 19) out = DType::kF32;  // y is float before 19
+  if (out && !one_of(*out, {DType::kF32, DType::kF16, DType::kBF16})) out.reset();
+  set_output(c, 0, out, c.input(0).shape);
+}
+
+// ---------------------------------------------------------------- DynamicQuantizeLinear
+
+// The library's dynamic_quantize_linear is ONNX's function body: range
+// widened to contain 0, scale = range / 255, zero point = round(saturate(
+// -min / scale)), y = QuantizeLinear(x, scale, zero point). (It keeps the
+// scale >= float32 epsilon, so an all-zero x gives scale eps and zero point 0
+// where ONNX's body divides 0 by 0.) An empty x is treated like an all-zero one.
+void dynamic_quantize_linear_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  expect_type(node, "input x", x.dtype(), {DType::kF32});
+  DynamicQuantized r;
+  if (x.numel() == 0) {
+    r.params = choose_params(QuantSpec{}, 0.0f, 0.0f);
+  } else {
+    try {
+      r = dynamic_quantize_linear(x);
+    } catch (const Error& e) {
+      fail(node, e.code(), "input x: " + e.problem(), e.expected());
+    }
+  }
+  Tensor& y = ctx.output(0, DType::kU8, x.shape());
+  if (x.numel() > 0) std::memcpy(y.raw(), r.y.raw(), r.y.nbytes());
+  if (ctx.num_outputs() > 1) ctx.output(1, DType::kF32, {}).data<float>()[0] = r.params.scale[0];
+  if (ctx.num_outputs() > 2)
+    ctx.output(2, DType::kU8, {}).data<uint8_t>()[0] = static_cast<uint8_t>(r.params.zero_point[0]);
+}
+
+void dynamic_quantize_linear_infer(InferContext& c) {
+  set_output(c, 0, DType::kU8, c.input(0).shape);
+  set_output(c, 1, DType::kF32, SymShape{});
+  set_output(c, 2, DType::kU8, SymShape{});
+}
+
+// ---------------------------------------------------------------- matmul
+
+// numpy matmul of A [..., M, K] and B [..., K, N]: 1-D A is [1, K] and 1-D B
+// is [K, 1] (those dimensions are dropped from the result); the batch
+// dimensions broadcast.
+struct MatmulPlan {
+  Shape a2, b2, out;
+  int64_t M = 0, K = 0, N = 0;
+  std::vector<int64_t> a_mat, b_mat;  // per output matrix: the matrix of A and of B
+};
+
+MatmulPlan plan_matmul(const Shape& a, const Shape& b, const ir::Node& node) {
+  require(!a.empty() && !b.empty(), node, Errc::kShapeMismatch,
+          "has inputs of shapes " + shape_str(a) + " and " + shape_str(b),
+          "inputs of rank >= 1 (matrix product)");
+  MatmulPlan p;
+  p.a2 = a.size() == 1 ? Shape{1, a[0]} : a;
+  p.b2 = b.size() == 1 ? Shape{b[0], 1} : b;
+  p.M = p.a2[p.a2.size() - 2];
+  p.K = p.a2.back();
+  p.N = p.b2.back();
+  require(p.b2[p.b2.size() - 2] == p.K, node, Errc::kShapeMismatch,
+          "multiplies A of shape " + shape_str(a) + " by B of shape " + shape_str(b),
+          "A's last dimension equal to B's second-to-last (" + std::to_string(p.K) + ")");
+  const Shape ab(p.a2.begin(), p.a2.end() - 2), bb(p.b2.begin(), p.b2.end() - 2);
+  const Shape ob = broadcast_shapes(ab, bb, node);
+  for_each_broadcast(ob, {broadcast_strides(ab, ob), broadcast_strides(bb, ob)},
+                     [&](int64_t, const std::vector<int64_t>& off) {
+                       p.a_mat.push_back(off[0]);
+                       p.b_mat.push_back(off[1]);
+                     });
+  p.out = ob;
+  if (a.size() > 1) p.out.push_back(p.M);
+  if (b.size() > 1) p.out.push_back(p.N);
+  return p;
+}
+
+// Exact integer products of A32 (shape a2) and B32 (shape b2), per plan:
+// fn(bi, m, n, sum) for output matrix bi, row m, column n, in row-major order
+// (so the output index is (bi * M + m) * N + n).
+template <typename Fn>
+void int_matmul(const MatmulPlan& p, const std::vector<int32_t>& A, const std::vector<int32_t>& B, Fn&& fn) {
+  std::vector<int64_t> row(sz(p.N));
+  for (size_t bi = 0; bi < p.a_mat.size(); ++bi) {
+    const int32_t* a = A.data() + p.a_mat[bi] * p.M * p.K;
+    const int32_t* b = B.data() + p.b_mat[bi] * p.K * p.N;
+    for (int64_t m = 0; m < p.M; ++m) {
+      std::fill(row.begin(), row.end(), 0);
+      for (int64_t k = 0; k < p.K; ++k) {
+        const int64_t av = a[m * p.K + k];
+        for (int64_t n = 0; n < p.N; ++n) row[sz(n)] += av * b[k * p.N + n];
+      }
+      for (int64_t n = 0; n < p.N; ++n) fn(static_cast<int64_t>(bi), m, n, row[sz(n)]);
+    }
+  }
+}
+
+enum class Side { kA, kB };
+
+// The shape that a zero point or scale of A (per tensor / per row) or of B
+// (per tensor / per column) broadcasts with against the operand's shape x2:
+// a single value is per tensor; a 1-D tensor of M values is per row of A
+// ([M, 1]), of N values per column of B ([N]); N-D tensors as they are
+// ([..., M, 1] for A, [..., 1, N] for B). A scale may not vary along K.
+Shape side_param_shape(const ir::Node& node, const Tensor& p, const Shape& x2, Side side,
+                       const std::string& name, bool is_scale) {
+  Shape ps;
+  if (p.numel() == 1) ps = {};
+  else if (p.rank() == 1) ps = side == Side::kA ? Shape{p.dim(0), 1} : Shape{p.dim(0)};
+  else ps = p.shape();
+  bool ok = broadcastable_into(ps, x2);
+  if (ok && is_scale) {
+    if (side == Side::kA && !ps.empty()) ok = ps.back() == 1;
+    if (side == Side::kB && ps.size() >= 2) ok = ps[ps.size() - 2] == 1;
+  }
+  if (!ok) {
+    const int64_t mn = side == Side::kA ? x2[x2.size() - 2] : x2.back();
+    const std::string m = std::to_string(mn);
+    fail(node, Errc::kShapeMismatch,
+         name + " has shape " + shape_str(p.shape()) + " for " + (side == Side::kA ? "A" : "B") +
+             " of shape " + shape_str(x2),
+         side == Side::kA
+             ? "a scalar (per tensor), " + m + " values (one per row of A) or shape [..., " + m + ", 1]"
+             : "a scalar (per tensor), " + m + " values (one per column of B) or shape [..., 1, " + m + "]");
+  }
+  return ps;
+}
+
+// x's codes minus its zero point, over the operand shape x2.
+std::vector<int32_t> minus_zero_point(const ir::Node& node, const Tensor& x, const Tensor* zp,
+                                      const Shape& x2, Side side, const std::string& zp_name) {
+  std::vector<int32_t> v = codes_of(x);
+  if (!zp) return v;
+  const Shape zs = side_param_shape(node, *zp, x2, side, zp_name, false);
+  const std::vector<int32_t> z = expand(codes_of(*zp), zs, x2);
+  for (size_t i = 0; i < v.size(); ++i) v[i] -= z[i];
+  return v;
+}
+
+// Scales of A per row (one per [.., M] of a2) or of B per column (one per [.., N] of b2).
+std::vector<float> side_scales(const ir::Node& node, const Tensor& s, const Shape& x2, Side side,
+                               const std::string& name) {
+  const Shape ps = side_param_shape(node, s, x2, side, name, true);
+  Shape rows = x2;
+  rows[side == Side::kA ? rows.size() - 1 : rows.size() - 2] = 1;
+  return expand(floats_of(s), ps, rows);
+}
+
+std::optional<SymShape> matmul_sym(const InferContext& c, int ia, int ib) {
+  const ir::ValueInfo& a = c.input(ia);
+  const ir::ValueInfo& b = c.input(ib);
+  if (!a.shape || !b.shape) return std::nullopt;
+  const ir::Node& node = c.node();
+  require(!a.shape->empty() && !b.shape->empty(), node, Errc::kShapeMismatch,
+          "has inputs of shapes " + ir::sym_shape_str(*a.shape) + " and " + ir::sym_shape_str(*b.shape),
+          "inputs of rank >= 1 (matrix product)");
+  const SymShape a2 = a.shape->size() == 1 ? SymShape{Dim(1), (*a.shape)[0]} : *a.shape;
+  const SymShape b2 = b.shape->size() == 1 ? SymShape{(*b.shape)[0], Dim(1)} : *b.shape;
+  const Dim& ka = a2.back();
+  const Dim& kb = b2[b2.size() - 2];
+  if (ka.known() && kb.known())
+    require(ka.size == kb.size, node, Errc::kShapeMismatch,
+            "multiplies A of shape " + ir::sym_shape_str(*a.shape) + " by B of shape " +
+                ir::sym_shape_str(*b.shape),
+            "A's last dimension equal to B's second-to-last");
+  SymShape out = broadcast_sym(SymShape(a2.begin(), a2.end() - 2), SymShape(b2.begin(), b2.end() - 2), node);
+  if (a.shape->size() > 1) out.push_back(a2[a2.size() - 2]);
+  if (b.shape->size() > 1) out.push_back(b2.back());
+  return out;
+}
+
+// Y = (A - a_zero_point) x (B - b_zero_point), int32.
+void matmul_integer_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  expect_type(node, "input A", a.dtype(), k8Bit);
+  expect_type(node, "input B", b.dtype(), k8Bit);
+  const Tensor* az = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  const Tensor* bz = ctx.has_input(3) ? &ctx.input(3) : nullptr;
+  if (az) expect_same_type(node, "a_zero_point", az->dtype(), "A", a.dtype());
+  if (bz) expect_same_type(node, "b_zero_point", bz->dtype(), "B", b.dtype());
+  const MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
+  const auto A = minus_zero_point(node, a, az, p.a2, Side::kA, "a_zero_point");
+  const auto B = minus_zero_point(node, b, bz, p.b2, Side::kB, "b_zero_point");
+  int32_t* y = ctx.output(0, DType::kI32, p.out).data<int32_t>();
+  int_matmul(p, A, B, [&](int64_t bi, int64_t m, int64_t n, int64_t sum) {
+    y[(bi * p.M + m) * p.N + n] = wrap32(sum);
+  });
+}
+
+void matmul_integer_infer(InferContext& c) { set_output(c, 0, DType::kI32, matmul_sym(c, 0, 1)); }
+
+// y = saturate(round((A - a_zp) x (B - b_zp) * (a_scale * b_scale / y_scale)) + y_zp):
+// the multiplier in the scales' type (float32, or f16 / bf16 at opset 21),
+// the product with the exact integer sum in float64, as ONNX's reference.
+void qlinear_matmul_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& a = ctx.input(0);
+  const Tensor& as = ctx.input(1);
+  const Tensor& az = ctx.input(2);
+  const Tensor& b = ctx.input(3);
+  const Tensor& bs = ctx.input(4);
+  const Tensor& bz = ctx.input(5);
+  const Tensor& ys = ctx.input(6);
+  const Tensor& yz = ctx.input(7);
+  expect_type(node, "input a", a.dtype(), k8Bit);
+  expect_type(node, "input b", b.dtype(), k8Bit);
+  expect_same_type(node, "a_zero_point", az.dtype(), "a", a.dtype());
+  expect_same_type(node, "b_zero_point", bz.dtype(), "b", b.dtype());
+  expect_type(node, "y_zero_point", yz.dtype(), k8Bit);
+  const std::vector<DType> st = ctx.opset() >= 21
+                                    ? std::vector<DType>{DType::kF32, DType::kF16, DType::kBF16}
+                                    : std::vector<DType>{DType::kF32};
+  expect_type(node, "a_scale", as.dtype(), st);
+  expect_same_type(node, "b_scale", bs.dtype(), "a_scale", as.dtype());
+  expect_same_type(node, "y_scale", ys.dtype(), "a_scale", as.dtype());
+  require(is_single(ys) && is_single(yz), node, Errc::kShapeMismatch,
+          "y_scale has shape " + shape_str(ys.shape()) + " and y_zero_point " + shape_str(yz.shape()),
+          "single values (the output is quantized per tensor)");
+  const float y_scale = float_at(ys, 0);
+  require(std::isfinite(y_scale) && y_scale != 0, node, Errc::kInvalidArgument,
+          "y_scale is " + std::to_string(y_scale), "a finite, non-zero scale to divide by");
+  const int32_t y_zp = codes_of(yz)[0];
+  const MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
+  const auto A = minus_zero_point(node, a, &az, p.a2, Side::kA, "a_zero_point");
+  const auto B = minus_zero_point(node, b, &bz, p.b2, Side::kB, "b_zero_point");
+  const auto sa = side_scales(node, as, p.a2, Side::kA, "a_scale");
+  const auto sb = side_scales(node, bs, p.b2, Side::kB, "b_scale");
+  const DType t = as.dtype();
+  const int64_t qmin = dtype_min(yz.dtype()), qmax = dtype_max(yz.dtype());
+  Tensor& y = ctx.output(0, yz.dtype(), p.out);
+  int_matmul(p, A, B, [&](int64_t bi, int64_t m, int64_t n, int64_t sum) {
+    const float s = round_to(t, sa[sz(p.a_mat[sz(bi)] * p.M + m)] * sb[sz(p.b_mat[sz(bi)] * p.N + n)]);
+    const float mult = round_to(t, s / y_scale);
+    put_code(y, (bi * p.M + m) * p.N + n, round_saturate(static_cast<double>(sum) * mult, y_zp, qmin, qmax));
+  });
+}
+
+void qlinear_matmul_infer(InferContext& c) {
+  set_output(c, 0, c.input(7).dtype, matmul_sym(c, 0, 3));
+}
+
+// ---------------------------------------------------------------- convolution and pooling windows
+
+std::string auto_pad_of(const ir::Node& node) {
+  const std::string ap = node.attr_string("auto_pad", "NOTSET");
+  require(ap == "NOTSET" || ap == "VALID" || ap == "SAME_UPPER" || ap == "SAME_LOWER", node,
+          Errc::kInvalidArgument, "auto_pad is '" + ap + "'",
+          "NOTSET, VALID, SAME_UPPER or SAME_LOWER");
+  return ap;
+}
+
+constexpr int64_t kMaxAttr = std::numeric_limits<int32_t>::max();
+
+// An ints attribute of `count` values in [lo, kMaxAttr], or `dflt` repeated.
+std::vector<int64_t> ints_attr(const ir::Node& node, const char* name, size_t count, int64_t dflt,
+                               int64_t lo) {
+  if (!node.has_attr(name)) return std::vector<int64_t>(count, dflt);
+  std::vector<int64_t> v = node.attr_ints(name);
+  require(v.size() == count, node, Errc::kInvalidArgument,
+          std::string(name) + " has " + std::to_string(v.size()) + " values",
+          std::to_string(count) + " (one per spatial axis" + (std::string(name) == "pads" ? ", begin then end)" : ")"));
+  for (int64_t e : v)
+    require(e >= lo && e <= kMaxAttr, node, Errc::kInvalidArgument,
+            std::string(name) + " contains " + std::to_string(e),
+            "values in [" + std::to_string(lo) + ", " + std::to_string(kMaxAttr) + "]");
+  return v;
+}
+
+// The sliding-window attributes of Conv-like and pooling ops.
+struct Window {
+  std::string auto_pad;
+  std::vector<int64_t> kernel;  // empty: from the weights
+  std::vector<int64_t> strides, dilations, pads;
+  bool ceil_mode = false;
+};
+
+Window window_attrs(const ir::Node& node, size_t spatial, bool dilations) {
+  Window w;
+  w.auto_pad = auto_pad_of(node);
+  if (node.has_attr("kernel_shape")) w.kernel = ints_attr(node, "kernel_shape", spatial, 1, 1);
+  w.strides = ints_attr(node, "strides", spatial, 1, 1);
+  w.dilations = dilations ? ints_attr(node, "dilations", spatial, 1, 1) : std::vector<int64_t>(spatial, 1);
+  w.pads = ints_attr(node, "pads", 2 * spatial, 0, 0);
+  return w;
+}
+
+// Output size along spatial axis d for input size `in` and kernel size k;
+// sets the pads actually used. -1 if the dilated kernel doesn't fit.
+int64_t window_out(const Window& w, size_t d, int64_t in, int64_t k, int64_t& pb, int64_t& pe) {
+  const size_t n = w.strides.size();
+  const int64_t s = w.strides[d], keff = (k - 1) * w.dilations[d] + 1;
+  if (w.auto_pad == "SAME_UPPER" || w.auto_pad == "SAME_LOWER") {
+    const int64_t out = ceil_div(in, s);
+    const int64_t total = std::max<int64_t>(0, (out - 1) * s + keff - in);
+    const int64_t small = total / 2;
+    pb = w.auto_pad == "SAME_UPPER" ? small : total - small;
+    pe = total - pb;
+    return out;
+  }
+  if (w.auto_pad == "VALID") {
+    pb = pe = 0;
+  } else {
+    pb = w.pads[d];
+    pe = w.pads[d + n];
+  }
+  const int64_t span = in + pb + pe - keff;
+  if (span < 0) return -1;
+  int64_t out = (w.ceil_mode ? ceil_div(span, s) : span / s) + 1;
+  // ceil_mode: a last window that would start in the end padding is dropped.
+  if (w.ceil_mode && (out - 1) * s >= in + pb) --out;
+  return out;
+}
+
+[[noreturn]] void window_too_big(const ir::Node& node, size_t d, int64_t in, int64_t k) {
+  fail(node, Errc::kShapeMismatch,
+       "kernel size " + std::to_string(k) + " (with dilation) on spatial axis " + std::to_string(d) +
+           " does not fit the padded input size " + std::to_string(in),
+       "a kernel no larger than the padded input");
+}
+
+struct ConvGeom {
+  int64_t N = 0, C = 0, M = 0, group = 1;
+  Shape in, kernel, out;
+  std::vector<int64_t> stride, dilation, pad_begin;
+};
+
+// Checks x [N, C, D...] against w [M, C / group, k...] and the attributes.
+ConvGeom conv_geometry(const ir::Node& node, const Shape& x, const Shape& w) {
+  require(x.size() >= 3, node, Errc::kShapeMismatch, "input x has shape " + shape_str(x),
+          "rank >= 3: [N, C, D1, ...]");
+  require(w.size() == x.size(), node, Errc::kShapeMismatch,
+          "weights have shape " + shape_str(w) + " for x of shape " + shape_str(x),
+          "weights of x's rank: [M, C / group, k1, ...]");
+  const size_t S = x.size() - 2;
+  ConvGeom g;
+  g.N = x[0];
+  g.C = x[1];
+  g.M = w[0];
+  g.group = node.attr_int("group", 1);
+  require(g.group >= 1 && g.group <= kMaxAttr, node, Errc::kInvalidArgument,
+          "group is " + std::to_string(g.group), "a positive group count");
+  require(g.C % g.group == 0 && w[1] * g.group == g.C, node, Errc::kShapeMismatch,
+          "x has " + std::to_string(g.C) + " channels, weights " + shape_str(w) + " with group " +
+              std::to_string(g.group),
+          "channels divisible by group, with weights' dimension 1 = channels / group");
+  require(g.M % g.group == 0, node, Errc::kShapeMismatch,
+          std::to_string(g.M) + " output channels with group " + std::to_string(g.group),
+          "output channels divisible by group");
+  Window win = window_attrs(node, S, true);
+  g.kernel.assign(w.begin() + 2, w.end());
+  for (int64_t k : g.kernel)
+    require(k >= 1, node, Errc::kShapeMismatch, "weights have shape " + shape_str(w),
+            "kernel dimensions >= 1");
+  if (!win.kernel.empty())
+    require(win.kernel == g.kernel, node, Errc::kShapeMismatch,
+            "kernel_shape is " + shape_str(win.kernel) + " but the weights have shape " + shape_str(w),
+            "kernel_shape equal to the weights' spatial dimensions");
+  g.in.assign(x.begin() + 2, x.end());
+  g.stride = win.strides;
+  g.dilation = win.dilations;
+  for (size_t d = 0; d < S; ++d) {
+    int64_t pb = 0, pe = 0;
+    const int64_t o = window_out(win, d, g.in[d], g.kernel[d], pb, pe);
+    if (o < 0) window_too_big(node, d, g.in[d], g.kernel[d]);
+    g.out.push_back(o);
+    g.pad_begin.push_back(pb);
+  }
+  return g;
+}
+
+// Calls fn(offset) for each kernel position of output position `oc` that
+// lies inside the input (zero padding), with its offset into one input channel.
+// kpos[kk] are the kernel coordinates of kernel element kk.
+template <typename Fn>
+void for_each_tap(const Shape& in, const std::vector<int64_t>& oc, const std::vector<std::vector<int64_t>>& kpos,
+                  const std::vector<int64_t>& stride, const std::vector<int64_t>& dil,
+                  const std::vector<int64_t>& pb, Fn&& fn) {
+  for (size_t kk = 0; kk < kpos.size(); ++kk) {
+    int64_t off = 0;
+    bool inside = true;
+    for (size_t d = 0; d < in.size(); ++d) {
+      const int64_t pos = oc[d] * stride[d] - pb[d] + kpos[kk][d] * dil[d];
+      if (pos < 0 || pos >= in[d]) {
+        inside = false;
+        break;
+      }
+      off = off * in[d] + pos;
+    }
+    if (inside) fn(kk, off);
+  }
+}
+
+std::vector<std::vector<int64_t>> coords_of(const Shape& s) {
+  std::vector<std::vector<int64_t>> r;
+  for_each_broadcast(s, {}, [&](int64_t i, const std::vector<int64_t>&) {
+    std::vector<int64_t> c(s.size());
+    int64_t rem = i;
+    for (size_t d = s.size(); d-- > 0;) {
+      c[d] = rem % s[d];
+      rem /= s[d];
+    }
+    r.push_back(std::move(c));
+  });
+  return r;
+}
+
+// Exact integer convolution of X [N, C, in...] with W [M, C/group, k...],
+// both already minus their zero points: fn(index, m, sum) for each element
+// of the result [N, M, out...], m its output channel.
+template <typename Fn>
+void int_conv(const ConvGeom& g, const std::vector<int32_t>& X, const std::vector<int32_t>& W, Fn&& fn) {
+  const int64_t in_n = shape_numel(g.in), k_n = shape_numel(g.kernel), out_n = shape_numel(g.out);
+  const int64_t cg = g.C / g.group, mg = g.M / g.group;
+  const auto kpos = coords_of(g.kernel);
+  const auto opos = coords_of(g.out);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t m = 0; m < g.M; ++m) {
+      const int64_t grp = m / mg;
+      for (int64_t o = 0; o < out_n; ++o) {
+        int64_t sum = 0;
+        for (int64_t c = 0; c < cg; ++c) {
+          const int32_t* xc = X.data() + (n * g.C + grp * cg + c) * in_n;
+          const int32_t* wc = W.data() + (m * cg + c) * k_n;
+          for_each_tap(g.in, opos[sz(o)], kpos, g.stride, g.dilation, g.pad_begin,
+                       [&](size_t kk, int64_t off) { sum += static_cast<int64_t>(xc[off]) * wc[kk]; });
+        }
+        fn((n * g.M + m) * out_n + o, m, sum);
+      }
+    }
+}
+
+// Per-output-channel values (w_scale, w_zero_point, B): one value, or M.
+void expect_per_channel(const ir::Node& node, const Tensor& t, const char* what, int64_t M, bool single_ok) {
+  const bool ok = (single_ok && is_single(t)) || (t.rank() == 1 && t.numel() == M);
+  require(ok, node, Errc::kShapeMismatch, std::string(what) + " has shape " + shape_str(t.shape()),
+          std::string(single_ok ? "a scalar (per tensor) or " : "") + "a 1-D tensor of " +
+              std::to_string(M) + " values (one per output channel)");
+}
+
+// W's codes minus its per-tensor or per-output-channel zero point.
+std::vector<int32_t> weights_minus_zero_point(const ir::Node& node, const Tensor& w, const Tensor* zp,
+                                              int64_t M, const char* zp_name) {
+  std::vector<int32_t> W = codes_of(w);
+  if (!zp) return W;
+  expect_per_channel(node, *zp, zp_name, M, true);
+  const std::vector<int32_t> z = codes_of(*zp);
+  const int64_t per = M > 0 ? w.numel() / M : 0;
+  for (size_t i = 0; i < W.size(); ++i) W[i] -= z.size() == 1 ? z[0] : z[i / sz(per)];
+  return W;
+}
+
+std::optional<SymShape> conv_sym(const InferContext& c, int ix, int iw) {
+  const ir::ValueInfo& x = c.input(ix);
+  const ir::ValueInfo& w = c.input(iw);
+  if (!x.shape) return std::nullopt;
+  const ir::Node& node = c.node();
+  require(x.shape->size() >= 3, node, Errc::kShapeMismatch,
+          "input x has shape " + ir::sym_shape_str(*x.shape), "rank >= 3: [N, C, D1, ...]");
+  const size_t S = x.shape->size() - 2;
+  if (w.shape)
+    require(w.shape->size() == x.shape->size(), node, Errc::kShapeMismatch,
+            "weights have shape " + ir::sym_shape_str(*w.shape) + " for x of shape " +
+                ir::sym_shape_str(*x.shape),
+            "weights of x's rank");
+  const Window win = window_attrs(node, S, true);
+  SymShape out{(*x.shape)[0], w.shape ? (*w.shape)[0] : Dim()};
+  for (size_t d = 0; d < S; ++d) {
+    const Dim& in = (*x.shape)[d + 2];
+    int64_t k = -1;
+    if (!win.kernel.empty()) k = win.kernel[d];
+    else if (w.shape && (*w.shape)[d + 2].known()) k = (*w.shape)[d + 2].size;
+    const bool same = win.auto_pad == "SAME_UPPER" || win.auto_pad == "SAME_LOWER";
+    if (!in.known() || (k < 1 && !same)) {
+      out.push_back(Dim());
+      continue;
+    }
+    int64_t pb = 0, pe = 0;
+    const int64_t o = window_out(win, d, in.size, std::max<int64_t>(k, 1), pb, pe);
+    if (o < 0) window_too_big(node, d, in.size, k);
+    out.push_back(Dim(o));
+  }
+  return out;
+}
+
+// Y = conv(x - x_zero_point, w - w_zero_point), int32.
+void conv_integer_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  expect_type(node, "input x", x.dtype(), k8Bit);
+  expect_type(node, "input w", w.dtype(), k8Bit);
+  const int32_t xz = single_zero_point(ctx, 2, "x_zero_point", x.dtype(), "x");
+  const Tensor* wz = ctx.has_input(3) ? &ctx.input(3) : nullptr;
+  if (wz) expect_same_type(node, "w_zero_point", wz->dtype(), "w", w.dtype());
+  const ConvGeom g = conv_geometry(node, x.shape(), w.shape());
+  std::vector<int32_t> X = codes_of(x);
+  for (auto& v : X) v -= xz;
+  const auto W = weights_minus_zero_point(node, w, wz, g.M, "w_zero_point");
+  Shape out{g.N, g.M};
+  out.insert(out.end(), g.out.begin(), g.out.end());
+  int32_t* y = ctx.output(0, DType::kI32, out).data<int32_t>();
+  int_conv(g, X, W, [&](int64_t i, int64_t, int64_t sum) { y[i] = wrap32(sum); });
+}
+
+void conv_integer_infer(InferContext& c) { set_output(c, 0, DType::kI32, conv_sym(c, 0, 1)); }
+
+// y = saturate(round((conv(x - x_zp, w - w_zp) + B) * (x_scale * w_scale / y_scale)) + y_zp),
+// with w_scale, w_zero_point per tensor or per output channel, the multiplier
+// in float32 and its product with the exact integer sum in float64 (ONNX's reference).
+void qlinear_conv_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(3);
+  const Tensor& ws = ctx.input(4);
+  const Tensor& wz = ctx.input(5);
+  const Tensor& yz = ctx.input(7);
+  expect_type(node, "input x", x.dtype(), k8Bit);
+  expect_type(node, "input w", w.dtype(), k8Bit);
+  expect_type(node, "y_zero_point", yz.dtype(), k8Bit);
+  const float x_scale = single_scale(ctx, 1, "x_scale", false);
+  const int32_t xz = single_zero_point(ctx, 2, "x_zero_point", x.dtype(), "x", false);
+  expect_type(node, "w_scale", ws.dtype(), {DType::kF32});
+  expect_same_type(node, "w_zero_point", wz.dtype(), "w", w.dtype());
+  const float y_scale = single_scale(ctx, 6, "y_scale", true);
+  const int32_t y_zp = single_zero_point(ctx, 7, "y_zero_point", yz.dtype(), "itself", false);
+  const ConvGeom g = conv_geometry(node, x.shape(), w.shape());
+  expect_per_channel(node, ws, "w_scale", g.M, true);
+  std::vector<int32_t> bias;
+  if (ctx.has_input(8)) {
+    const Tensor& B = ctx.input(8);
+    expect_type(node, "bias B", B.dtype(), {DType::kI32});
+    expect_per_channel(node, B, "bias B", g.M, false);
+    bias = codes_of(B);
+  }
+  std::vector<int32_t> X = codes_of(x);
+  for (auto& v : X) v -= xz;
+  const auto W = weights_minus_zero_point(node, w, &wz, g.M, "w_zero_point");
+  const std::vector<float> wsv = floats_of(ws);
+  const int64_t qmin = dtype_min(yz.dtype()), qmax = dtype_max(yz.dtype());
+  Shape out{g.N, g.M};
+  out.insert(out.end(), g.out.begin(), g.out.end());
+  Tensor& y = ctx.output(0, yz.dtype(), out);
+  int_conv(g, X, W, [&](int64_t i, int64_t m, int64_t sum) {
+    const float mult = x_scale * wsv[wsv.size() == 1 ? 0 : sz(m)] / y_scale;
+    const int64_t v = sum + (bias.empty() ? 0 : bias[sz(m)]);
+    put_code(y, i, round_saturate(static_cast<double>(v) * mult, y_zp, qmin, qmax));
+  });
+}
+
+void qlinear_conv_infer(InferContext& c) { set_output(c, 0, c.input(7).dtype, conv_sym(c, 0, 3)); }
+
+// ---------------------------------------------------------------- com.microsoft elementwise
+
+// Dequantize -> f -> quantize, in float32 with the library's primitives.
+struct Unary {
+  float xs, ys;
+  int32_t xz, yz, qmin, qmax;
+};
+
+Unary unary_params(const OpContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  expect_type(ctx.node(), "input X", x.dtype(), k8Bit);
+  Unary u;
+  u.xs = single_scale(ctx, 1, "X_scale", false);
+  u.xz = single_zero_point(ctx, 2, "X_zero_point", x.dtype(), "X");
+  u.ys = single_scale(ctx, 3, "Y_scale", true);
+  u.yz = single_zero_point(ctx, 4, "Y_zero_point", x.dtype(), "X");
+  u.qmin = static_cast<int32_t>(dtype_min(x.dtype()));
+  u.qmax = static_cast<int32_t>(dtype_max(x.dtype()));
+  return u;
+}
+
+template <typename F>
+void unary_run(OpContext& ctx, F&& f) {
+  const Unary u = unary_params(ctx);
+  const Tensor& x = ctx.input(0);
+  std::vector<int32_t> codes = codes_of(x);
+  for (auto& q : codes) q = quantize_value(f(dequantize_value(q, u.xs, u.xz)), u.ys, u.yz, u.qmin, u.qmax);
+  store(ctx.output(0, x.dtype(), x.shape()), codes);
+}
+
+// QLinearSigmoid: quantize(1 / (1 + exp(-dequantize(x)))).
+void qlinear_sigmoid_run(OpContext& ctx) {
+  unary_run(ctx, [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
+}
+
+// QLinearLeakyRelu: quantize(v >= 0 ? v : alpha * v), v = dequantize(x).
+void qlinear_leaky_relu_run(OpContext& ctx) {
+  const float alpha = ctx.node().attr_float("alpha", 0.01f);
+  unary_run(ctx, [alpha](float v) { return v >= 0 ? v : alpha * v; });
+}
+
+// QLinearAdd: C = (A_scale * (A - A_zp) + B_scale * (B - B_zp)) / C_scale + C_zp.
+// QLinearMul: C = ((A - A_zp) * (B - B_zp)) * (A_scale * B_scale) / C_scale + C_zp.
+// Float32, evaluated as written; rounding half to even, saturating.
+void qlinear_binary_run(OpContext& ctx, bool mul) {
+  const ir::Node& node = ctx.node();
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(3);
+  expect_type(node, "input A", a.dtype(), k8Bit);
+  expect_same_type(node, "input B", b.dtype(), "A", a.dtype());
+  const float as = single_scale(ctx, 1, "A_scale", false);
+  const int32_t az = single_zero_point(ctx, 2, "A_zero_point", a.dtype(), "A");
+  const float bs = single_scale(ctx, 4, "B_scale", false);
+  const int32_t bz = single_zero_point(ctx, 5, "B_zero_point", a.dtype(), "A");
+  const float cs = single_scale(ctx, 6, "C_scale", true);
+  const int32_t cz = single_zero_point(ctx, 7, "C_zero_point", a.dtype(), "A");
+  const auto qmin = static_cast<int32_t>(dtype_min(a.dtype())), qmax = static_cast<int32_t>(dtype_max(a.dtype()));
+  const Shape out = broadcast_shapes(a.shape(), b.shape(), node);
+  const std::vector<int32_t> A = codes_of(a), B = codes_of(b);
+  Tensor& y = ctx.output(0, a.dtype(), out);
+  const float ab = as * bs;
+  for_each_broadcast(out, {broadcast_strides(a.shape(), out), broadcast_strides(b.shape(), out)},
+                     [&](int64_t i, const std::vector<int64_t>& off) {
+                       const int32_t qa = A[sz(off[0])], qb = B[sz(off[1])];
+                       const float v = mul ? static_cast<float>((qa - az) * (qb - bz)) * ab
+                                           : dequantize_value(qa, as, az) + dequantize_value(qb, bs, bz);
+                       put_code(y, i, quantize_value(v, cs, cz, qmin, qmax));
+                     });
+}
+
+void qlinear_binary_infer(InferContext& c) {
+  const ir::ValueInfo& a = c.input(0);
+  const ir::ValueInfo& b = c.input(3);
+  std::optional<SymShape> s;
+  if (a.shape && b.shape) s = broadcast_sym(*a.shape, *b.shape, c.node());
+  set_output(c, 0, a.dtype, s);
+}
+
+// ---------------------------------------------------------------- com.microsoft pooling
+
+struct PoolGeom {
+  int64_t N = 0, C = 0;
+  Shape in, kernel, out;
+  std::vector<int64_t> stride, pad_begin, pad_end;
+  bool channels_last = false;
+};
+
+size_t spatial_rank(const ir::Node& node, size_t rank, const std::string& shape) {
+  require(rank >= 3, node, Errc::kShapeMismatch, "input X has shape " + shape,
+          "rank >= 3: [N, C, D1, ...] (or [N, D1, ..., C] with channels_last)");
+  return rank - 2;
+}
+
+PoolGeom pool_geometry(const ir::Node& node, const Shape& x) {
+  const size_t S = spatial_rank(node, x.size(), shape_str(x));
+  PoolGeom g;
+  g.channels_last = node.attr_int("channels_last", 0) != 0;
+  g.N = x[0];
+  g.C = g.channels_last ? x.back() : x[1];
+  g.in.assign(x.begin() + (g.channels_last ? 1 : 2), x.end() - (g.channels_last ? 1 : 0));
+  Window win = window_attrs(node, S, false);
+  require(!win.kernel.empty(), node, Errc::kInvalidArgument, "has no kernel_shape attribute",
+          "kernel_shape, which this op requires");
+  win.ceil_mode = node.attr_int("ceil_mode", 0) != 0;
+  g.kernel = win.kernel;
+  g.stride = win.strides;
+  for (size_t d = 0; d < S; ++d) {
+    int64_t pb = 0, pe = 0;
+    const int64_t o = window_out(win, d, g.in[d], g.kernel[d], pb, pe);
+    if (o < 0) window_too_big(node, d, g.in[d], g.kernel[d]);
+    g.out.push_back(o);
+    g.pad_begin.push_back(pb);
+    g.pad_end.push_back(pe);
+  }
+  return g;
+}
+
+Shape pool_out_shape(const PoolGeom& g) {
+  Shape s{g.N};
+  if (!g.channels_last) s.push_back(g.C);
+  s.insert(s.end(), g.out.begin(), g.out.end());
+  if (g.channels_last) s.push_back(g.C);
+  return s;
+}
+
+// Offset of element (n, c, spatial index s) of a tensor with S spatial elements.
+int64_t pool_offset(const PoolGeom& g, int64_t n, int64_t c, int64_t s, int64_t S) {
+  return g.channels_last ? (n * S + s) * g.C + c : (n * g.C + c) * S + s;
+}
+
+// Output = quantize(AveragePool(dequantize(X))) on float32 data: the window
+// sum of dequantized values, divided by the window's element count (with
+// count_include_pad, the count includes the padding, but not the part of a
+// ceil_mode window past the end padding).
+void qlinear_average_pool_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Unary u = unary_params(ctx);
+  const Tensor& x = ctx.input(0);
+  const PoolGeom g = pool_geometry(node, x.shape());
+  const bool include_pad = node.attr_int("count_include_pad", 0) != 0;
+  const std::vector<int32_t> X = codes_of(x);
+  const int64_t in_n = shape_numel(g.in), out_n = shape_numel(g.out);
+  const auto opos = coords_of(g.out);
+  const size_t S = g.in.size();
+  Tensor& y = ctx.output(0, x.dtype(), pool_out_shape(g));
+  std::vector<int64_t> lo(S), hi(S);
+  for (int64_t o = 0; o < out_n; ++o) {
+    int64_t count = 1;
+    for (size_t d = 0; d < S; ++d) {
+      const int64_t start = opos[sz(o)][d] * g.stride[d] - g.pad_begin[d];
+      const int64_t end = std::min(start + g.kernel[d], g.in[d] + g.pad_end[d]);
+      lo[d] = std::max<int64_t>(start, 0);
+      hi[d] = std::min(end, g.in[d]);
+      count *= include_pad ? end - start : std::max<int64_t>(hi[d] - lo[d], 0);
+    }
+    Shape box(S);
+    for (size_t d = 0; d < S; ++d) box[d] = std::max<int64_t>(hi[d] - lo[d], 0);
+    const auto taps = coords_of(box);
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t c = 0; c < g.C; ++c) {
+        float sum = 0;
+        for (const auto& t : taps) {
+          int64_t s = 0;
+          for (size_t d = 0; d < S; ++d) s = s * g.in[d] + lo[d] + t[d];
+          sum += dequantize_value(X[sz(pool_offset(g, n, c, s, in_n))], u.xs, u.xz);
+        }
+        const float avg = count > 0 ? sum / static_cast<float>(count) : 0.0f;
+        put_code(y, pool_offset(g, n, c, o, out_n), quantize_value(avg, u.ys, u.yz, u.qmin, u.qmax));
+      }
+  }
+}
+
+void qlinear_average_pool_infer(InferContext& c) {
+  const ir::ValueInfo& x = c.input(0);
+  if (!x.shape) return set_output(c, 0, x.dtype, std::nullopt);
+  const ir::Node& node = c.node();
+  const size_t S = spatial_rank(node, x.shape->size(), ir::sym_shape_str(*x.shape));
+  const bool last = node.attr_int("channels_last", 0) != 0;
+  Window win = window_attrs(node, S, false);
+  win.ceil_mode = node.attr_int("ceil_mode", 0) != 0;
+  require(!win.kernel.empty(), node, Errc::kInvalidArgument, "has no kernel_shape attribute",
+          "kernel_shape, which this op requires");
+  SymShape out{(*x.shape)[0]};
+  if (!last) out.push_back((*x.shape)[1]);
+  for (size_t d = 0; d < S; ++d) {
+    const Dim& in = (*x.shape)[d + (last ? 1 : 2)];
+    int64_t pb = 0, pe = 0;
+    if (!in.known()) {
+      out.push_back(Dim());
+      continue;
+    }
+    const int64_t o = window_out(win, d, in.size, win.kernel[d], pb, pe);
+    if (o < 0) window_too_big(node, d, in.size, win.kernel[d]);
+    out.push_back(Dim(o));
+  }
+  if (last) out.push_back(x.shape->back());
+  set_output(c, 0, x.dtype, out);
+}
+
+// AveragePool over all spatial positions: [N, C, 1, ...] (or [N, 1, ..., C]).
+void qlinear_global_average_pool_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  expect_type(node, "input X", x.dtype(), k8Bit);
+  Unary u;
+  u.xs = single_scale(ctx, 1, "x_scale", false);
+  u.xz = single_zero_point(ctx, 2, "x_zero_point", x.dtype(), "X", false);
+  u.ys = single_scale(ctx, 3, "y_scale", true);
+  u.yz = single_zero_point(ctx, 4, "y_zero_point", x.dtype(), "X", false);
+  u.qmin = static_cast<int32_t>(dtype_min(x.dtype()));
+  u.qmax = static_cast<int32_t>(dtype_max(x.dtype()));
+  spatial_rank(node, x.shape().size(), shape_str(x.shape()));
+  PoolGeom g;
+  g.channels_last = node.attr_int("channels_last", 0) != 0;
+  g.N = x.dim(0);
+  g.C = g.channels_last ? x.dim(-1) : x.dim(1);
+  const Shape& xs = x.shape();
+  g.in.assign(xs.begin() + (g.channels_last ? 1 : 2), xs.end() - (g.channels_last ? 1 : 0));
+  g.out.assign(g.in.size(), 1);
+  const int64_t in_n = shape_numel(g.in);
+  const std::vector<int32_t> X = codes_of(x);
+  std::vector<int32_t> codes(sz(g.N * g.C));
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t c = 0; c < g.C; ++c) {
+      float sum = 0;
+      for (int64_t s = 0; s < in_n; ++s)
+        sum += dequantize_value(X[sz(pool_offset(g, n, c, s, in_n))], u.xs, u.xz);
+      const float avg = in_n > 0 ? sum / static_cast<float>(in_n) : 0.0f;
+      codes[sz(pool_offset(g, n, c, 0, 1))] = quantize_value(avg, u.ys, u.yz, u.qmin, u.qmax);
+    }
+  store(ctx.output(0, x.dtype(), pool_out_shape(g)), codes);
+}
+
+void qlinear_global_average_pool_infer(InferContext& c) {
+  const ir::ValueInfo& x = c.input(0);
+  if (!x.shape) return set_output(c, 0, x.dtype, std::nullopt);
+  spatial_rank(c.node(), x.shape->size(), ir::sym_shape_str(*x.shape));
+  const bool last = c.node().attr_int("channels_last", 0) != 0;
+  SymShape out(x.shape->size(), Dim(1));
+  out[0] = (*x.shape)[0];
+  if (last) out.back() = x.shape->back();
+  else out[1] = (*x.shape)[1];
+  set_output(c, 0, x.dtype, out);
+}
+
+// ---------------------------------------------------------------- com.microsoft QLinearConcat
+
+// Inputs: Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) per input.
+// Each input is requantized to Y's parameters: quantize(dequantize(x)) in float32.
+int64_t concat_axis(const ir::Node& node, int64_t rank) {
+  require(node.has_attr("axis"), node, Errc::kInvalidArgument, "has no axis attribute",
+          "axis, which this op requires");
+  require(rank >= 1, node, Errc::kShapeMismatch, "concatenates scalars", "inputs of rank >= 1");
+  return normalize_axis(node.attr_int("axis", 0), rank, node);
+}
+
+int concat_inputs(const ir::Node& node, int num_inputs) {
+  require(num_inputs >= 5 && (num_inputs - 2) % 3 == 0, node, Errc::kInvalidArgument,
+          "has " + std::to_string(num_inputs) + " inputs",
+          "Y_scale, Y_zero_point, then a (tensor, scale, zero point) triple per input");
+  return (num_inputs - 2) / 3;
+}
+
+void qlinear_concat_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const int k = concat_inputs(node, ctx.num_inputs());
+  const Tensor& yz = ctx.input(1);
+  expect_type(node, "Y_zero_point", yz.dtype(), k8Bit);
+  const DType t = yz.dtype();
+  const float ys = single_scale(ctx, 0, "Y_scale", true);
+  const int32_t y_zp = single_zero_point(ctx, 1, "Y_zero_point", t, "itself", false);
+  const Shape& s0 = ctx.input(2).shape();
+  const int64_t axis = concat_axis(node, static_cast<int64_t>(s0.size()));
+  Shape out = s0;
+  out[sz(axis)] = 0;
+  for (int i = 0; i < k; ++i) {
+    const Tensor& xi = ctx.input(2 + 3 * i);
+    const std::string name = "input " + std::to_string(2 + 3 * i);
+    expect_same_type(node, name, xi.dtype(), "Y_zero_point", t);
+    bool ok = xi.rank() == static_cast<int>(s0.size());
+    for (size_t d = 0; ok && d < s0.size(); ++d) ok = d == sz(axis) || xi.shape()[d] == s0[d];
+    require(ok, node, Errc::kShapeMismatch,
+            name + " has shape " + shape_str(xi.shape()) + " but input 2 has shape " + shape_str(s0),
+            "the same shape except on axis " + std::to_string(axis));
+    out[sz(axis)] += xi.shape()[sz(axis)];
+  }
+  int64_t outer = 1, inner = 1;
+  for (size_t d = 0; d < out.size(); ++d) {
+    if (d < sz(axis)) outer *= out[d];
+    if (d > sz(axis)) inner *= out[d];
+  }
+  const auto qmin = static_cast<int32_t>(dtype_min(t)), qmax = static_cast<int32_t>(dtype_max(t));
+  std::vector<int32_t> codes(sz(shape_numel(out)));
+  int64_t at = 0;  // offset along the axis
+  for (int i = 0; i < k; ++i) {
+    const Tensor& xi = ctx.input(2 + 3 * i);
+    const std::string n = std::to_string(2 + 3 * i);
+    const float xs = single_scale(ctx, 3 + 3 * i, "the scale of input " + n, false);
+    const int32_t xz = single_zero_point(ctx, 4 + 3 * i, "the zero point of input " + n, t, "Y_zero_point");
+    const std::vector<int32_t> X = codes_of(xi);
+    const int64_t len = xi.shape()[sz(axis)];
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t a = 0; a < len; ++a)
+        for (int64_t j = 0; j < inner; ++j) {
+          const int32_t q = X[sz((o * len + a) * inner + j)];
+          codes[sz((o * out[sz(axis)] + at + a) * inner + j)] =
+              quantize_value(dequantize_value(q, xs, xz), ys, y_zp, qmin, qmax);
+        }
+    at += len;
+  }
+  store(ctx.output(0, t, out), codes);
+}
+
+void qlinear_concat_infer(InferContext& c) {
+  const ir::Node& node = c.node();
+  const int k = concat_inputs(node, c.num_inputs());
+  const std::optional<DType> t = c.input(1).dtype;
+  std::optional<SymShape> out;
+  for (int i = 0; i < k; ++i) {
+    const ir::ValueInfo& xi = c.input(2 + 3 * i);
+    if (!xi.shape) return set_output(c, 0, t, std::nullopt);
+    if (!out) {
+      out = *xi.shape;
+      const int64_t axis = concat_axis(node, static_cast<int64_t>(out->size()));
+      (*out)[sz(axis)] = Dim(0);
+      continue;
+    }
+    require(xi.shape->size() == out->size(), node, Errc::kShapeMismatch,
+            "concatenates inputs of ranks " + std::to_string(out->size()) + " and " +
+                std::to_string(xi.shape->size()),
+            "inputs of the same rank");
+  }
+  const int64_t axis = concat_axis(node, static_cast<int64_t>(out->size()));
+  for (int i = 0; i < k; ++i) {
+    const SymShape& s = *c.input(2 + 3 * i).shape;
+    for (size_t d = 0; d < s.size(); ++d) {
+      Dim& o = (*out)[d];
+      if (d == sz(axis)) {
+        o = o.known() && s[d].known() ? Dim(o.size + s[d].size) : Dim();
+      } else if (s[d].known() && o.known()) {
+        require(s[d].size == o.size, node, Errc::kShapeMismatch,
+                "concatenates inputs whose dimension " + std::to_string(d) + " differs (" +
+                    std::to_string(o.size) + " and " + std::to_string(s[d].size) + ")",
+                "the same shape except on axis " + std::to_string(axis));
+      } else if (!o.known() && s[d].known()) {
+        o = s[d];
+      }
+    }
+  }
+  set_output(c, 0, t, out);
+}
+
+// ---------------------------------------------------------------- com.microsoft matmul to float
+
+// Y = (A - a_zp) x (B - b_zp) * (a_scale * b_scale) + bias, in float32 as
+// ONNX Runtime's kernels compute it: float(int sum) * (a_scale * b_scale[n]) + bias[n].
+// A per tensor; B per tensor or per column.
+void integer_matmul_to_float(OpContext& ctx, const Tensor& a, const std::vector<int32_t>& A_codes,
+                             float a_scale, const Tensor& b, const Tensor* bz, const Tensor& bs,
+                             const Tensor* bias, DType out_type) {
+  const ir::Node& node = ctx.node();
+  const MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
+  const auto B = minus_zero_point(node, b, bz, p.b2, Side::kB, "b_zero_point");
+  const auto sb = side_scales(node, bs, p.b2, Side::kB, "b_scale");
+  std::vector<float> bv;
+  if (bias) {
+    expect_same_type(node, "bias", bias->dtype(), "b_scale", bs.dtype());
+    require(bias->rank() == 1 && bias->numel() == p.N, node, Errc::kShapeMismatch,
+            "bias has shape " + shape_str(bias->shape()),
+            "a 1-D tensor of " + std::to_string(p.N) + " values (B's last dimension)");
+    bv = floats_of(*bias);
+  }
+  Tensor& y = ctx.output(0, out_type, p.out);
+  int_matmul(p, A_codes, B, [&](int64_t bi, int64_t m, int64_t n, int64_t sum) {
+    const float s = a_scale * sb[sz(p.b_mat[sz(bi)] * p.N + n)];
+    put_float(y, (bi * p.M + m) * p.N + n, static_cast<float>(sum) * s + (bv.empty() ? 0.0f : bv[sz(n)]));
+  });
+}
+
+// A is quantized at run time with DynamicQuantizeLinear (u8, per tensor).
+void dynamic_quantize_matmul_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  const Tensor& bs = ctx.input(2);
+  expect_type(node, "input A", a.dtype(), {DType::kF32});
+  expect_type(node, "input B", b.dtype(), k8Bit);
+  expect_type(node, "b_scale", bs.dtype(), {DType::kF32});
+  const Tensor* bz = ctx.has_input(3) ? &ctx.input(3) : nullptr;
+  if (bz) expect_same_type(node, "b_zero_point", bz->dtype(), "B", b.dtype());
+  DynamicQuantized q;
+  if (a.numel() == 0) {
+    q.params = choose_params(QuantSpec{}, 0.0f, 0.0f);
+    q.y = Tensor(DType::kU8, a.shape());
+  } else {
+    try {
+      q = dynamic_quantize_linear(a);
+    } catch (const Error& e) {
+      fail(node, e.code(), "input A: " + e.problem(), e.expected());
+    }
+  }
+  std::vector<int32_t> A = codes_of(q.y);
+  for (auto& v : A) v -= q.params.zero_point[0];
+  integer_matmul_to_float(ctx, a, A, q.params.scale[0], b, bz, bs,
+                          ctx.has_input(4) ? &ctx.input(4) : nullptr, DType::kF32);
+}
+
+void dynamic_quantize_matmul_infer(InferContext& c) { set_output(c, 0, DType::kF32, matmul_sym(c, 0, 1)); }
+
+// Inputs A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias; Y has a_scale's type.
+void matmul_integer_to_float_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  const Tensor& as = ctx.input(2);
+  const Tensor& bs = ctx.input(3);
+  expect_type(node, "input A", a.dtype(), k8Bit);
+  expect_type(node, "input B", b.dtype(), k8Bit);
+  expect_type(node, "a_scale", as.dtype(), {DType::kF32, DType::kF16});
+  expect_same_type(node, "b_scale", bs.dtype(), "a_scale", as.dtype());
+  require(is_single(as), node, Errc::kShapeMismatch, "a_scale has shape " + shape_str(as.shape()),
+          "a scalar: A is quantized per tensor (a per-column scale of A can't be factored out of "
+          "the sum over A's columns)");
+  const Tensor* az = ctx.has_input(4) ? &ctx.input(4) : nullptr;
+  const Tensor* bz = ctx.has_input(5) ? &ctx.input(5) : nullptr;
+  int32_t a_zp = 0;
+  if (az) a_zp = single_zero_point(ctx, 4, "a_zero_point", a.dtype(), "A");
+  if (bz) expect_same_type(node, "b_zero_point", bz->dtype(), "B", b.dtype());
+  std::vector<int32_t> A = codes_of(a);
+  for (auto& v : A) v -= a_zp;
+  integer_matmul_to_float(ctx, a, A, float_at(as, 0), b, bz, bs,
+                          ctx.has_input(6) ? &ctx.input(6) : nullptr, as.dtype());
+}
+
+void matmul_integer_to_float_infer(InferContext& c) {
+  set_output(c, 0, c.input(2).dtype, matmul_sym(c, 0, 1));
+}
+
+}  // namespace
+
+void register_quant_ops(OpRegistry& r) {
+  // ONNX domain.
+  r.add({.domain = "", .op_type = "QuantizeLinear", .min_opset = 10, .max_opset = 21,
+         .infer = quantize_linear_infer, .check = quantize_linear_check, .run = quantize_linear_run});
+  r.add({.domain = "", .op_type = "DequantizeLinear", .min_opset = 10, .max_opset = 21,
+         .infer = dequantize_linear_infer, .run = dequantize_linear_run});
+  r.add({.domain = "", .op_type = "DynamicQuantizeLinear", .min_opset = 11, .max_opset = 21,
+         .infer = dynamic_quantize_linear_infer, .run = dynamic_quantize_linear_run});
+  r.add({.domain = "", .op_type = "MatMulInteger", .min_opset = 10, .max_opset = 21,
+         .infer = matmul_integer_infer, .run = matmul_integer_run});
+  r.add({.domain = "", .op_type = "ConvInteger", .min_opset = 10, .max_opset = 21,
+         .infer = conv_integer_infer, .run = conv_integer_run});
+  // Opset 21 adds f16 / bf16 scales (and float8 types, which qforge lacks).
+  r.add({.domain = "", .op_type = "QLinearMatMul", .min_opset = 10, .max_opset = 20,
+         .infer = qlinear_matmul_infer, .run = qlinear_matmul_run});
+  r.add({.domain = "", .op_type = "QLinearMatMul", .min_opset = 21, .max_opset = 21,
+         .infer = qlinear_matmul_infer, .run = qlinear_matmul_run});
+  r.add({.domain = "", .op_type = "QLinearConv", .min_opset = 10, .max_opset = 21,
+         .infer = qlinear_conv_infer, .run = qlinear_conv_run});
+
+  // com.microsoft (ONNX Runtime's contrib ops, version 1).
+  const std::string ms = kMicrosoft;
+  r.add({.domain = ms, .op_type = "QuantizeLinear", .min_opset = 1, .max_opset = 1,
+         .infer = quantize_linear_infer, .run = quantize_linear_run});
+  r.add({.domain = ms, .op_type = "DequantizeLinear", .min_opset = 1, .max_opset = 1,
+         .infer = dequantize_linear_infer, .run = dequantize_linear_run});
+  r.add({.domain = ms, .op_type = "QLinearAdd", .min_opset = 1, .max_opset = 1,
+         .infer = qlinear_binary_infer, .run = [](OpContext& c) { qlinear_binary_run(c, false); }});
+  r.add({.domain = ms, .op_type = "QLinearMul", .min_opset = 1, .max_opset = 1,
+         .infer = qlinear_binary_infer, .run = [](OpContext& c) { qlinear_binary_run(c, true); }});
+  r.add({.domain = ms, .op_type = "QLinearSigmoid", .min_opset = 1, .max_opset = 1,
+         .infer = [](InferContext& c) { infer_same_as(c); }, .run = qlinear_sigmoid_run});
+  r.add({.domain = ms, .op_type = "QLinearLeakyRelu", .min_opset = 1, .max_opset = 1,
+         .infer = [](InferContext& c) { infer_same_as(c); }, .run = qlinear_leaky_relu_run});
+  r.add({.domain = ms, .op_type = "QLinearAveragePool", .min_opset = 1, .max_opset = 1,
+         .infer = qlinear_average_pool_infer, .run = qlinear_average_pool_run});
+  r.add({.domain = ms, .op_type = "QLinearGlobalAveragePool", .min_opset = 1, .max_opset = 1,
+         .infer = qlinear_global_average_pool_infer, .run = qlinear_global_average_pool_run});
+  r.add({.domain = ms, .op_type = "QLinearConcat", .min_opset = 1, .max_opset = 1,
+         .infer = qlinear_concat_infer, .run = qlinear_concat_run});
+  r.add({.domain = ms, .op_type = "DynamicQuantizeMatMul", .min_opset = 1, .max_opset = 1,
+         .infer = dynamic_quantize_matmul_infer, .run = dynamic_quantize_matmul_run});
+  r.add({.domain = ms, .op_type = "MatMulIntegerToFloat", .min_opset = 1, .max_opset = 1,
+         .infer = matmul_integer_to_float_infer, .run = matmul_integer_to_float_run});
+}
 
 }  // namespace qforge::ops

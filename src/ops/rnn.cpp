@@ -1,8 +1,793 @@
+// Recurrent layers: RNN, GRU, LSTM (ONNX opsets 1-21; `layout` from 14).
+//
+// Shapes (layout 0; layout 1 swaps the seq and batch axes of X, Y, and the
+// direction and batch axes of initial_h/c, Y_h, Y_c):
+//   X [seq, batch, input]   W [dirs, G*H, input]   R [dirs, G*H, H]
+//   B [dirs, 2*G*H]  sequence_lens [batch]  initial_h/c [dirs, batch, H]
+//   P [dirs, 3*H] (LSTM)    Y [seq, dirs, batch, H]   Y_h/Y_c [dirs, batch, H]
+// with G = 1 (RNN), 3 (GRU: gates z, r, h), 4 (LSTM: gates i, o, f, c).
+//
+// How it runs: the input projection of every time step and direction is one
+// GEMM, X[seq*batch, input] x [W_0; W_1]^T (+ Wb + Rb as the GEMM's column
+// bias), before the recurrence; each step then gathers its rows of the
+// projection, adds H_{t-1} x R^T with one GEMM against R^T packed once
+// (in prepare when R is a constant), and applies the gate equations with
+// vectorisable loops. The two directions of a bidirectional layer run in
+// parallel when one step is too small to be worth splitting over threads.
+//
+// sequence_lens: batch entry b runs len_b steps. Forward reads times
+// 0..len_b-1; reverse reads len_b-1 down to 0 (each sequence reversed within
+// its own length, as ONNX Runtime does). Y is zero at times >= len_b; Y_h
+// and Y_c hold the state after the entry's last step (initial_h/c, or zero,
+// when len_b is 0).
+//
+// clip bounds the input of every gate activation (i, o, f, c / z, r, h / the
+// RNN's f) to [-clip, clip]; the cell state fed to h() is not clipped (as in
+// ONNX Runtime). activation_alpha / activation_beta are consumed in order by
+// the activations that take them; a missing one takes the default of the
+// ONNX operator of that name.
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/gemm.h"
 #include "ops/families.h"
 #include "ops/op_util.h"
+#include "qforge/thread_pool.h"
 
 namespace qforge::ops {
+namespace {
 
-void register_rnn_ops(OpRegistry& r) { (void)r; }
+enum class Cell { kRnn, kGru, kLstm };
+
+int64_t gates_of(Cell c) {
+  return c == Cell::kRnn ? 1 : c == Cell::kGru ? 3 : 4;
+}
+int64_t acts_per_dir(Cell c) {
+  return c == Cell::kRnn ? 1 : c == Cell::kGru ? 2 : 3;
+}
+
+// ---- activations ----
+
+// e^x without libm, written so the compiler vectorises loops over it (no
+// branch, no float-to-int conversion): x = n*ln2 + r with |r| <= ln2/2, e^r
+// by its Taylor polynomial to r^7 (relative error < 1e-8 before float
+// rounding), 2^n built in the exponent bits. x is clamped to [-87, 88] so
+// that 2^n stays a normal float; NaN stays NaN (it passes the clamps and
+// poisons r).
+inline float exp_approx(float x) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  // The clamps are bit masks rather than selects: a select of a constant
+  // invites the compiler to split the loop body into paths (it then can't
+  // vectorise it without -fno-trapping-math).
+  const uint32_t hi = x > 88.0f ? 0xFFFFFFFFu : 0u;
+  const uint32_t lo = x < -87.0f ? 0xFFFFFFFFu : 0u;
+  const float xc = std::bit_cast<float>((std::bit_cast<uint32_t>(x) & ~(hi | lo)) |
+                                        (std::bit_cast<uint32_t>(88.0f) & hi) |
+                                        (std::bit_cast<uint32_t>(-87.0f) & lo));
+  const float shifted = xc * 1.44269504088896341f + kMagic;
+  const float n = shifted - kMagic;
+  // n as an integer: the low mantissa bits of `shifted` (unsigned, so a NaN's
+  // bits wrap harmlessly).
+  const uint32_t ni = std::bit_cast<uint32_t>(shifted) - std::bit_cast<uint32_t>(kMagic);
+  const float r =
+      (xc - n * 0.693359375f) + n * 2.12194440e-4f;  // ln2 = 0.693359375 - 2.12194440e-4
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  return p * std::bit_cast<float>((ni + 127u) << 23);
+}
+
+inline float sigmoid_approx(float x) {
+  return 1.0f / (1.0f + exp_approx(-x));
+}
+
+// tanh: an odd Taylor series to x^11 where |x| < 0.4 (truncation error
+// < 3e-8), else (1 - e) / (1 + e) with e = exp(-2|x|) >= 0, which loses
+// nothing to cancellation there. Both are computed and one is picked with a
+// bit mask, so the loop has no branch to keep it from vectorising.
+inline float tanh_approx(float x) {
+  const float a = std::fabs(x);
+  const float x2 = x * x;
+  float s = -1382.0f / 155925.0f;
+  s = s * x2 + 62.0f / 2835.0f;
+  s = s * x2 - 17.0f / 315.0f;
+  s = s * x2 + 2.0f / 15.0f;
+  s = s * x2 - 1.0f / 3.0f;
+  s = s * x2 + 1.0f;
+  const float small = x * s;
+  const float e = exp_approx(-2.0f * a);
+  const float big = std::copysign((1.0f - e) / (1.0f + e), x);
+  const uint32_t use_small = a < 0.4f ? 0xFFFFFFFFu : 0u;
+  return std::bit_cast<float>((std::bit_cast<uint32_t>(small) & use_small) |
+                              (std::bit_cast<uint32_t>(big) & ~use_small));
+}
+
+enum class ActKind {
+  kSigmoid,
+  kTanh,
+  kRelu,
+  kAffine,
+  kLeakyRelu,
+  kThresholdedRelu,
+  kScaledTanh,
+  kHardSigmoid,
+  kElu,
+  kSoftsign,
+  kSoftplus
+};
+
+struct Act {
+  ActKind kind = ActKind::kTanh;
+  float alpha = 0, beta = 0;
+};
+
+std::string lower(std::string s) {
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// The loops over gate values are compiled for AVX-512 and AVX2 as well as
+// the baseline, picked at load time (GCC function multiversioning); the
+// wider versions may fuse a multiply and an add (FMA), so results can differ
+// from the baseline's in the last bit, as the GEMM's do between ISAs.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QFORGE_RNN_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QFORGE_RNN_CLONES
+#endif
+
+// x[i] = act(x[i]) for i < n. One loop per kind, so each vectorises.
+QFORGE_RNN_CLONES void apply(const Act& a, float* x, int64_t n) {
+  const float al = a.alpha, be = a.beta;
+  switch (a.kind) {
+    case ActKind::kSigmoid:
+      for (int64_t i = 0; i < n; ++i) x[i] = sigmoid_approx(x[i]);
+      break;
+    case ActKind::kTanh:
+      for (int64_t i = 0; i < n; ++i) x[i] = tanh_approx(x[i]);
+      break;
+    case ActKind::kRelu:
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      break;
+    case ActKind::kAffine:
+      for (int64_t i = 0; i < n; ++i) x[i] = al * x[i] + be;
+      break;
+    case ActKind::kLeakyRelu:
+      for (int64_t i = 0; i < n; ++i) x[i] *= x[i] >= 0.0f ? 1.0f : al;
+      break;
+    case ActKind::kThresholdedRelu:
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > al ? x[i] : 0.0f;
+      break;
+    case ActKind::kScaledTanh:
+      for (int64_t i = 0; i < n; ++i) x[i] = al * tanh_approx(be * x[i]);
+      break;
+    case ActKind::kHardSigmoid:
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = al * x[i] + be;
+        x[i] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+      }
+      break;
+    case ActKind::kElu:
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] >= 0.0f ? x[i] : al * std::expm1(x[i]);
+      break;
+    case ActKind::kSoftsign:
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::fabs(x[i]));
+      break;
+    case ActKind::kSoftplus:
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 20.0f ? x[i] : std::log1p(std::exp(x[i]));
+      break;
+  }
+}
+
+void clip_to(float* x, int64_t n, float c) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i] < c ? x[i] : c;
+    x[i] = v > -c ? v : -c;
+  }
+}
+
+// ---- attributes ----
+
+struct Attrs {
+  Cell cell = Cell::kLstm;
+  int64_t dirs = 1;
+  bool reverse = false;  // direction == "reverse"
+  int64_t hidden = -1;   // the hidden_size attribute, -1 if absent
+  int64_t layout = 0;
+  float clip = 0;                    // 0: no clip
+  bool input_forget = false;         // LSTM
+  bool linear_before_reset = false;  // GRU
+  std::vector<Act> acts;             // acts_per_dir per direction, forward's first
+};
+
+Act make_act(const ir::Node& node, const std::string& name, const std::vector<float>& alphas,
+             const std::vector<float>& betas, size_t& ai, size_t& bi) {
+  struct Spec {
+    const char* name;
+    ActKind kind;
+    int params;  // 0: none, 1: alpha, 2: alpha and beta
+    float alpha, beta;
+  };
+  // Defaults are those of the ONNX operators of the same name.
+  static const Spec kSpecs[] = {
+      {"sigmoid", ActKind::kSigmoid, 0, 0, 0},
+      {"tanh", ActKind::kTanh, 0, 0, 0},
+      {"relu", ActKind::kRelu, 0, 0, 0},
+      {"affine", ActKind::kAffine, 2, 1.0f, 0.0f},
+      {"leakyrelu", ActKind::kLeakyRelu, 1, 0.01f, 0},
+      {"thresholdedrelu", ActKind::kThresholdedRelu, 1, 1.0f, 0},
+      {"scaledtanh", ActKind::kScaledTanh, 2, 1.0f, 1.0f},
+      {"hardsigmoid", ActKind::kHardSigmoid, 2, 0.2f, 0.5f},
+      {"elu", ActKind::kElu, 1, 1.0f, 0},
+      {"softsign", ActKind::kSoftsign, 0, 0, 0},
+      {"softplus", ActKind::kSoftplus, 0, 0, 0},
+  };
+  const std::string l = lower(name);
+  for (const Spec& s : kSpecs) {
+    if (l != s.name) continue;
+    Act a{s.kind, s.alpha, s.beta};
+    if (s.params >= 1 && ai < alphas.size()) a.alpha = alphas[ai++];
+    if (s.params >= 2 && bi < betas.size()) a.beta = betas[bi++];
+    return a;
+  }
+  throw Error(Errc::kUnsupported, node.describe(), "has activation '" + name + "'",
+              "one of Sigmoid, Tanh, Relu, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, "
+              "HardSigmoid, Elu, Softsign, Softplus");
+}
+
+Attrs read_attrs(const ir::Node& node, Cell cell, int64_t opset) {
+  Attrs at;
+  at.cell = cell;
+  const std::string dir = node.attr_string("direction", "forward");
+  if (dir == "forward") {
+    at.dirs = 1;
+  } else if (dir == "reverse") {
+    at.dirs = 1;
+    at.reverse = true;
+  } else if (dir == "bidirectional") {
+    at.dirs = 2;
+  } else {
+    throw Error(Errc::kInvalidArgument, node.describe(), "has direction '" + dir + "'",
+                "forward, reverse or bidirectional");
+  }
+  if (node.has_attr("hidden_size")) {
+    at.hidden = node.attr_int("hidden_size", -1);
+    if (at.hidden < 0)
+      throw Error(Errc::kInvalidArgument, node.describe(),
+                  "has hidden_size " + std::to_string(at.hidden), "hidden_size >= 0");
+  }
+  if (opset >= 14) {
+    at.layout = node.attr_int("layout", 0);
+    if (at.layout != 0 && at.layout != 1)
+      throw Error(Errc::kInvalidArgument, node.describe(),
+                  "has layout " + std::to_string(at.layout), "layout 0 or 1");
+  }
+  if (node.has_attr("clip")) {
+    at.clip = node.attr_float("clip", 0);
+    if (at.clip <= 0)
+      throw Error(Errc::kInvalidArgument, node.describe(), "has clip " + std::to_string(at.clip),
+                  "a positive clip threshold");
+  }
+  if (cell == Cell::kLstm) at.input_forget = node.attr_int("input_forget", 0) != 0;
+  if (cell == Cell::kGru) at.linear_before_reset = node.attr_int("linear_before_reset", 0) != 0;
+
+  const int64_t per = acts_per_dir(cell);
+  std::vector<std::string> names;
+  if (node.has_attr("activations")) {
+    names = node.attr("activations").strings;
+    if (!(names.size() == static_cast<size_t>(per * at.dirs) ||
+          (at.dirs == 2 && names.size() == static_cast<size_t>(per))))
+      throw Error(Errc::kInvalidArgument, node.describe(),
+                  "has " + std::to_string(names.size()) + " activations",
+                  std::to_string(per * at.dirs) + " (" + std::to_string(per) + " per direction)");
+    if (names.size() == static_cast<size_t>(per) && at.dirs == 2) {  // the same for both
+      const std::vector<std::string> once = names;
+      names.insert(names.end(), once.begin(), once.end());
+    }
+  } else {
+    static const char* kLstm[] = {"Sigmoid", "Tanh", "Tanh"};
+    static const char* kGru[] = {"Sigmoid", "Tanh"};
+    static const char* kRnn[] = {"Tanh"};
+    const char** d = cell == Cell::kLstm ? kLstm : cell == Cell::kGru ? kGru : kRnn;
+    for (int64_t k = 0; k < at.dirs; ++k)
+      for (int64_t j = 0; j < per; ++j) names.emplace_back(d[j]);
+  }
+  const std::vector<float> alphas = node.attr_floats("activation_alpha");
+  const std::vector<float> betas = node.attr_floats("activation_beta");
+  size_t ai = 0, bi = 0;
+  for (const std::string& n : names) at.acts.push_back(make_act(node, n, alphas, betas, ai, bi));
+  return at;
+}
+
+// ---- prepared weights ----
+
+// W^T for all directions at once (K = input, N = dirs*G*H), and per
+// direction R^T; a GRU without linear_before_reset keeps R_zr^T and R_h^T
+// apart (2 per direction), since its h gate multiplies by r first.
+struct Packed {
+  kernels::PackedMatrix w;
+  std::vector<kernels::PackedMatrix> r;
+  Shape w_shape, r_shape;
+};
+
+std::vector<kernels::PackedMatrix> pack_recurrent(Cell cell, bool lbr, const float* R, int64_t dirs,
+                                                  int64_t H) {
+  const int64_t G = gates_of(cell);
+  std::vector<kernels::PackedMatrix> out;
+  for (int64_t d = 0; d < dirs; ++d) {
+    const float* Rd = R + d * G * H * H;
+    if (cell == Cell::kGru && !lbr) {
+      out.push_back(kernels::pack_b(true, H, 2 * H, Rd, H));
+      out.push_back(kernels::pack_b(true, H, H, Rd + 2 * H * H, H));
+    } else {
+      out.push_back(kernels::pack_b(true, H, G * H, Rd, H));
+    }
+  }
+  return out;
+}
+
+// Packs constant W and R when they have the shapes the op needs; anything
+// else is left to run, which reports it.
+std::shared_ptr<const void> rnn_prepare(const PrepareContext& pc, Cell cell) {
+  try {
+    const Attrs at = read_attrs(pc.node, cell, pc.opset);
+    const Tensor* W = pc.constants.size() > 1 ? pc.constants[1] : nullptr;
+    const Tensor* R = pc.constants.size() > 2 ? pc.constants[2] : nullptr;
+    const int64_t G = gates_of(cell);
+    auto p = std::make_shared<Packed>();
+    bool any = false;
+    if (R && R->dtype() == DType::kF32 && R->rank() == 3 && R->dim(0) == at.dirs &&
+        R->dim(1) == G * R->dim(2) && (at.hidden < 0 || at.hidden == R->dim(2))) {
+      p->r = pack_recurrent(cell, at.linear_before_reset, R->data<float>(), at.dirs, R->dim(2));
+      p->r_shape = R->shape();
+      any = true;
+    }
+    if (W && W->dtype() == DType::kF32 && W->rank() == 3 && W->dim(0) == at.dirs) {
+      p->w = kernels::pack_b(true, W->dim(2), W->dim(0) * W->dim(1), W->data<float>(), W->dim(2));
+      p->w_shape = W->shape();
+      any = true;
+    }
+    if (!any) return nullptr;
+    return p;
+  } catch (const Error&) {
+    return nullptr;  // run reports the problem
+  }
+}
+
+// ---- the recurrence ----
+
+// Rows of the projection / steps of one direction, and where its results go.
+struct DirJob {
+  const Attrs* at = nullptr;
+  int64_t d = 0;
+  bool reverse = false;
+  int64_t seq = 0, batch = 0, H = 0, G = 0, dirs = 1, layout = 0;
+  const float* xproj = nullptr;               // [seq*batch rows in X's order, dirs*G*H]
+  const kernels::PackedMatrix* r0 = nullptr;  // R^T, or R_zr^T (GRU, lbr == 0)
+  const kernels::PackedMatrix* r1 = nullptr;  // R_h^T (GRU, lbr == 0)
+  const float* rbh = nullptr;  // GRU with linear_before_reset: Rbh (H values), or null
+  const float* P = nullptr;    // LSTM peepholes of this direction (3H: i, o, f), or null
+  const std::vector<int64_t>* lens = nullptr;
+  int64_t max_len = 0;
+  const float* h0 = nullptr;  // initial_h, whole tensor, or null
+  const float* c0 = nullptr;  // initial_c, whole tensor, or null
+  float* Y = nullptr;         // whole output tensors, or null
+  float* Yh = nullptr;
+  float* Yc = nullptr;
+  ThreadPool* pool = nullptr;  // for the per-step GEMM, or null
+};
+
+// Offset of state row (direction d, batch b) in initial_h/c and Y_h/Y_c.
+int64_t state_row(const DirJob& j, int64_t b) {
+  return (j.layout == 0 ? j.d * j.batch + b : b * j.dirs + j.d) * j.H;
+}
+
+void run_direction(const DirJob& j) {
+  const int64_t H = j.H, G = j.G, B = j.batch, GH = G * H;
+  const int64_t ld = j.dirs * GH;
+  const Attrs& at = *j.at;
+  const Act* acts = at.acts.data() + j.d * acts_per_dir(at.cell);
+  const bool clip = at.clip > 0;
+  const float cl = at.clip;
+
+  std::vector<float> h(static_cast<size_t>(B * H), 0.0f), c;
+  std::vector<float> gates(static_cast<size_t>(B * GH)), tmp(static_cast<size_t>(B * H));
+  std::vector<float> rec;
+  if (at.cell == Cell::kLstm) c.assign(static_cast<size_t>(B * H), 0.0f);
+  if (at.cell == Cell::kGru && at.linear_before_reset) rec.resize(static_cast<size_t>(B * GH));
+  for (int64_t b = 0; b < B; ++b) {
+    if (j.h0)
+      std::memcpy(&h[static_cast<size_t>(b * H)], j.h0 + state_row(j, b),
+                  sizeof(float) * static_cast<size_t>(H));
+    if (j.c0 && !c.empty())
+      std::memcpy(&c[static_cast<size_t>(b * H)], j.c0 + state_row(j, b),
+                  sizeof(float) * static_cast<size_t>(H));
+  }
+  // The time each batch entry reads at this step, -1 once it is done.
+  std::vector<int64_t> tb(static_cast<size_t>(B));
+
+  for (int64_t s = 0; s < j.max_len; ++s) {
+    // Gather this step's projected inputs.
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t len = (*j.lens)[static_cast<size_t>(b)];
+      float* g = gates.data() + b * GH;
+      if (s >= len) {
+        tb[static_cast<size_t>(b)] = -1;
+        std::fill(g, g + GH, 0.0f);
+        continue;
+      }
+      const int64_t t = j.reverse ? len - 1 - s : s;
+      tb[static_cast<size_t>(b)] = t;
+      const int64_t row = j.layout == 0 ? t * B + b : b * j.seq + t;
+      std::memcpy(g, j.xproj + row * ld + j.d * GH, sizeof(float) * static_cast<size_t>(GH));
+    }
+
+    if (at.cell == Cell::kRnn) {
+      kernels::sgemm_packed_b(B, h.data(), H, false, *j.r0, 1.0f, gates.data(), GH, {}, j.pool);
+      for (int64_t b = 0; b < B; ++b) {
+        if (tb[static_cast<size_t>(b)] < 0) continue;
+        float* g = gates.data() + b * H;
+        if (clip) clip_to(g, H, cl);
+        apply(acts[0], g, H);
+        std::memcpy(h.data() + b * H, g, sizeof(float) * static_cast<size_t>(H));
+      }
+    } else if (at.cell == Cell::kGru) {
+      if (!at.linear_before_reset) {
+        // z, r: + H_{t-1} R_zr^T; h: + (r . H_{t-1}) R_h^T.
+        kernels::sgemm_packed_b(B, h.data(), H, false, *j.r0, 1.0f, gates.data(), GH, {}, j.pool);
+        for (int64_t b = 0; b < B; ++b) {
+          float* g = gates.data() + b * GH;
+          if (clip) clip_to(g, 2 * H, cl);
+          apply(acts[0], g, 2 * H);
+          const float* r = g + H;
+          const float* hp = h.data() + b * H;
+          float* rh = tmp.data() + b * H;
+          for (int64_t k = 0; k < H; ++k) rh[k] = r[k] * hp[k];
+        }
+        kernels::sgemm_packed_b(B, tmp.data(), H, false, *j.r1, 1.0f, gates.data() + 2 * H, GH, {},
+                                j.pool);
+      } else {
+        // rec = H_{t-1} R^T; z, r: + rec; h: + r . (rec_h + Rbh).
+        kernels::sgemm_packed_b(B, h.data(), H, false, *j.r0, 0.0f, rec.data(), GH, {}, j.pool);
+        for (int64_t b = 0; b < B; ++b) {
+          float* g = gates.data() + b * GH;
+          const float* rc = rec.data() + b * GH;
+          for (int64_t k = 0; k < 2 * H; ++k) g[k] += rc[k];
+          if (clip) clip_to(g, 2 * H, cl);
+          apply(acts[0], g, 2 * H);
+          const float* r = g + H;
+          float* gh = g + 2 * H;
+          const float* rch = rc + 2 * H;
+          if (j.rbh)
+            for (int64_t k = 0; k < H; ++k) gh[k] += r[k] * (rch[k] + j.rbh[k]);
+          else
+            for (int64_t k = 0; k < H; ++k) gh[k] += r[k] * rch[k];
+        }
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        if (tb[static_cast<size_t>(b)] < 0) continue;
+        float* g = gates.data() + b * GH;
+        float* gh = g + 2 * H;
+        if (clip) clip_to(gh, H, cl);
+        apply(acts[1], gh, H);
+        const float* z = g;
+        float* hp = h.data() + b * H;
+        for (int64_t k = 0; k < H; ++k) hp[k] = (1.0f - z[k]) * gh[k] + z[k] * hp[k];
+      }
+    } else {
+      kernels::sgemm_packed_b(B, h.data(), H, false, *j.r0, 1.0f, gates.data(), GH, {}, j.pool);
+      for (int64_t b = 0; b < B; ++b) {
+        if (tb[static_cast<size_t>(b)] < 0) continue;
+        float* gi = gates.data() + b * GH;
+        float* go = gi + H;
+        float* gf = gi + 2 * H;
+        float* gc = gi + 3 * H;
+        float* cs = c.data() + b * H;
+        if (j.P) {
+          // Peepholes: i and f see C_{t-1}, o sees C_t, so o waits.
+          const float* pi = j.P;
+          const float* pf = j.P + 2 * H;
+          for (int64_t k = 0; k < H; ++k) {
+            gi[k] += pi[k] * cs[k];
+            gf[k] += pf[k] * cs[k];
+          }
+          if (clip) {
+            clip_to(gi, H, cl);
+            clip_to(gf, 2 * H, cl);  // f and c
+          }
+          apply(acts[0], gi, H);
+          apply(acts[0], gf, H);
+        } else {
+          // i, o, f are contiguous and all take f().
+          if (clip) clip_to(gi, 4 * H, cl);
+          apply(acts[0], gi, 3 * H);
+        }
+        if (at.input_forget)
+          for (int64_t k = 0; k < H; ++k) gf[k] = 1.0f - gi[k];
+        apply(acts[1], gc, H);
+        for (int64_t k = 0; k < H; ++k) cs[k] = gf[k] * cs[k] + gi[k] * gc[k];
+        if (j.P) {
+          const float* po = j.P + H;
+          for (int64_t k = 0; k < H; ++k) go[k] += po[k] * cs[k];
+          if (clip) clip_to(go, H, cl);
+          apply(acts[0], go, H);
+        }
+        float* hc = tmp.data() + b * H;
+        std::memcpy(hc, cs, sizeof(float) * static_cast<size_t>(H));
+        apply(acts[2], hc, H);
+        float* hp = h.data() + b * H;
+        for (int64_t k = 0; k < H; ++k) hp[k] = go[k] * hc[k];
+      }
+    }
+
+    if (j.Y) {
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t t = tb[static_cast<size_t>(b)];
+        if (t < 0) continue;
+        const int64_t off =
+            j.layout == 0 ? ((t * j.dirs + j.d) * B + b) * H : ((b * j.seq + t) * j.dirs + j.d) * H;
+        std::memcpy(j.Y + off, h.data() + b * H, sizeof(float) * static_cast<size_t>(H));
+      }
+    }
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    if (j.Yh)
+      std::memcpy(j.Yh + state_row(j, b), h.data() + b * H, sizeof(float) * static_cast<size_t>(H));
+    if (j.Yc)
+      std::memcpy(j.Yc + state_row(j, b), c.data() + b * H, sizeof(float) * static_cast<size_t>(H));
+  }
+}
+
+// ---- run ----
+
+const Tensor* opt_input(OpContext& ctx, int i) {
+  return ctx.has_input(i) ? &ctx.input(i) : nullptr;
+}
+
+void expect_f32(const ir::Node& node, const Tensor* t, const char* what) {
+  if (t && t->dtype() != DType::kF32) bad_type(node, what, t->dtype(), "f32");
+}
+
+void expect_shape(const ir::Node& node, const Tensor* t, const char* what, const Shape& want) {
+  if (!t) return;
+  if (t->shape() != want)
+    throw Error(Errc::kShapeMismatch, node.describe(),
+                std::string(what) + " has shape " + shape_str(t->shape()), shape_str(want));
+}
+
+int64_t checked_mul(const ir::Node& node, std::initializer_list<int64_t> dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (__builtin_mul_overflow(n, d, &n) || n > (int64_t{1} << 40))
+      throw Error(Errc::kShapeMismatch, node.describe(), "needs a buffer too large to allocate",
+                  "smaller sequence, batch or hidden sizes");
+  }
+  return n;
+}
+
+void rnn_run(OpContext& ctx, Cell cell) {
+  const ir::Node& node = ctx.node();
+  const Attrs at = read_attrs(node, cell, ctx.opset());
+  const bool lstm = cell == Cell::kLstm;
+  const Tensor& X = ctx.input(0);
+  const Tensor& W = ctx.input(1);
+  const Tensor& R = ctx.input(2);
+  const Tensor* Bt = opt_input(ctx, 3);
+  const Tensor* lens_t = opt_input(ctx, 4);
+  const Tensor* h0 = opt_input(ctx, 5);
+  const Tensor* c0 = lstm ? opt_input(ctx, 6) : nullptr;
+  const Tensor* P = lstm ? opt_input(ctx, 7) : nullptr;
+  expect_f32(node, &X, "input X");
+  expect_f32(node, &W, "input W");
+  expect_f32(node, &R, "input R");
+  expect_f32(node, Bt, "input B");
+  expect_f32(node, h0, "input initial_h");
+  expect_f32(node, c0, "input initial_c");
+  expect_f32(node, P, "input P");
+  if (X.rank() != 3)
+    throw Error(Errc::kShapeMismatch, node.describe(), "input X has shape " + shape_str(X.shape()),
+                at.layout == 0 ? "[seq_length, batch_size, input_size]"
+                               : "[batch_size, seq_length, input_size]");
+  if (W.rank() != 3)
+    throw Error(Errc::kShapeMismatch, node.describe(), "input W has shape " + shape_str(W.shape()),
+                "[num_directions, G*hidden_size, input_size]");
+  if (R.rank() != 3)
+    throw Error(Errc::kShapeMismatch, node.describe(), "input R has shape " + shape_str(R.shape()),
+                "[num_directions, G*hidden_size, hidden_size]");
+  const int64_t seq = at.layout == 0 ? X.dim(0) : X.dim(1);
+  const int64_t batch = at.layout == 0 ? X.dim(1) : X.dim(0);
+  const int64_t input = X.dim(2);
+  const int64_t dirs = at.dirs, G = gates_of(cell);
+  const int64_t H = at.hidden >= 0 ? at.hidden : R.dim(2);
+  const int64_t GH = G * H;
+  expect_shape(node, &W, "input W", {dirs, GH, input});
+  expect_shape(node, &R, "input R", {dirs, GH, H});
+  expect_shape(node, Bt, "input B", {dirs, 2 * GH});
+  const Shape state_shape = at.layout == 0 ? Shape{dirs, batch, H} : Shape{batch, dirs, H};
+  expect_shape(node, h0, "input initial_h", state_shape);
+  expect_shape(node, c0, "input initial_c", state_shape);
+  expect_shape(node, P, "input P", {dirs, 3 * H});
+
+  std::vector<int64_t> lens(static_cast<size_t>(batch), seq);
+  if (lens_t) {
+    expect_shape(node, lens_t, "input sequence_lens", {batch});
+    lens = to_int64s(*lens_t, node, "input sequence_lens");
+    for (size_t b = 0; b < lens.size(); ++b)
+      if (lens[b] < 0 || lens[b] > seq)
+        throw Error(Errc::kInvalidArgument, node.describe(),
+                    "has sequence_lens[" + std::to_string(b) + "] = " + std::to_string(lens[b]),
+                    "lengths in [0, " + std::to_string(seq) + "] (the sequence length of X)");
+  }
+  int64_t max_len = 0;
+  for (int64_t l : lens) max_len = std::max(max_len, l);
+  const bool ragged = std::any_of(lens.begin(), lens.end(), [&](int64_t l) { return l != seq; });
+
+  // Outputs.
+  float* Y = nullptr;
+  float* Yh = nullptr;
+  float* Yc = nullptr;
+  if (ctx.wants_output(0)) {
+    const Shape ys = at.layout == 0 ? Shape{seq, dirs, batch, H} : Shape{batch, seq, dirs, H};
+    Y = ctx.output(0, DType::kF32, ys).data<float>();
+    if (ragged) {  // zero the times past each sequence's length
+      for (int64_t t = 0; t < seq; ++t)
+        for (int64_t d = 0; d < dirs; ++d)
+          for (int64_t b = 0; b < batch; ++b) {
+            if (t < lens[static_cast<size_t>(b)]) continue;
+            const int64_t off =
+                at.layout == 0 ? ((t * dirs + d) * batch + b) * H : ((b * seq + t) * dirs + d) * H;
+            std::fill(Y + off, Y + off + H, 0.0f);
+          }
+    }
+  }
+  if (ctx.wants_output(1)) Yh = ctx.output(1, DType::kF32, state_shape).data<float>();
+  if (lstm && ctx.wants_output(2)) Yc = ctx.output(2, DType::kF32, state_shape).data<float>();
+
+  // Biases: Wb + Rb as the projection's column bias, except a GRU's Rbh
+  // under linear_before_reset, which goes inside r . (...).
+  const bool lbr = cell == Cell::kGru && at.linear_before_reset;
+  std::vector<float> bias(static_cast<size_t>(dirs * GH), 0.0f), rbh;
+  if (Bt) {
+    const float* pb = Bt->data<float>();
+    if (lbr) rbh.resize(static_cast<size_t>(dirs * H));
+    for (int64_t d = 0; d < dirs; ++d)
+      for (int64_t k = 0; k < GH; ++k) {
+        const float wb = pb[d * 2 * GH + k], rb = pb[d * 2 * GH + GH + k];
+        if (lbr && k >= 2 * H) {
+          bias[static_cast<size_t>(d * GH + k)] = wb;
+          rbh[static_cast<size_t>(d * H + k - 2 * H)] = rb;
+        } else {
+          bias[static_cast<size_t>(d * GH + k)] = wb + rb;
+        }
+      }
+  }
+
+  // Prepacked weights if prepare made them for these shapes, else pack now.
+  const auto* pre = static_cast<const Packed*>(ctx.state());
+  ThreadPool* pool = ctx.pool();
+  std::vector<kernels::PackedMatrix> r_local;
+  const std::vector<kernels::PackedMatrix>* rp = nullptr;
+  if (pre && !pre->r.empty() && pre->r_shape == R.shape()) {
+    rp = &pre->r;
+  } else {
+    r_local = pack_recurrent(cell, at.linear_before_reset, R.data<float>(), dirs, H);
+    rp = &r_local;
+  }
+
+  // The input projection for every step and direction: one GEMM.
+  const int64_t rows = checked_mul(node, {seq, batch});
+  const int64_t proj_n = checked_mul(node, {rows, dirs, GH});
+  std::unique_ptr<float[]> xproj(new float[static_cast<size_t>(std::max<int64_t>(proj_n, 1))]);
+  kernels::GemmEpilogue ep;
+  ep.bias_n = bias.data();
+  if (max_len > 0) {
+    if (pre && !pre->w.empty() && pre->w_shape == W.shape())
+      kernels::sgemm_packed_b(rows, X.data<float>(), input, false, pre->w, 0.0f, xproj.get(),
+                              dirs * GH, ep, pool);
+    else
+      kernels::sgemm(false, true, rows, dirs * GH, input, 1.0f, X.data<float>(), input,
+                     W.data<float>(), input, 0.0f, xproj.get(), dirs * GH, ep, pool);
+  }
+
+  std::vector<DirJob> jobs(static_cast<size_t>(dirs));
+  for (int64_t d = 0; d < dirs; ++d) {
+    DirJob& j = jobs[static_cast<size_t>(d)];
+    j.at = &at;
+    j.d = d;
+    j.reverse = at.reverse || d == 1;
+    j.seq = seq;
+    j.batch = batch;
+    j.H = H;
+    j.G = G;
+    j.dirs = dirs;
+    j.layout = at.layout;
+    j.xproj = xproj.get();
+    const size_t per = cell == Cell::kGru && !at.linear_before_reset ? 2 : 1;
+    j.r0 = &(*rp)[static_cast<size_t>(d) * per];
+    j.r1 = per == 2 ? &(*rp)[static_cast<size_t>(d) * per + 1] : nullptr;
+    j.rbh = rbh.empty() ? nullptr : rbh.data() + d * H;
+    j.P = P ? P->data<float>() + d * 3 * H : nullptr;
+    j.lens = &lens;
+    j.max_len = max_len;
+    j.h0 = h0 ? h0->data<float>() : nullptr;
+    j.c0 = c0 ? c0->data<float>() : nullptr;
+    j.Y = Y;
+    j.Yh = Yh;
+    j.Yc = Yc;
+    j.pool = pool;
+  }
+  // Two directions at once when a step is too small to split over threads
+  // (then each step's GEMM runs on its direction's thread).
+  const bool par_dirs =
+      dirs == 2 && pool && pool->threads() > 1 && batch * GH * H < (int64_t{1} << 20);
+  if (par_dirs) {
+    pool->parallel_for(2, 1, [&](int64_t b, int64_t e) {
+      for (int64_t d = b; d < e; ++d) run_direction(jobs[static_cast<size_t>(d)]);
+    });
+  } else {
+    for (const DirJob& j : jobs) run_direction(j);
+  }
+}
+
+// ---- shape inference ----
+
+void rnn_infer(InferContext& c, Cell cell) {
+  const ir::Node& node = c.node();
+  const Attrs at = read_attrs(node, cell, c.opset());
+  const ir::ValueInfo& x = c.input(0);
+  const int64_t G = gates_of(cell);
+  ir::Dim seq, batch, H;
+  if (x.shape) {
+    if (x.shape->size() != 3)
+      throw Error(Errc::kShapeMismatch, node.describe(),
+                  "input X has shape " + ir::sym_shape_str(*x.shape), "rank 3");
+    seq = (*x.shape)[at.layout == 0 ? 0 : 1];
+    batch = (*x.shape)[at.layout == 0 ? 1 : 0];
+  }
+  if (at.hidden >= 0) {
+    H = at.hidden;
+  } else if (c.has_input(2) && c.input(2).shape && c.input(2).shape->size() == 3) {
+    H = (*c.input(2).shape)[2];
+  } else if (c.has_input(1) && c.input(1).shape && c.input(1).shape->size() == 3 &&
+             (*c.input(1).shape)[1].known()) {
+    H = (*c.input(1).shape)[1].size / G;
+  }
+  if (x.dtype && *x.dtype != DType::kF32) bad_type(node, "input X", *x.dtype, "f32");
+  const ir::Dim dirs(at.dirs);
+  set_output(
+      c, 0, x.dtype,
+      at.layout == 0 ? ir::SymShape{seq, dirs, batch, H} : ir::SymShape{batch, seq, dirs, H});
+  const ir::SymShape st =
+      at.layout == 0 ? ir::SymShape{dirs, batch, H} : ir::SymShape{batch, dirs, H};
+  set_output(c, 1, x.dtype, st);
+  if (cell == Cell::kLstm) set_output(c, 2, x.dtype, st);
+}
+
+}  // namespace
+
+void register_rnn_ops(OpRegistry& r) {
+  for (Cell cell : {Cell::kRnn, Cell::kGru, Cell::kLstm}) {
+    const char* name = cell == Cell::kRnn ? "RNN" : cell == Cell::kGru ? "GRU" : "LSTM";
+    r.add({.domain = "",
+           .op_type = name,
+           .min_opset = 1,
+           .max_opset = 21,
+           .infer = [cell](InferContext& c) { rnn_infer(c, cell); },
+           .prepare = [cell](const PrepareContext& pc) { return rnn_prepare(pc, cell); },
+           .run = [cell](OpContext& c) { rnn_run(c, cell); }});
+  }
+}
 
 }  // namespace qforge::ops

@@ -299,6 +299,14 @@ Session::Session(ir::Model model, SessionOptions options) : impl_(std::make_uniq
     throw Error(Errc::kUnsupported, "model '" + m.graph.name + "'",
                 "has " + std::to_string(bad.size()) + " node(s) qforge can't run: " + list);
   }
+  for (const auto* list : {&m.graph.inputs, &m.graph.outputs})
+    for (const std::string& n : *list) {
+      const ir::ValueInfo* vi = m.graph.info(n);
+      check(!vi || vi->foreign_type.empty(), Errc::kUnsupported, "model '" + m.graph.name + "'",
+            "has " + std::string(list == &m.graph.inputs ? "input '" : "output '") + n +
+                "' of a type qforge can't run (a sequence, map, optional or string tensor)",
+            "numeric tensors");
+    }
   impl_->plan = build_plan(m.graph, m, impl_->pool);
   for (const std::string& n : m.graph.inputs)
     impl_->inputs.push_back({n, m.graph.info(n) ? *m.graph.info(n) : ir::ValueInfo{}});

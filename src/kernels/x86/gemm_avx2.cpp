@@ -3,6 +3,8 @@
 // kernels/gemm.h for the contracts.
 #include <immintrin.h>
 
+#include <utility>
+
 #include "kernels/gemm.h"
 
 namespace qforge::kernels {
@@ -33,9 +35,33 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
+// c0 += a * b0, c1 += a * b1 with a broadcast from memory. In asm so that
+// the accumulators stay in place (see gemm_avx512.cpp).
+inline void fma_row(const float* a, __m256 b0, __m256 b1, __m256& c0, __m256& c1) {
+  __m256 t;
+  __asm__(
+      "vbroadcastss %[a], %[t]\n\t"
+      "vfmadd231ps %[b0], %[t], %[c0]\n\t"
+      "vfmadd231ps %[b1], %[t], %[c1]"
+      : [c0] "+x"(c0), [c1] "+x"(c1), [t] "=&x"(t)
+      : [a] "m"(*a), [b0] "x"(b0), [b1] "x"(b1));
+}
+
 // C tile of exactly M rows (M <= MR); columns [0, t.n) are written.
+// One k step for rows I...: two vectors of B, a broadcast per row of A.
+// (Rows as a parameter pack rather than a loop: with constant indices from
+// the start GCC keeps c0[] and c1[] in registers.)
+template <int... I>
+__attribute__((always_inline)) inline void step(std::integer_sequence<int, I...>, const float* ak,
+                                                const float* bk, __m256* c0, __m256* c1) {
+  const __m256 b0 = _mm256_loadu_ps(bk);
+  const __m256 b1 = _mm256_loadu_ps(bk + 8);
+  (fma_row(ak + I, b0, b1, c0[I], c1[I]), ...);
+}
+
 template <int M>
 void tile(const MicroTile& t) {
+  constexpr auto rows = std::make_integer_sequence<int, M>();
   __m256 c0[M], c1[M];
 #pragma GCC unroll 8
   for (int i = 0; i < M; ++i) {
@@ -46,26 +72,32 @@ void tile(const MicroTile& t) {
   const float* b = t.b;
   const int64_t bs = t.b_stride;
   int64_t k = t.k;
-  auto step = [&](const float* ak, const float* bk) {
-    const __m256 b0 = _mm256_loadu_ps(bk);
-    const __m256 b1 = _mm256_loadu_ps(bk + 8);
-#pragma GCC unroll 8
-    for (int i = 0; i < M; ++i) {
-      const __m256 av = _mm256_broadcast_ss(ak + i);
-      c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
-      c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
-    }
-  };
+  // First the k steps that also prefetch a line each into L2 (the operand
+  // panel the next tile will use), then the rest.
+  const char* pf = reinterpret_cast<const char*>(t.prefetch);
+  for (int64_t left = t.prefetch_lines; k >= 4 && left > 0; k -= 4, left -= 4) {
+    _mm_prefetch(pf, _MM_HINT_T1);
+    _mm_prefetch(pf + 64, _MM_HINT_T1);
+    _mm_prefetch(pf + 128, _MM_HINT_T1);
+    _mm_prefetch(pf + 192, _MM_HINT_T1);
+    pf += 256;
+    step(rows, a, b, c0, c1);
+    step(rows, a + MR, b + bs, c0, c1);
+    step(rows, a + 2 * MR, b + 2 * bs, c0, c1);
+    step(rows, a + 3 * MR, b + 3 * bs, c0, c1);
+    a += 4 * MR;
+    b += 4 * bs;
+  }
   for (; k >= 4; k -= 4) {
-    step(a, b);
-    step(a + MR, b + bs);
-    step(a + 2 * MR, b + 2 * bs);
-    step(a + 3 * MR, b + 3 * bs);
+    step(rows, a, b, c0, c1);
+    step(rows, a + MR, b + bs, c0, c1);
+    step(rows, a + 2 * MR, b + 2 * bs, c0, c1);
+    step(rows, a + 3 * MR, b + 3 * bs, c0, c1);
     a += 4 * MR;
     b += 4 * bs;
   }
   for (; k > 0; --k) {
-    step(a, b);
+    step(rows, a, b, c0, c1);
     a += MR;
     b += bs;
   }
@@ -118,6 +150,44 @@ void sgemm_tile__avx2(const MicroTile& t) {
   static_assert(MR == 6, "one case per row count");
 }
 
+namespace {
+
+// r[i] (row i, 8 floats) becomes column i: r[i][j] = old r[j][i].
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);      // per 128-bit lane: a0 b0 a1 b1
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);  //                   a2 b2 a3 b3
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);          // a0 b0 c0 d0 | a4 b4 c4 d4
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);      // a1 b1 c1 d1 | a5 ...
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);  // a2 ... | a6 ...
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);  // a3 ... | a7 ...
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    r[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+
+}  // namespace
+
+void pack_transpose__avx2(const float* src, int64_t ld, int64_t rows, int64_t kc, float* dst,
+                          int64_t stride, int64_t width) {
+  const __m256i wmask = lanes(width);
+  for (int64_t k = 0; k < kc; k += 8) {
+    const int64_t kn = kc - k < 8 ? kc - k : 8;
+    const __m256i km = lanes(kn);
+    __m256 r[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i)
+      r[i] = i < rows ? _mm256_maskload_ps(src + i * ld + k, km) : _mm256_setzero_ps();
+    transpose8(r);
+    for (int64_t i = 0; i < kn; ++i) _mm256_maskstore_ps(dst + (k + i) * stride, wmask, r[i]);
+  }
+}
+
 void sgemv_rows__avx2(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb,
                       float* y) {
   for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
@@ -161,78 +231,85 @@ void sgemv_rows__avx2(int64_t k, int64_t n, const float* x, const float* b, int6
 
 void sgemv_dots__avx2(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb,
                       float* y) {
-  const int64_t k16 = k - k % 16;
+  const int64_t k8 = k - k % 8;
+  // Eight rows at a time (eight streams from memory), one accumulator each.
   int64_t j = 0;
-  // Four rows at a time, two accumulators each.
-  for (; j + 4 <= n; j += 4) {
-    const float* r0 = b + j * ldb;
-    const float* r1 = r0 + ldb;
-    const float* r2 = r1 + ldb;
-    const float* r3 = r2 + ldb;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-           a3 = _mm256_setzero_ps(), e0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(),
-           e2 = _mm256_setzero_ps(), e3 = _mm256_setzero_ps();
-    for (int64_t p = 0; p < k16; p += 16) {
-      const __m256 x0 = _mm256_loadu_ps(x + p), x1 = _mm256_loadu_ps(x + p + 8);
-      a0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r0 + p), a0);
-      a1 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r1 + p), a1);
-      a2 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r2 + p), a2);
-      a3 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r3 + p), a3);
-      e0 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r0 + p + 8), e0);
-      e1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r1 + p + 8), e1);
-      e2 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r2 + p + 8), e2);
-      e3 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r3 + p + 8), e3);
+  for (; j + 8 <= n; j += 8) {
+    const float* r = b + j * ldb;
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; ++q) acc[q] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < k8; p += 8) {
+      const __m256 xv = _mm256_loadu_ps(x + p);
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; ++q)
+        acc[q] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r + q * ldb + p), acc[q]);
     }
-    float s0 = hsum(_mm256_add_ps(a0, e0)), s1 = hsum(_mm256_add_ps(a1, e1));
-    float s2 = hsum(_mm256_add_ps(a2, e2)), s3 = hsum(_mm256_add_ps(a3, e3));
-    for (int64_t p = k16; p < k; ++p) {
-      s0 += x[p] * r0[p];
-      s1 += x[p] * r1[p];
-      s2 += x[p] * r2[p];
-      s3 += x[p] * r3[p];
+    for (int q = 0; q < 8; ++q) {
+      float s = hsum(acc[q]);
+      for (int64_t p = k8; p < k; ++p) s += x[p] * r[q * ldb + p];
+      y[j + q] = s;
     }
-    y[j] = s0;
-    y[j + 1] = s1;
-    y[j + 2] = s2;
-    y[j + 3] = s3;
   }
   for (; j < n; ++j) {
     const float* r = b + j * ldb;
-    __m256 a0 = _mm256_setzero_ps(), e0 = _mm256_setzero_ps();
-    for (int64_t p = 0; p < k16; p += 16) {
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t p = 0; p < k8; p += 8)
       a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p), _mm256_loadu_ps(r + p), a0);
-      e0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p + 8), _mm256_loadu_ps(r + p + 8), e0);
-    }
-    float s = hsum(_mm256_add_ps(a0, e0));
-    for (int64_t p = k16; p < k; ++p) s += x[p] * r[p];
+    float s = hsum(a0);
+    for (int64_t p = k8; p < k; ++p) s += x[p] * r[p];
     y[j] = s;
   }
 }
 
 void sgemv_panels__avx2(int64_t k, int64_t n, const float* x, const float* p, float* y) {
-  for (int64_t j0 = 0; j0 < n; j0 += NR) {
-    const float* panel = p + (j0 / NR) * k * NR;
+  // Four panels at a time (four streams from memory), two vectors each.
+  const int64_t panels = (n + NR - 1) / NR;
+  int64_t q = 0;
+  for (; q + 4 <= panels; q += 4) {
+    const float* s = p + q * k * NR;
+    __m256 a[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) a[i] = _mm256_setzero_ps();
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const __m256 xv = _mm256_set1_ps(x[kk]);
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) {
+        const float* v = s + u * k * NR + kk * NR;
+        a[2 * u] = _mm256_fmadd_ps(xv, _mm256_load_ps(v), a[2 * u]);
+        a[2 * u + 1] = _mm256_fmadd_ps(xv, _mm256_load_ps(v + 8), a[2 * u + 1]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) {
+      const int64_t j0 = (q + u) * NR;
+      _mm256_maskstore_ps(y + j0, lanes(n - j0), a[2 * u]);
+      _mm256_maskstore_ps(y + j0 + 8, lanes(n - j0 - 8), a[2 * u + 1]);
+    }
+  }
+  for (; q < panels; ++q) {
+    const float* s = p + q * k * NR;
     // Four k steps in flight, two vectors each.
     __m256 a[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) a[i] = _mm256_setzero_ps();
-    int64_t q = 0;
-    for (; q + 4 <= k; q += 4) {
-      const float* s = panel + q * NR;
+    int64_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
 #pragma GCC unroll 4
       for (int u = 0; u < 4; ++u) {
-        const __m256 xv = _mm256_set1_ps(x[q + u]);
-        a[2 * u] = _mm256_fmadd_ps(xv, _mm256_load_ps(s + u * NR), a[2 * u]);
-        a[2 * u + 1] = _mm256_fmadd_ps(xv, _mm256_load_ps(s + u * NR + 8), a[2 * u + 1]);
+        const __m256 xv = _mm256_set1_ps(x[kk + u]);
+        a[2 * u] = _mm256_fmadd_ps(xv, _mm256_load_ps(s + (kk + u) * NR), a[2 * u]);
+        a[2 * u + 1] = _mm256_fmadd_ps(xv, _mm256_load_ps(s + (kk + u) * NR + 8), a[2 * u + 1]);
       }
     }
-    for (; q < k; ++q) {
-      const __m256 xv = _mm256_set1_ps(x[q]);
-      a[0] = _mm256_fmadd_ps(xv, _mm256_load_ps(panel + q * NR), a[0]);
-      a[1] = _mm256_fmadd_ps(xv, _mm256_load_ps(panel + q * NR + 8), a[1]);
+    for (; kk < k; ++kk) {
+      const __m256 xv = _mm256_set1_ps(x[kk]);
+      a[0] = _mm256_fmadd_ps(xv, _mm256_load_ps(s + kk * NR), a[0]);
+      a[1] = _mm256_fmadd_ps(xv, _mm256_load_ps(s + kk * NR + 8), a[1]);
     }
     const __m256 lo = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[4], a[6]));
     const __m256 hi = _mm256_add_ps(_mm256_add_ps(a[1], a[3]), _mm256_add_ps(a[5], a[7]));
+    const int64_t j0 = q * NR;
     _mm256_maskstore_ps(y + j0, lanes(n - j0), lo);
     _mm256_maskstore_ps(y + j0 + 8, lanes(n - j0 - 8), hi);
   }

@@ -3,6 +3,8 @@
 // matrix-vector kernels. See kernels/gemm.h for the contracts.
 #include <immintrin.h>
 
+#include <utility>
+
 #include "kernels/gemm.h"
 
 namespace qforge::kernels {
@@ -28,9 +30,35 @@ inline __m512 activate(__m512 v, Epilogue act, __m512 lo, __m512 hi) {
   return v;
 }
 
+// c0 += a * b0, c1 += a * b1 with a broadcast from memory. In asm so that
+// the accumulators stay where they are: with intrinsics GCC 12 picks FMA
+// forms that overwrite the broadcast register and then shuffles and spills
+// accumulators to keep all 24 of them alive.
+inline void fma_row(const float* a, __m512 b0, __m512 b1, __m512& c0, __m512& c1) {
+  __m512 t;
+  __asm__(
+      "vbroadcastss %[a], %[t]\n\t"
+      "vfmadd231ps %[b0], %[t], %[c0]\n\t"
+      "vfmadd231ps %[b1], %[t], %[c1]"
+      : [c0] "+v"(c0), [c1] "+v"(c1), [t] "=&v"(t)
+      : [a] "m"(*a), [b0] "v"(b0), [b1] "v"(b1));
+}
+
 // C tile of exactly M rows (M <= MR); columns [0, t.n) are written.
+// One k step for rows I...: two vectors of B, a broadcast per row of A.
+// (Rows as a parameter pack rather than a loop: with constant indices from
+// the start GCC keeps c0[] and c1[] in registers.)
+template <int... I>
+__attribute__((always_inline)) inline void step(std::integer_sequence<int, I...>, const float* ak,
+                                                const float* bk, __m512* c0, __m512* c1) {
+  const __m512 b0 = _mm512_loadu_ps(bk);
+  const __m512 b1 = _mm512_loadu_ps(bk + 16);
+  (fma_row(ak + I, b0, b1, c0[I], c1[I]), ...);
+}
+
 template <int M>
 void tile(const MicroTile& t) {
+  constexpr auto rows = std::make_integer_sequence<int, M>();
   __m512 c0[M], c1[M];
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) {
@@ -41,27 +69,32 @@ void tile(const MicroTile& t) {
   const float* b = t.b;
   const int64_t bs = t.b_stride;
   int64_t k = t.k;
-  // One k step: two vectors of B, a broadcast per row of A.
-  auto step = [&](const float* ak, const float* bk) {
-    const __m512 b0 = _mm512_loadu_ps(bk);
-    const __m512 b1 = _mm512_loadu_ps(bk + 16);
-#pragma GCC unroll 16
-    for (int i = 0; i < M; ++i) {
-      const __m512 av = _mm512_set1_ps(ak[i]);
-      c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
-    }
-  };
+  // First the k steps that also prefetch a line each into L2 (the operand
+  // panel the next tile will use), then the rest.
+  const char* pf = reinterpret_cast<const char*>(t.prefetch);
+  for (int64_t left = t.prefetch_lines; k >= 4 && left > 0; k -= 4, left -= 4) {
+    _mm_prefetch(pf, _MM_HINT_T1);
+    _mm_prefetch(pf + 64, _MM_HINT_T1);
+    _mm_prefetch(pf + 128, _MM_HINT_T1);
+    _mm_prefetch(pf + 192, _MM_HINT_T1);
+    pf += 256;
+    step(rows, a, b, c0, c1);
+    step(rows, a + MR, b + bs, c0, c1);
+    step(rows, a + 2 * MR, b + 2 * bs, c0, c1);
+    step(rows, a + 3 * MR, b + 3 * bs, c0, c1);
+    a += 4 * MR;
+    b += 4 * bs;
+  }
   for (; k >= 4; k -= 4) {
-    step(a, b);
-    step(a + MR, b + bs);
-    step(a + 2 * MR, b + 2 * bs);
-    step(a + 3 * MR, b + 3 * bs);
+    step(rows, a, b, c0, c1);
+    step(rows, a + MR, b + bs, c0, c1);
+    step(rows, a + 2 * MR, b + 2 * bs, c0, c1);
+    step(rows, a + 3 * MR, b + 3 * bs, c0, c1);
     a += 4 * MR;
     b += 4 * bs;
   }
   for (; k > 0; --k) {
-    step(a, b);
+    step(rows, a, b, c0, c1);
     a += MR;
     b += bs;
   }
@@ -120,6 +153,52 @@ void sgemm_tile__avx512(const MicroTile& t) {
   static_assert(MR == 12, "one case per row count");
 }
 
+namespace {
+
+// r[i] (row i, 16 floats) becomes column i: r[i][j] = old r[j][i].
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);      // per 128-bit lane: a0 b0 a1 b1
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);  //                   a2 b2 a3 b3
+  }
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);          // a0 b0 c0 d0
+    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);      // a1 b1 c1 d1
+    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);  // a2 b2 c2 d2
+    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);  // a3 b3 c3 d3
+  }
+  // u[4q + c] holds, in lane l, column c + 4l of rows 4q..4q+3.
+  for (int c = 0; c < 4; ++c) {
+    // Lanes 0, 2 (columns c, c + 8) and 1, 3 (columns c + 4, c + 12).
+    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+    const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+    r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+    r[c + 8] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+    r[c + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+    r[c + 12] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+  }
+}
+
+}  // namespace
+
+void pack_transpose__avx512(const float* src, int64_t ld, int64_t rows, int64_t kc, float* dst,
+                            int64_t stride, int64_t width) {
+  const __mmask16 wmask = lanes(width);
+  for (int64_t k = 0; k < kc; k += 16) {
+    const int64_t kn = kc - k < 16 ? kc - k : 16;
+    const __mmask16 km = lanes(kn);
+    __m512 r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm512_maskz_loadu_ps(km, src + i * ld + k) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int64_t i = 0; i < kn; ++i) _mm512_mask_storeu_ps(dst + (k + i) * stride, wmask, r[i]);
+  }
+}
+
 void sgemv_rows__avx512(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb,
                         float* y) {
   for (int64_t j = 0; j < n; j += 16) _mm512_mask_storeu_ps(y + j, lanes(n - j), _mm512_setzero_ps());
@@ -160,81 +239,82 @@ void sgemv_rows__avx512(int64_t k, int64_t n, const float* x, const float* b, in
 
 void sgemv_dots__avx512(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb,
                         float* y) {
+  // Eight rows at a time (eight streams from memory), one accumulator each.
   int64_t j = 0;
-  // Four rows at a time, two accumulators each.
-  for (; j + 4 <= n; j += 4) {
-    const float* r0 = b + j * ldb;
-    const float* r1 = r0 + ldb;
-    const float* r2 = r1 + ldb;
-    const float* r3 = r2 + ldb;
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
-           a3 = _mm512_setzero_ps(), e0 = _mm512_setzero_ps(), e1 = _mm512_setzero_ps(),
-           e2 = _mm512_setzero_ps(), e3 = _mm512_setzero_ps();
-    int64_t p = 0;
-    for (; p + 32 <= k; p += 32) {
-      const __m512 x0 = _mm512_loadu_ps(x + p), x1 = _mm512_loadu_ps(x + p + 16);
-      a0 = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r0 + p), a0);
-      a1 = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r1 + p), a1);
-      a2 = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r2 + p), a2);
-      a3 = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r3 + p), a3);
-      e0 = _mm512_fmadd_ps(x1, _mm512_loadu_ps(r0 + p + 16), e0);
-      e1 = _mm512_fmadd_ps(x1, _mm512_loadu_ps(r1 + p + 16), e1);
-      e2 = _mm512_fmadd_ps(x1, _mm512_loadu_ps(r2 + p + 16), e2);
-      e3 = _mm512_fmadd_ps(x1, _mm512_loadu_ps(r3 + p + 16), e3);
-    }
-    for (; p < k; p += 16) {
+  for (; j + 8 <= n; j += 8) {
+    const float* r = b + j * ldb;
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; ++q) acc[q] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < k; p += 16) {
       const __mmask16 m = lanes(k - p);
-      const __m512 x0 = _mm512_maskz_loadu_ps(m, x + p);
-      a0 = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, r0 + p), a0);
-      a1 = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, r1 + p), a1);
-      a2 = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, r2 + p), a2);
-      a3 = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, r3 + p), a3);
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x + p);
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; ++q)
+        acc[q] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, r + q * ldb + p), acc[q]);
     }
-    y[j] = _mm512_reduce_add_ps(_mm512_add_ps(a0, e0));
-    y[j + 1] = _mm512_reduce_add_ps(_mm512_add_ps(a1, e1));
-    y[j + 2] = _mm512_reduce_add_ps(_mm512_add_ps(a2, e2));
-    y[j + 3] = _mm512_reduce_add_ps(_mm512_add_ps(a3, e3));
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; ++q) y[j + q] = _mm512_reduce_add_ps(acc[q]);
   }
   for (; j < n; ++j) {
     const float* r = b + j * ldb;
-    __m512 a0 = _mm512_setzero_ps(), e0 = _mm512_setzero_ps();
-    int64_t p = 0;
-    for (; p + 32 <= k; p += 32) {
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + p), _mm512_loadu_ps(r + p), a0);
-      e0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + p + 16), _mm512_loadu_ps(r + p + 16), e0);
-    }
-    for (; p < k; p += 16) {
+    __m512 a0 = _mm512_setzero_ps();
+    for (int64_t p = 0; p < k; p += 16) {
       const __mmask16 m = lanes(k - p);
       a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + p), _mm512_maskz_loadu_ps(m, r + p), a0);
     }
-    y[j] = _mm512_reduce_add_ps(_mm512_add_ps(a0, e0));
+    y[j] = _mm512_reduce_add_ps(a0);
   }
 }
 
 void sgemv_panels__avx512(int64_t k, int64_t n, const float* x, const float* p, float* y) {
-  for (int64_t j0 = 0; j0 < n; j0 += NR) {
-    const float* panel = p + (j0 / NR) * k * NR;
+  // Four panels at a time (four streams from memory), two vectors each.
+  const int64_t panels = (n + NR - 1) / NR;
+  int64_t q = 0;
+  for (; q + 4 <= panels; q += 4) {
+    const float* s = p + q * k * NR;
+    __m512 a[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) a[i] = _mm512_setzero_ps();
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const __m512 xv = _mm512_set1_ps(x[kk]);
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) {
+        const float* v = s + u * k * NR + kk * NR;
+        a[2 * u] = _mm512_fmadd_ps(xv, _mm512_load_ps(v), a[2 * u]);
+        a[2 * u + 1] = _mm512_fmadd_ps(xv, _mm512_load_ps(v + 16), a[2 * u + 1]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) {
+      const int64_t j0 = (q + u) * NR;
+      _mm512_mask_storeu_ps(y + j0, lanes(n - j0), a[2 * u]);
+      _mm512_mask_storeu_ps(y + j0 + 16, lanes(n - j0 - 16), a[2 * u + 1]);
+    }
+  }
+  for (; q < panels; ++q) {
+    const float* s = p + q * k * NR;
     // Four k steps in flight, two vectors each.
     __m512 a[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) a[i] = _mm512_setzero_ps();
-    int64_t q = 0;
-    for (; q + 4 <= k; q += 4) {
-      const float* s = panel + q * NR;
+    int64_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
 #pragma GCC unroll 4
       for (int u = 0; u < 4; ++u) {
-        const __m512 xv = _mm512_set1_ps(x[q + u]);
-        a[2 * u] = _mm512_fmadd_ps(xv, _mm512_load_ps(s + u * NR), a[2 * u]);
-        a[2 * u + 1] = _mm512_fmadd_ps(xv, _mm512_load_ps(s + u * NR + 16), a[2 * u + 1]);
+        const __m512 xv = _mm512_set1_ps(x[kk + u]);
+        a[2 * u] = _mm512_fmadd_ps(xv, _mm512_load_ps(s + (kk + u) * NR), a[2 * u]);
+        a[2 * u + 1] = _mm512_fmadd_ps(xv, _mm512_load_ps(s + (kk + u) * NR + 16), a[2 * u + 1]);
       }
     }
-    for (; q < k; ++q) {
-      const __m512 xv = _mm512_set1_ps(x[q]);
-      a[0] = _mm512_fmadd_ps(xv, _mm512_load_ps(panel + q * NR), a[0]);
-      a[1] = _mm512_fmadd_ps(xv, _mm512_load_ps(panel + q * NR + 16), a[1]);
+    for (; kk < k; ++kk) {
+      const __m512 xv = _mm512_set1_ps(x[kk]);
+      a[0] = _mm512_fmadd_ps(xv, _mm512_load_ps(s + kk * NR), a[0]);
+      a[1] = _mm512_fmadd_ps(xv, _mm512_load_ps(s + kk * NR + 16), a[1]);
     }
     const __m512 lo = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[4], a[6]));
     const __m512 hi = _mm512_add_ps(_mm512_add_ps(a[1], a[3]), _mm512_add_ps(a[5], a[7]));
+    const int64_t j0 = q * NR;
     _mm512_mask_storeu_ps(y + j0, lanes(n - j0), lo);
     _mm512_mask_storeu_ps(y + j0 + 16, lanes(n - j0 - 16), hi);
   }

@@ -1,0 +1,727 @@
+// Conv and ConvTranspose (1-D, 2-D, 3-D and beyond; groups, dilations,
+// strides, pads, auto_pad). Registered from register_nn_ops (nn.cpp).
+//
+// Conv: per image and group, im2col (skipped for 1x1 stride-1 unpadded
+// convolutions) then sgemm with the weights as the left operand, packed once
+// in prepare when they are constant, and the bias fused in the epilogue. The
+// columns are built for a bounded range of output positions at a time.
+// Depthwise 2-D convolutions (group == C == M) take a direct path, vectorised
+// along output rows and parallel over channels, with 3x3 kernels unrolled.
+// ConvTranspose: sgemm (W^T x X) into columns, then col2im adds them into
+// the output, parallel over output channels.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/gemm.h"
+#include "ops/families.h"
+#include "ops/op_util.h"
+#include "qforge/thread_pool.h"
+
+namespace qforge::ops {
+
+namespace nn_detail {  // defined in nn.cpp
+int vector_isa();
+std::vector<int64_t> window_ints(const ir::Node& node, const char* name, size_t n, int64_t dflt,
+                                 int64_t min_value);
+std::string auto_pad_attr(const ir::Node& node);
+int64_t window_out_dim(const ir::Node& node, int64_t in, int64_t k, int64_t s, int64_t d,
+                       const std::string& auto_pad, bool ceil_mode, int64_t& pad_begin,
+                       int64_t& pad_end);
+}  // namespace nn_detail
+
+namespace {
+
+using nn_detail::vector_isa;
+
+#define NN_INLINE inline __attribute__((always_inline))
+#define NN_LAMBDA __attribute__((always_inline))
+#if defined(__x86_64__)
+template <class F>
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,prefer-vector-width=512")))
+void run_avx512(const F& f) { f(); }
+template <class F>
+__attribute__((target("avx2,fma"))) void run_avx2(const F& f) { f(); }
+#endif
+template <class F>
+void run_vectorized(const F& f) {
+#if defined(__x86_64__)
+  switch (vector_isa()) {
+    case 2: run_avx512(f); return;
+    case 1: run_avx2(f); return;
+    default: break;
+  }
+#endif
+  f();
+}
+
+void parallel(ThreadPool* pool, int64_t n, int64_t grain,
+              const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (pool == nullptr || n <= grain) fn(0, n);
+  else pool->parallel_for(n, grain, fn);
+}
+
+int64_t grain_for(int64_t per_item, int64_t work = 1 << 15) {
+  return std::max<int64_t>(1, work / std::max<int64_t>(1, per_item));
+}
+
+// A grow-only per-thread buffer (columns of im2col / col2im).
+float* scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  return buf.data();
+}
+
+// Floats of columns built at once: bounds the scratch memory per thread.
+constexpr int64_t kMaxColumns = int64_t{1} << 20;
+
+// Output positions per column chunk for `rows` rows out of `total`.
+int64_t chunk_positions(int64_t rows, int64_t total) {
+  int64_t p = std::max<int64_t>(kMaxColumns / std::max<int64_t>(rows, 1), 256);
+  if (p >= total) return std::max<int64_t>(total, 1);
+  return std::max<int64_t>(16, p / 16 * 16);
+}
+
+// ---- geometry ----
+
+struct ConvGeom {
+  int64_t N = 0, C = 0, M = 0, group = 1, Cg = 0, Mg = 0;
+  size_t r = 0;  // spatial rank
+  Shape in, k, s, d, pb, pe, out, out_pad;
+  int64_t in_size = 1, out_size = 1, ksize = 1;
+};
+
+void read_window(const ir::Node& node, ConvGeom& g, const Shape& wk) {
+  const size_t r = g.r;
+  if (node.has_attr("kernel_shape")) {
+    const std::vector<int64_t> ks = nn_detail::window_ints(node, "kernel_shape", r, 1, 1);
+    check(ks == wk, Errc::kShapeMismatch, node.describe(),
+          "has kernel_shape " + shape_str(ks) + " but weights of spatial shape " + shape_str(wk),
+          "kernel_shape equal to W's spatial dimensions");
+  }
+  g.k = wk;
+  g.s = nn_detail::window_ints(node, "strides", r, 1, 1);
+  g.d = nn_detail::window_ints(node, "dilations", r, 1, 1);
+  const std::vector<int64_t> pads = nn_detail::window_ints(node, "pads", 2 * r, 0, 0);
+  g.pb.assign(pads.begin(), pads.begin() + static_cast<std::ptrdiff_t>(r));
+  g.pe.assign(pads.begin() + static_cast<std::ptrdiff_t>(r), pads.end());
+  for (int64_t x : g.k) g.ksize *= x;
+}
+
+void check_conv_ranks(const ir::Node& node, const Shape& x, const Shape& w) {
+  check(x.size() >= 3 && w.size() == x.size(), Errc::kShapeMismatch, node.describe(),
+        "has X of shape " + shape_str(x) + " and W of shape " + shape_str(w),
+        "X of rank >= 3 (N, C, spatial...) and W of the same rank");
+}
+
+ConvGeom conv_geom(const ir::Node& node, const Shape& x, const Shape& w) {
+  check_conv_ranks(node, x, w);
+  ConvGeom g;
+  g.r = x.size() - 2;
+  g.N = x[0];
+  g.C = x[1];
+  g.M = w[0];
+  g.group = node.attr_int("group", 1);
+  check(g.group >= 1 && g.M % g.group == 0 && g.C == w[1] * g.group, Errc::kShapeMismatch,
+        node.describe(),
+        "has X with " + std::to_string(g.C) + " channels, W of shape " + shape_str(w) +
+            " and group " + std::to_string(g.group),
+        "C == W.shape[1] * group and M (W.shape[0]) divisible by group");
+  g.Cg = w[1];
+  g.Mg = g.M / g.group;
+  g.in.assign(x.begin() + 2, x.end());
+  read_window(node, g, Shape(w.begin() + 2, w.end()));
+  const std::string auto_pad = nn_detail::auto_pad_attr(node);
+  g.out.resize(g.r);
+  for (size_t i = 0; i < g.r; ++i) {
+    g.out[i] = nn_detail::window_out_dim(node, g.in[i], g.k[i], g.s[i], g.d[i], auto_pad, false,
+                                         g.pb[i], g.pe[i]);
+    g.in_size *= g.in[i];
+    g.out_size *= g.out[i];
+  }
+  return g;
+}
+
+// ---- Conv: im2col ----
+
+// Columns [K = Cg * ksize rows] x [np positions] for output positions
+// [p0, p0 + np) of one image and group; rows [r0, r1).
+void im2col_rows(const ConvGeom& g, const float* x, int64_t p0, int64_t np, float* col,
+                 int64_t r0, int64_t r1) {
+  const size_t R = g.r, L = R - 1;
+  const int64_t Wl = g.out[L], Wi = g.in[L], sl = g.s[L], dl = g.d[L], pl = g.pb[L];
+  int64_t kk[8] = {}, o[8] = {};
+  std::vector<int64_t> kk_big, o_big;
+  int64_t* kkp = kk;
+  int64_t* op = o;
+  if (R > 8) {
+    kk_big.resize(R);
+    o_big.resize(R);
+    kkp = kk_big.data();
+    op = o_big.data();
+  }
+  for (int64_t row = r0; row < r1; ++row) {
+    float* dst = col + row * np;
+    const int64_t c = row / g.ksize;
+    int64_t kidx = row % g.ksize;
+    for (size_t i = R; i-- > 0;) {
+      kkp[i] = kidx % g.k[i];
+      kidx /= g.k[i];
+    }
+    const float* src_c = x + c * g.in_size;
+    const int64_t base = kkp[L] * dl - pl;
+    // Output columns whose input column is inside: iw = ow * sl + base in [0, Wi).
+    const int64_t lo = base >= 0 ? 0 : std::min(Wl, (-base + sl - 1) / sl);
+    const int64_t hi = std::clamp<int64_t>(Wi - base <= 0 ? 0 : (Wi - base + sl - 1) / sl, lo, Wl);
+    int64_t p = p0;
+    while (p < p0 + np) {
+      int64_t outer = p / Wl;
+      const int64_t ow0 = p % Wl;
+      const int64_t seg = std::min(Wl - ow0, p0 + np - p);
+      bool valid = true;
+      int64_t off = 0, stride = Wi;
+      for (size_t i = L; i-- > 0;) {
+        op[i] = outer % g.out[i];
+        outer /= g.out[i];
+        const int64_t ii = op[i] * g.s[i] + kkp[i] * g.d[i] - g.pb[i];
+        if (ii < 0 || ii >= g.in[i]) valid = false;
+        off += ii * stride;
+        stride *= g.in[i];
+      }
+      if (!valid) {
+        std::memset(dst, 0, static_cast<size_t>(seg) * sizeof(float));
+      } else {
+        const float* src = src_c + off + base;
+        const int64_t e = ow0 + seg;
+        const int64_t a = std::clamp(lo, ow0, e), b = std::clamp(hi, a, e);
+        float* d0 = dst - ow0;  // indexed by ow
+        for (int64_t ow = ow0; ow < a; ++ow) d0[ow] = 0.0f;
+        if (sl == 1) {
+          if (b > a) std::memcpy(d0 + a, src + a, static_cast<size_t>(b - a) * sizeof(float));
+        } else {
+          for (int64_t ow = a; ow < b; ++ow) d0[ow] = src[ow * sl];
+        }
+        for (int64_t ow = b; ow < e; ++ow) d0[ow] = 0.0f;
+      }
+      dst += seg;
+      p += seg;
+    }
+  }
+}
+
+// ---- Conv: depthwise 2-D ----
+
+struct DwPlane {
+  int64_t Hi, Wi, Ho, Wo, KH, KW, sh, sw, dh, dw, pt, pl;
+};
+
+// Output columns [lo, hi) whose input column ow * sw + base is inside [0, Wi).
+void valid_cols(int64_t base, int64_t sw, int64_t Wi, int64_t Wo, int64_t& lo, int64_t& hi) {
+  lo = base >= 0 ? 0 : std::min(Wo, (-base + sw - 1) / sw);
+  hi = std::clamp<int64_t>(Wi - base <= 0 ? 0 : (Wi - base + sw - 1) / sw, lo, Wo);
+}
+
+// One channel plane. SW: the column stride if 1 or 2, else 0 (read p.sw).
+template <int SW>
+NN_INLINE void dw_plane(const DwPlane& p, const float* x, const float* w, float bias, float* y,
+                        const float* zeros) {
+  const int64_t sw = SW > 0 ? SW : p.sw;
+  int64_t lo_all = 0, hi_all = p.Wo;
+  int64_t lo[16], hi[16];
+  const bool small = p.KW <= 16;
+  if (small)
+    for (int64_t kw = 0; kw < p.KW; ++kw) {
+      valid_cols(kw * p.dw - p.pl, sw, p.Wi, p.Wo, lo[kw], hi[kw]);
+      lo_all = std::max(lo_all, lo[kw]);
+      hi_all = std::min(hi_all, hi[kw]);
+    }
+  if (hi_all < lo_all) hi_all = lo_all;
+  for (int64_t oh = 0; oh < p.Ho; ++oh) {
+    float* yr = y + oh * p.Wo;
+    if (p.KH == 3 && p.KW == 3) {
+      const float* rows[3];
+      bool rv[3];
+      for (int64_t kh = 0; kh < 3; ++kh) {
+        const int64_t ih = oh * p.sh + kh * p.dh - p.pt;
+        rv[kh] = ih >= 0 && ih < p.Hi;
+        rows[kh] = rv[kh] ? x + ih * p.Wi : zeros;
+      }
+      const int64_t b0 = -p.pl, b1 = p.dw - p.pl, b2 = 2 * p.dw - p.pl;
+      const float* r0 = rows[0];
+      const float* r1 = rows[1];
+      const float* r2 = rows[2];
+      const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6],
+                  w7 = w[7], w8 = w[8];
+      for (int64_t ow = lo_all; ow < hi_all; ++ow) {
+        const int64_t i = ow * sw;
+        float acc = bias;
+        acc += w0 * r0[i + b0] + w1 * r0[i + b1] + w2 * r0[i + b2];
+        acc += w3 * r1[i + b0] + w4 * r1[i + b1] + w5 * r1[i + b2];
+        acc += w6 * r2[i + b0] + w7 * r2[i + b1] + w8 * r2[i + b2];
+        yr[ow] = acc;
+      }
+      for (int64_t ow = 0; ow < p.Wo; ++ow) {
+        if (ow == lo_all) ow = std::max(hi_all, lo_all);
+        if (ow >= p.Wo) break;
+        float acc = bias;
+        for (int64_t kh = 0; kh < 3; ++kh) {
+          if (!rv[kh]) continue;
+          for (int64_t kw = 0; kw < 3; ++kw) {
+            const int64_t iw = ow * sw + kw * p.dw - p.pl;
+            if (iw >= 0 && iw < p.Wi) acc += w[kh * 3 + kw] * rows[kh][iw];
+          }
+        }
+        yr[ow] = acc;
+      }
+      continue;
+    }
+    for (int64_t ow = 0; ow < p.Wo; ++ow) yr[ow] = bias;
+    for (int64_t kh = 0; kh < p.KH; ++kh) {
+      const int64_t ih = oh * p.sh + kh * p.dh - p.pt;
+      if (ih < 0 || ih >= p.Hi) continue;
+      const float* xr = x + ih * p.Wi;
+      for (int64_t kw = 0; kw < p.KW; ++kw) {
+        const float wv = w[kh * p.KW + kw];
+        const int64_t base = kw * p.dw - p.pl;
+        int64_t a, b;
+        if (small) {
+          a = lo[kw];
+          b = hi[kw];
+        } else {
+          valid_cols(base, sw, p.Wi, p.Wo, a, b);
+        }
+        const float* src = xr + base;
+        for (int64_t ow = a; ow < b; ++ow) yr[ow] += wv * src[ow * sw];
+      }
+    }
+  }
+}
+
+void depthwise_run(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y,
+                   ThreadPool* pool) {
+  DwPlane p{g.in[0], g.in[1], g.out[0], g.out[1], g.k[0], g.k[1], g.s[0], g.s[1],
+            g.d[0], g.d[1], g.pb[0], g.pb[1]};
+  const int64_t planes = g.N * g.C;
+  const int64_t per = p.Ho * p.Wo * p.KH * p.KW;
+  parallel(pool, planes, grain_for(per, 1 << 16), [&](int64_t b, int64_t e) {
+    thread_local std::vector<float> zeros;
+    if (static_cast<int64_t>(zeros.size()) < p.Wi) zeros.assign(static_cast<size_t>(p.Wi), 0.0f);
+    const float* z = zeros.data();
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t c = t % g.C;
+      const float* xp = x + t * g.in_size;
+      const float* wp = w + c * p.KH * p.KW;
+      const float bv = bias != nullptr ? bias[c] : 0.0f;
+      float* yp = y + t * g.out_size;
+      if (p.sw == 1) run_vectorized([&]() NN_LAMBDA { dw_plane<1>(p, xp, wp, bv, yp, z); });
+      else if (p.sw == 2) run_vectorized([&]() NN_LAMBDA { dw_plane<2>(p, xp, wp, bv, yp, z); });
+      else run_vectorized([&]() NN_LAMBDA { dw_plane<0>(p, xp, wp, bv, yp, z); });
+    }
+  });
+}
+
+// ---- Conv ----
+
+struct ConvState {
+  std::vector<kernels::PackedMatrix> packed;  // per group: Mg x (Cg * ksize)
+};
+
+bool is_depthwise(const ConvGeom& g) { return g.r == 2 && g.Cg == 1 && g.Mg == 1; }
+
+std::shared_ptr<const void> conv_prepare(const PrepareContext& p) {
+  const Tensor* w = p.constants.size() > 1 ? p.constants[1] : nullptr;
+  if (w == nullptr || w->dtype() != DType::kF32 || w->rank() < 3) return nullptr;
+  const int64_t group = p.node.attr_int("group", 1);
+  const int64_t M = w->dim(0), Cg = w->dim(1);
+  if (group < 1 || M % group != 0 || w->numel() == 0) return nullptr;
+  const int64_t Mg = M / group;
+  if (w->rank() == 4 && Cg == 1 && Mg == 1) return nullptr;  // depthwise: direct path
+  const int64_t K = w->numel() / M;
+  auto st = std::make_shared<ConvState>();
+  for (int64_t gi = 0; gi < group; ++gi)
+    st->packed.push_back(kernels::pack_a(false, Mg, K, w->data<float>() + gi * Mg * K, K));
+  return st;
+}
+
+void conv_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  if (x.dtype() != DType::kF32) bad_type(node, "input X", x.dtype(), "f32");
+  if (w.dtype() != DType::kF32) bad_type(node, "input W", w.dtype(), "f32");
+  const ConvGeom g = conv_geom(node, x.shape(), w.shape());
+  const float* bias = nullptr;
+  if (ctx.has_input(2)) {
+    const Tensor& b = ctx.input(2);
+    if (b.dtype() != DType::kF32) bad_type(node, "input B", b.dtype(), "f32");
+    check(b.rank() == 1 && b.dim(0) == g.M, Errc::kShapeMismatch, node.describe(),
+          "has B of shape " + shape_str(b.shape()), "B of shape [" + std::to_string(g.M) + "]");
+    bias = b.data<float>();
+  }
+  Shape ys = {g.N, g.M};
+  ys.insert(ys.end(), g.out.begin(), g.out.end());
+  Tensor& yt = ctx.output(0, DType::kF32, ys);
+  if (yt.numel() == 0) return;
+  const float* px = x.data<float>();
+  const float* pw = w.data<float>();
+  float* py = yt.data<float>();
+  ThreadPool* pool = ctx.pool();
+  if (is_depthwise(g)) {
+    depthwise_run(g, px, pw, bias, py, pool);
+    return;
+  }
+  const ConvState* st = ctx.state() != nullptr ? &ctx.state_as<ConvState>() : nullptr;
+  const int64_t K = g.Cg * g.ksize;
+  if (st != nullptr)
+    check(static_cast<int64_t>(st->packed.size()) == g.group && st->packed[0].rows() == g.Mg &&
+              st->packed[0].cols() == K,
+          Errc::kInternal, node.describe(), "has packed weights that do not match W");
+  bool direct = true;
+  for (size_t i = 0; i < g.r; ++i)
+    direct = direct && g.k[i] == 1 && g.s[i] == 1 && g.pb[i] == 0 && g.pe[i] == 0;
+  const int64_t P = direct ? g.out_size : chunk_positions(K, g.out_size);
+
+  auto image = [&](int64_t n, ThreadPool* inner) {
+    for (int64_t gi = 0; gi < g.group; ++gi) {
+      const float* xg = px + (n * g.C + gi * g.Cg) * g.in_size;
+      float* yg = py + (n * g.M + gi * g.Mg) * g.out_size;
+      kernels::GemmEpilogue ep;
+      ep.bias_m = bias != nullptr ? bias + gi * g.Mg : nullptr;
+      for (int64_t p0 = 0; p0 < g.out_size; p0 += P) {
+        const int64_t np = std::min(P, g.out_size - p0);
+        const float* cols = xg;
+        int64_t ldb = g.in_size;
+        if (!direct) {
+          float* buf = scratch(K * np);
+          parallel(inner, K, grain_for(np, 1 << 14),
+                   [&](int64_t r0, int64_t r1) { im2col_rows(g, xg, p0, np, buf, r0, r1); });
+          cols = buf;
+          ldb = np;
+        } else {
+          cols = xg + p0;
+        }
+        if (st != nullptr)
+          kernels::sgemm_packed_a(st->packed[static_cast<size_t>(gi)], np, cols, ldb, false, 0.0f,
+                                  yg + p0, g.out_size, ep, inner);
+        else
+          kernels::sgemm(false, false, g.Mg, np, K, 1.0f, pw + gi * g.Mg * K, K, cols, ldb, 0.0f,
+                         yg + p0, g.out_size, ep, inner);
+      }
+    }
+  };
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  const int64_t macs = g.M * K * g.out_size;
+  const bool by_image = threads > 1 && g.N > 1 &&
+                        (g.N % threads == 0 || g.N >= 4 * threads || macs < (int64_t{1} << 20));
+  if (by_image) {
+    pool->parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) image(n, nullptr);
+    });
+  } else {
+    for (int64_t n = 0; n < g.N; ++n) image(n, pool);
+  }
+}
+
+// ---- shape inference (Conv and ConvTranspose) ----
+
+// The output dimension of a window op for a symbolic input dimension: the
+// input's own Dim where the window keeps the size, unknown where it is not
+// computable.
+ir::Dim sym_window_dim(const ir::Node& node, const ir::Dim& in, int64_t k, int64_t s, int64_t d,
+                       const std::string& auto_pad, bool ceil_mode, int64_t pb, int64_t pe) {
+  const bool same = auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER";
+  if (in.known() && (k > 0 || same))
+    return nn_detail::window_out_dim(node, in.size, std::max<int64_t>(k, 1), s, d, auto_pad,
+                                     ceil_mode, pb, pe);
+  if (s == 1 && (same || (k > 0 && (k - 1) * d == (auto_pad == "VALID" ? 0 : pb + pe)))) return in;
+  return ir::Dim();
+}
+
+void conv_infer(InferContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const ir::ValueInfo& x = ctx.input(0);
+  const ir::ValueInfo& w = ctx.input(1);
+  const std::optional<DType> dt = x.dtype ? x.dtype : w.dtype;
+  if (!x.shape && !w.shape) {
+    set_output(ctx, 0, dt, std::nullopt);
+    return;
+  }
+  const size_t rank = x.shape ? x.shape->size() : w.shape->size();
+  check(rank >= 3 && (!x.shape || !w.shape || x.shape->size() == w.shape->size()),
+        Errc::kShapeMismatch, node.describe(),
+        "has X of shape " + (x.shape ? ir::sym_shape_str(*x.shape) : "?") + " and W of shape " +
+            (w.shape ? ir::sym_shape_str(*w.shape) : "?"),
+        "X of rank >= 3 (N, C, spatial...) and W of the same rank");
+  const size_t r = rank - 2;
+  const int64_t group = node.attr_int("group", 1);
+  check(group >= 1, Errc::kInvalidArgument, node.describe(), "has group " + std::to_string(group),
+        "group >= 1");
+  if (x.shape && w.shape) {
+    const ir::Dim c = (*x.shape)[1], wc = (*w.shape)[1];
+    check(!c.known() || !wc.known() || c.size == wc.size * group, Errc::kShapeMismatch,
+          node.describe(),
+          "has X with " + c.str() + " channels and W with " + wc.str() + " per group (group " +
+              std::to_string(group) + ")",
+          "C == W.shape[1] * group");
+  }
+  std::vector<int64_t> k(r, -1);
+  if (node.has_attr("kernel_shape")) k = nn_detail::window_ints(node, "kernel_shape", r, 1, 1);
+  else if (w.shape)
+    for (size_t i = 0; i < r; ++i) k[i] = (*w.shape)[2 + i].known() ? (*w.shape)[2 + i].size : -1;
+  const std::vector<int64_t> s = nn_detail::window_ints(node, "strides", r, 1, 1);
+  const std::vector<int64_t> d = nn_detail::window_ints(node, "dilations", r, 1, 1);
+  const std::vector<int64_t> pads = nn_detail::window_ints(node, "pads", 2 * r, 0, 0);
+  const std::string auto_pad = nn_detail::auto_pad_attr(node);
+  ir::SymShape out(rank);
+  out[0] = x.shape ? (*x.shape)[0] : ir::Dim();
+  out[1] = w.shape ? (*w.shape)[0] : ir::Dim();
+  for (size_t i = 0; i < r; ++i)
+    out[2 + i] = x.shape ? sym_window_dim(node, (*x.shape)[2 + i], k[i], s[i], d[i], auto_pad,
+                                          false, pads[i], pads[r + i])
+                         : ir::Dim();
+  set_output(ctx, 0, dt, out);
+}
+
+std::string conv_check(const InferContext& ctx) {
+  for (int i = 0; i < ctx.num_inputs() && i < 3; ++i)
+    if (ctx.has_input(i) && ctx.input(i).dtype && *ctx.input(i).dtype != DType::kF32)
+      return "input " + std::to_string(i) + " is " + std::string(dtype_name(*ctx.input(i).dtype)) +
+             "; qforge runs " + ctx.node().op_type + " on f32 only";
+  return {};
+}
+
+// ---- ConvTranspose ----
+
+ConvGeom convt_geom(const ir::Node& node, const Shape& x, const Shape& w) {
+  check_conv_ranks(node, x, w);
+  ConvGeom g;
+  g.r = x.size() - 2;
+  g.N = x[0];
+  g.C = x[1];
+  g.group = node.attr_int("group", 1);
+  check(g.group >= 1 && g.C == w[0] && g.C % g.group == 0, Errc::kShapeMismatch, node.describe(),
+        "has X with " + std::to_string(g.C) + " channels, W of shape " + shape_str(w) +
+            " and group " + std::to_string(g.group),
+        "W.shape[0] == C, divisible by group");
+  g.Cg = g.C / g.group;
+  g.Mg = w[1];
+  g.M = g.Mg * g.group;
+  g.in.assign(x.begin() + 2, x.end());
+  read_window(node, g, Shape(w.begin() + 2, w.end()));
+  g.out_pad = nn_detail::window_ints(node, "output_padding", g.r, 0, 0);
+  const std::string auto_pad = nn_detail::auto_pad_attr(node);
+  std::vector<int64_t> os = node.attr_ints("output_shape", {});
+  check(os.empty() || os.size() >= g.r, Errc::kInvalidArgument, node.describe(),
+        "has output_shape " + shape_str(os),
+        std::to_string(g.r) + " spatial sizes (or the full output shape)");
+  if (os.size() > g.r) os.erase(os.begin(), os.end() - static_cast<std::ptrdiff_t>(g.r));
+  const bool same = auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER";
+  g.out.resize(g.r);
+  auto floor_half = [](int64_t v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); };
+  for (size_t i = 0; i < g.r; ++i) {
+    const int64_t full = g.s[i] * (g.in[i] - 1) + g.out_pad[i] + (g.k[i] - 1) * g.d[i] + 1;
+    if (!os.empty() || same) {
+      g.out[i] = !os.empty() ? os[i] : g.in[i] * g.s[i];
+      const int64_t total = full - g.out[i];
+      if (auto_pad == "SAME_UPPER") {
+        g.pb[i] = floor_half(total);
+        g.pe[i] = total - g.pb[i];
+      } else {
+        g.pe[i] = floor_half(total);
+        g.pb[i] = total - g.pe[i];
+      }
+    } else {
+      if (auto_pad == "VALID") g.pb[i] = g.pe[i] = 0;
+      g.out[i] = full - g.pb[i] - g.pe[i];
+    }
+    check(g.out[i] >= 1, Errc::kShapeMismatch, node.describe(),
+          "computes an output size of " + std::to_string(g.out[i]) + " in spatial dimension " +
+              std::to_string(i),
+          "pads, output_padding and output_shape giving sizes >= 1");
+    g.in_size *= g.in[i];
+    g.out_size *= g.out[i];
+  }
+  return g;
+}
+
+std::shared_ptr<const void> convt_prepare(const PrepareContext& p) {
+  const Tensor* w = p.constants.size() > 1 ? p.constants[1] : nullptr;
+  if (w == nullptr || w->dtype() != DType::kF32 || w->rank() < 3 || w->numel() == 0) return nullptr;
+  const int64_t group = p.node.attr_int("group", 1);
+  const int64_t C = w->dim(0);
+  if (group < 1 || C % group != 0) return nullptr;
+  const int64_t Cg = C / group, rows = w->numel() / C;  // rows = Mg * ksize
+  auto st = std::make_shared<ConvState>();
+  for (int64_t gi = 0; gi < group; ++gi)
+    st->packed.push_back(kernels::pack_a(true, rows, Cg, w->data<float>() + gi * Cg * rows, rows));
+  return st;
+}
+
+// Adds columns [Mg * ksize rows] x [np input positions from p0] into the
+// output planes of channels [m0, m1) of one image and group.
+void col2im_channels(const ConvGeom& g, const float* col, int64_t p0, int64_t np, float* y,
+                     int64_t m0, int64_t m1) {
+  const size_t R = g.r, L = R - 1;
+  const int64_t Wi = g.in[L], Wo = g.out[L], sl = g.s[L], dl = g.d[L], pl = g.pb[L];
+  std::vector<int64_t> kk(R), o(R);
+  for (int64_t m = m0; m < m1; ++m) {
+    float* ym = y + m * g.out_size;
+    for (int64_t kidx0 = 0; kidx0 < g.ksize; ++kidx0) {
+      const float* src = col + (m * g.ksize + kidx0) * np;
+      int64_t kidx = kidx0;
+      for (size_t i = R; i-- > 0;) {
+        kk[i] = kidx % g.k[i];
+        kidx /= g.k[i];
+      }
+      const int64_t base = kk[L] * dl - pl;
+      // Input columns whose output column iw * sl + base is inside [0, Wo).
+      const int64_t lo = base >= 0 ? 0 : std::min(Wi, (-base + sl - 1) / sl);
+      const int64_t hi = std::clamp<int64_t>(Wo - base <= 0 ? 0 : (Wo - base + sl - 1) / sl, lo, Wi);
+      int64_t p = p0;
+      while (p < p0 + np) {
+        int64_t outer = p / Wi;
+        const int64_t iw0 = p % Wi;
+        const int64_t seg = std::min(Wi - iw0, p0 + np - p);
+        bool valid = true;
+        int64_t off = 0, stride = Wo;
+        for (size_t i = L; i-- > 0;) {
+          o[i] = outer % g.in[i];
+          outer /= g.in[i];
+          const int64_t oi = o[i] * g.s[i] + kk[i] * g.d[i] - g.pb[i];
+          if (oi < 0 || oi >= g.out[i]) valid = false;
+          off += oi * stride;
+          stride *= g.out[i];
+        }
+        if (valid) {
+          float* dst = ym + off + base;
+          const float* s0 = src - iw0;  // indexed by iw
+          const int64_t e = iw0 + seg;
+          const int64_t a = std::clamp(lo, iw0, e), b = std::clamp(hi, a, e);
+          if (sl == 1) {
+            for (int64_t iw = a; iw < b; ++iw) dst[iw] += s0[iw];
+          } else {
+            for (int64_t iw = a; iw < b; ++iw) dst[iw * sl] += s0[iw];
+          }
+        }
+        src += seg;
+        p += seg;
+      }
+    }
+  }
+}
+
+void convt_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  if (x.dtype() != DType::kF32) bad_type(node, "input X", x.dtype(), "f32");
+  if (w.dtype() != DType::kF32) bad_type(node, "input W", w.dtype(), "f32");
+  const ConvGeom g = convt_geom(node, x.shape(), w.shape());
+  const float* bias = nullptr;
+  if (ctx.has_input(2)) {
+    const Tensor& b = ctx.input(2);
+    if (b.dtype() != DType::kF32) bad_type(node, "input B", b.dtype(), "f32");
+    check(b.rank() == 1 && b.dim(0) == g.M, Errc::kShapeMismatch, node.describe(),
+          "has B of shape " + shape_str(b.shape()), "B of shape [" + std::to_string(g.M) + "]");
+    bias = b.data<float>();
+  }
+  Shape ys = {g.N, g.M};
+  ys.insert(ys.end(), g.out.begin(), g.out.end());
+  Tensor& yt = ctx.output(0, DType::kF32, ys);
+  if (yt.numel() == 0) return;
+  const float* px = x.data<float>();
+  const float* pw = w.data<float>();
+  float* py = yt.data<float>();
+  ThreadPool* pool = ctx.pool();
+  parallel(pool, g.N * g.M, grain_for(g.out_size), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const float v = bias != nullptr ? bias[t % g.M] : 0.0f;
+      std::fill(py + t * g.out_size, py + (t + 1) * g.out_size, v);
+    }
+  });
+  const int64_t rows = g.Mg * g.ksize;
+  const ConvState* st = ctx.state() != nullptr ? &ctx.state_as<ConvState>() : nullptr;
+  if (st != nullptr)
+    check(static_cast<int64_t>(st->packed.size()) == g.group && st->packed[0].rows() == rows &&
+              st->packed[0].cols() == g.Cg,
+          Errc::kInternal, node.describe(), "has packed weights that do not match W");
+  const int64_t P = chunk_positions(rows, g.in_size);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t gi = 0; gi < g.group; ++gi) {
+      const float* xg = px + (n * g.C + gi * g.Cg) * g.in_size;
+      float* yg = py + (n * g.M + gi * g.Mg) * g.out_size;
+      for (int64_t p0 = 0; p0 < g.in_size; p0 += P) {
+        const int64_t np = std::min(P, g.in_size - p0);
+        float* col = scratch(rows * np);
+        if (st != nullptr)
+          kernels::sgemm_packed_a(st->packed[static_cast<size_t>(gi)], np, xg + p0, g.in_size,
+                                  false, 0.0f, col, np, {}, pool);
+        else
+          kernels::sgemm(true, false, rows, np, g.Cg, 1.0f, pw + gi * g.Cg * rows, rows, xg + p0,
+                         g.in_size, 0.0f, col, np, {}, pool);
+        parallel(pool, g.Mg, grain_for(g.ksize * np), [&](int64_t m0, int64_t m1) {
+          col2im_channels(g, col, p0, np, yg, m0, m1);
+        });
+      }
+    }
+}
+
+void convt_infer(InferContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const ir::ValueInfo& x = ctx.input(0);
+  const ir::ValueInfo& w = ctx.input(1);
+  const std::optional<DType> dt = x.dtype ? x.dtype : w.dtype;
+  if (!x.shape && !w.shape) {
+    set_output(ctx, 0, dt, std::nullopt);
+    return;
+  }
+  const size_t rank = x.shape ? x.shape->size() : w.shape->size();
+  check(rank >= 3 && (!x.shape || !w.shape || x.shape->size() == w.shape->size()),
+        Errc::kShapeMismatch, node.describe(),
+        "has X of shape " + (x.shape ? ir::sym_shape_str(*x.shape) : "?") + " and W of shape " +
+            (w.shape ? ir::sym_shape_str(*w.shape) : "?"),
+        "X of rank >= 3 (N, C, spatial...) and W of the same rank");
+  const size_t r = rank - 2;
+  const int64_t group = node.attr_int("group", 1);
+  ir::SymShape out(rank);
+  out[0] = x.shape ? (*x.shape)[0] : ir::Dim();
+  if (w.shape && (*w.shape)[1].known()) out[1] = (*w.shape)[1].size * group;
+  // Spatial sizes: computable when X's spatial sizes and W's kernel are known.
+  bool known = x.shape && w.shape;
+  for (size_t i = 0; known && i < r; ++i)
+    known = (*x.shape)[2 + i].known() && (*w.shape)[2 + i].known();
+  if (known && (*w.shape)[0].known() && (*w.shape)[1].known()) {
+    // The geometry needs sizes: N and C don't change it (C is checked when known).
+    Shape xs, ws;
+    for (const ir::Dim& dd : *x.shape) xs.push_back(dd.size);
+    for (const ir::Dim& dd : *w.shape) ws.push_back(dd.size);
+    if (!(*x.shape)[0].known()) xs[0] = 1;
+    if (!(*x.shape)[1].known()) xs[1] = ws[0];
+    const ConvGeom g = convt_geom(node, xs, ws);
+    for (size_t i = 0; i < r; ++i) out[2 + i] = g.out[i];
+  } else {
+    const std::vector<int64_t> os = node.attr_ints("output_shape", {});
+    const std::vector<int64_t> s = nn_detail::window_ints(node, "strides", r, 1, 1);
+    const std::string auto_pad = nn_detail::auto_pad_attr(node);
+    for (size_t i = 0; i < r; ++i) {
+      if (os.size() >= r) out[2 + i] = os[os.size() - r + i];
+      else if ((auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") && x.shape &&
+               (*x.shape)[2 + i].known())
+        out[2 + i] = (*x.shape)[2 + i].size * s[i];
+      else if ((auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") && x.shape && s[i] == 1)
+        out[2 + i] = (*x.shape)[2 + i];
+    }
+  }
+  set_output(ctx, 0, dt, out);
+}
+
+}  // namespace
+
+void register_nn_conv_ops(OpRegistry& r) {
+  r.add({.domain = "", .op_type = "Conv", .min_opset = 1, .max_opset = 21, .infer = conv_infer,
+         .check = conv_check, .prepare = conv_prepare, .run = conv_run});
+  r.add({.domain = "", .op_type = "ConvTranspose", .min_opset = 1, .max_opset = 21,
+         .infer = convt_infer, .check = conv_check, .prepare = convt_prepare, .run = convt_run});
+}
+
+}  // namespace qforge::ops
