@@ -171,10 +171,19 @@ using v8h = uint16_t __attribute__((vector_size(16)));
 #define QFORGE_CLONES
 #endif
 
+// Bit casts of vector types through memcpy: GCC 12's UBSan misreports
+// std::bit_cast on vector temporaries as a null-pointer load.
+template <class To, class From>
+inline To vcast(const From& v) {
+  static_assert(sizeof(To) == sizeof(From));
+  To t;
+  std::memcpy(&t, &v, sizeof t);
+  return t;
+}
 inline v8f splat(float s) { return v8f{s, s, s, s, s, s, s, s}; }
 inline v8u splat_u(uint32_t s) { return v8u{s, s, s, s, s, s, s, s}; }
-inline v8f as_f(const v8u& v) { return std::bit_cast<v8f>(v); }
-inline v8u as_u(const v8f& v) { return std::bit_cast<v8u>(v); }
+inline v8f as_f(const v8u& v) { return vcast<v8f>(v); }
+inline v8u as_u(const v8f& v) { return vcast<v8u>(v); }
 inline v8f load8(const float* p) { v8f v; std::memcpy(&v, p, sizeof v); return v; }
 inline void store8(float* p, const v8f& v) { std::memcpy(p, &v, sizeof v); }
 
@@ -200,8 +209,8 @@ inline v8f exp_v(const v8f& x) {
   p = p * z + r + 1.0f;
   const v8i n1 = n >> 1;
   const v8i n2 = n - n1;
-  const v8f s1 = std::bit_cast<v8f>((n1 + 127) << 23);
-  const v8f s2 = std::bit_cast<v8f>((n2 + 127) << 23);
+  const v8f s1 = vcast<v8f>((n1 + 127) << 23);
+  const v8f s2 = vcast<v8f>((n2 + 127) << 23);
   v8f y = p * s1 * s2;
   y = x < lo ? splat(0.0f) : y;
   return x != x ? x : y;
@@ -1119,7 +1128,7 @@ void variadic_compute(const OpContext& ctx, const std::vector<Tensor>& ins, Tens
   if (mean) {
     const T n = static_cast<T>(ins.size());
     parallel(ctx, y.numel(), kCheapGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) py[i] = py[i] / n;
+      for (int64_t i = b; i < e; ++i) py[i] = static_cast<T>(py[i] / n);
     });
   }
 }
