@@ -165,7 +165,7 @@ using v8i = int32_t __attribute__((vector_size(32)));
 using v8u = uint32_t __attribute__((vector_size(32)));
 using v8h = uint16_t __attribute__((vector_size(16)));
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && !defined(__SANITIZE_ADDRESS__)
 #define QFORGE_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define QFORGE_CLONES
@@ -174,7 +174,7 @@ using v8h = uint16_t __attribute__((vector_size(16)));
 // Bit casts of vector types through memcpy: GCC 12's UBSan misreports
 // std::bit_cast on vector temporaries as a null-pointer load.
 template <class To, class From>
-inline To vcast(const From& v) {
+inline To vcast(From v) {
   static_assert(sizeof(To) == sizeof(From));
   To t;
   std::memcpy(&t, &v, sizeof t);
@@ -182,14 +182,14 @@ inline To vcast(const From& v) {
 }
 inline v8f splat(float s) { return v8f{s, s, s, s, s, s, s, s}; }
 inline v8u splat_u(uint32_t s) { return v8u{s, s, s, s, s, s, s, s}; }
-inline v8f as_f(const v8u& v) { return vcast<v8f>(v); }
-inline v8u as_u(const v8f& v) { return vcast<v8u>(v); }
+inline v8f as_f(v8u v) { return vcast<v8f>(v); }
+inline v8u as_u(v8f v) { return vcast<v8u>(v); }
 inline v8f load8(const float* p) { v8f v; std::memcpy(&v, p, sizeof v); return v; }
-inline void store8(float* p, const v8f& v) { std::memcpy(p, &v, sizeof v); }
+inline void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
 
 // e^x: Cephes' range reduction and polynomial, about 1 ulp; 2^n is applied
 // in two steps so that results down to the subnormals are right.
-inline v8f exp_v(const v8f& x) {
+inline v8f exp_v(v8f x) {
   const v8f lo = splat(-104.0f), hi = splat(88.8f);
   v8f xc = x < lo ? lo : x;
   xc = xc > hi ? hi : xc;
@@ -217,7 +217,7 @@ inline v8f exp_v(const v8f& x) {
 }
 
 // tanh: Cephes' odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above.
-inline v8f tanh_v(const v8f& x) {
+inline v8f tanh_v(v8f x) {
   const v8f zero = splat(0.0f);
   const v8f ax = x < zero ? -x : x;
   const v8f z = x * x;
@@ -234,7 +234,7 @@ inline v8f tanh_v(const v8f& x) {
 
 // sigmoid: e^-|x| never overflows, and e / (1 + e) keeps the tiny results
 // for x << 0 (1 / (1 + e^-x) would flush them to 0).
-inline v8f sigmoid_v(const v8f& x) {
+inline v8f sigmoid_v(v8f x) {
   const v8f zero = splat(0.0f);
   const v8f e = exp_v(x < zero ? x : -x);
   const v8f s = splat(1.0f) / (e + 1.0f);
@@ -245,25 +245,25 @@ inline v8f sigmoid_v(const v8f& x) {
 // the integer conversion (floor, ceil) or the 2^23 trick (round half to
 // even, in the default rounding mode); larger values, Inf and NaN are
 // already integral. The result keeps x's sign (-0.5 -> -0).
-inline v8f keep_integral(const v8f& x, const v8f& r) {
+inline v8f keep_integral(v8f x, v8f r) {
   const v8f ax = as_f(as_u(x) & 0x7fffffffu);
   const v8f out = ax < splat(8388608.0f) ? r : x;
   return as_f(as_u(out) | (as_u(x) & 0x80000000u));
 }
-inline v8f trunc_v(const v8f& x) {
+inline v8f trunc_v(v8f x) {
   const v8f ax = as_f(as_u(x) & 0x7fffffffu);
   const v8f safe = ax < splat(8388608.0f) ? x : splat(0.0f);
   return __builtin_convertvector(__builtin_convertvector(safe, v8i), v8f);
 }
-inline v8f floor_v(const v8f& x) {
+inline v8f floor_v(v8f x) {
   const v8f t = trunc_v(x);
   return keep_integral(x, t > x ? t - 1.0f : t);
 }
-inline v8f ceil_v(const v8f& x) {
+inline v8f ceil_v(v8f x) {
   const v8f t = trunc_v(x);
   return keep_integral(x, t < x ? t + 1.0f : t);
 }
-inline v8f round_v(const v8f& x) {
+inline v8f round_v(v8f x) {
   const v8f ax = as_f(as_u(x) & 0x7fffffffu);
   const v8f big = splat(8388608.0f);
   return keep_integral(x, (ax + big) - big);
@@ -271,7 +271,7 @@ inline v8f round_v(const v8f& x) {
 
 // erf: a rational minimax approximation on [-4, 4] (erf is +-1 in f32
 // beyond), odd numerator over even denominator; within 5e-7 of erf.
-inline v8f erf_v(const v8f& x) {
+inline v8f erf_v(v8f x) {
   const v8f lo = splat(-4.0f), hi = splat(4.0f);
   v8f c = x < lo ? lo : x;
   c = c > hi ? hi : c;  // NaN stays NaN
@@ -309,21 +309,21 @@ inline void vec_map(const float* x, float* y, int64_t n, const VF& f) {
   }
 }
 
-QFORGE_CLONES void exp_block(const float* x, float* y, int64_t n) { vec_map(x, y, n, [](const v8f& v) { return exp_v(v); }); }
-QFORGE_CLONES void tanh_block(const float* x, float* y, int64_t n) { vec_map(x, y, n, [](const v8f& v) { return tanh_v(v); }); }
+QFORGE_CLONES void exp_block(const float* x, float* y, int64_t n) { vec_map(x, y, n, [](v8f v) { return exp_v(v); }); }
+QFORGE_CLONES void tanh_block(const float* x, float* y, int64_t n) { vec_map(x, y, n, [](v8f v) { return tanh_v(v); }); }
 QFORGE_CLONES void sigmoid_block(const float* x, float* y, int64_t n) {
-  vec_map(x, y, n, [](const v8f& v) { return sigmoid_v(v); });
+  vec_map(x, y, n, [](v8f v) { return sigmoid_v(v); });
 }
-QFORGE_CLONES void erf_block(const float* x, float* y, int64_t n) { vec_map(x, y, n, [](const v8f& v) { return erf_v(v); }); }
+QFORGE_CLONES void erf_block(const float* x, float* y, int64_t n) { vec_map(x, y, n, [](v8f v) { return erf_v(v); }); }
 // Gelu: 0.5 x (1 + erf(x / sqrt 2)), and the tanh form
 // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
 QFORGE_CLONES void gelu_block(const float* x, float* y, int64_t n) {
-  vec_map(x, y, n, [](const v8f& v) {
+  vec_map(x, y, n, [](v8f v) {
     return 0.5f * v * (1.0f + erf_v(v * static_cast<float>(1.0 / std::numbers::sqrt2)));
   });
 }
 QFORGE_CLONES void gelu_tanh_block(const float* x, float* y, int64_t n) {
-  vec_map(x, y, n, [](const v8f& v) {
+  vec_map(x, y, n, [](v8f v) {
     const float k = static_cast<float>(std::numbers::sqrt2 * std::numbers::inv_sqrtpi);
     return 0.5f * v * (1.0f + tanh_v(k * (v + 0.044715f * v * v * v)));
   });
@@ -337,7 +337,7 @@ concept HasVec2 = requires(const F& f, v8f v) { { f.vec(v, v) } -> std::same_as<
 
 // f32 <-> f16, IEEE round to nearest even, bit-exact with qforge/quant.h's
 // f32_to_f16 / f16_to_f32 (NaN stays a quiet NaN with its top payload bits).
-inline v8u f32_to_f16_v(const v8f& xf) {
+inline v8u f32_to_f16_v(v8f xf) {
   v8u f = as_u(xf);
   const v8u sign = f & 0x80000000u;
   f ^= sign;
@@ -347,7 +347,7 @@ inline v8u f32_to_f16_v(const v8f& xf) {
   v8u o = f >= splat_u(0x47800000u) ? naninf : (f < splat_u(0x38800000u) ? den : nrm);
   return o | (sign >> 16);
 }
-inline v8f f16_to_f32_v(const v8u& h) {
+inline v8f f16_to_f32_v(v8u h) {
   v8u o = (h & 0x7fffu) << 13;
   const v8u e = o & 0x0f800000u;
   o += 0x38000000u;
@@ -634,7 +634,7 @@ void map_unary(const OpContext& ctx, const T* x, T* y, int64_t n, const F& f, in
     if constexpr (requires { fl.block(x, y, n); }) {
       fl.block(x + b, y + b, e - b);
     } else if constexpr (std::is_same_v<T, float> && HasVec1<F>) {
-      vec_map(x + b, y + b, e - b, [&fl](const v8f& v) { return fl.vec(v); });
+      vec_map(x + b, y + b, e - b, [&fl](v8f v) { return fl.vec(v); });
     } else {
       for (int64_t i = b; i < e; ++i) y[i] = fl(x[i]);
     }
@@ -727,7 +727,7 @@ struct ReluF {
 struct LeakyReluF {
   float alpha;
   template <class T> T operator()(T x) const { return x < T(0) ? static_cast<T>(alpha) * x : x; }
-  v8f vec(const v8f& x) const { return x < splat(0.0f) ? x * alpha : x; }
+  v8f vec(v8f x) const { return x < splat(0.0f) ? x * alpha : x; }
 };
 struct HardSigmoidF {
   float alpha, beta;
@@ -736,7 +736,7 @@ struct HardSigmoidF {
     v = v < T(0) ? T(0) : v;
     return v > T(1) ? T(1) : v;
   }
-  v8f vec(const v8f& x) const {
+  v8f vec(v8f x) const {
     v8f v = x * alpha + beta;
     v = v < splat(0.0f) ? splat(0.0f) : v;
     return v > splat(1.0f) ? splat(1.0f) : v;
@@ -749,7 +749,7 @@ struct HardSwishF {  // x * HardSigmoid(alpha = 1/6, beta = 0.5)
     v = v > T(1) ? T(1) : v;
     return x * v;
   }
-  v8f vec(const v8f& x) const { return x * HardSigmoidF{1.0f / 6.0f, 0.5f}.vec(x); }
+  v8f vec(v8f x) const { return x * HardSigmoidF{1.0f / 6.0f, 0.5f}.vec(x); }
 };
 struct EluF {
   float alpha;
@@ -844,15 +844,15 @@ struct ClipF {
 QFORGE_STD_UNARY(LogF, log)
 struct FloorF {
   template <class T> T operator()(T x) const { return std::floor(x); }
-  v8f vec(const v8f& x) const { return floor_v(x); }
+  v8f vec(v8f x) const { return floor_v(x); }
 };
 struct CeilF {
   template <class T> T operator()(T x) const { return std::ceil(x); }
-  v8f vec(const v8f& x) const { return ceil_v(x); }
+  v8f vec(v8f x) const { return ceil_v(x); }
 };
 struct RoundF {  // half to even: the default rounding mode
   template <class T> T operator()(T x) const { return std::nearbyint(x); }
-  v8f vec(const v8f& x) const { return round_v(x); }
+  v8f vec(v8f x) const { return round_v(x); }
 };
 QFORGE_STD_UNARY(SinF, sin)
 QFORGE_STD_UNARY(CosF, cos)
@@ -1020,7 +1020,7 @@ struct OrF { bool operator()(bool a, bool b) const { return a || b; } };
 struct XorF { bool operator()(bool a, bool b) const { return a != b; } };
 struct PReluF {
   template <class T> T operator()(T x, T s) const { return x < T(0) ? s * x : x; }
-  v8f vec(const v8f& x, const v8f& s) const { return x < splat(0.0f) ? s * x : x; }
+  v8f vec(v8f x, v8f s) const { return x < splat(0.0f) ? s * x : x; }
 };
 
 // Integer division and modulus: a zero divisor is an Error (it would trap).

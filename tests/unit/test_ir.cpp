@@ -332,7 +332,9 @@ TEST(IrExport, BackendModelsRoundTrip) {
         const Tensor* u = back.graph.initializer(name);
         ASSERT_TRUE(u) << path << " " << name;
         EXPECT_EQ(u->shape(), t.shape());
-        EXPECT_EQ(0, std::memcmp(u->raw(), t.raw(), t.nbytes())) << path << " " << name;
+        if (t.nbytes()) {
+          EXPECT_EQ(0, std::memcmp(u->raw(), t.raw(), t.nbytes())) << path << " " << name;
+        }
       }
     }
   }
