@@ -18,6 +18,7 @@
 #include "kernels/gemm.h"
 #include "kernels/kernels.h"
 #include "ops/families.h"
+#include "ops/nn_common.h"
 #include "ops/op_util.h"
 #include "qforge/thread_pool.h"
 
@@ -89,47 +90,7 @@ int64_t window_out_dim(const ir::Node& node, int64_t in, int64_t k, int64_t s, i
 
 namespace {
 
-using nn_detail::vector_isa;
-
-#define NN_INLINE inline __attribute__((always_inline))
-#define NN_LAMBDA __attribute__((always_inline))
-#if defined(__x86_64__)
-template <class F>
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,prefer-vector-width=512")))
-void run_avx512(const F& f) { f(); }
-template <class F>
-__attribute__((target("avx2,fma"))) void run_avx2(const F& f) { f(); }
-#endif
-// Runs f (an always-inline lambda) compiled for the best ISA kernels() allows.
-template <class F>
-void run_vectorized(const F& f) {
-#if defined(__x86_64__)
-  switch (vector_isa()) {
-    case 2: run_avx512(f); return;
-    case 1: run_avx2(f); return;
-    default: break;
-  }
-#endif
-  f();
-}
-
-template <class F>
-void dispatch_float(DType dt, const ir::Node& node, const char* what, F&& f) {
-  if (dt == DType::kF32) f(float{});
-  else if (dt == DType::kF64) f(double{});
-  else bad_type(node, what, dt, "f32 or f64");
-}
-
-void parallel(ThreadPool* pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
-  if (n <= 0) return;
-  if (pool == nullptr || n <= grain) fn(0, n);
-  else pool->parallel_for(n, grain, fn);
-}
-
-// Items per parallel chunk so that a chunk holds about `work` units.
-int64_t grain_for(int64_t per_item, int64_t work = 1 << 15) {
-  return std::max<int64_t>(1, work / std::max<int64_t>(1, per_item));
-}
+using namespace nn_detail;
 
 std::string dims_str(int64_t a, int64_t b) { return std::to_string(a) + " x " + std::to_string(b); }
 

@@ -14,56 +14,17 @@
 
 #include "kernels/gemm.h"
 #include "ops/families.h"
+#include "ops/nn_common.h"
 #include "ops/op_util.h"
 #include "qforge/thread_pool.h"
 
 namespace qforge::ops {
 
-namespace nn_detail {  // defined in nn.cpp
-int vector_isa();
-std::vector<int64_t> window_ints(const ir::Node& node, const char* name, size_t n, int64_t dflt,
-                                 int64_t min_value);
-std::string auto_pad_attr(const ir::Node& node);
-int64_t window_out_dim(const ir::Node& node, int64_t in, int64_t k, int64_t s, int64_t d,
-                       const std::string& auto_pad, bool ceil_mode, int64_t& pad_begin,
-                       int64_t& pad_end);
-}  // namespace nn_detail
 
 namespace {
 
-using nn_detail::vector_isa;
+using namespace nn_detail;
 
-#define NN_INLINE inline __attribute__((always_inline))
-#define NN_LAMBDA __attribute__((always_inline))
-#if defined(__x86_64__)
-template <class F>
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,prefer-vector-width=512")))
-void run_avx512(const F& f) { f(); }
-template <class F>
-__attribute__((target("avx2,fma"))) void run_avx2(const F& f) { f(); }
-#endif
-template <class F>
-void run_vectorized(const F& f) {
-#if defined(__x86_64__)
-  switch (vector_isa()) {
-    case 2: run_avx512(f); return;
-    case 1: run_avx2(f); return;
-    default: break;
-  }
-#endif
-  f();
-}
-
-void parallel(ThreadPool* pool, int64_t n, int64_t grain,
-              const std::function<void(int64_t, int64_t)>& fn) {
-  if (n <= 0) return;
-  if (pool == nullptr || n <= grain) fn(0, n);
-  else pool->parallel_for(n, grain, fn);
-}
-
-int64_t grain_for(int64_t per_item, int64_t work = 1 << 15) {
-  return std::max<int64_t>(1, work / std::max<int64_t>(1, per_item));
-}
 
 // A grow-only per-thread buffer (columns of im2col / col2im).
 float* scratch(int64_t n) {

@@ -1,0 +1,71 @@
+// Shared by the nn op files (nn.cpp, nn_conv.cpp, nn_pool.cpp,
+// nn_norm.cpp): window geometry (defined in nn.cpp), compiling a loop for the
+// best vector ISA, and small threading and dtype helpers.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ops/op_util.h"
+#include "qforge/thread_pool.h"
+
+namespace qforge::ops::nn_detail {
+
+// 2 = AVX-512, 1 = AVX2, 0 = plain, following kernels() (QFORGE_ISA honoured).
+int vector_isa();
+// An ints attribute of n entries (strides, dilations, ...), default dflt,
+// each at least min_value.
+std::vector<int64_t> window_ints(const ir::Node& node, const char* name, size_t n, int64_t dflt,
+                                 int64_t min_value);
+std::string auto_pad_attr(const ir::Node& node);
+// Output size of a sliding window along one axis; fills the pads when auto_pad decides them.
+int64_t window_out_dim(const ir::Node& node, int64_t in, int64_t k, int64_t s, int64_t d,
+                       const std::string& auto_pad, bool ceil_mode, int64_t& pad_begin,
+                       int64_t& pad_end);
+
+#define NN_INLINE inline __attribute__((always_inline))
+#define NN_LAMBDA __attribute__((always_inline))
+#if defined(__x86_64__)
+template <class F>
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,prefer-vector-width=512")))
+void run_avx512(const F& f) { f(); }
+template <class F>
+__attribute__((target("avx2,fma"))) void run_avx2(const F& f) { f(); }
+#endif
+// Runs f (an always-inline lambda) compiled for the best ISA kernels() allows.
+template <class F>
+void run_vectorized(const F& f) {
+#if defined(__x86_64__)
+  switch (vector_isa()) {
+    case 2: run_avx512(f); return;
+    case 1: run_avx2(f); return;
+    default: break;
+  }
+#endif
+  f();
+}
+
+template <class F>
+void dispatch_float(DType dt, const ir::Node& node, const char* what, F&& f) {
+  if (dt == DType::kF32) f(float{});
+  else if (dt == DType::kF64) f(double{});
+  else bad_type(node, what, dt, "f32 or f64");
+}
+
+// fn over [0, n) in chunks of `grain`, inline when there is no pool or little work.
+inline void parallel(ThreadPool* pool, int64_t n, int64_t grain,
+                     const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (pool == nullptr || n <= grain) fn(0, n);
+  else pool->parallel_for(n, grain, fn);
+}
+
+// Items per parallel chunk so that a chunk holds about `work` units.
+inline int64_t grain_for(int64_t per_item, int64_t work = 1 << 15) {
+  return std::max<int64_t>(1, work / std::max<int64_t>(1, per_item));
+}
+
+}  // namespace qforge::ops::nn_detail
