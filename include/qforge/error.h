@@ -39,7 +39,9 @@ class Error : public std::runtime_error {
   std::string subject_, problem_, expected_;
 };
 
-// Throws Error(code, subject, problem, expected) when cond is false.
+// Throws Error(code, subject, problem, expected) when cond is false. Its
+// arguments are built on every call: on hot paths (per element, per tensor
+// access, per node run) write `if (!cond) throw Error(...)` instead.
 inline void check(bool cond, Errc code, const std::string& subject, const std::string& problem,
                   const std::string& expected = {}) {
   if (!cond) throw Error(code, subject, problem, expected);

@@ -12,10 +12,12 @@ namespace qforge {
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
   for (int64_t d : s) {
-    check(d >= 0, Errc::kShapeMismatch, "shape " + shape_str(s), "has a negative dimension",
-          "dimensions >= 0");
-    check(d == 0 || n <= std::numeric_limits<int64_t>::max() / d, Errc::kShapeMismatch,
-          "shape " + shape_str(s), "has more elements than fit in 64 bits");
+    if (!(d >= 0))
+      throw Error(Errc::kShapeMismatch, "shape " + shape_str(s), "has a negative dimension",
+                  "dimensions >= 0");
+    if (!(d == 0 || n <= std::numeric_limits<int64_t>::max() / d))
+      throw Error(Errc::kShapeMismatch, "shape " + shape_str(s),
+                  "has more elements than fit in 64 bits");
     n *= d;
   }
   return n;
@@ -65,13 +67,13 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
 }
 
 Tensor Tensor::view(DType dtype, Shape shape, std::shared_ptr<Storage> storage, size_t byte_offset) {
-  check(storage != nullptr, Errc::kInvalidArgument, "Tensor::view", "storage is null");
+  if (!(storage != nullptr)) throw Error(Errc::kInvalidArgument, "Tensor::view", "storage is null");
   const auto need = static_cast<size_t>(storage_bytes(dtype, shape_numel(shape)));
-  check(byte_offset <= storage->size() && need <= storage->size() - byte_offset,
-        Errc::kShapeMismatch, "Tensor::view",
-        std::string(dtype_name(dtype)) + shape_str(shape) + " at offset " +
-            std::to_string(byte_offset) + " needs " + std::to_string(need) + " bytes",
-        "at most " + std::to_string(storage->size()) + " bytes of storage");
+  if (!(byte_offset <= storage->size() && need <= storage->size() - byte_offset))
+    throw Error(Errc::kShapeMismatch, "Tensor::view",
+                std::string(dtype_name(dtype)) + shape_str(shape) + " at offset " +
+                    std::to_string(byte_offset) + " needs " + std::to_string(need) + " bytes",
+                "at most " + std::to_string(storage->size()) + " bytes of storage");
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
@@ -83,9 +85,9 @@ Tensor Tensor::view(DType dtype, Shape shape, std::shared_ptr<Storage> storage, 
 int64_t Tensor::dim(int i) const {
   const int r = rank();
   const int j = i < 0 ? i + r : i;
-  check(j >= 0 && j < r, Errc::kShapeMismatch, describe(),
-        "has no dimension " + std::to_string(i), "a dimension in [" + std::to_string(-r) + ", " +
-                                                     std::to_string(r - 1) + "]");
+  if (!(j >= 0 && j < r))
+    throw Error(Errc::kShapeMismatch, describe(), "has no dimension " + std::to_string(i),
+                "a dimension in [" + std::to_string(-r) + ", " + std::to_string(r - 1) + "]");
   return shape_[static_cast<size_t>(j)];
 }
 
@@ -97,8 +99,9 @@ const void* Tensor::raw() const noexcept {
 }
 
 void Tensor::check_type(DType want) const {
-  check(dtype_ == want, Errc::kTypeMismatch, describe(),
-        "accessed as " + std::string(dtype_name(want)), std::string(dtype_name(dtype_)));
+  if (!(dtype_ == want))
+    throw Error(Errc::kTypeMismatch, describe(), "accessed as " + std::string(dtype_name(want)),
+                std::string(dtype_name(dtype_)));
 }
 
 Tensor Tensor::reshape(Shape shape) const {
@@ -106,23 +109,26 @@ Tensor Tensor::reshape(Shape shape) const {
   int64_t known = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
-      check(infer < 0, Errc::kShapeMismatch, describe(),
-            "reshape to " + shape_str(shape) + " has more than one -1", "at most one -1");
+      if (!(infer < 0))
+        throw Error(Errc::kShapeMismatch, describe(),
+                    "reshape to " + shape_str(shape) + " has more than one -1", "at most one -1");
       infer = static_cast<int>(i);
     } else {
-      check(shape[i] >= 0, Errc::kShapeMismatch, describe(),
-            "reshape to " + shape_str(shape) + " has a negative dimension");
+      if (!(shape[i] >= 0))
+        throw Error(Errc::kShapeMismatch, describe(),
+                    "reshape to " + shape_str(shape) + " has a negative dimension");
       known *= shape[i];
     }
   }
   if (infer >= 0) {
-    check(known != 0 && numel() % known == 0, Errc::kShapeMismatch, describe(),
-          "cannot infer the -1 in " + shape_str(shape));
+    if (!(known != 0 && numel() % known == 0))
+      throw Error(Errc::kShapeMismatch, describe(), "cannot infer the -1 in " + shape_str(shape));
     shape[static_cast<size_t>(infer)] = numel() / known;
   }
-  check(shape_numel(shape) == numel(), Errc::kShapeMismatch, describe(),
-        "reshape to " + shape_str(shape) + " changes the element count",
-        std::to_string(numel()) + " elements");
+  if (!(shape_numel(shape) == numel()))
+    throw Error(Errc::kShapeMismatch, describe(),
+                "reshape to " + shape_str(shape) + " changes the element count",
+                std::to_string(numel()) + " elements");
   Tensor t = *this;
   t.shape_ = std::move(shape);
   return t;

@@ -15,8 +15,9 @@ InferContext::InferContext(const ir::Node& node, int64_t opset, std::vector<cons
 }
 
 const ir::ValueInfo& InferContext::input(int i) const {
-  check(has_input(i), Errc::kNotFound, node_.describe(),
-        "has no input " + std::to_string(i), "the input, which this op requires");
+  if (!(has_input(i)))
+    throw Error(Errc::kNotFound, node_.describe(), "has no input " + std::to_string(i),
+                "the input, which this op requires");
   return *in_[static_cast<size_t>(i)];
 }
 
@@ -25,8 +26,9 @@ const Tensor* InferContext::constant(int i) const {
 }
 
 ir::ValueInfo& InferContext::output(int i) {
-  check(i >= 0 && i < num_outputs(), Errc::kInvalidArgument, node_.describe(),
-        "has no output " + std::to_string(i), std::to_string(num_outputs()) + " outputs");
+  if (!(i >= 0 && i < num_outputs()))
+    throw Error(Errc::kInvalidArgument, node_.describe(), "has no output " + std::to_string(i),
+                std::to_string(num_outputs()) + " outputs");
   return out_[static_cast<size_t>(i)];
 }
 
@@ -36,8 +38,9 @@ ir::Dim InferContext::fresh_dim() {
 }
 
 const Tensor& OpContext::input(int i) const {
-  check(has_input(i), Errc::kNotFound, node_.describe(),
-        "has no input " + std::to_string(i), "the input, which this op requires");
+  if (!(has_input(i)))
+    throw Error(Errc::kNotFound, node_.describe(), "has no input " + std::to_string(i),
+                "the input, which this op requires");
   return *inputs_[static_cast<size_t>(i)];
 }
 
@@ -46,16 +49,18 @@ bool OpContext::wants_output(int i) const {
 }
 
 Tensor& OpContext::output(int i, DType dtype, const Shape& shape) {
-  check(i >= 0 && i < num_outputs(), Errc::kInvalidArgument, node_.describe(),
-        "has no output " + std::to_string(i), std::to_string(num_outputs()) + " outputs");
+  if (!(i >= 0 && i < num_outputs()))
+    throw Error(Errc::kInvalidArgument, node_.describe(), "has no output " + std::to_string(i),
+                std::to_string(num_outputs()) + " outputs");
   auto& o = outputs_[static_cast<size_t>(i)];
   o = allocate(dtype, shape);
   return o;
 }
 
 void OpContext::set_output(int i, Tensor t) {
-  check(i >= 0 && i < num_outputs(), Errc::kInvalidArgument, node_.describe(),
-        "has no output " + std::to_string(i), std::to_string(num_outputs()) + " outputs");
+  if (!(i >= 0 && i < num_outputs()))
+    throw Error(Errc::kInvalidArgument, node_.describe(), "has no output " + std::to_string(i),
+                std::to_string(num_outputs()) + " outputs");
   outputs_[static_cast<size_t>(i)] = std::move(t);
 }
 

@@ -180,8 +180,8 @@ class StepContext : public ops::OpContext {
 
   std::vector<Tensor> run_subgraph(const std::string& attr, const std::vector<Tensor>& inputs) override {
     auto it = step_.subplans.find(attr);
-    check(it != step_.subplans.end(), Errc::kNotFound, node().describe(),
-          "has no subgraph attribute '" + attr + "'");
+    if (!(it != step_.subplans.end()))
+      throw Error(Errc::kNotFound, node().describe(), "has no subgraph attribute '" + attr + "'");
     return execute(*it->second, &frame_, inputs, rs_);
   }
 
@@ -189,14 +189,17 @@ class StepContext : public ops::OpContext {
   Tensor allocate(DType dtype, const Shape& shape) override {
     int64_t n = 1;
     for (int64_t d : shape) {
-      check(d >= 0, Errc::kShapeMismatch, node().describe(),
-            "computed an output of shape " + shape_str(shape), "dimensions >= 0");
+      if (!(d >= 0))
+        throw Error(Errc::kShapeMismatch, node().describe(),
+                    "computed an output of shape " + shape_str(shape), "dimensions >= 0");
       if (d != 0 && n > std::numeric_limits<int64_t>::max() / 8 / d) n = -1;
       if (n < 0) break;
       n *= d;
     }
     const int64_t bytes = n < 0 ? -1 : storage_bytes(dtype, n);
-    check(bytes >= 0 && bytes <= rs_.max_bytes, Errc::kShapeMismatch, node().describe(),
+    if (!(bytes >= 0 && bytes <= rs_.max_bytes))
+      throw Error(
+          Errc::kShapeMismatch, node().describe(),
           "would allocate an output of " + std::string(dtype_name(dtype)) + shape_str(shape),
           "at most " + std::to_string(rs_.max_bytes) + " bytes (SessionOptions::max_tensor_bytes)");
     return Tensor::view(dtype, shape, rs_.pool.get(static_cast<size_t>(bytes)));
@@ -214,8 +217,9 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
   for (const auto& [s, t] : plan.constants) f.slots[static_cast<size_t>(s)] = *t;
   for (const auto& [s, name] : plan.captured) {
     const Tensor* t = parent ? parent->lookup(name) : nullptr;
-    check(t != nullptr, Errc::kNotFound, "graph '" + plan.graph->name + "'",
-          "uses '" + name + "' from its enclosing scope, which has no such value");
+    if (!(t != nullptr))
+      throw Error(Errc::kNotFound, "graph '" + plan.graph->name + "'",
+                  "uses '" + name + "' from its enclosing scope, which has no such value");
     f.slots[static_cast<size_t>(s)] = *t;
   }
   // A subgraph may take fewer inputs than it declares (Loop's optional ones).
@@ -232,8 +236,9 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
         continue;
       }
       const Tensor& t = f.slots[static_cast<size_t>(s)];
-      check(!t.empty(), Errc::kNotFound, st.node->describe(),
-            "reads '" + st.node->inputs[i] + "', which has no value at this point");
+      if (!(!t.empty()))
+        throw Error(Errc::kNotFound, st.node->describe(),
+                    "reads '" + st.node->inputs[i] + "', which has no value at this point");
       in.push_back(&t);
     }
     StepContext ctx(st, std::move(in), f, rs);
@@ -248,7 +253,9 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
       const int s = st.out[i];
       if (s < 0) continue;
       Tensor& o = ctx.outputs()[i];
-      check(!o.empty(), Errc::kInternal, st.node->describe(),
+      if (!(!o.empty()))
+        throw Error(
+            Errc::kInternal, st.node->describe(),
             "did not produce output " + std::to_string(i) + " ('" + st.node->outputs[i] + "')");
       f.slots[static_cast<size_t>(s)] = std::move(o);
     }
@@ -259,8 +266,9 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
     const Tensor& t = f.slots[static_cast<size_t>(plan.outputs[i])];
     if (t.empty()) {
       const Tensor* outer = parent ? parent->lookup(plan.graph->outputs[i]) : nullptr;
-      check(outer != nullptr, Errc::kNotFound, "graph '" + plan.graph->name + "'",
-            "has no value for output '" + plan.graph->outputs[i] + "'");
+      if (!(outer != nullptr))
+        throw Error(Errc::kNotFound, "graph '" + plan.graph->name + "'",
+                    "has no value for output '" + plan.graph->outputs[i] + "'");
       out.push_back(*outer);
     } else {
       out.push_back(t);
@@ -302,10 +310,11 @@ Session::Session(ir::Model model, SessionOptions options) : impl_(std::make_uniq
   for (const auto* list : {&m.graph.inputs, &m.graph.outputs})
     for (const std::string& n : *list) {
       const ir::ValueInfo* vi = m.graph.info(n);
-      check(!vi || vi->foreign_type.empty(), Errc::kUnsupported, "model '" + m.graph.name + "'",
-            "has " + std::string(list == &m.graph.inputs ? "input '" : "output '") + n +
-                "' of a type qforge can't run (a sequence, map, optional or string tensor)",
-            "numeric tensors");
+      if (!(!vi || vi->foreign_type.empty()))
+        throw Error(Errc::kUnsupported, "model '" + m.graph.name + "'",
+                    "has " + std::string(list == &m.graph.inputs ? "input '" : "output '") + n +
+                        "' of a type qforge can't run (a sequence, map, optional or string tensor)",
+                    "numeric tensors");
     }
   impl_->plan = build_plan(m.graph, m, impl_->pool);
   for (const std::string& n : m.graph.inputs)
@@ -340,10 +349,12 @@ std::vector<Tensor> Session::run(const NamedTensors& inputs, RunProfile* profile
     }
     const ir::ValueInfo& vi = it->info;
     const std::string subject = "input '" + name + "'";
-    check(!t.empty() || vi.shape, Errc::kInvalidArgument, subject, "is an empty tensor handle");
+    if (!(!t.empty() || vi.shape))
+      throw Error(Errc::kInvalidArgument, subject, "is an empty tensor handle");
     if (vi.dtype)
-      check(t.dtype() == *vi.dtype, Errc::kTypeMismatch, subject,
-            "is " + std::string(dtype_name(t.dtype())), std::string(dtype_name(*vi.dtype)) + " as the model declares");
+      if (!(t.dtype() == *vi.dtype))
+        throw Error(Errc::kTypeMismatch, subject, "is " + std::string(dtype_name(t.dtype())),
+                    std::string(dtype_name(*vi.dtype)) + " as the model declares");
     if (vi.shape) {
       const ir::SymShape& want = *vi.shape;
       bool ok = want.size() == t.shape().size();
@@ -354,14 +365,16 @@ std::vector<Tensor> Session::run(const NamedTensors& inputs, RunProfile* profile
           ok = fresh || sit->second == t.shape()[d];
         }
       }
-      check(ok, Errc::kShapeMismatch, subject, "has shape " + shape_str(t.shape()),
-            ir::sym_shape_str(want) + " as the model declares");
+      if (!(ok))
+        throw Error(Errc::kShapeMismatch, subject, "has shape " + shape_str(t.shape()),
+                    ir::sym_shape_str(want) + " as the model declares");
     }
     ordered[static_cast<size_t>(it - impl_->inputs.begin())] = t;
   }
   for (size_t i = 0; i < ordered.size(); ++i)
-    check(!ordered[i].empty(), Errc::kNotFound, "input '" + impl_->inputs[i].name + "'",
-          "was not given", "a value for every model input");
+    if (!(!ordered[i].empty()))
+      throw Error(Errc::kNotFound, "input '" + impl_->inputs[i].name + "'", "was not given",
+                  "a value for every model input");
 
   RunState rs;
   rs.profile = profile;
