@@ -14,9 +14,7 @@ ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQFORGE_WERROR=ON -DQFORGE_SANITIZE=ON >/dev/null
-ninja -C build-asan qforge_unit_tests qforge_cli
+ninja -C build-asan qforge_unit_tests qforge_cli qforge_conformance
 echo "== tests under sanitizers"
-# The ONNX backend conformance run (1072 models) runs in the release pass
-# above; under the sanitizers it is not yet part of CI (issue 3 note).
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^conformance\.'
+  ctest --test-dir build-asan --output-on-failure -j "$jobs"

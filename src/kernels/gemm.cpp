@@ -339,14 +339,12 @@ void run_gemm(const GemmJob& g, ThreadPool* pool) {
   const int64_t panels_m = ceil_div(M, im.mr), panels_n = ceil_div(N, im.nr);
   int64_t split_m = 1, split_n = 1;
   if (threads > 1 && M * N * g.K >= kMinParallelMacs) {
-    // About two tiles per thread, so that a thread slowed down by something
-    // else on the machine delays the call less. Split N first, into parts of
-    // at least 128 columns: tiles that split N pack disjoint parts of B and
-    // only repack the (usually smaller) A; then M, into parts of at least 64
-    // rows.
-    const int64_t want = 2 * static_cast<int64_t>(threads);
-    split_n = std::clamp<int64_t>(want, 1, std::min(panels_n, std::max<int64_t>(1, N / 128)));
-    split_m = std::clamp<int64_t>(ceil_div(want, split_n), 1,
+    // One tile per thread (more tiles only repack more, and measured
+    // slower). Split N first, into parts of at least 128 columns: tiles that
+    // split N pack disjoint parts of B and only repack the (usually smaller)
+    // A; then M, into parts of at least 64 rows.
+    split_n = std::clamp<int64_t>(threads, 1, std::min(panels_n, std::max<int64_t>(1, N / 128)));
+    split_m = std::clamp<int64_t>(ceil_div(threads, split_n), 1,
                                   std::min(panels_m, std::max<int64_t>(1, M / 64)));
   }
   // Tile (tm, tn) covers panels [panels * t / split, panels * (t + 1) / split)
@@ -415,7 +413,7 @@ void gemv_range(const GemvJob& g, int64_t j0, int64_t j1) {
 
 void run_gemv(const GemvJob& g, ThreadPool* pool) {
   const int threads = pool != nullptr ? pool->threads() : 1;
-  if (threads == 1 || g.L * g.K < (int64_t{1} << 15) || g.L < 64) {
+  if (threads == 1 || g.L * g.K < (int64_t{1} << 16) || g.L < 64) {
     gemv_range(g, 0, g.L);
     return;
   }

@@ -34,12 +34,12 @@
 // panel is padded with zeros. A KC block of a panel is therefore contiguous
 // and starts at k0*MR (k0*NR), whatever the ISA: only MR and NR differ.
 //
-// Threads: C is cut into about two tiles per thread, whole MR x NR panels,
-// split along N first (tiles that split N pack disjoint parts of B and only
-// repack the smaller A), and the tiles are handed out with
-// ThreadPool::parallel_for; each thread packs into its own buffers. Every
-// element of C sees the same operations whatever the split, so results do
-// not depend on the number of threads.
+// Threads: C is cut into one tile per thread, whole MR x NR panels, split
+// along N first (tiles that split N pack disjoint parts of B and only repack
+// the smaller A), and the tiles are handed out with ThreadPool::parallel_for;
+// each thread packs into its own buffers. Every element of C sees the same
+// operations whatever the split, so results do not depend on the number of
+// threads.
 //
 // Matrix-vector products (M == 1 or N == 1) take their own path, which
 // streams the matrix once without packing it (several rows or panels at a
@@ -146,8 +146,8 @@ inline constexpr int64_t kAvx512Mr = 12, kAvx512Nr = 32;
 // C = alpha * A*B + beta * C (C not read when beta == 0), then + bias_m[i],
 // + bias_n[j] where given, then the activation. Along the way the kernel
 // prefetches prefetch_lines 64-byte lines from `prefetch` into L2 (at most
-// one per k step; may be rounded up to a multiple of 4): the driver points it
-// at data the next tiles will need that is not in cache yet.
+// two per k step; rounded up to a multiple of 8): the driver points it at
+// data the next tiles will need that is not in cache yet.
 struct MicroTile {
   const float* a = nullptr;
   const float* b = nullptr;

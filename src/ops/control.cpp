@@ -229,6 +229,23 @@ void stack_into(const std::vector<Tensor>& parts, int64_t axis, bool reverse, Te
   }
 }
 
+// A scan output of a loop that ran no iteration: the body output's declared
+// type and shape (unknown dimensions as 0) with a 0 inserted at `axis`, or
+// f32[0] where the body declares nothing.
+void empty_stacked_output(OpContext& ctx, int o, const ir::Graph& body, size_t body_out,
+                          int64_t axis) {
+  Shape s;
+  DType dt = DType::kF32;
+  if (const ir::ValueInfo* v = output_info(body, body_out)) {
+    if (v->dtype) dt = *v->dtype;
+    if (v->shape)
+      for (const ir::Dim& d : *v->shape) s.push_back(d.known() ? d.size : 0);
+  }
+  const int64_t ax = normalize_axis(axis, static_cast<int64_t>(s.size()) + 1, ctx.node());
+  s.insert(s.begin() + ax, 0);
+  ctx.output(o, dt, s);
+}
+
 // Checks that an iteration's output matches the first iteration's.
 void check_same_slice(const Tensor& first, const Tensor& t, const ir::Node& node,
                       const std::string& what) {
@@ -318,15 +335,7 @@ void loop_run(OpContext& ctx) {
     const auto& list = scans[static_cast<size_t>(k)];
     const int o = static_cast<int>(a.n + k);
     if (list.empty()) {
-      // No iteration: [0, the body's declared shape] where it is known.
-      Shape s{0};
-      DType dt = DType::kF32;
-      if (const ir::ValueInfo* v = output_info(body, static_cast<size_t>(1 + a.n + k))) {
-        if (v->dtype) dt = *v->dtype;
-        if (v->shape)
-          if (auto cs = ir::to_concrete(*v->shape)) s.insert(s.end(), cs->begin(), cs->end());
-      }
-      ctx.output(o, dt, s);
+      empty_stacked_output(ctx, o, body, static_cast<size_t>(1 + a.n + k), 0);
       continue;
     }
     Shape s = list[0].shape();
@@ -476,14 +485,8 @@ void scan9_run(OpContext& ctx) {
     const auto& list = outs[static_cast<size_t>(k)];
     const int o = static_cast<int>(a.n + k);
     if (list.empty()) {
-      Shape s{0};
-      DType dt = DType::kF32;
-      if (const ir::ValueInfo* v = output_info(body, static_cast<size_t>(a.n + k))) {
-        if (v->dtype) dt = *v->dtype;
-        if (v->shape)
-          if (auto cs = ir::to_concrete(*v->shape)) s.insert(s.end(), cs->begin(), cs->end());
-      }
-      ctx.output(o, dt, s);
+      empty_stacked_output(ctx, o, body, static_cast<size_t>(a.n + k),
+                           out_axes[static_cast<size_t>(k)]);
       continue;
     }
     const int64_t r = list[0].rank();
@@ -573,7 +576,7 @@ void scan8_run(OpContext& ctx) {
     } else if (const ir::ValueInfo* v = output_info(body, static_cast<size_t>(a.n + k))) {
       if (v->dtype) dt = *v->dtype;
       if (v->shape)
-        if (auto cs = ir::to_concrete(*v->shape)) elem = *cs;
+        for (const ir::Dim& d : *v->shape) elem.push_back(d.known() ? d.size : 0);
     }
     Shape s = elem;
     s.insert(s.begin(), {batch, len});

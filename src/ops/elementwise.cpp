@@ -14,9 +14,15 @@
 //    the outer dimensions are walked with an odometer;
 //  * big outputs are split over the thread pool (grains keep tiny tensors on
 //    the calling thread);
+//  * exp, tanh, sigmoid, erf, log, softplus (and Gelu, Mish built on them),
+//    f16 conversions and the ops whose selects GCC won't if-convert are
+//    written on GCC vector types (see "vector math" below), 4 lanes in the
+//    baseline build and 8 in AVX2 functions chosen at run time;
 //  * f16 / bf16 inputs are computed in f32 and rounded back to nearest even;
 //  * integer arithmetic wraps (two's complement) instead of overflowing, and
-//    integer division or modulus by zero is an Error, never a crash.
+//    integer division or modulus by zero is an Error, never a crash;
+//  * float -> integer casts truncate toward zero and saturate (NaN -> 0):
+//    ONNX leaves out-of-range values unspecified, C++ makes them UB.
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -32,6 +38,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "kernels/kernels.h"
 #include "ops/families.h"
 #include "ops/op_util.h"
 #include "qforge/quant.h"
@@ -147,143 +154,134 @@ I float_to_int(V v) {
 
 // ------------------------------------------------------- vector math f32 --
 // The float routines that GCC won't auto-vectorise are written on GCC vector
-// types (8 x f32: two SSE2 / NEON registers, one AVX2 register): with the
-// default -ftrapping-math, a float operation that ends up on one side of a
-// select blocks if-conversion, and std::exp & co. are opaque library calls.
-// The vector ternary m ? a : b computes both sides and selects per lane.
-// Scalars go through lane 0. On x86-64 the hot loops are also compiled for
-// AVX2 and picked at load time (target_clones); both use the same operations
-// (no FMA contraction in ISO C++ mode), so results are identical.
+// types: with the default -ftrapping-math, a float operation that ends up on
+// one side of a select blocks if-conversion, and std::exp & co. are opaque
+// library calls. The vector ternary m ? a : b computes both sides and
+// selects per lane. The routines are templates over the vector width: 4 x f32
+// (SSE2, NEON) for the baseline build, 8 x f32 in functions compiled for AVX2
+// and chosen at run time (QFORGE_ISA=ref forces the baseline). Both widths do
+// the same operations (ISO C++ mode: no FMA contraction), so they give the
+// same bits. Scalars go through lane 0.
 
-// These vectors never cross a public interface (everything here is internal
-// and inlined), so GCC's note that passing 32-byte vectors without AVX
-// differs between ABI versions doesn't apply.
+// These vectors never cross a public interface, and every function that takes
+// or returns one is always_inline (so is compiled inside the AVX2 function
+// that uses it, even at -O0): GCC's note that 32-byte vectors pass
+// differently without AVX doesn't apply. (Hence __builtin_bit_cast rather
+// than std::bit_cast, a library function that -O0 would call.)
 #pragma GCC diagnostic ignored "-Wpsabi"
 
+using v4f = float __attribute__((vector_size(16)));
+using v4i = int32_t __attribute__((vector_size(16)));
+using v4u = uint32_t __attribute__((vector_size(16)));
+using v4h = uint16_t __attribute__((vector_size(8)));
 using v8f = float __attribute__((vector_size(32)));
 using v8i = int32_t __attribute__((vector_size(32)));
 using v8u = uint32_t __attribute__((vector_size(32)));
 using v8h = uint16_t __attribute__((vector_size(16)));
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && !defined(__SANITIZE_ADDRESS__)
-#define QFORGE_CLONES __attribute__((target_clones("avx2", "default")))
+template <class V> struct VecOf;
+template <> struct VecOf<v4f> { using I = v4i; using U = v4u; using H = v4h; static constexpr int64_t N = 4; };
+template <> struct VecOf<v8f> { using I = v8i; using U = v8u; using H = v8h; static constexpr int64_t N = 8; };
+
+#define QFORGE_VINLINE [[gnu::always_inline]] inline
+#if defined(__x86_64__) && defined(__GNUC__)
+#define QFORGE_HAVE_AVX2_PATH 1
+#define QFORGE_AVX2 __attribute__((target("avx2")))
 #else
-#define QFORGE_CLONES
+#define QFORGE_HAVE_AVX2_PATH 0
 #endif
 
-// Bit casts of vector types through memcpy: GCC 12's UBSan misreports
-// std::bit_cast on vector temporaries as a null-pointer load.
-template <class To, class From>
-inline To vcast(From v) {
-  static_assert(sizeof(To) == sizeof(From));
-  To t;
-  std::memcpy(&t, &v, sizeof t);
-  return t;
+// Whether to take the AVX2 paths: the ISA qforge's kernel table chose.
+bool use_avx2() {
+#if QFORGE_HAVE_AVX2_PATH
+  static const bool yes = kernels::kernels().isa != kernels::Isa::kRef;
+  return yes;
+#else
+  return false;
+#endif
 }
-inline v8f splat(float s) { return v8f{s, s, s, s, s, s, s, s}; }
-inline v8u splat_u(uint32_t s) { return v8u{s, s, s, s, s, s, s, s}; }
-inline v8f as_f(v8u v) { return vcast<v8f>(v); }
-inline v8u as_u(v8f v) { return vcast<v8u>(v); }
-inline v8f load8(const float* p) { v8f v; std::memcpy(&v, p, sizeof v); return v; }
-inline void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
+
+template <class V> QFORGE_VINLINE V splat(float s) { return V{} + s; }
+template <class V> QFORGE_VINLINE typename VecOf<V>::U splat_u(uint32_t s) { return typename VecOf<V>::U{} + s; }
+template <class V> QFORGE_VINLINE typename VecOf<V>::U as_u(const V& v) { return __builtin_bit_cast(typename VecOf<V>::U, v); }
+template <class V, class U> QFORGE_VINLINE V as_f(const U& u) { return __builtin_bit_cast(V, u); }
+template <class V> QFORGE_VINLINE V loadv(const float* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
+template <class V> QFORGE_VINLINE void storev(float* p, const V& v) { std::memcpy(p, &v, sizeof v); }
 
 // e^x: Cephes' range reduction and polynomial, about 1 ulp; 2^n is applied
 // in two steps so that results down to the subnormals are right.
-inline v8f exp_v(v8f x) {
-  const v8f lo = splat(-104.0f), hi = splat(88.8f);
-  v8f xc = x < lo ? lo : x;
+template <class V>
+QFORGE_VINLINE V exp_v(const V& x) {
+  using I = typename VecOf<V>::I;
+  const V lo = splat<V>(-104.0f), hi = splat<V>(88.8f), zero = splat<V>(0.0f);
+  V xc = x < lo ? lo : x;
   xc = xc > hi ? hi : xc;
-  xc = x != x ? splat(0.0f) : xc;  // NaN: keep the integer conversion defined
-  const v8f t = xc * 1.44269504088896341f;
-  const v8i n = __builtin_convertvector(t + (t >= splat(0.0f) ? splat(0.5f) : splat(-0.5f)), v8i);
-  const v8f fn = __builtin_convertvector(n, v8f);
-  v8f r = xc - fn * 0.693359375f;
+  xc = x != x ? zero : xc;  // NaN: keep the integer conversion defined
+  const V t = xc * 1.44269504088896341f;
+  const I n = __builtin_convertvector(t + (t >= zero ? splat<V>(0.5f) : splat<V>(-0.5f)), I);
+  const V fn = __builtin_convertvector(n, V);
+  V r = xc - fn * 0.693359375f;
   r = r - fn * -2.12194440e-4f;
-  const v8f z = r * r;
-  v8f p = splat(1.9875691500e-4f);
+  const V z = r * r;
+  V p = splat<V>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * z + r + 1.0f;
-  const v8i n1 = n >> 1;
-  const v8i n2 = n - n1;
-  const v8f s1 = vcast<v8f>((n1 + 127) << 23);
-  const v8f s2 = vcast<v8f>((n2 + 127) << 23);
-  v8f y = p * s1 * s2;
-  y = x < lo ? splat(0.0f) : y;
+  const I n1 = n >> 1;
+  const I n2 = n - n1;
+  const V s1 = __builtin_bit_cast(V, (n1 + 127) << 23);
+  const V s2 = __builtin_bit_cast(V, (n2 + 127) << 23);
+  V y = p * s1 * s2;
+  y = x < lo ? zero : y;
   return x != x ? x : y;
 }
 
 // tanh: Cephes' odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above.
-inline v8f tanh_v(v8f x) {
-  const v8f zero = splat(0.0f);
-  const v8f ax = x < zero ? -x : x;
-  const v8f z = x * x;
-  v8f p = splat(-5.70498872745e-3f);
+template <class V>
+QFORGE_VINLINE V tanh_v(const V& x) {
+  const V zero = splat<V>(0.0f);
+  const V ax = x < zero ? -x : x;
+  const V z = x * x;
+  V p = splat<V>(-5.70498872745e-3f);
   p = p * z + 2.06390887954e-2f;
   p = p * z - 5.37397155531e-2f;
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
-  const v8f small = p * z * x + x;
-  const v8f big = splat(1.0f) - splat(2.0f) / (exp_v(ax + ax) + 1.0f);
-  const v8f sbig = x < zero ? -big : big;
-  return ax < splat(0.625f) ? small : sbig;  // NaN: big is NaN
+  const V small = p * z * x + x;
+  const V big = splat<V>(1.0f) - splat<V>(2.0f) / (exp_v(ax + ax) + 1.0f);
+  const V sbig = x < zero ? -big : big;
+  return ax < splat<V>(0.625f) ? small : sbig;  // NaN: big is NaN
 }
 
 // sigmoid: e^-|x| never overflows, and e / (1 + e) keeps the tiny results
 // for x << 0 (1 / (1 + e^-x) would flush them to 0).
-inline v8f sigmoid_v(v8f x) {
-  const v8f zero = splat(0.0f);
-  const v8f e = exp_v(x < zero ? x : -x);
-  const v8f s = splat(1.0f) / (e + 1.0f);
+template <class V>
+QFORGE_VINLINE V sigmoid_v(const V& x) {
+  const V zero = splat<V>(0.0f);
+  const V e = exp_v(x < zero ? x : -x);
+  const V s = splat<V>(1.0f) / (e + 1.0f);
   return x < zero ? e * s : s;
-}
-
-// Rounding to integers without SSE4.1's roundps: |x| < 2^23 goes through
-// the integer conversion (floor, ceil) or the 2^23 trick (round half to
-// even, in the default rounding mode); larger values, Inf and NaN are
-// already integral. The result keeps x's sign (-0.5 -> -0).
-inline v8f keep_integral(v8f x, v8f r) {
-  const v8f ax = as_f(as_u(x) & 0x7fffffffu);
-  const v8f out = ax < splat(8388608.0f) ? r : x;
-  return as_f(as_u(out) | (as_u(x) & 0x80000000u));
-}
-inline v8f trunc_v(v8f x) {
-  const v8f ax = as_f(as_u(x) & 0x7fffffffu);
-  const v8f safe = ax < splat(8388608.0f) ? x : splat(0.0f);
-  return __builtin_convertvector(__builtin_convertvector(safe, v8i), v8f);
-}
-inline v8f floor_v(v8f x) {
-  const v8f t = trunc_v(x);
-  return keep_integral(x, t > x ? t - 1.0f : t);
-}
-inline v8f ceil_v(v8f x) {
-  const v8f t = trunc_v(x);
-  return keep_integral(x, t < x ? t + 1.0f : t);
-}
-inline v8f round_v(v8f x) {
-  const v8f ax = as_f(as_u(x) & 0x7fffffffu);
-  const v8f big = splat(8388608.0f);
-  return keep_integral(x, (ax + big) - big);
 }
 
 // erf: a rational minimax approximation on [-4, 4] (erf is +-1 in f32
 // beyond), odd numerator over even denominator; within 5e-7 of erf.
-inline v8f erf_v(v8f x) {
-  const v8f lo = splat(-4.0f), hi = splat(4.0f);
-  v8f c = x < lo ? lo : x;
+template <class V>
+QFORGE_VINLINE V erf_v(const V& x) {
+  const V lo = splat<V>(-4.0f), hi = splat<V>(4.0f);
+  V c = x < lo ? lo : x;
   c = c > hi ? hi : c;  // NaN stays NaN
-  const v8f x2 = c * c;
-  v8f p = splat(-2.72614225801306e-10f);
+  const V x2 = c * c;
+  V p = splat<V>(-2.72614225801306e-10f);
   p = p * x2 + 2.77068142495902e-08f;
   p = p * x2 - 2.10102402082508e-06f;
   p = p * x2 - 5.69250639462346e-05f;
   p = p * x2 - 7.34990630326855e-04f;
   p = p * x2 - 2.95459980854025e-03f;
   p = p * x2 - 1.60960333262415e-02f;
-  v8f q = splat(-1.45660718464996e-05f);
+  V q = splat<V>(-1.45660718464996e-05f);
   q = q * x2 - 2.13374055278905e-04f;
   q = q * x2 - 1.68282697438203e-03f;
   q = q * x2 - 7.37332916720468e-03f;
@@ -291,103 +289,248 @@ inline v8f erf_v(v8f x) {
   return c * p / q;
 }
 
-inline float exp_f32(float x) { return exp_v(splat(x))[0]; }
-inline float tanh_f32(float x) { return tanh_v(splat(x))[0]; }
-inline float sigmoid_f32(float x) { return sigmoid_v(splat(x))[0]; }
-
-// y[i] = f(x[i]) eight lanes at a time; the tail runs on a padded vector.
-template <class VF>
-inline void vec_map(const float* x, float* y, int64_t n, const VF& f) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) store8(y + i, f(load8(x + i)));
-  if (i < n) {
-    const auto m = static_cast<size_t>(n - i);
-    v8f a = splat(0.0f);
-    std::memcpy(&a, x + i, m * sizeof(float));
-    a = f(a);
-    std::memcpy(y + i, &a, m * sizeof(float));
-  }
+// log: Cephes' logf, x = m 2^e with m in [sqrt(1/2), sqrt 2), a polynomial
+// in m - 1; about 1 ulp. Subnormals are scaled by 2^23 first; log(0) = -inf,
+// log(x < 0) = NaN, log(inf) = inf.
+template <class V>
+QFORGE_VINLINE V log_v(const V& x) {
+  using I = typename VecOf<V>::I;
+  using U = typename VecOf<V>::U;
+  const V zero = splat<V>(0.0f);
+  const V tiny = splat<V>(1.17549435e-38f);  // FLT_MIN
+  const V xs = x < tiny ? x * 8388608.0f : x;
+  const U bits = as_u(xs);
+  I e = __builtin_bit_cast(I, bits >> 23) - 127;
+  e = x < tiny ? e - 23 : e;
+  V m = as_f<V>((bits & 0x007fffffu) | 0x3f800000u);  // [1, 2)
+  const auto big = m > splat<V>(1.41421356237f);
+  m = big ? m * 0.5f : m;
+  e = big ? e + 1 : e;
+  const V fe = __builtin_convertvector(e, V);
+  const V t = m - 1.0f;
+  const V z = t * t;
+  V p = splat<V>(7.0376836292e-2f);
+  p = p * t - 1.1514610310e-1f;
+  p = p * t + 1.1676998740e-1f;
+  p = p * t - 1.2420140846e-1f;
+  p = p * t + 1.4249322787e-1f;
+  p = p * t - 1.6668057665e-1f;
+  p = p * t + 2.0000714765e-1f;
+  p = p * t - 2.4999993993e-1f;
+  p = p * t + 3.3333331174e-1f;
+  V y = p * t * z;
+  y = y + fe * -2.12194440e-4f;
+  y = y - z * 0.5f;
+  y = t + y + fe * 0.693359375f;
+  const V inf = splat<V>(std::numeric_limits<float>::infinity());
+  y = x == inf ? inf : y;
+  y = x == zero ? -inf : y;
+  y = x < zero ? splat<V>(std::numeric_limits<float>::quiet_NaN()) : y;
+  return x != x ? x : y;
 }
 
-QFORGE_CLONES void exp_block(const float* x, float* y, int64_t n) { vec_map(x, y, n, [](v8f v) { return exp_v(v); }); }
-QFORGE_CLONES void tanh_block(const float* x, float* y, int64_t n) { vec_map(x, y, n, [](v8f v) { return tanh_v(v); }); }
-QFORGE_CLONES void sigmoid_block(const float* x, float* y, int64_t n) {
-  vec_map(x, y, n, [](v8f v) { return sigmoid_v(v); });
+// softplus = max(x, 0) + log1p(e^-|x|); log1p(e) = log(u) e / (u - 1) with
+// u = 1 + e keeps it accurate where e is below the rounding of 1 + e.
+template <class V>
+QFORGE_VINLINE V softplus_v(const V& x) {
+  const V zero = splat<V>(0.0f);
+  const V e = exp_v(x < zero ? x : -x);
+  const V u = e + 1.0f;
+  const V den = u - 1.0f;
+  const V l1p = den == zero ? e : log_v(u) * (e / (den == zero ? splat<V>(1.0f) : den));
+  const V r = (x > zero ? x : zero) + l1p;
+  return x != x ? x : r;
 }
-QFORGE_CLONES void erf_block(const float* x, float* y, int64_t n) { vec_map(x, y, n, [](v8f v) { return erf_v(v); }); }
+
+template <class V>
+QFORGE_VINLINE V mish_v(const V& x) { return x * tanh_v(softplus_v(x)); }
+
 // Gelu: 0.5 x (1 + erf(x / sqrt 2)), and the tanh form
 // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
-QFORGE_CLONES void gelu_block(const float* x, float* y, int64_t n) {
-  vec_map(x, y, n, [](v8f v) {
-    return 0.5f * v * (1.0f + erf_v(v * static_cast<float>(1.0 / std::numbers::sqrt2)));
-  });
+template <class V>
+QFORGE_VINLINE V gelu_v(const V& x) {
+  return 0.5f * x * (1.0f + erf_v(x * static_cast<float>(1.0 / std::numbers::sqrt2)));
 }
-QFORGE_CLONES void gelu_tanh_block(const float* x, float* y, int64_t n) {
-  vec_map(x, y, n, [](v8f v) {
-    const float k = static_cast<float>(std::numbers::sqrt2 * std::numbers::inv_sqrtpi);
-    return 0.5f * v * (1.0f + tanh_v(k * (v + 0.044715f * v * v * v)));
-  });
+template <class V>
+QFORGE_VINLINE V gelu_tanh_v(const V& x) {
+  const float k = static_cast<float>(std::numbers::sqrt2 * std::numbers::inv_sqrtpi);
+  return 0.5f * x * (1.0f + tanh_v(k * (x + 0.044715f * x * x * x)));
 }
 
-// A functor with `v8f vec(v8f) const` has an explicit f32 vector form.
-template <class F>
-concept HasVec1 = requires(const F& f, v8f v) { { f.vec(v) } -> std::same_as<v8f>; };
-template <class F>
-concept HasVec2 = requires(const F& f, v8f v) { { f.vec(v, v) } -> std::same_as<v8f>; };
+// Rounding to integers without SSE4.1's roundps: |x| < 2^23 goes through
+// the integer conversion (floor, ceil) or the 2^23 trick (round half to
+// even, in the default rounding mode); larger values, Inf and NaN are
+// already integral. The result keeps x's sign (-0.5 -> -0).
+template <class V>
+QFORGE_VINLINE V keep_integral(const V& x, const V& r) {
+  const V ax = as_f<V>(as_u(x) & 0x7fffffffu);
+  const V out = ax < splat<V>(8388608.0f) ? r : x;
+  return as_f<V>(as_u(out) | (as_u(x) & 0x80000000u));
+}
+template <class V>
+QFORGE_VINLINE V trunc_v(const V& x) {
+  using I = typename VecOf<V>::I;
+  const V ax = as_f<V>(as_u(x) & 0x7fffffffu);
+  const V safe = ax < splat<V>(8388608.0f) ? x : splat<V>(0.0f);
+  return __builtin_convertvector(__builtin_convertvector(safe, I), V);
+}
+template <class V>
+QFORGE_VINLINE V floor_v(const V& x) {
+  const V t = trunc_v(x);
+  return keep_integral(x, t > x ? t - 1.0f : t);
+}
+template <class V>
+QFORGE_VINLINE V ceil_v(const V& x) {
+  const V t = trunc_v(x);
+  return keep_integral(x, t < x ? t + 1.0f : t);
+}
+template <class V>
+QFORGE_VINLINE V round_v(const V& x) {
+  const V ax = as_f<V>(as_u(x) & 0x7fffffffu);
+  const V big = splat<V>(8388608.0f);
+  return keep_integral(x, (ax + big) - big);
+}
 
 // f32 <-> f16, IEEE round to nearest even, bit-exact with qforge/quant.h's
 // f32_to_f16 / f16_to_f32 (NaN stays a quiet NaN with its top payload bits).
-inline v8u f32_to_f16_v(v8f xf) {
-  v8u f = as_u(xf);
-  const v8u sign = f & 0x80000000u;
+template <class V>
+QFORGE_VINLINE typename VecOf<V>::U f32_to_f16_v(const V& xf) {
+  using U = typename VecOf<V>::U;
+  U f = as_u(xf);
+  const U sign = f & 0x80000000u;
   f ^= sign;
-  const v8u naninf = f > splat_u(0x7f800000u) ? ((f & 0x7fffffu) >> 13) | 0x7e00u : splat_u(0x7c00u);
-  const v8u den = as_u(as_f(f) + 0.5f) - 0x3f000000u;  // below 2^-14: the adder rounds
-  const v8u nrm = (f + 0xc8000fffu + ((f >> 13) & 1u)) >> 13;  // rebias, round, carry into exp
-  v8u o = f >= splat_u(0x47800000u) ? naninf : (f < splat_u(0x38800000u) ? den : nrm);
+  const U naninf = f > splat_u<V>(0x7f800000u) ? ((f & 0x7fffffu) >> 13) | 0x7e00u : splat_u<V>(0x7c00u);
+  const U den = as_u(as_f<V>(f) + 0.5f) - 0x3f000000u;  // below 2^-14: the adder rounds
+  const U nrm = (f + 0xc8000fffu + ((f >> 13) & 1u)) >> 13;  // rebias, round, carry into exp
+  const U o = f >= splat_u<V>(0x47800000u) ? naninf : (f < splat_u<V>(0x38800000u) ? den : nrm);
   return o | (sign >> 16);
 }
-inline v8f f16_to_f32_v(v8u h) {
-  v8u o = (h & 0x7fffu) << 13;
-  const v8u e = o & 0x0f800000u;
+template <class V>
+QFORGE_VINLINE V f16_to_f32_v(const typename VecOf<V>::U& h) {
+  using U = typename VecOf<V>::U;
+  U o = (h & 0x7fffu) << 13;
+  const U e = o & 0x0f800000u;
   o += 0x38000000u;
-  o = e == splat_u(0x0f800000u) ? o + 0x38000000u : o;  // Inf / NaN
-  const v8u den = as_u(as_f(o + 0x00800000u) - as_f(splat_u(0x38800000u)));  // subnormal: exact
-  o = e == splat_u(0u) ? den : o;
-  return as_f(o | ((h & 0x8000u) << 16));
+  o = e == splat_u<V>(0x0f800000u) ? o + 0x38000000u : o;  // Inf / NaN
+  const U den = as_u(as_f<V>(o + 0x00800000u) - as_f<V>(splat_u<V>(0x38800000u)));  // subnormal: exact
+  o = e == splat_u<V>(0u) ? den : o;
+  return as_f<V>(o | ((h & 0x8000u) << 16));
 }
 
-QFORGE_CLONES void f32_to_f16_block(const float* x, uint16_t* y, int64_t n) {
+// y[i] = EXPR(v) over x[0, n), a vector at a time; the tail runs on a
+// padded vector. A macro, so that the expression is compiled in the
+// function it expands in (with that function's target ISA).
+#define QFORGE_VEC_LOOP(V, EXPR)                                  \
+  {                                                               \
+    constexpr int64_t kLanes = VecOf<V>::N;                       \
+    int64_t i = 0;                                                \
+    for (; i + kLanes <= n; i += kLanes) {                        \
+      const V v = loadv<V>(x + i);                                \
+      storev<V>(y + i, EXPR);                                     \
+    }                                                             \
+    if (i < n) {                                                  \
+      const auto m = static_cast<size_t>(n - i);                  \
+      V v = splat<V>(0.0f);                                       \
+      std::memcpy(&v, x + i, m * sizeof(float));                  \
+      const V r = EXPR;                                           \
+      std::memcpy(y + i, &r, m * sizeof(float));                  \
+    }                                                             \
+  }
+
+// name(x, y, n): the baseline 4-lane loop, and an 8-lane AVX2 one.
+#if QFORGE_HAVE_AVX2_PATH
+#define QFORGE_VEC_BLOCK(name, EXPR)                                                             \
+  QFORGE_AVX2 void name##_avx2(const float* x, float* y, int64_t n) QFORGE_VEC_LOOP(v8f, EXPR) \
+  void name##_base(const float* x, float* y, int64_t n) QFORGE_VEC_LOOP(v4f, EXPR)             \
+  void name(const float* x, float* y, int64_t n) {                                               \
+    if (use_avx2()) name##_avx2(x, y, n);                                                        \
+    else name##_base(x, y, n);                                                                   \
+  }
+#else
+#define QFORGE_VEC_BLOCK(name, EXPR) \
+  void name(const float* x, float* y, int64_t n) QFORGE_VEC_LOOP(v4f, EXPR)
+#endif
+
+QFORGE_VEC_BLOCK(exp_block, exp_v(v))
+QFORGE_VEC_BLOCK(tanh_block, tanh_v(v))
+QFORGE_VEC_BLOCK(sigmoid_block, sigmoid_v(v))
+QFORGE_VEC_BLOCK(erf_block, erf_v(v))
+QFORGE_VEC_BLOCK(gelu_block, gelu_v(v))
+QFORGE_VEC_BLOCK(gelu_tanh_block, gelu_tanh_v(v))
+QFORGE_VEC_BLOCK(log_block, log_v(v))
+QFORGE_VEC_BLOCK(softplus_block, softplus_v(v))
+QFORGE_VEC_BLOCK(mish_block, mish_v(v))
+
+inline float exp_f32(float x) { return exp_v(splat<v4f>(x))[0]; }
+inline float tanh_f32(float x) { return tanh_v(splat<v4f>(x))[0]; }
+inline float erf_f32(float x) { return erf_v(splat<v4f>(x))[0]; }
+inline float sigmoid_f32(float x) { return sigmoid_v(splat<v4f>(x))[0]; }
+
+// A functor with `v4f vec(v4f) const` has an explicit f32 vector form
+// (baseline width: these are the memory-bound ops).
+template <class F>
+concept HasVec1 = requires(const F& f, v4f v) { { f.vec(v) } -> std::same_as<v4f>; };
+template <class F>
+concept HasVec2 = requires(const F& f, v4f v) { { f.vec(v, v) } -> std::same_as<v4f>; };
+
+template <class F>
+QFORGE_VINLINE void vec_map4(const float* x, float* y, int64_t n, const F& f) QFORGE_VEC_LOOP(v4f, f.vec(v))
+
+// f16 <-> f32 blocks.
+template <class V>
+QFORGE_VINLINE void f32_to_f16_loop(const float* x, uint16_t* y, int64_t n) {
+  using H = typename VecOf<V>::H;
+  constexpr int64_t kLanes = VecOf<V>::N;
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const v8h h = __builtin_convertvector(f32_to_f16_v(load8(x + i)), v8h);
+  for (; i + kLanes <= n; i += kLanes) {
+    const H h = __builtin_convertvector(f32_to_f16_v(loadv<V>(x + i)), H);
     std::memcpy(y + i, &h, sizeof h);
   }
   if (i < n) {
     const auto m = static_cast<size_t>(n - i);
-    v8f a = splat(0.0f);
+    V a = splat<V>(0.0f);
     std::memcpy(&a, x + i, m * sizeof(float));
-    const v8h h = __builtin_convertvector(f32_to_f16_v(a), v8h);
+    const H h = __builtin_convertvector(f32_to_f16_v(a), H);
     std::memcpy(y + i, &h, m * sizeof(uint16_t));
   }
 }
-QFORGE_CLONES void f16_to_f32_block(const uint16_t* x, float* y, int64_t n) {
+template <class V>
+QFORGE_VINLINE void f16_to_f32_loop(const uint16_t* x, float* y, int64_t n) {
+  using H = typename VecOf<V>::H;
+  using U = typename VecOf<V>::U;
+  constexpr int64_t kLanes = VecOf<V>::N;
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    v8h h;
+  for (; i + kLanes <= n; i += kLanes) {
+    H h;
     std::memcpy(&h, x + i, sizeof h);
-    store8(y + i, f16_to_f32_v(__builtin_convertvector(h, v8u)));
+    storev<V>(y + i, f16_to_f32_v<V>(__builtin_convertvector(h, U)));
   }
   if (i < n) {
     const auto m = static_cast<size_t>(n - i);
-    v8h h = {0, 0, 0, 0, 0, 0, 0, 0};
+    H h = H{};
     std::memcpy(&h, x + i, m * sizeof(uint16_t));
-    const v8f a = f16_to_f32_v(__builtin_convertvector(h, v8u));
+    const V a = f16_to_f32_v<V>(__builtin_convertvector(h, U));
     std::memcpy(y + i, &a, m * sizeof(float));
   }
 }
+#if QFORGE_HAVE_AVX2_PATH
+QFORGE_AVX2 void f32_to_f16_avx2(const float* x, uint16_t* y, int64_t n) { f32_to_f16_loop<v8f>(x, y, n); }
+QFORGE_AVX2 void f16_to_f32_avx2(const uint16_t* x, float* y, int64_t n) { f16_to_f32_loop<v8f>(x, y, n); }
+#endif
+void f32_to_f16_block(const float* x, uint16_t* y, int64_t n) {
+#if QFORGE_HAVE_AVX2_PATH
+  if (use_avx2()) return f32_to_f16_avx2(x, y, n);
+#endif
+  f32_to_f16_loop<v4f>(x, y, n);
+}
+void f16_to_f32_block(const uint16_t* x, float* y, int64_t n) {
+#if QFORGE_HAVE_AVX2_PATH
+  if (use_avx2()) return f16_to_f32_avx2(x, y, n);
+#endif
+  f16_to_f32_loop<v4f>(x, y, n);
+}
 // bf16: the top half of an f32; rounding to nearest even, NaN kept quiet
-// (as qforge/quant.h's f32_to_bf16).
+// (as qforge/quant.h's f32_to_bf16). Integer-only: the compiler vectorises it.
 void f32_to_bf16_block(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t b = std::bit_cast<uint32_t>(x[i]);
@@ -519,10 +662,10 @@ inline void binary_row(const TA* a, int64_t ka, const TB* b, int64_t kb, TO* o, 
   if constexpr (std::is_same_v<TA, float> && std::is_same_v<TB, float> && std::is_same_v<TO, float> &&
                 HasVec2<F>) {
     if (ka != 0 || kb != 0) {
-      const v8f av = splat(a[0]), bv = splat(b[0]);
+      const v4f av = splat<v4f>(a[0]), bv = splat<v4f>(b[0]);
       int64_t i = 0;
-      for (; i + 8 <= n; i += 8)
-        store8(o + i, f.vec(ka != 0 ? load8(a + i) : av, kb != 0 ? load8(b + i) : bv));
+      for (; i + 4 <= n; i += 4)
+        storev<v4f>(o + i, f.vec(ka != 0 ? loadv<v4f>(a + i) : av, kb != 0 ? loadv<v4f>(b + i) : bv));
       for (; i < n; ++i) o[i] = f(a[i * ka], b[i * kb]);
       return;
     }
@@ -634,7 +777,7 @@ void map_unary(const OpContext& ctx, const T* x, T* y, int64_t n, const F& f, in
     if constexpr (requires { fl.block(x, y, n); }) {
       fl.block(x + b, y + b, e - b);
     } else if constexpr (std::is_same_v<T, float> && HasVec1<F>) {
-      vec_map(x + b, y + b, e - b, [&fl](v8f v) { return fl.vec(v); });
+      vec_map4(x + b, y + b, e - b, fl);
     } else {
       for (int64_t i = b; i < e; ++i) y[i] = fl(x[i]);
     }
@@ -727,7 +870,7 @@ struct ReluF {
 struct LeakyReluF {
   float alpha;
   template <class T> T operator()(T x) const { return x < T(0) ? static_cast<T>(alpha) * x : x; }
-  v8f vec(v8f x) const { return x < splat(0.0f) ? x * alpha : x; }
+  v4f vec(const v4f& x) const { return x < splat<v4f>(0.0f) ? x * alpha : x; }
 };
 struct HardSigmoidF {
   float alpha, beta;
@@ -736,10 +879,10 @@ struct HardSigmoidF {
     v = v < T(0) ? T(0) : v;
     return v > T(1) ? T(1) : v;
   }
-  v8f vec(v8f x) const {
-    v8f v = x * alpha + beta;
-    v = v < splat(0.0f) ? splat(0.0f) : v;
-    return v > splat(1.0f) ? splat(1.0f) : v;
+  v4f vec(const v4f& x) const {
+    v4f v = x * alpha + beta;
+    v = v < splat<v4f>(0.0f) ? splat<v4f>(0.0f) : v;
+    return v > splat<v4f>(1.0f) ? splat<v4f>(1.0f) : v;
   }
 };
 struct HardSwishF {  // x * HardSigmoid(alpha = 1/6, beta = 0.5)
@@ -749,7 +892,7 @@ struct HardSwishF {  // x * HardSigmoid(alpha = 1/6, beta = 0.5)
     v = v > T(1) ? T(1) : v;
     return x * v;
   }
-  v8f vec(v8f x) const { return x * HardSigmoidF{1.0f / 6.0f, 0.5f}.vec(x); }
+  v4f vec(const v4f& x) const { return x * HardSigmoidF{1.0f / 6.0f, 0.5f}.vec(x); }
 };
 struct EluF {
   float alpha;
@@ -777,19 +920,17 @@ struct SoftplusF {  // log(1 + e^x) without overflow
   template <class T> T operator()(T x) const {
     return x > T(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
   }
+  void block(const float* x, float* y, int64_t n) const { softplus_block(x, y, n); }
 };
 struct SoftsignF {
   template <class T> T operator()(T x) const { return x / (T(1) + (x < T(0) ? -x : x)); }
 };
 struct MishF {  // x * tanh(softplus(x))
-  template <class T> T operator()(T x) const {
-    const T sp = SoftplusF{}(x);
-    if constexpr (std::is_same_v<T, float>) return x * tanh_f32(sp);
-    else return x * std::tanh(sp);
-  }
+  template <class T> T operator()(T x) const { return x * std::tanh(SoftplusF{}(x)); }
+  void block(const float* x, float* y, int64_t n) const { mish_block(x, y, n); }
 };
 struct ErfF {
-  float operator()(float x) const { return erf_v(splat(x))[0]; }
+  float operator()(float x) const { return erf_f32(x); }
   double operator()(double x) const { return std::erf(x); }
   void block(const float* x, float* y, int64_t n) const { erf_block(x, y, n); }
 };
@@ -841,18 +982,21 @@ struct ClipF {
   struct Name {                    \
     template <class T> T operator()(T x) const { return std::fn(x); } \
   };
-QFORGE_STD_UNARY(LogF, log)
+struct LogF {
+  template <class T> T operator()(T x) const { return std::log(x); }
+  void block(const float* x, float* y, int64_t n) const { log_block(x, y, n); }
+};
 struct FloorF {
   template <class T> T operator()(T x) const { return std::floor(x); }
-  v8f vec(v8f x) const { return floor_v(x); }
+  v4f vec(const v4f& x) const { return floor_v(x); }
 };
 struct CeilF {
   template <class T> T operator()(T x) const { return std::ceil(x); }
-  v8f vec(v8f x) const { return ceil_v(x); }
+  v4f vec(const v4f& x) const { return ceil_v(x); }
 };
 struct RoundF {  // half to even: the default rounding mode
   template <class T> T operator()(T x) const { return std::nearbyint(x); }
-  v8f vec(v8f x) const { return round_v(x); }
+  v4f vec(const v4f& x) const { return round_v(x); }
 };
 QFORGE_STD_UNARY(SinF, sin)
 QFORGE_STD_UNARY(CosF, cos)
@@ -1020,7 +1164,7 @@ struct OrF { bool operator()(bool a, bool b) const { return a || b; } };
 struct XorF { bool operator()(bool a, bool b) const { return a != b; } };
 struct PReluF {
   template <class T> T operator()(T x, T s) const { return x < T(0) ? s * x : x; }
-  v8f vec(v8f x, v8f s) const { return x < splat(0.0f) ? s * x : x; }
+  v4f vec(const v4f& x, const v4f& s) const { return x < splat<v4f>(0.0f) ? s * x : x; }
 };
 
 // Integer division and modulus: a zero divisor is an Error (it would trap).
@@ -1328,8 +1472,17 @@ void cast_run_to(OpContext& ctx, DType to) {
 struct PowF {
   template <class T> T operator()(T a, T b) const { return std::pow(a, b); }
 };
-struct SquareF {
-  template <class T> T operator()(T a, T) const { return a * a; }
+// pow for the exponents 2, 3, 1, -1 and 0.5 without a pow call: equal to
+// IEEE pow (2, 1, -1, 0.5 correctly rounded; 3 within an ulp), including
+// pow(-0, 0.5) = +0 and pow(-inf, 0.5) = +inf.
+struct PowSmallF {
+  template <class T> T operator()(T a, T e) const {
+    if (e == T(2)) return a * a;
+    if (e == T(3)) return a * a * a;
+    if (e == T(1)) return a;
+    if (e == T(-1)) return T(1) / a;
+    return a == -std::numeric_limits<T>::infinity() ? std::numeric_limits<T>::infinity() : std::sqrt(a) + T(0);
+  }
 };
 // Integer base and exponent: exact, wrapping like repeated multiplication.
 struct IPowF {
@@ -1367,8 +1520,9 @@ void pow_run(OpContext& ctx) {
   const bool exp_float = dtype_info(bt).is_float;
   auto float_pow = [&](auto z, const Tensor& a, const Tensor& b, auto* y) {
     using T = decltype(z);
-    if (b.numel() == 1 && *b.data<T>() == T(2))
-      binary_apply(ctx, a.data<T>(), a.shape(), b.data<T>(), b.shape(), y, out, SquareF{});
+    const T e = b.numel() == 1 ? *b.data<T>() : T(0.25);
+    if (b.numel() == 1 && (e == T(2) || e == T(1) || e == T(3) || e == T(-1) || e == T(0.5)))
+      binary_apply(ctx, a.data<T>(), a.shape(), b.data<T>(), b.shape(), y, out, PowSmallF{});
     else
       binary_apply(ctx, a.data<T>(), a.shape(), b.data<T>(), b.shape(), y, out, PowF{}, kHeavyGrain);
   };
@@ -1549,7 +1703,7 @@ void register_elementwise_ops(OpRegistry& r) {
   add_op(r, "Neg", 1, infer_same, [](OpContext& c) { run_unary<kSignedNum>(c, NegF{}); });
   add_op(r, "Sqrt", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, SqrtF{}); });
   add_op(r, "Exp", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, ExpF{}, kVecMathGrain); });
-  add_op(r, "Log", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, LogF{}, kHeavyGrain); });
+  add_op(r, "Log", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, LogF{}, kVecMathGrain); });
   add_op(r, "Reciprocal", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, ReciprocalF{}); });
   add_op(r, "Erf", 9, infer_same, [](OpContext& c) { run_unary<kFloat>(c, ErfF{}, kVecMathGrain); });
   add_op(r, "Tanh", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, TanhF{}, kVecMathGrain); });
@@ -1580,7 +1734,7 @@ void register_elementwise_ops(OpRegistry& r) {
   });
   add_op(r, "Gelu", 20, infer_same, gelu_run);
   add_op(r, "Clip", 1, infer_same, clip_run);
-  add_op(r, "Softplus", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, SoftplusF{}, kHeavyGrain); });
+  add_op(r, "Softplus", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, SoftplusF{}, kVecMathGrain); });
   add_op(r, "Softsign", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, SoftsignF{}); });
   add_op(r, "Sign", 9, infer_same, [](OpContext& c) { run_unary<kNumeric>(c, SignF{}); });
   add_op(r, "Floor", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, FloorF{}); });
@@ -1597,7 +1751,7 @@ void register_elementwise_ops(OpRegistry& r) {
   add_op(r, "Asinh", 9, infer_same, [](OpContext& c) { run_unary<kFloat>(c, AsinhF{}, kHeavyGrain); });
   add_op(r, "Acosh", 9, infer_same, [](OpContext& c) { run_unary<kFloat>(c, AcoshF{}, kHeavyGrain); });
   add_op(r, "Atanh", 9, infer_same, [](OpContext& c) { run_unary<kFloat>(c, AtanhF{}, kHeavyGrain); });
-  add_op(r, "Mish", 18, infer_same, [](OpContext& c) { run_unary<kFloat>(c, MishF{}, kHeavyGrain); });
+  add_op(r, "Mish", 18, infer_same, [](OpContext& c) { run_unary<kFloat>(c, MishF{}, kVecMathGrain); });
   add_op(r, "Shrink", 9, infer_same, [](OpContext& c) {
     run_unary<kNumeric>(c, ShrinkF{c.node().attr_float("lambd", 0.5f), c.node().attr_float("bias", 0.0f)});
   });

@@ -100,8 +100,10 @@ std::string dims_str(int64_t a, int64_t b) { return std::to_string(a) + " x " + 
 // about -87.3 gives 0, NaN gives NaN. Written so the compiler vectorises it.
 NN_INLINE float fast_exp(float x) {
   constexpr float kLo = -87.33654f, kHi = 88.37626f;
-  float xc = x < kLo ? kLo : x;
-  xc = xc > kHi ? kHi : xc;  // NaN stays NaN
+  // Quiet comparisons (no FP exception on NaN), so that the compiler may
+  // turn the selects into vector blends without -fno-trapping-math.
+  float xc = __builtin_isless(x, kLo) ? kLo : x;
+  xc = __builtin_isgreater(xc, kHi) ? kHi : xc;  // NaN stays NaN
   const float t = xc * 1.44269504088896341f;
   const float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest
   const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
@@ -113,11 +115,11 @@ NN_INLINE float fast_exp(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const float nc = n > -127.0f ? n : -127.0f;  // NaN -> -127: a safe conversion
+  const float nc = __builtin_isgreater(n, -127.0f) ? n : -127.0f;  // NaN -> -127: a safe conversion
   const int32_t e = static_cast<int32_t>(nc) + 127;
   const float scale = std::bit_cast<float>(static_cast<uint32_t>(e) << 23);
   const float y = p * scale;
-  return x < kLo ? 0.0f : y;
+  return __builtin_isless(x, kLo) ? 0.0f : y;
 }
 
 template <typename T>
@@ -137,46 +139,55 @@ NN_INLINE T row_max(const T* x, int64_t n) {
   for (int64_t j = 0; j < L; ++j) acc[j] = -std::numeric_limits<T>::infinity();
   int64_t i = 0;
   for (; i + L <= n; i += L)
-    for (int64_t j = 0; j < L; ++j) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+    for (int64_t j = 0; j < L; ++j) acc[j] = __builtin_isgreater(x[i + j], acc[j]) ? x[i + j] : acc[j];
   T m = -std::numeric_limits<T>::infinity();
-  for (int64_t j = 0; j < L; ++j) m = acc[j] > m ? acc[j] : m;
-  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  for (int64_t j = 0; j < L; ++j) m = __builtin_isgreater(acc[j], m) ? acc[j] : m;
+  for (; i < n; ++i) m = __builtin_isgreater(x[i], m) ? x[i] : m;
   return m;
+}
+
+template <typename T>
+NN_INLINE T sum_of(const T* x, int64_t n) {
+  constexpr int64_t L = 16;
+  T acc[L] = {};
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    for (int64_t j = 0; j < L; ++j) acc[j] += x[i + j];
+  T s = 0;
+  for (int64_t j = 0; j < L; ++j) s += acc[j];
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
+
+// y[i] = e^(x[i] - m): a plain loop, so that it vectorises.
+template <typename T>
+NN_INLINE void exp_shifted(const T* x, T* y, int64_t n, T m) {
+  for (int64_t i = 0; i < n; ++i) y[i] = exp_of<T>(x[i] - m);
 }
 
 // y = softmax / log-softmax of each contiguous row of n values.
 template <typename T, SoftKind K>
 NN_INLINE void soft_rows(const T* x, T* y, int64_t rows, int64_t n) {
-  constexpr int64_t L = 16;
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * n;
     T* yr = y + r * n;
     T m = row_max(xr, n);
     if (std::isinf(m)) m = m > 0 ? m : T(0);  // all -inf: keep exp finite (gives NaN/0 as numpy)
-    T acc[L] = {};
-    int64_t i = 0;
+    // The exponentials go to y (softmax) or, block by block, to a buffer.
+    T s = 0;
     if constexpr (K == SoftKind::kSoftmax) {
-      for (; i + L <= n; i += L)
-        for (int64_t j = 0; j < L; ++j) {
-          const T e = exp_of<T>(xr[i + j] - m);
-          yr[i + j] = e;
-          acc[j] += e;
-        }
-      T s = 0;
-      for (int64_t j = 0; j < L; ++j) s += acc[j];
-      for (; i < n; ++i) {
-        const T e = exp_of<T>(xr[i] - m);
-        yr[i] = e;
-        s += e;
-      }
+      exp_shifted(xr, yr, n, m);
+      s = sum_of(yr, n);
       const T inv = T(1) / s;
       for (int64_t k = 0; k < n; ++k) yr[k] *= inv;
     } else {
-      for (; i + L <= n; i += L)
-        for (int64_t j = 0; j < L; ++j) acc[j] += exp_of<T>(xr[i + j] - m);
-      T s = 0;
-      for (int64_t j = 0; j < L; ++j) s += acc[j];
-      for (; i < n; ++i) s += exp_of<T>(xr[i] - m);
+      constexpr int64_t B = 512;
+      T buf[B];
+      for (int64_t i = 0; i < n; i += B) {
+        const int64_t w = std::min(B, n - i);
+        exp_shifted(xr + i, buf, w, m);
+        s += sum_of(buf, w);
+      }
       const T lse = m + std::log(s);
       for (int64_t k = 0; k < n; ++k) yr[k] = xr[k] - lse;
     }
@@ -194,7 +205,7 @@ NN_INLINE void soft_cols(const T* x, T* y, int64_t n, int64_t inner, int64_t j0,
     for (int64_t j = 0; j < w; ++j) m[j] = -std::numeric_limits<T>::infinity();
     for (int64_t k = 0; k < n; ++k) {
       const T* xk = x + k * inner + c0;
-      for (int64_t j = 0; j < w; ++j) m[j] = xk[j] > m[j] ? xk[j] : m[j];
+      for (int64_t j = 0; j < w; ++j) m[j] = __builtin_isgreater(xk[j], m[j]) ? xk[j] : m[j];
     }
     for (int64_t j = 0; j < w; ++j) {
       if (std::isinf(m[j])) m[j] = m[j] > 0 ? m[j] : T(0);

@@ -176,83 +176,91 @@ struct DwPlane {
   int64_t Hi, Wi, Ho, Wo, KH, KW, sh, sw, dh, dw, pt, pl;
 };
 
-// Output columns [lo, hi) whose input column ow * sw + base is inside [0, Wi).
-void valid_cols(int64_t base, int64_t sw, int64_t Wi, int64_t Wo, int64_t& lo, int64_t& hi) {
-  lo = base >= 0 ? 0 : std::min(Wo, (-base + sw - 1) / sw);
-  hi = std::clamp<int64_t>(Wi - base <= 0 ? 0 : (Wi - base + sw - 1) / sw, lo, Wo);
+// One output row of a KxK kernel (K constant): all K*K taps summed per
+// output, so the output is written once. rows[kh] points at the (padded)
+// input row of tap kh. SW: the column stride if 1 or 2, else 0 (read sw_rt).
+template <int K, int SW>
+NN_INLINE void dw_row_fused(const float* const* rows, const float* w, float bias, float* yr,
+                            int64_t wo, int64_t sw_rt, int64_t dw) {
+  const int64_t sw = SW > 0 ? SW : sw_rt;
+  float wk[K * K];
+  for (int i = 0; i < K * K; ++i) wk[i] = w[i];
+  const float* r[K];
+  for (int kh = 0; kh < K; ++kh) r[kh] = rows[kh];
+  if constexpr (K == 3) {
+    // All 9 taps per output in one pass.
+    for (int64_t ow = 0; ow < wo; ++ow) {
+      const int64_t i = ow * sw;
+      float acc = bias;
+#pragma GCC unroll 4
+      for (int kh = 0; kh < K; ++kh)
+#pragma GCC unroll 4
+        for (int kw = 0; kw < K; ++kw) acc += wk[kh * K + kw] * r[kh][i + kw * dw];
+      yr[ow] = acc;
+    }
+  } else {
+    // One pass per kernel row (K taps each): the compiler keeps the column
+    // loop innermost and vectorises it.
+    for (int64_t ow = 0; ow < wo; ++ow) yr[ow] = bias;
+    for (int kh = 0; kh < K; ++kh) {
+      const float* rr = r[kh];
+      const float* wr = wk + kh * K;
+      for (int64_t ow = 0; ow < wo; ++ow) {
+        const int64_t i = ow * sw;
+        float acc = yr[ow];
+#pragma GCC unroll 8
+        for (int kw = 0; kw < K; ++kw) acc += wr[kw] * rr[i + kw * dw];
+        yr[ow] = acc;
+      }
+    }
+  }
 }
 
-// One channel plane. SW: the column stride if 1 or 2, else 0 (read p.sw).
+// Rows and columns of the zero-padded input plane that the windows read.
+int64_t dw_padded_rows(const DwPlane& p) { return (p.Ho - 1) * p.sh + (p.KH - 1) * p.dh + 1; }
+int64_t dw_padded_cols(const DwPlane& p) { return (p.Wo - 1) * p.sw + (p.KW - 1) * p.dw + 1; }
+
+// One channel plane. The plane is first copied into `pad` with its zero
+// padding (so no tap needs a bounds check); square 3x3, 5x5 and 7x7 kernels
+// then take the fused row kernel, others accumulate the output row one tap
+// at a time. SW: the column stride if 1 or 2, else 0 (read p.sw).
 template <int SW>
 NN_INLINE void dw_plane(const DwPlane& p, const float* x, const float* w, float bias, float* y,
-                        const float* zeros) {
+                        float* pad) {
   const int64_t sw = SW > 0 ? SW : p.sw;
-  int64_t lo_all = 0, hi_all = p.Wo;
-  int64_t lo[16], hi[16];
-  const bool small = p.KW <= 16;
-  if (small)
-    for (int64_t kw = 0; kw < p.KW; ++kw) {
-      valid_cols(kw * p.dw - p.pl, sw, p.Wi, p.Wo, lo[kw], hi[kw]);
-      lo_all = std::max(lo_all, lo[kw]);
-      hi_all = std::min(hi_all, hi[kw]);
+  const int64_t Hp = dw_padded_rows(p), Wp = dw_padded_cols(p);
+  const int64_t c0 = std::clamp<int64_t>(p.pl, 0, Wp), c1 = std::clamp<int64_t>(p.pl + p.Wi, c0, Wp);
+  for (int64_t r = 0; r < Hp; ++r) {
+    float* dst = pad + r * Wp;
+    const int64_t ir = r - p.pt;
+    if (ir < 0 || ir >= p.Hi) {
+      for (int64_t c = 0; c < Wp; ++c) dst[c] = 0.0f;
+      continue;
     }
-  if (hi_all < lo_all) hi_all = lo_all;
+    const float* src = x + ir * p.Wi - p.pl;  // indexed by padded column
+    for (int64_t c = 0; c < c0; ++c) dst[c] = 0.0f;
+    for (int64_t c = c0; c < c1; ++c) dst[c] = src[c];
+    for (int64_t c = c1; c < Wp; ++c) dst[c] = 0.0f;
+  }
+  const int fused = p.KH == p.KW && (p.KH == 3 || p.KH == 5 || p.KH == 7) ? static_cast<int>(p.KH) : 0;
+  const float* rows[7];
   for (int64_t oh = 0; oh < p.Ho; ++oh) {
     float* yr = y + oh * p.Wo;
-    if (p.KH == 3 && p.KW == 3) {
-      const float* rows[3];
-      bool rv[3];
-      for (int64_t kh = 0; kh < 3; ++kh) {
-        const int64_t ih = oh * p.sh + kh * p.dh - p.pt;
-        rv[kh] = ih >= 0 && ih < p.Hi;
-        rows[kh] = rv[kh] ? x + ih * p.Wi : zeros;
-      }
-      const int64_t b0 = -p.pl, b1 = p.dw - p.pl, b2 = 2 * p.dw - p.pl;
-      const float* r0 = rows[0];
-      const float* r1 = rows[1];
-      const float* r2 = rows[2];
-      const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6],
-                  w7 = w[7], w8 = w[8];
-      for (int64_t ow = lo_all; ow < hi_all; ++ow) {
-        const int64_t i = ow * sw;
-        float acc = bias;
-        acc += w0 * r0[i + b0] + w1 * r0[i + b1] + w2 * r0[i + b2];
-        acc += w3 * r1[i + b0] + w4 * r1[i + b1] + w5 * r1[i + b2];
-        acc += w6 * r2[i + b0] + w7 * r2[i + b1] + w8 * r2[i + b2];
-        yr[ow] = acc;
-      }
-      for (int64_t ow = 0; ow < p.Wo; ++ow) {
-        if (ow == lo_all) ow = std::max(hi_all, lo_all);
-        if (ow >= p.Wo) break;
-        float acc = bias;
-        for (int64_t kh = 0; kh < 3; ++kh) {
-          if (!rv[kh]) continue;
-          for (int64_t kw = 0; kw < 3; ++kw) {
-            const int64_t iw = ow * sw + kw * p.dw - p.pl;
-            if (iw >= 0 && iw < p.Wi) acc += w[kh * 3 + kw] * rows[kh][iw];
-          }
-        }
-        yr[ow] = acc;
-      }
+    const float* top = pad + oh * p.sh * Wp;
+    if (fused != 0) {
+      for (int64_t kh = 0; kh < p.KH; ++kh) rows[kh] = top + kh * p.dh * Wp;
+      if (fused == 3) dw_row_fused<3, SW>(rows, w, bias, yr, p.Wo, sw, p.dw);
+      else if (fused == 5) dw_row_fused<5, SW>(rows, w, bias, yr, p.Wo, sw, p.dw);
+      else dw_row_fused<7, SW>(rows, w, bias, yr, p.Wo, sw, p.dw);
       continue;
     }
     for (int64_t ow = 0; ow < p.Wo; ++ow) yr[ow] = bias;
     for (int64_t kh = 0; kh < p.KH; ++kh) {
-      const int64_t ih = oh * p.sh + kh * p.dh - p.pt;
-      if (ih < 0 || ih >= p.Hi) continue;
-      const float* xr = x + ih * p.Wi;
+      const float* pr = top + kh * p.dh * Wp;
       for (int64_t kw = 0; kw < p.KW; ++kw) {
         const float wv = w[kh * p.KW + kw];
-        const int64_t base = kw * p.dw - p.pl;
-        int64_t a, b;
-        if (small) {
-          a = lo[kw];
-          b = hi[kw];
-        } else {
-          valid_cols(base, sw, p.Wi, p.Wo, a, b);
-        }
-        const float* src = xr + base;
-        for (int64_t ow = a; ow < b; ++ow) yr[ow] += wv * src[ow * sw];
+        const float* src = pr + kw * p.dw;
+        for (int64_t ow = 0; ow < p.Wo; ++ow) yr[ow] += wv * src[ow * sw];
       }
     }
   }
@@ -264,19 +272,18 @@ void depthwise_run(const ConvGeom& g, const float* x, const float* w, const floa
             g.d[0], g.d[1], g.pb[0], g.pb[1]};
   const int64_t planes = g.N * g.C;
   const int64_t per = p.Ho * p.Wo * p.KH * p.KW;
+  const int64_t pad_size = dw_padded_rows(p) * dw_padded_cols(p);
   parallel(pool, planes, grain_for(per, 1 << 16), [&](int64_t b, int64_t e) {
-    thread_local std::vector<float> zeros;
-    if (static_cast<int64_t>(zeros.size()) < p.Wi) zeros.assign(static_cast<size_t>(p.Wi), 0.0f);
-    const float* z = zeros.data();
+    float* pad = scratch(pad_size);
     for (int64_t t = b; t < e; ++t) {
       const int64_t c = t % g.C;
       const float* xp = x + t * g.in_size;
       const float* wp = w + c * p.KH * p.KW;
       const float bv = bias != nullptr ? bias[c] : 0.0f;
       float* yp = y + t * g.out_size;
-      if (p.sw == 1) run_vectorized([&]() NN_LAMBDA { dw_plane<1>(p, xp, wp, bv, yp, z); });
-      else if (p.sw == 2) run_vectorized([&]() NN_LAMBDA { dw_plane<2>(p, xp, wp, bv, yp, z); });
-      else run_vectorized([&]() NN_LAMBDA { dw_plane<0>(p, xp, wp, bv, yp, z); });
+      if (p.sw == 1) run_vectorized([&]() NN_LAMBDA { dw_plane<1>(p, xp, wp, bv, yp, pad); });
+      else if (p.sw == 2) run_vectorized([&]() NN_LAMBDA { dw_plane<2>(p, xp, wp, bv, yp, pad); });
+      else run_vectorized([&]() NN_LAMBDA { dw_plane<0>(p, xp, wp, bv, yp, pad); });
     }
   });
 }

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "ops/families.h"
 #include "ops/nn_common.h"
@@ -94,12 +95,20 @@ Counts dim_counts(const PoolGeom& g, size_t i) {
 
 enum class PoolKind { kMax, kAvg };
 
+// a > b with a quiet comparison for floats (no FP exception on NaN), so the
+// compiler may vectorise the select without -fno-trapping-math.
+template <typename T>
+NN_INLINE bool greater(T a, T b) {
+  if constexpr (std::is_floating_point_v<T>) return __builtin_isgreater(a, b);
+  else return a > b;
+}
+
 template <typename T, PoolKind K, int SL>
 NN_INLINE void accumulate_row(T* acc, const T* src, int64_t a, int64_t b, int64_t sl_rt) {
   const int64_t sl = SL > 0 ? SL : sl_rt;
   for (int64_t ow = a; ow < b; ++ow) {
     const T v = src[ow * sl];
-    if constexpr (K == PoolKind::kMax) acc[ow] = v > acc[ow] ? v : acc[ow];
+    if constexpr (K == PoolKind::kMax) acc[ow] = greater(v, acc[ow]) ? v : acc[ow];
     else acc[ow] += v;
   }
 }
@@ -321,16 +330,16 @@ NN_INLINE T reduce_plane(const T* x, int64_t n) {
   int64_t i = 0;
   for (; i + L <= n; i += L)
     for (int64_t j = 0; j < L; ++j) {
-      if constexpr (K == PoolKind::kMax) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+      if constexpr (K == PoolKind::kMax) acc[j] = greater(x[i + j], acc[j]) ? x[i + j] : acc[j];
       else acc[j] += x[i + j];
     }
   T r = init;
   for (int64_t j = 0; j < L; ++j) {
-    if constexpr (K == PoolKind::kMax) r = acc[j] > r ? acc[j] : r;
+    if constexpr (K == PoolKind::kMax) r = greater(acc[j], r) ? acc[j] : r;
     else r += acc[j];
   }
   for (; i < n; ++i) {
-    if constexpr (K == PoolKind::kMax) r = x[i] > r ? x[i] : r;
+    if constexpr (K == PoolKind::kMax) r = greater(x[i], r) ? x[i] : r;
     else r += x[i];
   }
   return K == PoolKind::kAvg ? r / static_cast<T>(n) : r;

@@ -18,8 +18,8 @@
 // sequence_lens: batch entry b runs len_b steps. Forward reads times
 // 0..len_b-1; reverse reads len_b-1 down to 0 (each sequence reversed within
 // its own length, as ONNX Runtime does). Y is zero at times >= len_b; Y_h
-// and Y_c hold the state after the entry's last step (initial_h/c, or zero,
-// when len_b is 0).
+// and Y_c hold the state after the entry's last step, and are zero when
+// len_b is 0 (the spec says nothing; ONNX Runtime gives zeros).
 //
 // clip bounds the input of every gate activation (i, o, f, c / z, r, h / the
 // RNN's f) to [-clip, clip]; the cell state fed to h() is not clipped (as in
@@ -543,6 +543,11 @@ void run_direction(const DirJob& j) {
     }
   }
   for (int64_t b = 0; b < B; ++b) {
+    if ((*j.lens)[static_cast<size_t>(b)] == 0) {  // no step: zero, as ONNX Runtime gives
+      if (j.Yh) std::fill_n(j.Yh + state_row(j, b), H, 0.0f);
+      if (j.Yc) std::fill_n(j.Yc + state_row(j, b), H, 0.0f);
+      continue;
+    }
     if (j.Yh)
       std::memcpy(j.Yh + state_row(j, b), h.data() + b * H, sizeof(float) * static_cast<size_t>(H));
     if (j.Yc)
@@ -701,6 +706,10 @@ void rnn_run(OpContext& ctx, Cell cell) {
                      W.data<float>(), input, 0.0f, xproj.get(), dirs * GH, ep, pool);
   }
 
+  // A step's recurrent GEMM is split over threads only from about 1M
+  // multiply-adds (tens of microseconds): below that, handing it to the pool
+  // at every step costs more than it saves.
+  const bool big_step = batch * GH * H >= (int64_t{1} << 20);
   std::vector<DirJob> jobs(static_cast<size_t>(dirs));
   for (int64_t d = 0; d < dirs; ++d) {
     DirJob& j = jobs[static_cast<size_t>(d)];
@@ -726,12 +735,11 @@ void rnn_run(OpContext& ctx, Cell cell) {
     j.Y = Y;
     j.Yh = Yh;
     j.Yc = Yc;
-    j.pool = pool;
+    j.pool = big_step ? pool : nullptr;
   }
   // Two directions at once when a step is too small to split over threads
   // (then each step's GEMM runs on its direction's thread).
-  const bool par_dirs =
-      dirs == 2 && pool && pool->threads() > 1 && batch * GH * H < (int64_t{1} << 20);
+  const bool par_dirs = dirs == 2 && pool && pool->threads() > 1 && !big_step;
   if (par_dirs) {
     pool->parallel_for(2, 1, [&](int64_t b, int64_t e) {
       for (int64_t d = b; d < e; ++d) run_direction(jobs[static_cast<size_t>(d)]);
@@ -764,7 +772,6 @@ void rnn_infer(InferContext& c, Cell cell) {
              (*c.input(1).shape)[1].known()) {
     H = (*c.input(1).shape)[1].size / G;
   }
-  if (x.dtype && *x.dtype != DType::kF32) bad_type(node, "input X", *x.dtype, "f32");
   const ir::Dim dirs(at.dirs);
   set_output(
       c, 0, x.dtype,
@@ -773,6 +780,16 @@ void rnn_infer(InferContext& c, Cell cell) {
       at.layout == 0 ? ir::SymShape{dirs, batch, H} : ir::SymShape{batch, dirs, H};
   set_output(c, 1, x.dtype, st);
   if (cell == Cell::kLstm) set_output(c, 2, x.dtype, st);
+}
+
+// Why a node can't run here: qforge's kernels are f32 only.
+std::string rnn_check(const InferContext& c) {
+  for (int i : {0, 1, 2, 3, 5, 6, 7}) {
+    if (!c.has_input(i) || !c.input(i).dtype || *c.input(i).dtype == DType::kF32) continue;
+    return "input " + std::to_string(i) + " is " + std::string(dtype_name(*c.input(i).dtype)) +
+           "; qforge runs " + c.node().op_type + " in f32 only";
+  }
+  return {};
 }
 
 }  // namespace
@@ -785,6 +802,7 @@ void register_rnn_ops(OpRegistry& r) {
            .min_opset = 1,
            .max_opset = 21,
            .infer = [cell](InferContext& c) { rnn_infer(c, cell); },
+           .check = rnn_check,
            .prepare = [cell](const PrepareContext& pc) { return rnn_prepare(pc, cell); },
            .run = [cell](OpContext& c) { rnn_run(c, cell); }});
   }

@@ -226,12 +226,18 @@ TEST(Gemm, ZeroSizes) {
 
 TEST(Gemm, BetaZeroIgnoresNaN) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
+  ThreadPool pool(2);
   for (Isa isa : isas()) {
-    for (auto [M, N] : {std::pair<int64_t, int64_t>{17, 45}, {1, 70}, {70, 1}}) {
-      Problem p(false, false, M, N, 23, 1.0f, 0.0f, 0, 400);
+    // The larger ones are split between threads.
+    for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{17, 45, 23},
+                           {1, 70, 23},
+                           {70, 1, 23},
+                           {300, 40, 50},
+                           {1, 700, 100},
+                           {700, 1, 100}}) {
+      Problem p(false, false, M, N, K, 1.0f, 0.0f, 0, 400);
       std::fill(p.C0.begin(), p.C0.end(), nan);
       p.check(p.run(isa), name(isa));
-      ThreadPool pool(2);
       p.check(p.run(isa, &pool), name(isa) + " 2 threads");
     }
   }
@@ -257,26 +263,30 @@ TEST(Gemm, Epilogues) {
 }
 
 // C's elements are computed by the same operations whatever the split into
-// tiles, so threads give the very same bits. (Sizes above the threshold for
-// using threads: M*N*K >= 2^19, or 2^15 for matrix-vector products.)
+// tiles, so threads give the very same bits. The sizes are above the
+// threshold for using threads (M*N*K >= 2^19, or 2^16 for matrix-vector
+// products) and split N, M, or (4 threads) both.
 TEST(Gemm, ThreadsMatchSingleThread) {
-  ThreadPool pool(2);
+  ThreadPool two(2), four(4);
   for (Isa isa : isas()) {
     uint32_t seed = 600;
     for (bool ta : {false, true})
       for (bool tb : {false, true})
-        for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{64, 150, 60},
-                               {7, 700, 110},
-                               {300, 20, 90},
-                               {1, 1500, 60},
-                               {1500, 1, 60}}) {
+        for (auto [M, N, K, pool] : {std::tuple<int64_t, int64_t, int64_t, ThreadPool*>{
+                                         128, 260, 20, &two},
+                                     {7, 700, 110, &two},
+                                     {300, 20, 90, &two},
+                                     {256, 256, 10, &four},
+                                     {1, 1500, 60, &two},
+                                     {1500, 1, 60, &four}}) {
           Problem p(ta, tb, M, N, K, 1.0f, 0.25f, 1, seed++);
           p.ep.bias_n = p.bias_n.data();
           p.ep.act = Epilogue::kRelu;
-          const auto one = p.run(isa);
-          const auto two = p.run(isa, &pool);
-          p.check(two, name(isa) + " 2 threads");
-          EXPECT_TRUE(one == two) << name(isa) << " M=" << M << " N=" << N << " K=" << K;
+          const auto single = p.run(isa);
+          const auto threaded = p.run(isa, pool);
+          const std::string what = name(isa) + " " + std::to_string(pool->threads()) + " threads";
+          p.check(threaded, what);
+          EXPECT_TRUE(single == threaded) << what << " M=" << M << " N=" << N << " K=" << K;
         }
   }
 }
@@ -291,10 +301,10 @@ TEST(Gemm, PackedOperands) {
       for (bool tb : {false, true})
         for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
                                {1, 77, 33},
-                               {1, 600, 70},
+                               {1, 600, 120},
                                {5, 1, 9},
                                {13, 35, 270},
-                               {70, 130, 60}}) {
+                               {130, 70, 60}}) {
           for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
             Problem p(ta, tb, M, N, K, 1.0f, 0.5f, 2, seed++);
             p.ep.bias_m = p.bias_m.data();

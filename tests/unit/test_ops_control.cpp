@@ -33,7 +33,8 @@ void expect_error(F&& fn, const std::string& needle) {
 }
 
 std::shared_ptr<ir::Graph> graph(const std::string& name, std::vector<std::string> inputs,
-                                 std::vector<std::string> outputs, std::vector<ir::Node> nodes = {}) {
+                                 std::vector<std::string> outputs,
+                                 std::vector<ir::Node> nodes = {}) {
   auto g = std::make_shared<ir::Graph>();
   g->name = name;
   g->inputs = std::move(inputs);
@@ -76,11 +77,19 @@ std::vector<Tensor> run(const ir::Node& n, const Session::NamedTensors& feed, in
   return s.run(feed);
 }
 
-Tensor b1(bool v) { return Tensor::from<bool>({}, {v}); }
-Tensor i64(int64_t v) { return Tensor::from<int64_t>({}, {v}); }
+Tensor b1(bool v) {
+  return Tensor::from<bool>({}, {v});
+}
+Tensor i64(int64_t v) {
+  return Tensor::from<int64_t>({}, {v});
+}
 
-std::vector<int64_t> ints(const Tensor& t) { return {t.data<int64_t>(), t.data<int64_t>() + t.numel()}; }
-std::vector<float> floats(const Tensor& t) { return {t.data<float>(), t.data<float>() + t.numel()}; }
+std::vector<int64_t> ints(const Tensor& t) {
+  return {t.data<int64_t>(), t.data<int64_t>() + t.numel()};
+}
+std::vector<float> floats(const Tensor& t) {
+  return {t.data<float>(), t.data<float>() + t.numel()};
+}
 
 // ---- If ----
 
@@ -95,29 +104,44 @@ ir::Node if_node() {
 
 TEST(IfOp, PicksTheBranch) {
   const Tensor x = Tensor::from<float>({2}, {1, 2}), y = Tensor::from<float>({3}, {7, 8, 9});
-  EXPECT_EQ(floats(run(if_node(), {{"cond", b1(true)}, {"x", x}, {"y", y}})[0]), (std::vector<float>{1, 2}));
-  EXPECT_EQ(floats(run(if_node(), {{"cond", b1(false)}, {"x", x}, {"y", y}})[0]), (std::vector<float>{7, 8, 9}));
-  // A one-element cond of rank 1 is accepted ("must contain a single element").
-  EXPECT_EQ(floats(run(if_node(), {{"cond", Tensor::from<bool>({1}, {false})}, {"x", x}, {"y", y}})[0]),
+  EXPECT_EQ(floats(run(if_node(), {{"cond", b1(true)}, {"x", x}, {"y", y}})[0]),
+            (std::vector<float>{1, 2}));
+  EXPECT_EQ(floats(run(if_node(), {{"cond", b1(false)}, {"x", x}, {"y", y}})[0]),
             (std::vector<float>{7, 8, 9}));
+  // A one-element cond of rank 1 is accepted ("must contain a single element").
+  EXPECT_EQ(
+      floats(run(if_node(), {{"cond", Tensor::from<bool>({1}, {false})}, {"x", x}, {"y", y}})[0]),
+      (std::vector<float>{7, 8, 9}));
 }
 
 TEST(IfOp, BadCond) {
   const Tensor x = Tensor::from<float>({1}, {1});
-  expect_error([&] { run(if_node(), {{"cond", Tensor::from<float>({}, {1})}, {"x", x}, {"y", x}}); },
-               "input cond is f32");
-  expect_error([&] { run(if_node(), {{"cond", Tensor::from<bool>({2}, {true, false})}, {"x", x}, {"y", x}}); },
-               "a single value");
+  expect_error(
+      [&] {
+        run(if_node(), {{"cond", Tensor::from<float>({}, {1})}, {"x", x}, {"y", x}});
+      },
+      "input cond is f32");
+  expect_error(
+      [&] {
+        run(if_node(), {{"cond", Tensor::from<bool>({2}, {true, false})}, {"x", x}, {"y", x}});
+      },
+      "a single value");
   ir::Node n = if_node();
   n.attrs.erase("else_branch");
   expect_error([&] { run(n, {{"cond", b1(false)}, {"x", x}, {"y", x}}); }, "else_branch");
   // A branch with the wrong number of outputs.
   n = if_node();
   n.attrs["then_branch"] = graph_attr(graph("then", {}, {"x", "y"}));
-  expect_error([&] { run(n, {{"cond", b1(true)}, {"x", x}, {"y", x}}); }, "then_branch has 2 outputs");
+  expect_error(
+      [&] {
+        run(n, {{"cond", b1(true)}, {"x", x}, {"y", x}});
+      },
+      "then_branch has 2 outputs");
 }
 
-ir::ValueInfo vi(DType dt, ir::SymShape s) { return ir::ValueInfo{dt, std::move(s)}; }
+ir::ValueInfo vi(DType dt, ir::SymShape s) {
+  return ir::ValueInfo{dt, std::move(s)};
+}
 
 // Inference: the branches' declared outputs where they agree; a dimension
 // they disagree on is unknown, different ranks give an unknown shape, and
@@ -188,7 +212,8 @@ ir::Node loop_node(std::vector<std::string> in, const std::string& cond_out = "c
 
 // (M, cond): a for loop of M iterations; scan output [0, 1, ..., M-1].
 TEST(LoopOp, TripCount) {
-  const auto out = run(loop_node({"M", "cond", "v"}), {{"M", i64(5)}, {"cond", b1(true)}, {"v", i64(-1)}});
+  const auto out =
+      run(loop_node({"M", "cond", "v"}), {{"M", i64(5)}, {"cond", b1(true)}, {"v", i64(-1)}});
   EXPECT_EQ(ints(out[0]), (std::vector<int64_t>{4}));
   EXPECT_EQ(out[1].shape(), (Shape{5}));
   EXPECT_EQ(ints(out[1]), (std::vector<int64_t>{0, 1, 2, 3, 4}));
@@ -197,26 +222,30 @@ TEST(LoopOp, TripCount) {
 // Zero iterations (M = 0, or a false cond): the carried value is its
 // initial value and each scan output has a leading 0 dimension.
 TEST(LoopOp, ZeroTrips) {
-  for (const auto& feed : {Session::NamedTensors{{"M", i64(0)}, {"cond", b1(true)}, {"v", i64(-1)}},
-                           Session::NamedTensors{{"M", i64(3)}, {"cond", b1(false)}, {"v", i64(-1)}},
-                           Session::NamedTensors{{"M", i64(-4)}, {"cond", b1(true)}, {"v", i64(-1)}}}) {
+  for (const auto& feed :
+       {Session::NamedTensors{{"M", i64(0)}, {"cond", b1(true)}, {"v", i64(-1)}},
+        Session::NamedTensors{{"M", i64(3)}, {"cond", b1(false)}, {"v", i64(-1)}},
+        Session::NamedTensors{{"M", i64(-4)}, {"cond", b1(true)}, {"v", i64(-1)}}}) {
     const auto out = run(loop_node({"M", "cond", "v"}), feed);
     EXPECT_EQ(ints(out[0]), (std::vector<int64_t>{-1}));
     EXPECT_EQ(out[1].shape(), (Shape{0}));
+    EXPECT_EQ(out[1].dtype(), DType::kI64);  // the body's declared type of "i"
   }
 }
 
 // (M, ""): "for (int i=0; i < trip_count; ++i) { cond = ...; // ignored }":
 // a body cond of false does not stop the loop.
 TEST(LoopOp, CondOutputIgnoredWithoutCondInput) {
-  const auto out = run(loop_node({"M", "", "v"}, "stop"), {{"M", i64(3)}, {"v", i64(-1)}, {"stop", b1(false)}});
+  const auto out =
+      run(loop_node({"M", "", "v"}, "stop"), {{"M", i64(3)}, {"v", i64(-1)}, {"stop", b1(false)}});
   EXPECT_EQ(ints(out[1]), (std::vector<int64_t>{0, 1, 2}));
 }
 
 // ("", cond): a while loop: the body's cond is re-read; here it is an
 // outer-scope false, so exactly one iteration runs.
 TEST(LoopOp, WhileLoopStopsOnCond) {
-  const auto out = run(loop_node({"", "cond", "v"}, "stop"), {{"cond", b1(true)}, {"v", i64(-1)}, {"stop", b1(false)}});
+  const auto out = run(loop_node({"", "cond", "v"}, "stop"),
+                       {{"cond", b1(true)}, {"v", i64(-1)}, {"stop", b1(false)}});
   EXPECT_EQ(ints(out[0]), (std::vector<int64_t>{0}));
   EXPECT_EQ(ints(out[1]), (std::vector<int64_t>{0}));
   // (M, cond): the cond stops it before M.
@@ -229,8 +258,11 @@ TEST(LoopOp, WhileLoopStopsOnCond) {
 // body's cond; ("", true) with a body returning cond unchanged never ends.
 TEST(LoopOp, RefusesLoopsThatNeverEnd) {
   expect_error([&] { run(loop_node({"", "", "v"}), {{"v", i64(0)}}); }, "neither M nor cond");
-  expect_error([&] { run(loop_node({"", "cond", "v"}), {{"cond", b1(true)}, {"v", i64(0)}}); },
-               "would loop forever");
+  expect_error(
+      [&] {
+        run(loop_node({"", "cond", "v"}), {{"cond", b1(true)}, {"v", i64(0)}});
+      },
+      "would loop forever");
   // Through an Identity, and a constant true initializer of the body.
   ir::Node n = loop_node({"", "cond", "v"}, "c2");
   n.attrs["body"].g->nodes.push_back(node("Identity", {"cond_in"}, {"c2"}));
@@ -245,14 +277,29 @@ TEST(LoopOp, RefusesLoopsThatNeverEnd) {
 
 TEST(LoopOp, BadInputs) {
   const Session::NamedTensors ok{{"M", i64(2)}, {"cond", b1(true)}, {"v", i64(0)}};
-  expect_error([&] { run(loop_node({"M", "cond", "v"}), {{"M", Tensor::from<float>({}, {2})}, {"cond", b1(true)}, {"v", i64(0)}}); },
-               "input M is f32");
-  expect_error([&] { run(loop_node({"M", "cond", "v"}), {{"M", Tensor::from<int64_t>({2}, {1, 2})}, {"cond", b1(true)}, {"v", i64(0)}}); },
-               "input M has shape [2]");
-  expect_error([&] { run(loop_node({"M", "cond", "v"}), {{"M", i64(2)}, {"cond", i64(1)}, {"v", i64(0)}}); },
-               "input cond is i64");
+  expect_error(
+      [&] {
+        run(loop_node({"M", "cond", "v"}),
+            {{"M", Tensor::from<float>({}, {2})}, {"cond", b1(true)}, {"v", i64(0)}});
+      },
+      "input M is f32");
+  expect_error(
+      [&] {
+        run(loop_node({"M", "cond", "v"}),
+            {{"M", Tensor::from<int64_t>({2}, {1, 2})}, {"cond", b1(true)}, {"v", i64(0)}});
+      },
+      "input M has shape [2]");
+  expect_error(
+      [&] {
+        run(loop_node({"M", "cond", "v"}), {{"M", i64(2)}, {"cond", i64(1)}, {"v", i64(0)}});
+      },
+      "input cond is i64");
   // The body's cond output must be bool: here it is the i64 iteration number.
-  expect_error([&] { run(loop_node({"M", "cond", "v"}, "i"), ok); }, "the body's cond output is i64");
+  expect_error(
+      [&] {
+        run(loop_node({"M", "cond", "v"}, "i"), ok);
+      },
+      "the body's cond output is i64");
   // Arity: a body with 2 inputs for 1 carried value; a node with 1 output.
   ir::Node n = loop_node({"M", "cond", "v"});
   n.attrs["body"].g->inputs.pop_back();
@@ -269,16 +316,28 @@ TEST(LoopOp, BadInputs) {
 // type. body(i, c, a, b) -> (c, b, a, a) swaps a and b each iteration.
 TEST(LoopOp, ShapeOrTypeChangesAreErrors) {
   ir::Node n = node("Loop", {"M", "cond", "a", "b"}, {"a_f", "b_f", "scan"});
-  n.attrs["body"] = graph_attr(graph("body", {"i", "c", "a_in", "b_in"}, {"c", "b_in", "a_in", "a_in"}));
-  expect_error([&] {
-    run(n, {{"M", i64(2)}, {"cond", b1(true)}, {"a", Tensor::from<float>({2}, {1, 2})},
-            {"b", Tensor::from<float>({3}, {1, 2, 3})}});
-  }, "same type and shape in every iteration");
-  expect_error([&] {
-    run(n, {{"M", i64(2)}, {"cond", b1(true)}, {"a", Tensor::from<float>({2}, {1, 2})}, {"b", i64(1)}});
-  }, "changes type");
+  n.attrs["body"] =
+      graph_attr(graph("body", {"i", "c", "a_in", "b_in"}, {"c", "b_in", "a_in", "a_in"}));
+  expect_error(
+      [&] {
+        run(n, {{"M", i64(2)},
+                {"cond", b1(true)},
+                {"a", Tensor::from<float>({2}, {1, 2})},
+                {"b", Tensor::from<float>({3}, {1, 2, 3})}});
+      },
+      "same type and shape in every iteration");
+  expect_error(
+      [&] {
+        run(n, {{"M", i64(2)},
+                {"cond", b1(true)},
+                {"a", Tensor::from<float>({2}, {1, 2})},
+                {"b", i64(1)}});
+      },
+      "changes type");
   // Shapes of carried values may change (opset 11+): one iteration is fine.
-  const auto out = run(n, {{"M", i64(1)}, {"cond", b1(true)}, {"a", Tensor::from<float>({2}, {1, 2})},
+  const auto out = run(n, {{"M", i64(1)},
+                           {"cond", b1(true)},
+                           {"a", Tensor::from<float>({2}, {1, 2})},
                            {"b", Tensor::from<float>({3}, {3, 4, 5})}});
   EXPECT_EQ(floats(out[0]), (std::vector<float>{3, 4, 5}));
   EXPECT_EQ(floats(out[1]), (std::vector<float>{1, 2}));
@@ -379,26 +438,52 @@ TEST(ScanOp, Axes) {
   }
 }
 
+// A zero-length scan: the states pass through; a scan output is empty with
+// the body's declared shape around the 0 (here f32[2] stacked on axis 1).
+TEST(ScanOp, ZeroLength) {
+  ir::Node n = scan_node();
+  n.attrs["scan_output_axes"] = ir::Attribute::of(std::vector<int64_t>{1});
+  n.attrs["body"].g->values["s_in"] = vi(DType::kF32, {2});
+  const Tensor s0 = Tensor::from<float>({2}, {4, 5});
+  const auto out = run(n, {{"s0", s0}, {"x", Tensor(DType::kF32, {0, 2})}});
+  EXPECT_EQ(floats(out[0]), (std::vector<float>{4, 5}));
+  EXPECT_EQ(out[1].shape(), (Shape{2, 0}));
+}
+
 TEST(ScanOp, BadInputs) {
   const Tensor s0 = Tensor::from<float>({2}, {0, 0});
   ir::Node n = node("Scan", {"s0", "x", "x2"}, {"s", "y"});
   n.attrs["num_scan_inputs"] = ir::Attribute::of(int64_t{2});
   n.attrs["body"] = graph_attr(graph("body", {"s_in", "x_in", "x2_in"}, {"x_in", "s_in"}));
-  expect_error([&] {
-    run(n, {{"s0", s0}, {"x", Tensor(DType::kF32, {3, 2})}, {"x2", Tensor(DType::kF32, {4, 2})}});
-  }, "same sequence length");
+  expect_error(
+      [&] {
+        run(n,
+            {{"s0", s0}, {"x", Tensor(DType::kF32, {3, 2})}, {"x2", Tensor(DType::kF32, {4, 2})}});
+      },
+      "same sequence length");
   ir::Node m = scan_node();
   m.attrs["num_scan_inputs"] = ir::Attribute::of(int64_t{3});
-  expect_error([&] { run(m, {{"s0", s0}, {"x", Tensor(DType::kF32, {3, 2})}}); }, "num_scan_inputs 3");
+  expect_error(
+      [&] {
+        run(m, {{"s0", s0}, {"x", Tensor(DType::kF32, {3, 2})}});
+      },
+      "num_scan_inputs 3");
   m = scan_node();
   m.attrs["scan_input_axes"] = ir::Attribute::of(std::vector<int64_t>{2});
   expect_error([&] { run(m, {{"s0", s0}, {"x", Tensor(DType::kF32, {3, 2})}}); }, "axis 2");
   m = scan_node();
   m.attrs["scan_input_axes"] = ir::Attribute::of(std::vector<int64_t>{0, 0});
-  expect_error([&] { run(m, {{"s0", s0}, {"x", Tensor(DType::kF32, {3, 2})}}); }, "one per scan input");
+  expect_error(
+      [&] {
+        run(m, {{"s0", s0}, {"x", Tensor(DType::kF32, {3, 2})}});
+      },
+      "one per scan input");
   // A state whose shape changes makes the scan output's slices differ.
-  expect_error([&] { run(scan_node(), {{"s0", Tensor(DType::kF32, {3})}, {"x", Tensor(DType::kF32, {3, 2})}}); },
-               "same type and shape");
+  expect_error(
+      [&] {
+        run(scan_node(), {{"s0", Tensor(DType::kF32, {3})}, {"x", Tensor(DType::kF32, {3, 2})}});
+      },
+      "same type and shape");
 }
 
 // Scan-8: batch axis first; sequence_lens [3, 1]: batch entry 1 runs one
@@ -415,8 +500,11 @@ TEST(ScanOp, Scan8BatchAndLengths) {
   EXPECT_EQ(floats(out[0]), (std::vector<float>{5, 6, 7, 8}));
   EXPECT_EQ(out[1].shape(), (Shape{2, 3, 2}));
   EXPECT_EQ(floats(out[1]), (std::vector<float>{0, 0, 1, 2, 3, 4, -1, -1, 0, 0, 0, 0}));
-  expect_error([&] { run(n, {{"lens", Tensor::from<int64_t>({2}, {4, 1})}, {"s0", s0}, {"x", x}}, 8); },
-               "sequence length of 4");
+  expect_error(
+      [&] {
+        run(n, {{"lens", Tensor::from<int64_t>({2}, {4, 1})}, {"s0", s0}, {"x", x}}, 8);
+      },
+      "sequence length of 4");
 }
 
 TEST(ScanInfer, Shapes) {

@@ -90,8 +90,12 @@ struct Spec {
   std::vector<int32_t> lens;
 };
 
-int64_t gates(const Spec& s) { return s.op == "RNN" ? 1 : s.op == "GRU" ? 3 : 4; }
-int64_t dirs(const Spec& s) { return s.direction == "bidirectional" ? 2 : 1; }
+int64_t gates(const Spec& s) {
+  return s.op == "RNN" ? 1 : s.op == "GRU" ? 3 : 4;
+}
+int64_t dirs(const Spec& s) {
+  return s.direction == "bidirectional" ? 2 : 1;
+}
 
 struct Data {
   Tensor X, W, R, B, lens, h0, c0, P;
@@ -103,7 +107,8 @@ Data make_data(const Spec& s, uint32_t seed) {
   const Shape xs = s.layout == 0 ? Shape{s.seq, s.batch, s.input} : Shape{s.batch, s.seq, s.input};
   const Shape st = s.layout == 0 ? Shape{D, s.batch, H} : Shape{s.batch, D, H};
   auto rnd = [&](Shape sh, uint32_t k) {
-    return Tensor::from(sh, random_floats(static_cast<size_t>(shape_numel(sh)), -1.0f, 1.0f, seed + k));
+    return Tensor::from(sh,
+                        random_floats(static_cast<size_t>(shape_numel(sh)), -1.0f, 1.0f, seed + k));
   };
   d.X = rnd(xs, 1);
   d.W = rnd({D, G * H, s.input}, 2);
@@ -196,7 +201,9 @@ Ref reference(const Spec& s, const Data& d) {
     return static_cast<size_t>(s.layout == 0 ? ((t * D + dd) * N + b) * H + j
                                              : ((b * S + t) * D + dd) * H + j);
   };
-  auto clipv = [&](double v) { return s.clip > 0 ? std::max<double>(-s.clip, std::min<double>(s.clip, v)) : v; };
+  auto clipv = [&](double v) {
+    return s.clip > 0 ? std::max<double>(-s.clip, std::min<double>(s.clip, v)) : v;
+  };
   for (int64_t dd = 0; dd < D; ++dd) {
     const bool rev = s.direction == "reverse" || dd == 1;
     const RefAct* a = &acts[static_cast<size_t>(dd) * per];
@@ -259,7 +266,8 @@ Ref reference(const Spec& s, const Data& d) {
             } else {
               pre = xw[v] + (s.with_b ? Rb[2 * H + j] : 0.0);  // (rt (.) Ht-1)*Rh^T + Rbh
               for (int64_t i = 0; i < H; ++i)
-                pre += rr[static_cast<size_t>(i)] * h[static_cast<size_t>(i)] * Rd[(2 * H + j) * H + i];
+                pre += rr[static_cast<size_t>(i)] * h[static_cast<size_t>(i)] *
+                       Rd[(2 * H + j) * H + i];
             }
             hn[u] = (1 - z[u]) * f(1, pre) + z[u] * h[u];
           }
@@ -267,9 +275,9 @@ Ref reference(const Spec& s, const Data& d) {
         h = hn;
         for (int64_t j = 0; j < H; ++j) r.Y[y_idx(t, dd, b, j)] = h[static_cast<size_t>(j)];
       }
-      for (int64_t j = 0; j < H; ++j) {
-        r.Yh[st_idx(dd, b, j)] = h[static_cast<size_t>(j)];
-        r.Yc[st_idx(dd, b, j)] = c[static_cast<size_t>(j)];
+      for (int64_t j = 0; j < H; ++j) {  // zero for an empty sequence (ONNX Runtime's choice)
+        r.Yh[st_idx(dd, b, j)] = len == 0 ? 0.0 : h[static_cast<size_t>(j)];
+        r.Yc[st_idx(dd, b, j)] = len == 0 ? 0.0 : c[static_cast<size_t>(j)];
       }
     }
   }
@@ -280,8 +288,8 @@ OneNode make_node(const Spec& s, const Data& d) {
   OneNode n;
   n.node.name = "rnn0";
   n.node.op_type = s.op;
-  n.node.inputs = {"X", "W", "R", s.with_b ? "B" : "", s.with_lens ? "lens" : "",
-                   s.with_h0 ? "h0" : ""};
+  n.node.inputs = {
+      "X", "W", "R", s.with_b ? "B" : "", s.with_lens ? "lens" : "", s.with_h0 ? "h0" : ""};
   if (s.op == "LSTM") {
     n.node.inputs.push_back(s.with_c0 ? "c0" : "");
     n.node.inputs.push_back(s.with_p ? "P" : "");
@@ -358,6 +366,8 @@ TEST(RnnOp, HandComputedTwoSteps) {
   EXPECT_NEAR(out[1].data<float>()[0], h2, 1e-6);
 }
 
+// The spec's LSTM equations (with peepholes, initial_h/c) in each direction;
+// bidirectional concatenates forward and reverse along num_directions.
 TEST(RnnOp, LstmAllDirectionsAgainstSpec) {
   for (const char* dir : {"forward", "reverse", "bidirectional"}) {
     Spec s;
@@ -384,12 +394,17 @@ TEST(RnnOp, LstmRaggedSequenceLens) {
   for (int64_t t = 2; t < 5; ++t)
     for (int64_t dd = 0; dd < 2; ++dd)
       for (int64_t j = 0; j < 3; ++j) EXPECT_EQ(y[((t * 2 + dd) * 4 + 1) * 3 + j], 0.0f);
-  // Length 0: Y_h is initial_h.
+  // Length 0: Y_h and Y_c are zero (the spec is silent; ONNX Runtime's
+  // choice, which the reference below follows too).
   for (int64_t dd = 0; dd < 2; ++dd)
-    for (int64_t j = 0; j < 3; ++j)
-      EXPECT_EQ(out[1].data<float>()[(dd * 4 + 2) * 3 + j], d.h0.data<float>()[(dd * 4 + 2) * 3 + j]);
+    for (int64_t j = 0; j < 3; ++j) {
+      EXPECT_EQ(out[1].data<float>()[(dd * 4 + 2) * 3 + j], 0.0f);
+      EXPECT_EQ(out[2].data<float>()[(dd * 4 + 2) * 3 + j], 0.0f);
+    }
 }
 
+// input_forget couples f = 1 - i; clip bounds each gate's input; layout 1
+// is [batch, seq, ...] (spec, opset 14): all against the reference.
 TEST(RnnOp, LstmInputForgetClipAndLayout1) {
   Spec s;
   s.direction = "bidirectional";
@@ -401,6 +416,8 @@ TEST(RnnOp, LstmInputForgetClipAndLayout1) {
   check_against_reference(s, 30);
 }
 
+// The spec's two GRU forms of h: (r . H) Rh^T + Rbh (linear_before_reset 0)
+// and r . (H Rh^T + Rbh) (1), in each direction.
 TEST(RnnOp, GruBothResetModes) {
   for (bool lbr : {false, true})
     for (const char* dir : {"forward", "reverse", "bidirectional"}) {
@@ -413,6 +430,8 @@ TEST(RnnOp, GruBothResetModes) {
     }
 }
 
+// GRU with ragged lengths, layout 1, and B absent (the spec: "If not
+// specified - assumed to be 0").
 TEST(RnnOp, GruRaggedLayout1NoBias) {
   Spec s;
   s.op = "GRU";
@@ -429,6 +448,7 @@ TEST(RnnOp, GruRaggedLayout1NoBias) {
   check_against_reference(s, 51);
 }
 
+// RNN Ht = f(clip(Xt Wi^T + Ht-1 Ri^T + Wbi + Rbi)) with f = Relu, reversed.
 TEST(RnnOp, RnnReverseReluClip) {
   Spec s;
   s.op = "RNN";
@@ -480,8 +500,9 @@ TEST(RnnOp, LargerShapesOnThreads) {
 // The fast tanh/sigmoid against the C library, through an RNN whose output
 // is f(x): W = identity, R = 0, no bias.
 TEST(RnnOp, ActivationAccuracy) {
-  std::vector<float> xs = {0.0f, 1e-8f, -1e-6f, 1e-3f, 0.1f, -0.39f, 0.4f, 0.41f, -0.9f, 1.0f,
-                           2.5f, -5.0f, 9.0f, 15.0f, -20.0f, 44.0f, -90.0f, 100.0f, 1e30f, -1e30f};
+  std::vector<float> xs = {0.0f,   1e-8f, -1e-6f, 1e-3f,  0.1f,  -0.39f, 0.4f,
+                           0.41f,  -0.9f, 1.0f,   2.5f,   -5.0f, 9.0f,   15.0f,
+                           -20.0f, 44.0f, -90.0f, 100.0f, 1e30f, -1e30f};
   for (int i = -400; i <= 400; ++i) xs.push_back(static_cast<float>(i) * 0.025f);
   const int64_t H = static_cast<int64_t>(xs.size());
   std::vector<float> eye(static_cast<size_t>(H * H), 0.0f), zero(static_cast<size_t>(H * H), 0.0f);
@@ -500,11 +521,14 @@ TEST(RnnOp, ActivationAccuracy) {
     for (int64_t i = 0; i < H; ++i) {
       const double x = xs[static_cast<size_t>(i)];
       const double want = std::string(a) == "Tanh" ? std::tanh(x) : 1.0 / (1.0 + std::exp(-x));
-      EXPECT_NEAR(out[0].data<float>()[i], want, 1e-30 + 4e-7 * std::fabs(want)) << a << "(" << x << ")";
+      EXPECT_NEAR(out[0].data<float>()[i], want, 1e-30 + 4e-7 * std::fabs(want))
+          << a << "(" << x << ")";
     }
   }
 }
 
+// IEEE semantics (as numpy's tanh/sigmoid): a NaN input gives NaN outputs,
+// not a clamped finite value.
 TEST(RnnOp, NanPropagates) {
   OneNode n;
   n.node.name = "nan";
@@ -518,7 +542,7 @@ TEST(RnnOp, NanPropagates) {
   EXPECT_TRUE(std::isnan(n.run()[0].data<float>()[0]));
 }
 
-// Optional outputs: only Y_h wanted (the backend tests' form) and only Y_c.
+// Optional outputs (the spec: every output is optional): only Y_c wanted.
 TEST(RnnOp, OptionalOutputs) {
   Spec s;
   s.with_h0 = s.with_c0 = true;
@@ -531,7 +555,7 @@ TEST(RnnOp, OptionalOutputs) {
   expect_near_all(out[0], want.Yc, 1e-5, "Y_c only");
 }
 
-// Zero-length sequence: Y is [0, dirs, batch, H], Y_h = initial_h.
+// Zero-length sequence: Y is [0, dirs, batch, H], Y_h is zero.
 TEST(RnnOp, EmptySequence) {
   Spec s;
   s.op = "GRU";
@@ -540,12 +564,15 @@ TEST(RnnOp, EmptySequence) {
   const Data d = make_data(s, 95);
   const auto out = make_node(s, d).run();
   EXPECT_EQ(out[0].shape(), (Shape{0, 1, 2, 3}));
-  for (int64_t i = 0; i < out[1].numel(); ++i) EXPECT_EQ(out[1].data<float>()[i], d.h0.data<float>()[i]);
+  EXPECT_EQ(out[1].shape(), (Shape{1, 2, 3}));
+  for (int64_t i = 0; i < out[1].numel(); ++i) EXPECT_EQ(out[1].data<float>()[i], 0.0f);
 }
 
 // ---- shape inference (symbolic) ----
 
-ir::ValueInfo vi(DType dt, ir::SymShape s) { return ir::ValueInfo{dt, std::move(s)}; }
+ir::ValueInfo vi(DType dt, ir::SymShape s) {
+  return ir::ValueInfo{dt, std::move(s)};
+}
 
 // Output shapes from the spec: Y [seq, dirs, batch, H] (layout 0) or
 // [batch, seq, dirs, H] (layout 1), Y_h/Y_c [dirs, batch, H] or [batch, dirs, H].
@@ -600,6 +627,21 @@ TEST(RnnInfer, SymbolicShapes) {
   EXPECT_EQ(c.output(1).str(), "f32[1, N, 3]");
 }
 
+// The op's check: qforge runs these layers in f32 only, and says so before
+// running (ONNX also allows f16 and f64).
+TEST(RnnInfer, CheckRefusesNonF32) {
+  ir::Node n;
+  n.name = "g";
+  n.op_type = "GRU";
+  n.inputs = {"X", "W", "R"};
+  n.outputs = {"Y"};
+  const ir::ValueInfo x64 = vi(DType::kF64, {2, 1, 3}), x32 = vi(DType::kF32, {2, 1, 3});
+  ops::InferContext bad(n, 14, {&x64, &x64, &x64}, {nullptr, nullptr, nullptr});
+  EXPECT_NE(ops::unsupported_reason(n, 14, &bad).find("f32 only"), std::string::npos);
+  ops::InferContext good(n, 14, {&x32, &x32, &x32}, {nullptr, nullptr, nullptr});
+  EXPECT_EQ(ops::unsupported_reason(n, 14, &good), "");
+}
+
 // ---- bad input: a qforge::Error naming the node, never a crash ----
 
 TEST(RnnErrors, BadInputs) {
@@ -610,56 +652,95 @@ TEST(RnnErrors, BadInputs) {
     edit(n);
     return n;
   };
-  expect_error([&] { with([](OneNode& n) { n.inputs[1].second = Tensor(DType::kF32, {1, 12, 5}); }).run(); },
-               "input W has shape [1, 12, 5]");
-  expect_error([&] { with([](OneNode& n) { n.inputs[2].second = Tensor(DType::kF32, {1, 12}); }).run(); },
-               "input R has shape");
-  expect_error([&] { with([](OneNode& n) { n.inputs[0].second = Tensor(DType::kF32, {3, 2}); }).run(); },
-               "input X has shape");
-  expect_error([&] { with([](OneNode& n) { n.inputs[3].second = Tensor(DType::kF32, {1, 23}); }).run(); },
-               "input B has shape");
-  expect_error([&] { with([](OneNode& n) { n.inputs[0].second = Tensor(DType::kF64, {3, 2, 4}); }).run(); },
-               "input X is f64");
-  expect_error([&] {
-    with([](OneNode& n) { n.node.attrs["direction"] = ir::Attribute::of(std::string("sideways")); }).run();
-  }, "direction 'sideways'");
-  expect_error([&] { with([](OneNode& n) { n.node.attrs["activations"] = strings_attr({"Sigmoid", "Tanh", "Cube"}); }).run(); },
-               "activation 'Cube'");
-  expect_error([&] { with([](OneNode& n) { n.node.attrs["activations"] = strings_attr({"Sigmoid"}); }).run(); },
-               "has 1 activations");
-  expect_error([&] { with([](OneNode& n) { n.node.attrs["hidden_size"] = ir::Attribute::of(int64_t{4}); }).run(); },
-               "has shape");
-  expect_error([&] { with([](OneNode& n) { n.node.attrs["clip"] = ir::Attribute::of(-1.0f); }).run(); },
-               "clip");
+  expect_error(
+      [&] { with([](OneNode& n) {
+              n.inputs[1].second = Tensor(DType::kF32, {1, 12, 5});
+            }).run(); },
+      "input W has shape [1, 12, 5]");
+  expect_error(
+      [&] { with([](OneNode& n) {
+              n.inputs[2].second = Tensor(DType::kF32, {1, 12});
+            }).run(); },
+      "input R has shape");
+  expect_error(
+      [&] { with([](OneNode& n) {
+              n.inputs[0].second = Tensor(DType::kF32, {3, 2});
+            }).run(); },
+      "input X has shape");
+  expect_error(
+      [&] { with([](OneNode& n) {
+              n.inputs[3].second = Tensor(DType::kF32, {1, 23});
+            }).run(); },
+      "input B has shape");
+  expect_error(
+      [&] { with([](OneNode& n) {
+              n.inputs[0].second = Tensor(DType::kF64, {3, 2, 4});
+            }).run(); },
+      "input X is f64");
+  expect_error(
+      [&] {
+        with([](OneNode& n) {
+          n.node.attrs["direction"] = ir::Attribute::of(std::string("sideways"));
+        }).run();
+      },
+      "direction 'sideways'");
+  expect_error(
+      [&] {
+        with([](OneNode& n) {
+          n.node.attrs["activations"] = strings_attr({"Sigmoid", "Tanh", "Cube"});
+        }).run();
+      },
+      "activation 'Cube'");
+  expect_error(
+      [&] {
+        with([](OneNode& n) { n.node.attrs["activations"] = strings_attr({"Sigmoid"}); }).run();
+      },
+      "has 1 activations");
+  expect_error(
+      [&] {
+        with([](OneNode& n) { n.node.attrs["hidden_size"] = ir::Attribute::of(int64_t{4}); }).run();
+      },
+      "has shape");
+  expect_error(
+      [&] { with([](OneNode& n) { n.node.attrs["clip"] = ir::Attribute::of(-1.0f); }).run(); },
+      "clip");
   // sequence_lens beyond the sequence, negative, or of the wrong size.
   for (const std::vector<int32_t>& l : {std::vector<int32_t>{4, 1}, std::vector<int32_t>{-1, 1}}) {
-    expect_error([&] {
-      with([&](OneNode& n) {
-        n.node.inputs = {"X", "W", "R", "B", "lens"};
-        n.inputs.emplace_back("lens", Tensor::from<int32_t>({2}, l));
-      }).run();
-    }, "sequence_lens");
+    expect_error(
+        [&] {
+          with([&](OneNode& n) {
+            n.node.inputs = {"X", "W", "R", "B", "lens"};
+            n.inputs.emplace_back("lens", Tensor::from<int32_t>({2}, l));
+          }).run();
+        },
+        "sequence_lens");
   }
-  expect_error([&] {
-    with([&](OneNode& n) {
-      n.node.inputs = {"X", "W", "R", "B", "lens"};
-      n.inputs.emplace_back("lens", Tensor::from<int32_t>({3}, {1, 1, 1}));
-    }).run();
-  }, "input sequence_lens has shape [3]");
-  expect_error([&] {
-    with([&](OneNode& n) {
-      n.node.inputs = {"X", "W", "R", "", "", "h0"};
-      n.inputs.resize(3);
-      n.inputs.emplace_back("h0", Tensor(DType::kF32, {1, 3, 3}));
-    }).run();
-  }, "input initial_h has shape [1, 3, 3]");
+  expect_error(
+      [&] {
+        with([&](OneNode& n) {
+          n.node.inputs = {"X", "W", "R", "B", "lens"};
+          n.inputs.emplace_back("lens", Tensor::from<int32_t>({3}, {1, 1, 1}));
+        }).run();
+      },
+      "input sequence_lens has shape [3]");
+  expect_error(
+      [&] {
+        with([&](OneNode& n) {
+          n.node.inputs = {"X", "W", "R", "", "", "h0"};
+          n.inputs.resize(3);
+          n.inputs.emplace_back("h0", Tensor(DType::kF32, {1, 3, 3}));
+        }).run();
+      },
+      "input initial_h has shape [1, 3, 3]");
   // R missing altogether.
-  expect_error([&] {
-    with([&](OneNode& n) {
-      n.node.inputs = {"X", "W"};
-      n.inputs.resize(2);
-    }).run();
-  }, "has no input 2");
+  expect_error(
+      [&] {
+        with([&](OneNode& n) {
+          n.node.inputs = {"X", "W"};
+          n.inputs.resize(2);
+        }).run();
+      },
+      "has no input 2");
 }
 
 }  // namespace

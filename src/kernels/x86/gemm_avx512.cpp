@@ -44,7 +44,6 @@ inline void fma_row(const float* a, __m512 b0, __m512 b1, __m512& c0, __m512& c1
       : [a] "m"(*a), [b0] "v"(b0), [b1] "v"(b1));
 }
 
-// C tile of exactly M rows (M <= MR); columns [0, t.n) are written.
 // One k step for rows I...: two vectors of B, a broadcast per row of A.
 // (Rows as a parameter pack rather than a loop: with constant indices from
 // the start GCC keeps c0[] and c1[] in registers.)
@@ -56,6 +55,7 @@ __attribute__((always_inline)) inline void step(std::integer_sequence<int, I...>
   (fma_row(ak + I, b0, b1, c0[I], c1[I]), ...);
 }
 
+// C tile of exactly M rows (M <= MR); columns [0, t.n) are written.
 template <int M>
 void tile(const MicroTile& t) {
   constexpr auto rows = std::make_integer_sequence<int, M>();
@@ -69,15 +69,13 @@ void tile(const MicroTile& t) {
   const float* b = t.b;
   const int64_t bs = t.b_stride;
   int64_t k = t.k;
-  // First the k steps that also prefetch a line each into L2 (the operand
-  // panel the next tile will use), then the rest.
+  // First the k steps that also prefetch two lines each into L2 (of the
+  // operand panel the next tiles will use), then the rest.
   const char* pf = reinterpret_cast<const char*>(t.prefetch);
-  for (int64_t left = t.prefetch_lines; k >= 4 && left > 0; k -= 4, left -= 4) {
-    _mm_prefetch(pf, _MM_HINT_T1);
-    _mm_prefetch(pf + 64, _MM_HINT_T1);
-    _mm_prefetch(pf + 128, _MM_HINT_T1);
-    _mm_prefetch(pf + 192, _MM_HINT_T1);
-    pf += 256;
+  for (int64_t left = t.prefetch_lines; k >= 4 && left > 0; k -= 4, left -= 8) {
+#pragma GCC unroll 8
+    for (int l = 0; l < 8; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+    pf += 512;
     step(rows, a, b, c0, c1);
     step(rows, a + MR, b + bs, c0, c1);
     step(rows, a + 2 * MR, b + 2 * bs, c0, c1);
