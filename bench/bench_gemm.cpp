@@ -90,13 +90,27 @@ void shapes(benchmark::internal::Benchmark* b) {
                             {128, 3072, 768},
                             {512, 1024, 1024},
                             {1, 4096, 4096},
-                            {64, 784, 288}})
+                            {64, 784, 288},
+                            {64, 196, 288}})
       b->Args({m, n, kk, threads});
   b->ArgNames({"M", "N", "K", "threads"})->UseRealTime();
 }
 
 BENCHMARK(BM_Gemm)->Apply(shapes);
 BENCHMARK(BM_GemmPackedB)->Apply(shapes);
+
+// Conv's form: the weights (A, M x K) packed once, the im2col columns as B.
+void BM_GemmPackedA(benchmark::State& state) {
+  Setup s(state);
+  const k::PackedMatrix pa = k::pack_a(false, s.M, s.K, s.A.data(), s.K);
+  for (auto _ : state) {
+    k::sgemm_packed_a(pa, s.N, s.B.data(), s.N, false, 0.0f, s.C.data(), s.N, {}, s.pool.get());
+    benchmark::DoNotOptimize(s.C.data());
+    benchmark::ClobberMemory();
+  }
+  s.report(state);
+}
+BENCHMARK(BM_GemmPackedA)->Apply(shapes);
 BENCHMARK(BM_GemmTransB)
     ->Args({32, 768, 768, 1})
     ->Args({128, 3072, 768, 2})

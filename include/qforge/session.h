@@ -23,6 +23,10 @@ struct SessionOptions {
   int threads = 0;
   // Refuse to allocate a single tensor larger than this (absurd shapes).
   int64_t max_tensor_bytes = int64_t{16} << 30;
+  // Run the graph passes (qforge/passes.h: fold constants and
+  // BatchNormalization, fuse Conv/Gemm with Relu/Clip) before planning.
+  // model() then returns the optimized graph.
+  bool optimize = true;
 };
 
 struct NodeTime {

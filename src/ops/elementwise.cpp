@@ -866,6 +866,7 @@ struct ReciprocalF {
 };
 struct ReluF {
   template <class T> T operator()(T x) const { return x < T(0) ? T(0) : x; }  // NaN stays NaN
+  v4f vec(const v4f& x) const { return x < splat<v4f>(0.0f) ? splat<v4f>(0.0f) : x; }
 };
 struct LeakyReluF {
   float alpha;
@@ -975,6 +976,10 @@ struct ClipF {
   T operator()(T x) const {
     const T v = x < lo ? lo : x;  // NaN stays NaN
     return v > hi ? hi : v;
+  }
+  v4f vec(const v4f& x) const requires std::is_same_v<T, float> {
+    const v4f v = x < splat<v4f>(lo) ? splat<v4f>(lo) : x;
+    return v > splat<v4f>(hi) ? splat<v4f>(hi) : v;
   }
 };
 

@@ -441,7 +441,7 @@ void gemm_run(OpContext& ctx) {
   }
   if (g.M == 0 || g.N == 0) return;
   float* py = y.data<float>();
-  kernels::GemmEpilogue ep;
+  kernels::GemmEpilogue ep = fused_activation(node);
   std::vector<float> bias;
   float gemm_beta = 0.0f;
   if (c != nullptr && beta != 0.0f) {
@@ -470,6 +470,12 @@ void gemm_run(OpContext& ctx) {
     kernels::sgemm(g.ta, g.tb, g.M, g.N, g.K, alpha, pa, lda, b.data<float>(), b.dim(1),
                    gemm_beta, py, g.N, ep, ctx.pool());
   }
+}
+
+std::string fused_gemm_check(const InferContext& ctx) {
+  if (ctx.input(0).dtype && *ctx.input(0).dtype != DType::kF32)
+    return "input A is " + std::string(dtype_name(*ctx.input(0).dtype)) + "; qforge runs FusedGemm on f32 only";
+  return fused_activation_check(ctx.node());
 }
 
 void gemm_infer(InferContext& ctx) {
@@ -668,6 +674,10 @@ void matmul_infer(InferContext& ctx) {
 void register_nn_ops(OpRegistry& r) {
   r.add({.domain = "", .op_type = "Gemm", .min_opset = 1, .max_opset = 21, .infer = gemm_infer,
          .prepare = gemm_prepare, .run = gemm_run});
+  // ONNX Runtime's contrib op: Gemm then an activation (qforge: Relu), written
+  // by passes::fuse_activations.
+  r.add({.domain = "com.microsoft", .op_type = "FusedGemm", .min_opset = 1, .max_opset = 1,
+         .infer = gemm_infer, .check = fused_gemm_check, .prepare = gemm_prepare, .run = gemm_run});
   r.add({.domain = "", .op_type = "MatMul", .min_opset = 1, .max_opset = 21,
          .infer = matmul_infer, .prepare = matmul_prepare, .run = matmul_run});
   r.add({.domain = "", .op_type = "Softmax", .min_opset = 1, .max_opset = 21,

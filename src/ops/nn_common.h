@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/gemm.h"
 #include "ops/op_util.h"
 #include "qforge/thread_pool.h"
 
@@ -67,5 +68,15 @@ inline void parallel(ThreadPool* pool, int64_t n, int64_t grain,
 inline int64_t grain_for(int64_t per_item, int64_t work = 1 << 15) {
   return std::max<int64_t>(1, work / std::max<int64_t>(1, per_item));
 }
+
+// The activation of a com.microsoft FusedConv or FusedGemm node (attribute
+// "activation": "Relu", or "Clip" with activation_params [min, max]) as a
+// GEMM epilogue; kNone for the plain ops. fused_activation_check says why a
+// node's activation can't run ("" if it can). Defined in nn_conv.cpp.
+kernels::GemmEpilogue fused_activation(const ir::Node& node);
+std::string fused_activation_check(const ir::Node& node);
+// y[i] = act(y[i]) for the epilogue's activation (NaN -> 0 under Relu, as
+// the GEMM epilogue does).
+void apply_activation(const kernels::GemmEpilogue& act, float* y, int64_t n);
 
 }  // namespace qforge::ops::nn_detail

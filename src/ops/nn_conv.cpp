@@ -170,6 +170,43 @@ void im2col_rows(const ConvGeom& g, const float* x, int64_t p0, int64_t np, floa
   }
 }
 
+// The same for 2-D convolutions, a row of the output plane at a time (no
+// division per position).
+void im2col_2d(const ConvGeom& g, const float* x, int64_t p0, int64_t np, float* col, int64_t r0,
+               int64_t r1) {
+  const int64_t Hi = g.in[0], Wi = g.in[1], Wo = g.out[1];
+  const int64_t KH = g.k[0], KW = g.k[1], sh = g.s[0], sw = g.s[1], dh = g.d[0], dw = g.d[1];
+  const int64_t ph = g.pb[0], pw = g.pb[1];
+  const int64_t oh0 = p0 / Wo, oh1 = (p0 + np - 1) / Wo;
+  for (int64_t row = r0; row < r1; ++row) {
+    float* dst = col + row * np - p0;  // indexed by output position
+    const int64_t c = row / (KH * KW), kh = row / KW % KH, kw = row % KW;
+    const float* src_c = x + c * g.in_size;
+    const int64_t base = kw * dw - pw;  // input column of output column 0
+    // Output columns whose input column ow * sw + base is inside [0, Wi).
+    const int64_t lo = base >= 0 ? 0 : std::min(Wo, (-base + sw - 1) / sw);
+    const int64_t hi = std::clamp<int64_t>(Wi - base <= 0 ? 0 : (Wi - base + sw - 1) / sw, lo, Wo);
+    for (int64_t oh = oh0; oh <= oh1; ++oh) {
+      const int64_t a = std::max(oh * Wo, p0) - oh * Wo, e = std::min(oh * Wo + Wo, p0 + np) - oh * Wo;
+      float* d = dst + oh * Wo;  // indexed by ow
+      const int64_t ih = oh * sh + kh * dh - ph;
+      if (ih < 0 || ih >= Hi) {
+        std::memset(d + a, 0, static_cast<size_t>(e - a) * sizeof(float));
+        continue;
+      }
+      const float* srow = src_c + ih * Wi + base;  // indexed by ow * sw
+      const int64_t l = std::clamp(lo, a, e), h = std::clamp(hi, l, e);
+      for (int64_t ow = a; ow < l; ++ow) d[ow] = 0.0f;
+      if (sw == 1) {
+        if (h > l) std::memcpy(d + l, srow + l, static_cast<size_t>(h - l) * sizeof(float));
+      } else {
+        for (int64_t ow = l; ow < h; ++ow) d[ow] = srow[ow * sw];
+      }
+      for (int64_t ow = h; ow < e; ++ow) d[ow] = 0.0f;
+    }
+  }
+}
+
 // ---- Conv: depthwise 2-D ----
 
 struct DwPlane {
@@ -267,7 +304,7 @@ NN_INLINE void dw_plane(const DwPlane& p, const float* x, const float* w, float 
 }
 
 void depthwise_run(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y,
-                   ThreadPool* pool) {
+                   const kernels::GemmEpilogue& act, ThreadPool* pool) {
   DwPlane p{g.in[0], g.in[1], g.out[0], g.out[1], g.k[0], g.k[1], g.s[0], g.s[1],
             g.d[0], g.d[1], g.pb[0], g.pb[1]};
   const int64_t planes = g.N * g.C;
@@ -284,6 +321,7 @@ void depthwise_run(const ConvGeom& g, const float* x, const float* w, const floa
       if (p.sw == 1) run_vectorized([&]() NN_LAMBDA { dw_plane<1>(p, xp, wp, bv, yp, pad); });
       else if (p.sw == 2) run_vectorized([&]() NN_LAMBDA { dw_plane<2>(p, xp, wp, bv, yp, pad); });
       else run_vectorized([&]() NN_LAMBDA { dw_plane<0>(p, xp, wp, bv, yp, pad); });
+      apply_activation(act, yp, g.out_size);  // while the plane is in cache
     }
   });
 }
@@ -334,8 +372,9 @@ void conv_run(OpContext& ctx) {
   const float* pw = w.data<float>();
   float* py = yt.data<float>();
   ThreadPool* pool = ctx.pool();
+  const kernels::GemmEpilogue act = fused_activation(node);
   if (is_depthwise(g)) {
-    depthwise_run(g, px, pw, bias, py, pool);
+    depthwise_run(g, px, pw, bias, py, act, pool);
     return;
   }
   const ConvState* st = ctx.state() != nullptr ? &ctx.state_as<ConvState>() : nullptr;
@@ -353,7 +392,7 @@ void conv_run(OpContext& ctx) {
     for (int64_t gi = 0; gi < g.group; ++gi) {
       const float* xg = px + (n * g.C + gi * g.Cg) * g.in_size;
       float* yg = py + (n * g.M + gi * g.Mg) * g.out_size;
-      kernels::GemmEpilogue ep;
+      kernels::GemmEpilogue ep = act;
       ep.bias_m = bias != nullptr ? bias + gi * g.Mg : nullptr;
       for (int64_t p0 = 0; p0 < g.out_size; p0 += P) {
         const int64_t np = std::min(P, g.out_size - p0);
@@ -362,7 +401,10 @@ void conv_run(OpContext& ctx) {
         if (!direct) {
           float* buf = scratch(K * np);
           parallel(inner, K, grain_for(np, 1 << 14),
-                   [&](int64_t r0, int64_t r1) { im2col_rows(g, xg, p0, np, buf, r0, r1); });
+                   [&](int64_t r0, int64_t r1) {
+                     if (g.r == 2) im2col_2d(g, xg, p0, np, buf, r0, r1);
+                     else im2col_rows(g, xg, p0, np, buf, r0, r1);
+                   });
           cols = buf;
           ldb = np;
         } else {
@@ -451,6 +493,9 @@ void conv_infer(InferContext& ctx) {
 }
 
 std::string conv_check(const InferContext& ctx) {
+  if (std::string why = fused_activation_check(ctx.node()); !why.empty()) return why;
+  if (ctx.node().op_type == "FusedConv" && ctx.has_input(3))
+    return "has input Z (a fused sum); qforge's FusedConv takes X, W and B only";
   for (int i = 0; i < ctx.num_inputs() && i < 3; ++i)
     if (ctx.has_input(i) && ctx.input(i).dtype && *ctx.input(i).dtype != DType::kF32)
       return "input " + std::to_string(i) + " is " + std::string(dtype_name(*ctx.input(i).dtype)) +
@@ -685,9 +730,57 @@ void convt_infer(InferContext& ctx) {
 
 }  // namespace
 
+namespace nn_detail {
+
+kernels::GemmEpilogue fused_activation(const ir::Node& node) {
+  kernels::GemmEpilogue ep;
+  if (node.domain != "com.microsoft") return ep;
+  const std::string a = node.attr_string("activation", "");
+  if (a == "Relu") {
+    ep.act = kernels::Epilogue::kRelu;
+  } else if (a == "Clip") {
+    const std::vector<float> p = node.attr_floats("activation_params");
+    check(p.size() == 2, Errc::kInvalidArgument, node.describe(),
+          "has activation Clip with " + std::to_string(p.size()) + " activation_params",
+          "activation_params [min, max]");
+    ep.act = kernels::Epilogue::kClip;
+    ep.clip_min = p[0];
+    ep.clip_max = p[1];
+  } else {
+    check(a.empty(), Errc::kUnsupported, node.describe(), "has activation '" + a + "'",
+          "Relu or Clip");
+  }
+  return ep;
+}
+
+std::string fused_activation_check(const ir::Node& node) {
+  if (node.domain != "com.microsoft") return {};
+  try {
+    (void)fused_activation(node);
+  } catch (const Error& e) {
+    return e.problem() + " (qforge fuses " + (e.expected().empty() ? "Relu or Clip" : e.expected()) + ")";
+  }
+  return {};
+}
+
+void apply_activation(const kernels::GemmEpilogue& act, float* y, int64_t n) {
+  if (act.act == kernels::Epilogue::kRelu) {
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+  } else if (act.act == kernels::Epilogue::kClip) {
+    const float lo = act.clip_min, hi = act.clip_max;
+    for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i], lo), hi);
+  }
+}
+
+}  // namespace nn_detail
+
 void register_nn_conv_ops(OpRegistry& r) {
   r.add({.domain = "", .op_type = "Conv", .min_opset = 1, .max_opset = 21, .infer = conv_infer,
          .check = conv_check, .prepare = conv_prepare, .run = conv_run});
+  // ONNX Runtime's contrib op: Conv then an activation, written by qforge's
+  // fusion pass (passes::fuse_activations).
+  r.add({.domain = "com.microsoft", .op_type = "FusedConv", .min_opset = 1, .max_opset = 1,
+         .infer = conv_infer, .check = conv_check, .prepare = conv_prepare, .run = conv_run});
   r.add({.domain = "", .op_type = "ConvTranspose", .min_opset = 1, .max_opset = 21,
          .infer = convt_infer, .check = conv_check, .prepare = convt_prepare, .run = convt_run});
 }

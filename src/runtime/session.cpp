@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "qforge/op.h"
+#include "qforge/passes.h"
 #include "qforge/thread_pool.h"
 
 namespace qforge {
@@ -297,6 +298,7 @@ Session::Session(ir::Model model, SessionOptions options) : impl_(std::make_uniq
   } else {
     impl_->pool = &default_thread_pool();
   }
+  if (options.optimize) passes::optimize(*impl_->model);
   const ir::Model& m = *impl_->model;
   std::vector<std::string> bad;
   collect_unsupported(m.graph, m, bad);

@@ -1,7 +1,8 @@
 // The bundled models (models/, exported from PyTorch 1.13 by
 // scripts/make_models.py) run in qforge's float Session and agree with
 // PyTorch's own outputs for the same input (models/<name>.output.npy), and
-// give the same result at 1 and 2 threads and when run again (buffer reuse).
+// give the same result at 1 and 2 threads, with and without the graph passes,
+// and when run again (buffer reuse).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -19,9 +20,10 @@ void check_model(const std::string& name, float tol) {
   ASSERT_TRUE(std::filesystem::exists(base + ".onnx")) << base;
   const Tensor x = read_npy(base + ".input.npy");
   const Tensor want = read_npy(base + ".output.npy");
-  for (int threads : {1, 2}) {
+  for (int threads : {1, 2}) for (bool optimize : {true, false}) {
     SessionOptions so;
     so.threads = threads;
+    so.optimize = optimize;
     const Session s(base + ".onnx", so);
     for (int rep = 0; rep < 2; ++rep) {
       const std::vector<Tensor> y = s.run({{s.inputs()[0].name, x}});
@@ -33,7 +35,7 @@ void check_model(const std::string& name, float tol) {
         max_ref = std::max(max_ref, static_cast<double>(std::fabs(want.data<float>()[i])));
       }
       EXPECT_LE(max_err, tol * std::max(1.0, max_ref))
-          << name << " threads=" << threads << " rep=" << rep << " max |qforge - PyTorch| = " << max_err;
+           << name << " threads=" << threads << " optimize=" << optimize << " rep=" << rep << " max |qforge - PyTorch| = " << max_err;
     }
   }
 }

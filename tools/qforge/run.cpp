@@ -1,6 +1,7 @@
 // `qforge run MODEL --input NAME=FILE ... --output-dir DIR`: runs a model on
 // NPY or ONNX TensorProto (.pb) inputs and writes each output to DIR in the
 // same format (NAME.npy, or NAME.pb with --format pb).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -17,6 +18,7 @@ struct Options {
   std::vector<std::string> inputs;
   int threads = 0;
   bool profile = false;
+  int repeat = 1;
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -34,6 +36,26 @@ std::string file_name_for(const std::string& value) {
   for (char ch : value)
     r += (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.') ? ch : '_';
   return r.empty() ? std::string("output") : r;
+}
+
+// Each node's median time over profiles[1..] (or profiles[0] alone).
+RunProfile median_profile(const std::vector<RunProfile>& profiles) {
+  if (profiles.size() == 1) return profiles[0];
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  RunProfile out = profiles[1];
+  std::vector<double> totals;
+  for (size_t i = 1; i < profiles.size(); ++i) totals.push_back(profiles[i].total_ms);
+  out.total_ms = median(totals);
+  for (size_t n = 0; n < out.nodes.size(); ++n) {
+    std::vector<double> t;
+    for (size_t i = 1; i < profiles.size(); ++i)
+      if (n < profiles[i].nodes.size()) t.push_back(profiles[i].nodes[n].ms);
+    out.nodes[n].ms = median(t);
+  }
+  return out;
 }
 
 int run_model(const Options& o) {
@@ -60,8 +82,15 @@ int run_model(const Options& o) {
     t.set_name(name);
     inputs.emplace_back(name, std::move(t));
   }
-  RunProfile profile;
-  const std::vector<Tensor> outputs = session.run(inputs, o.profile ? &profile : nullptr);
+  check(o.repeat >= 1, Errc::kInvalidArgument, "--repeat " + std::to_string(o.repeat), "must be at least 1");
+  // With --repeat N the model runs N times; the profile shows each node's
+  // median over the runs after the first (the first one warms caches and
+  // the buffer pool), or the single run when N is 1.
+  std::vector<RunProfile> profiles(static_cast<size_t>(o.repeat));
+  std::vector<Tensor> outputs;
+  for (int r = 0; r < o.repeat; ++r)
+    outputs = session.run(inputs, o.profile ? &profiles[static_cast<size_t>(r)] : nullptr);
+  const RunProfile profile = median_profile(profiles);
   if (!o.output_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(o.output_dir, ec);
@@ -80,6 +109,7 @@ int run_model(const Options& o) {
     std::printf("\n");
   }
   if (o.profile) {
+    if (o.repeat > 1) std::printf("\nmedian of %d warm runs\n", o.repeat - 1);
     std::printf("\n%-32s %-20s %10s\n", "node", "op", "ms");
     for (const NodeTime& t : profile.nodes)
       std::printf("%-32s %-20s %10.3f\n", t.node.c_str(), t.op_type.c_str(), t.ms);
@@ -99,6 +129,7 @@ Command add_run(CLI::App& app) {
   sub->add_option("--format", o->format, "output format: npy (default) or pb");
   sub->add_option("--threads", o->threads, "threads (default: QFORGE_NUM_THREADS or all cores)");
   sub->add_flag("--profile", o->profile, "print each node's time");
+  sub->add_option("--repeat", o->repeat, "run N times; the profile is the median of the warm runs");
   return {sub, [o] { return run_model(*o); }};
 }
 

@@ -1,0 +1,56 @@
+// Graph passes: rewrites of an ir::Model that keep what it computes.
+//
+// Each pass edits the model in place and returns how many rewrites it made.
+// A pass only touches what it can prove safe: a value that is a graph
+// output, feeds more than one node or is read by a subgraph keeps its
+// producer as it is; weights must be initializers. Results stay within float
+// rounding of the original graph (folding BatchNormalization into a Conv
+// changes the order of operations, not the math).
+//
+// Session runs optimize() before planning (SessionOptions::optimize), and
+// quantization uses the same passes to prepare a graph (fold, then fuse).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qforge/ir.h"
+
+namespace qforge::passes {
+
+// Removes Identity nodes and inference-time Dropout (no mask output used):
+// their consumers read the input directly.
+int eliminate_identity(ir::Model& model);
+
+// Evaluates nodes whose inputs are all initializers (no subgraphs, nothing
+// random) and stores their outputs as initializers, up to max_bytes per
+// folded output. Repeats until nothing more folds.
+int fold_constants(ir::Model& model, int64_t max_bytes = int64_t{64} << 20);
+
+// BatchNormalization (inference) after a Conv or Gemm with constant
+// weights: scale and shift go into the weights and the bias, and the
+// BatchNormalization node goes away.
+int fold_batchnorm(ir::Model& model);
+
+// Conv + Relu/Clip -> com.microsoft FusedConv, Gemm + Relu ->
+// com.microsoft FusedGemm (ONNX Runtime's contrib ops, which it runs too):
+// the activation is applied in the GEMM epilogue, while the tile is in
+// registers. Clip bounds must be constants.
+int fuse_activations(ir::Model& model);
+
+// Drops initializers that no node (or subgraph) reads and that are not
+// graph outputs.
+int remove_unused_initializers(ir::Model& model);
+
+struct OptimizeReport {
+  // "fold_batchnorm: 3" per pass that changed something, in order.
+  std::vector<std::string> log;
+  int total = 0;
+};
+
+// The passes above in order: eliminate_identity, fold_constants,
+// fold_batchnorm, fuse_activations, remove_unused_initializers.
+OptimizeReport optimize(ir::Model& model);
+
+}  // namespace qforge::passes

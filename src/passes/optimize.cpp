@@ -1,0 +1,366 @@
+// The graph passes of qforge/passes.h. They work on the main graph; values
+// that subgraphs read count as uses, so a pass never removes or renames
+// something a subgraph needs.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "qforge/error.h"
+#include "qforge/passes.h"
+#include "qforge/session.h"
+
+namespace qforge::passes {
+namespace {
+
+constexpr const char* kMicrosoft = "com.microsoft";
+
+// Who reads each value: node indices (a node that reads a value twice is
+// listed twice), plus whether a graph output or a subgraph reads it.
+struct Uses {
+  std::unordered_map<std::string, std::vector<size_t>> readers;
+  std::unordered_set<std::string> pinned;  // graph outputs and subgraph captures
+
+  explicit Uses(const ir::Graph& g) {
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const ir::Node& n = g.nodes[i];
+      for (const std::string& in : n.inputs)
+        if (!in.empty()) readers[in].push_back(i);
+      for (const auto& [an, a] : n.attrs) {
+        std::vector<const ir::Graph*> subs;
+        if (a.g) subs.push_back(a.g.get());
+        for (const auto& sg : a.graphs) subs.push_back(sg.get());
+        for (const ir::Graph* sg : subs)
+          for (const std::string& c : sg->captured_names()) pinned.insert(c);
+      }
+    }
+    pinned.insert(g.outputs.begin(), g.outputs.end());
+    // An initializer that is also a graph input can be overridden at run
+    // time: it is not a constant.
+    pinned.insert(g.inputs.begin(), g.inputs.end());
+  }
+  // The one node that reads v, if exactly one does and nothing else needs it.
+  std::optional<size_t> sole_reader(const std::string& v) const {
+    if (pinned.count(v)) return std::nullopt;
+    auto it = readers.find(v);
+    if (it == readers.end() || it->second.size() != 1) return std::nullopt;
+    return it->second[0];
+  }
+};
+
+// Removes the nodes marked dead, keeping the order of the rest.
+void erase_nodes(ir::Graph& g, const std::vector<bool>& dead) {
+  std::vector<ir::Node> kept;
+  kept.reserve(g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!dead[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+}
+
+const Tensor* f32_initializer(const ir::Graph& g, const std::string& name) {
+  const Tensor* t = name.empty() ? nullptr : g.initializer(name);
+  return t != nullptr && t->dtype() == DType::kF32 ? t : nullptr;
+}
+
+// A name not used in the graph yet, from `base`.
+std::string fresh_name(const ir::Graph& g, const std::string& base) {
+  std::string n = base;
+  for (int i = 1; g.initializers.count(n) || g.values.count(n); ++i) n = base + "_" + std::to_string(i);
+  return n;
+}
+
+bool is_random(const ir::Node& n) {
+  return n.op_type.rfind("Random", 0) == 0 || n.op_type == "Multinomial" || n.op_type == "Bernoulli";
+}
+
+// Quantization ops stay: QDQ models keep DequantizeLinear on their integer
+// weights, which the quantized kernels recognise.
+bool keep_unfolded(const ir::Node& n) {
+  return n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear" ||
+         n.op_type == "DynamicQuantizeLinear";
+}
+
+bool has_subgraph(const ir::Node& n) {
+  for (const auto& [an, a] : n.attrs)
+    if (a.g || !a.graphs.empty()) return true;
+  return false;
+}
+
+// The scalar f32 value of an initializer, if it is one.
+std::optional<float> scalar_f32(const ir::Graph& g, const std::string& name) {
+  const Tensor* t = f32_initializer(g, name);
+  if (t == nullptr || t->numel() != 1) return std::nullopt;
+  return t->data<float>()[0];
+}
+
+}  // namespace
+
+int eliminate_identity(ir::Model& model) {
+  ir::Graph& g = model.graph;
+  const Uses uses(g);
+  std::unordered_map<std::string, std::string> alias;  // removed output -> its source
+  std::vector<bool> dead(g.nodes.size(), false);
+  int changed = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const ir::Node& n = g.nodes[i];
+    if (!n.domain.empty() || n.inputs.empty() || n.outputs.empty() || n.inputs[0].empty()) continue;
+    const bool identity = n.op_type == "Identity";
+    // Dropout in inference: no mask wanted, training_mode absent (or a
+    // constant false), so the output is the input.
+    bool dropout = n.op_type == "Dropout" && (n.outputs.size() < 2 || n.outputs[1].empty());
+    if (dropout && n.has_input(2)) {
+      const Tensor* tm = g.initializer(n.inputs[2]);
+      dropout = tm != nullptr && tm->dtype() == DType::kBool && tm->numel() == 1 && !tm->data<bool>()[0];
+    }
+    if (!identity && !dropout) continue;
+    const std::string& out = n.outputs[0];
+    if (uses.pinned.count(out)) continue;  // keeps a graph output's (or a capture's) name
+    std::string src = n.inputs[0];
+    if (auto it = alias.find(src); it != alias.end()) src = it->second;
+    alias[out] = src;
+    dead[i] = true;
+    ++changed;
+  }
+  if (changed == 0) return 0;
+  for (ir::Node& n : g.nodes)
+    for (std::string& in : n.inputs)
+      if (auto it = alias.find(in); it != alias.end()) in = it->second;
+  erase_nodes(g, dead);
+  return changed;
+}
+
+int fold_constants(ir::Model& model, int64_t max_bytes) {
+  ir::Graph& g = model.graph;
+  int changed = 0;
+  for (bool again = true; again;) {
+    again = false;
+    const Uses uses(g);
+    std::vector<bool> dead(g.nodes.size(), false);
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const ir::Node& n = g.nodes[i];
+      if (n.inputs.empty() || is_random(n) || has_subgraph(n) || keep_unfolded(n)) continue;
+      bool all_const = true;
+      for (const std::string& in : n.inputs)
+        all_const = all_const && (in.empty() || (g.initializers.count(in) && !uses.pinned.count(in)));
+      if (!all_const) continue;
+      // Outputs that are graph outputs stay produced by a node (a model
+      // whose output is a constant keeps its shape of a graph).
+      bool pinned_out = false;
+      for (const std::string& o : n.outputs) pinned_out = pinned_out || (!o.empty() && uses.pinned.count(o));
+      if (pinned_out) continue;
+      // Evaluate the node alone in a model of its own.
+      ir::Model one;
+      one.opsets = model.opsets;
+      one.ir_version = model.ir_version;
+      ir::Node copy = n;
+      one.graph.nodes.push_back(copy);
+      for (const std::string& in : n.inputs)
+        if (!in.empty()) one.graph.initializers.emplace(in, g.initializers.at(in));
+      for (const std::string& o : n.outputs)
+        if (!o.empty()) one.graph.outputs.push_back(o);
+      std::vector<Tensor> outs;
+      try {
+        ir::infer_shapes(one);
+        SessionOptions so;
+        so.threads = 1;
+        so.optimize = false;
+        so.max_tensor_bytes = max_bytes;
+        outs = Session(std::move(one), so).run({});
+      } catch (const Error&) {
+        continue;  // unsupported or failing here: left to run time, which reports it
+      }
+      size_t k = 0;
+      for (const std::string& o : n.outputs)
+        if (!o.empty()) {
+          Tensor t = outs[k++];
+          t.set_name(o);
+          g.initializers[o] = std::move(t);
+        }
+      dead[i] = true;
+      ++changed;
+      again = true;
+    }
+    erase_nodes(g, dead);
+  }
+  return changed;
+}
+
+int fold_batchnorm(ir::Model& model) {
+  ir::Graph& g = model.graph;
+  const Uses uses(g);
+  std::unordered_map<std::string, size_t> producer;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (const std::string& o : g.nodes[i].outputs)
+      if (!o.empty()) producer[o] = i;
+  std::vector<bool> dead(g.nodes.size(), false);
+  int changed = 0;
+  for (size_t bi = 0; bi < g.nodes.size(); ++bi) {
+    const ir::Node& bn = g.nodes[bi];
+    if (bn.op_type != "BatchNormalization" || !bn.domain.empty() || bn.inputs.size() < 5) continue;
+    bool extra_out = false;  // training-mode outputs (running mean/var) in use
+    for (size_t o = 1; o < bn.outputs.size(); ++o) extra_out = extra_out || !bn.outputs[o].empty();
+    if (extra_out || bn.attr_int("training_mode", 0) != 0) continue;
+    const std::string& x = bn.inputs[0];
+    auto pit = producer.find(x);
+    if (pit == producer.end() || dead[pit->second] || uses.sole_reader(x) != bi) continue;
+    ir::Node& p = g.nodes[pit->second];
+    const bool conv = p.op_type == "Conv" && p.domain.empty();
+    const bool gemm = p.op_type == "Gemm" && p.domain.empty();
+    if (!conv && !gemm) continue;
+    const Tensor* scale = f32_initializer(g, bn.inputs[1]);
+    const Tensor* shift = f32_initializer(g, bn.inputs[2]);
+    const Tensor* mean = f32_initializer(g, bn.inputs[3]);
+    const Tensor* var = f32_initializer(g, bn.inputs[4]);
+    const Tensor* w = f32_initializer(g, p.inputs.size() > 1 ? p.inputs[1] : "");
+    if (!scale || !shift || !mean || !var || !w || w->rank() < 2) continue;
+    // Output channels and where they sit in W.
+    int64_t M = 0;
+    bool trans_b = false;
+    if (conv) {
+      M = w->dim(0);
+    } else {
+      trans_b = p.attr_int("transB", 0) != 0;
+      M = trans_b ? w->dim(0) : w->dim(1);
+    }
+    if (scale->numel() != M || shift->numel() != M || mean->numel() != M || var->numel() != M) continue;
+    const Tensor* b = p.has_input(2) ? f32_initializer(g, p.inputs[2]) : nullptr;
+    if (p.has_input(2) && (b == nullptr || b->numel() != M)) continue;
+    const float alpha = gemm ? p.attr_float("alpha", 1.0f) : 1.0f;
+    const float beta = gemm ? p.attr_float("beta", 1.0f) : 1.0f;
+    const double eps = bn.attr_float("epsilon", 1e-5f);
+    // y = s * (conv(x) - mean) + shift, s = scale / sqrt(var + eps).
+    std::vector<double> s(static_cast<size_t>(M));
+    for (int64_t m = 0; m < M; ++m)
+      s[static_cast<size_t>(m)] =
+          static_cast<double>(scale->data<float>()[m]) / std::sqrt(static_cast<double>(var->data<float>()[m]) + eps);
+    Tensor w2(DType::kF32, w->shape());
+    const float* pw = w->data<float>();
+    float* pw2 = w2.data<float>();
+    const int64_t total = w->numel();
+    if (conv || trans_b) {
+      const int64_t per = total / M;
+      for (int64_t i = 0; i < total; ++i)
+        pw2[i] = static_cast<float>(pw[i] * s[static_cast<size_t>(i / per)] * alpha);
+    } else {
+      for (int64_t i = 0; i < total; ++i)
+        pw2[i] = static_cast<float>(pw[i] * s[static_cast<size_t>(i % M)] * alpha);
+    }
+    Tensor b2(DType::kF32, {M});
+    for (int64_t m = 0; m < M; ++m) {
+      const double bias = b != nullptr ? beta * static_cast<double>(b->data<float>()[m]) : 0.0;
+      b2.data<float>()[m] = static_cast<float>((bias - mean->data<float>()[m]) * s[static_cast<size_t>(m)] +
+                                               shift->data<float>()[m]);
+    }
+    const std::string wn = fresh_name(g, p.name.empty() ? "bnfold_W" : p.name + "_bnfold_W");
+    const std::string bname = fresh_name(g, p.name.empty() ? "bnfold_B" : p.name + "_bnfold_B");
+    w2.set_name(wn);
+    b2.set_name(bname);
+    g.initializers[wn] = std::move(w2);
+    g.initializers[bname] = std::move(b2);
+    p.inputs.resize(std::max<size_t>(p.inputs.size(), 3));
+    p.inputs[1] = wn;
+    p.inputs[2] = bname;
+    if (gemm) {
+      p.attrs.erase("alpha");
+      p.attrs.erase("beta");
+    }
+    p.outputs[0] = bn.outputs[0];
+    dead[bi] = true;
+    ++changed;
+  }
+  if (changed) erase_nodes(g, dead);
+  return changed;
+}
+
+int fuse_activations(ir::Model& model) {
+  ir::Graph& g = model.graph;
+  const Uses uses(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  const int64_t opset = model.opset("");
+  int changed = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    ir::Node& p = g.nodes[i];
+    const bool conv = p.op_type == "Conv" && p.domain.empty();
+    const bool gemm = p.op_type == "Gemm" && p.domain.empty();
+    if ((!conv && !gemm) || dead[i] || p.outputs.empty()) continue;
+    // f32 only: the fused ops run on f32.
+    const ir::ValueInfo* vi = g.info(p.outputs[0]);
+    if (vi == nullptr || vi->dtype != DType::kF32) continue;
+    const auto r = uses.sole_reader(p.outputs[0]);
+    if (!r || dead[*r]) continue;
+    const ir::Node& a = g.nodes[*r];
+    if (!a.domain.empty() || a.inputs.empty() || a.inputs[0] != p.outputs[0]) continue;
+    std::vector<float> params;
+    if (a.op_type == "Relu") {
+    } else if (a.op_type == "Clip" && conv) {
+      float lo = -INFINITY, hi = INFINITY;
+      if (opset < 11) {
+        lo = a.attr_float("min", opset < 6 ? -INFINITY : std::numeric_limits<float>::lowest());
+        hi = a.attr_float("max", opset < 6 ? INFINITY : std::numeric_limits<float>::max());
+      } else {
+        if (a.has_input(1)) {
+          auto v = scalar_f32(g, a.inputs[1]);
+          if (!v) continue;
+          lo = *v;
+        }
+        if (a.has_input(2)) {
+          auto v = scalar_f32(g, a.inputs[2]);
+          if (!v) continue;
+          hi = *v;
+        }
+      }
+      if (std::isnan(lo) || std::isnan(hi)) continue;
+      params = {lo, hi};
+    } else {
+      continue;
+    }
+    p.domain = kMicrosoft;
+    p.op_type = conv ? "FusedConv" : "FusedGemm";
+    p.attrs["activation"] = ir::Attribute::of(std::string(a.op_type));
+    if (!params.empty()) p.attrs["activation_params"] = ir::Attribute::of(params);
+    p.outputs[0] = a.outputs[0];
+    dead[*r] = true;
+    ++changed;
+  }
+  if (changed) {
+    erase_nodes(g, dead);
+    if (!model.opsets.count(kMicrosoft)) model.opsets[kMicrosoft] = 1;
+  }
+  return changed;
+}
+
+int remove_unused_initializers(ir::Model& model) {
+  ir::Graph& g = model.graph;
+  const Uses uses(g);
+  int changed = 0;
+  for (auto it = g.initializers.begin(); it != g.initializers.end();) {
+    if (!uses.readers.count(it->first) && !uses.pinned.count(it->first)) {
+      g.values.erase(it->first);
+      it = g.initializers.erase(it);
+      ++changed;
+    } else {
+      ++it;
+    }
+  }
+  return changed;
+}
+
+OptimizeReport optimize(ir::Model& model) {
+  OptimizeReport r;
+  auto step = [&](const char* name, int n) {
+    if (n > 0) r.log.push_back(std::string(name) + ": " + std::to_string(n));
+    r.total += n;
+  };
+  step("eliminate_identity", eliminate_identity(model));
+  step("fold_constants", fold_constants(model));
+  step("fold_batchnorm", fold_batchnorm(model));
+  step("fuse_activations", fuse_activations(model));
+  step("remove_unused_initializers", remove_unused_initializers(model));
+  return r;
+}
+
+}  // namespace qforge::passes

@@ -1,0 +1,210 @@
+// The graph passes (qforge/passes.h). References: PyTorch 1.13's output for
+// a model with BatchNormalization kept in the graph (tests/data/passes/,
+// made by scripts/make_pass_models.py), and, for the small graphs built
+// here, the same graph run without the passes (each op of which is held to
+// ONNX's backend test data by the conformance run).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "qforge/error.h"
+#include "qforge/npy.h"
+#include "qforge/passes.h"
+#include "qforge/session.h"
+
+using namespace qforge;
+
+namespace {
+
+const std::string kDataDir = std::string(QFORGE_MODELS_DIR) + "/../tests/data/passes/";
+
+int count_op(const ir::Model& m, const std::string& op) {
+  int n = 0;
+  for (const ir::Node& node : m.graph.nodes) n += node.op_type == op;
+  return n;
+}
+
+Tensor random_tensor(Shape shape, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  Tensor t(DType::kF32, std::move(shape));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
+  return t;
+}
+
+ir::Node node(std::string op, std::vector<std::string> in, std::vector<std::string> out,
+              std::string name = "") {
+  ir::Node n;
+  n.op_type = std::move(op);
+  n.inputs = std::move(in);
+  n.outputs = std::move(out);
+  n.name = name.empty() ? n.op_type + "_" + n.outputs[0] : std::move(name);
+  return n;
+}
+
+// x f32[2,3,6,6] -> Conv(W 4x3x3x3, B, pad 1) -> "c" -> (the nodes given).
+ir::Model conv_model(std::vector<ir::Node> tail, std::vector<std::string> outputs) {
+  ir::Model m;
+  m.graph.name = "g";
+  m.graph.inputs = {"x"};
+  m.graph.values["x"] = ir::ValueInfo{DType::kF32, ir::to_sym({2, 3, 6, 6}), {}};
+  m.graph.initializers["W"] = random_tensor({4, 3, 3, 3}, 1);
+  m.graph.initializers["B"] = random_tensor({4}, 2);
+  ir::Node c = node("Conv", {"x", "W", "B"}, {"c"}, "conv");
+  c.attrs["pads"] = ir::Attribute::of(std::vector<int64_t>{1, 1, 1, 1});
+  m.graph.nodes.push_back(c);
+  for (ir::Node& n : tail) m.graph.nodes.push_back(std::move(n));
+  m.graph.outputs = std::move(outputs);
+  ir::infer_shapes(m);
+  return m;
+}
+
+// Runs `m` with and without the passes; both outputs must agree.
+void expect_same_results(const ir::Model& m, float tol = 1e-5f) {
+  const Tensor x = random_tensor({2, 3, 6, 6}, 7, -2.0f, 2.0f);
+  SessionOptions plain;
+  plain.optimize = false;
+  const std::vector<Tensor> want = Session(m, plain).run({{"x", x}});
+  const std::vector<Tensor> got = Session(m).run({{"x", x}});
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t o = 0; o < want.size(); ++o) {
+    ASSERT_EQ(got[o].shape(), want[o].shape());
+    for (int64_t i = 0; i < want[o].numel(); ++i)
+      ASSERT_NEAR(got[o].data<float>()[i], want[o].data<float>()[i], tol) << "output " << o << " at " << i;
+  }
+}
+
+}  // namespace
+
+TEST(Passes, FoldsBatchNormAndFusesActivationsMatchingPyTorch) {
+  const ir::Model raw = ir::load_model(kDataDir + "convbn.onnx");
+  ASSERT_EQ(count_op(raw, "BatchNormalization"), 3);
+  ir::Model m = raw;
+  const passes::OptimizeReport r = passes::optimize(m);
+  EXPECT_EQ(count_op(m, "BatchNormalization"), 0);
+  EXPECT_EQ(count_op(m, "Cast"), 0);  // Clip's bounds, folded
+  EXPECT_EQ(count_op(m, "Relu"), 0);
+  EXPECT_EQ(count_op(m, "Clip"), 0);
+  EXPECT_EQ(count_op(m, "FusedConv"), 2);
+  EXPECT_EQ(count_op(m, "FusedGemm"), 1);
+  EXPECT_EQ(count_op(m, "Gemm"), 1);  // the head has no activation
+  EXPECT_GT(r.total, 0);
+  EXPECT_EQ(m.opset("com.microsoft"), 1);
+  // The BatchNormalization parameters and the unfolded weights are gone.
+  EXPECT_LT(m.graph.initializers.size(), raw.graph.initializers.size());
+
+  const Tensor x = read_npy(kDataDir + "convbn.input.npy");
+  const Tensor want = read_npy(kDataDir + "convbn.output.npy");
+  for (bool optimize : {false, true}) {
+    SessionOptions so;
+    so.optimize = optimize;
+    const std::vector<Tensor> y = Session(raw, so).run({{"image", x}});
+    ASSERT_EQ(y[0].shape(), want.shape());
+    for (int64_t i = 0; i < want.numel(); ++i)
+      EXPECT_NEAR(y[0].data<float>()[i], want.data<float>()[i], 1e-4f) << "optimize=" << optimize << " at " << i;
+  }
+}
+
+TEST(Passes, FusesConvWithReluAndConstantClip) {
+  {
+    ir::Model m = conv_model({node("Relu", {"c"}, {"y"})}, {"y"});
+    expect_same_results(m);
+    EXPECT_EQ(passes::fuse_activations(m), 1);
+    ASSERT_EQ(m.graph.nodes.size(), 1u);
+    EXPECT_EQ(m.graph.nodes[0].op_type, "FusedConv");
+    EXPECT_EQ(m.graph.nodes[0].domain, "com.microsoft");
+    EXPECT_EQ(m.graph.nodes[0].attr_string("activation", ""), "Relu");
+    EXPECT_EQ(m.graph.nodes[0].outputs[0], "y");
+  }
+  {
+    ir::Model m = conv_model({node("Clip", {"c", "lo", "hi"}, {"y"})}, {"y"});
+    m.graph.initializers["lo"] = Tensor::from<float>({}, {-0.5f});
+    m.graph.initializers["hi"] = Tensor::from<float>({}, {0.75f});
+    expect_same_results(m);
+    EXPECT_EQ(passes::fuse_activations(m), 1);
+    EXPECT_EQ(m.graph.nodes[0].attr_floats("activation_params"), (std::vector<float>{-0.5f, 0.75f}));
+  }
+}
+
+TEST(Passes, LeavesWhatOthersNeed) {
+  // The conv output is a graph output too: no fusion.
+  ir::Model a = conv_model({node("Relu", {"c"}, {"y"})}, {"y", "c"});
+  EXPECT_EQ(passes::fuse_activations(a), 0);
+  expect_same_results(a);
+  // Two readers of the conv output: no fusion.
+  ir::Model b = conv_model({node("Relu", {"c"}, {"y"}), node("Sigmoid", {"c"}, {"z"})}, {"y", "z"});
+  EXPECT_EQ(passes::fuse_activations(b), 0);
+  // Clip with a bound that is a graph input: not a constant, no fusion.
+  ir::Model c = conv_model({node("Clip", {"c", "lo"}, {"y"})}, {"y"});
+  c.graph.inputs.push_back("lo");
+  c.graph.values["lo"] = ir::ValueInfo{DType::kF32, ir::SymShape{}, {}};
+  EXPECT_EQ(passes::fuse_activations(c), 0);
+  // Relu after BatchNormalization whose input has a second reader: nothing
+  // folds, nothing fuses across.
+  ir::Model d = conv_model({node("BatchNormalization", {"c", "s", "t", "mu", "var"}, {"bn"}),
+                            node("Relu", {"bn"}, {"y"}), node("Neg", {"c"}, {"z"})},
+                           {"y", "z"});
+  for (const char* n : {"s", "t", "mu"}) d.graph.initializers[n] = random_tensor({4}, 3);
+  d.graph.initializers["var"] = random_tensor({4}, 4, 0.5f, 1.5f);
+  ir::infer_shapes(d);
+  EXPECT_EQ(passes::fold_batchnorm(d), 0);
+  expect_same_results(d);
+}
+
+TEST(Passes, FoldsBatchNormIntoConv) {
+  ir::Model m = conv_model({node("BatchNormalization", {"c", "s", "t", "mu", "var"}, {"y"})}, {"y"});
+  m.graph.initializers["s"] = random_tensor({4}, 3, 0.5f, 2.0f);
+  m.graph.initializers["t"] = random_tensor({4}, 4);
+  m.graph.initializers["mu"] = random_tensor({4}, 5);
+  m.graph.initializers["var"] = random_tensor({4}, 6, 0.1f, 2.0f);
+  m.graph.nodes[1].attrs["epsilon"] = ir::Attribute::of(0.01f);
+  ir::infer_shapes(m);
+  expect_same_results(m, 1e-4f);
+  ir::Model f = m;
+  EXPECT_EQ(passes::fold_batchnorm(f), 1);
+  EXPECT_EQ(count_op(f, "BatchNormalization"), 0);
+  EXPECT_EQ(f.graph.nodes[0].outputs[0], "y");
+  EXPECT_EQ(passes::remove_unused_initializers(f), 6);  // W, B, s, t, mu, var
+}
+
+TEST(Passes, FoldsConstantsButNotQuantizationOrOverridableInputs) {
+  ir::Model m = conv_model({node("Add", {"c", "k"}, {"y"})}, {"y"});
+  // k = Transpose(Wt): foldable. Then a DequantizeLinear of an int8
+  // initializer, which stays for the quantized kernels.
+  m.graph.initializers["Wt"] = random_tensor({1, 6, 6, 4}, 8);
+  ir::Node tr = node("Transpose", {"Wt"}, {"k"});
+  tr.attrs["perm"] = ir::Attribute::of(std::vector<int64_t>{0, 3, 1, 2});
+  m.graph.nodes.insert(m.graph.nodes.begin(), tr);
+  m.graph.initializers["q"] = Tensor::from<int8_t>({4}, {1, -2, 3, -4});
+  m.graph.initializers["qs"] = Tensor::from<float>({}, {0.5f});
+  m.graph.nodes.push_back(node("DequantizeLinear", {"q", "qs"}, {"dq"}));
+  m.graph.outputs.push_back("dq");
+  ir::infer_shapes(m);
+  expect_same_results(m);
+  ir::Model f = m;
+  EXPECT_EQ(passes::fold_constants(f), 1);
+  EXPECT_EQ(count_op(f, "Transpose"), 0);
+  EXPECT_EQ(count_op(f, "DequantizeLinear"), 1);
+  ASSERT_NE(f.graph.initializer("k"), nullptr);
+  EXPECT_EQ(f.graph.initializer("k")->shape(), (Shape{1, 4, 6, 6}));
+  // An initializer that is also a graph input may be replaced at run time.
+  ir::Model g = m;
+  g.graph.inputs.push_back("Wt");
+  EXPECT_EQ(passes::fold_constants(g), 0);
+}
+
+TEST(Passes, RemovesIdentityAndInferenceDropout) {
+  ir::Model m = conv_model({node("Identity", {"c"}, {"i"}), node("Dropout", {"i"}, {"d"}),
+                            node("Relu", {"d"}, {"y"}), node("Identity", {"y"}, {"out"})},
+                           {"out"});
+  expect_same_results(m);
+  EXPECT_EQ(passes::eliminate_identity(m), 2);  // the last Identity names the graph output
+  EXPECT_EQ(count_op(m, "Identity"), 1);
+  EXPECT_EQ(count_op(m, "Dropout"), 0);
+  EXPECT_EQ(m.graph.nodes[1].inputs[0], "c");
+  // Then the Relu fuses into the Conv.
+  EXPECT_EQ(passes::fuse_activations(m), 1);
+  expect_same_results(m);
+}
