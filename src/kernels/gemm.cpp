@@ -340,12 +340,13 @@ void run_gemm(const GemmJob& g, ThreadPool* pool) {
   int64_t split_m = 1, split_n = 1;
   if (threads > 1 && M * N * g.K >= kMinParallelMacs) {
     // One tile per thread (more tiles only repack more, and measured
-    // slower). Split N first, into parts of at least 128 columns: tiles that
+    // slower). Split N first, into parts of at least 64 columns: tiles that
     // split N pack disjoint parts of B and only repack the (usually smaller)
-    // A; then M, into parts of at least 64 rows.
-    split_n = std::clamp<int64_t>(threads, 1, std::min(panels_n, std::max<int64_t>(1, N / 128)));
+    // A; then M, into parts of at least 32 rows. (Convolutions of small
+    // images, e.g. 64 x 196 x 288, need the split at batch 1.)
+    split_n = std::clamp<int64_t>(threads, 1, std::min(panels_n, std::max<int64_t>(1, N / 64)));
     split_m = std::clamp<int64_t>(ceil_div(threads, split_n), 1,
-                                  std::min(panels_m, std::max<int64_t>(1, M / 64)));
+                                  std::min(panels_m, std::max<int64_t>(1, M / 32)));
   }
   // Tile (tm, tn) covers panels [panels * t / split, panels * (t + 1) / split)
   // of each dimension: whole panels, as even as they can be.
