@@ -12,7 +12,7 @@ packages=(
   cmake ninja-build g++ pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   libprotobuf-dev protobuf-compiler libonnx-dev
-  nlohmann-json3-dev libcli11-dev zlib1g-dev
+  nlohmann-json3-dev libcli11-dev zlib1g-dev libstb-dev
   libonnx-testdata dataset-fashion-mnist
 )
 if [[ "${1:-}" == "--peers" ]]; then
