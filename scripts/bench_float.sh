@@ -3,7 +3,8 @@
 # provider, fp32) on the bundled models, at batch 1 and 32 with 1 and 2
 # threads. Each pair is measured in the same run, one after the other, on the
 # same input shape; prints a Markdown table with the ratio qforge / ORT
-# (below 1 means qforge is faster).
+# (below 1 means qforge is faster). Both sides report a median: ORT over its
+# runs, qforge over 3 repetitions of Google Benchmark's timing loop.
 #
 #   scripts/bench_float.sh [SECONDS_PER_MEASUREMENT]     (default 3)
 set -euo pipefail
@@ -26,12 +27,13 @@ for spec in "fashion_cnn f32 1,28,28" "mobilenet_dw f32 3,96,96" "transformer4 i
     for threads in 1 2; do
       ort=$(node bench/peers/ort_bench.js "models/$model.onnx" "$dtype" "$batch,$sample" "$threads" "$secs")
       q=$(build-bench/bench/qforge_bench --benchmark_filter="^BM_Session/$model/batch:$batch/threads:$threads/" \
-            --benchmark_min_time="$secs" --benchmark_format=json 2>/dev/null)
+            --benchmark_min_time="$secs" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+            --benchmark_format=json 2>/dev/null)
       python3 - "$model" "$batch" "$threads" "$ort" "$q" <<'PY'
 import json, sys
 model, batch, threads, ort, q = sys.argv[1:]
 o = json.loads(ort)["ms_median"]
-b = json.loads(q)["benchmarks"][0]
+b = [r for r in json.loads(q)["benchmarks"] if r.get("aggregate_name") == "median"][0]
 qms = b["real_time"] if b["time_unit"] == "ms" else b["real_time"] / 1e6
 print(f"| {model} | {batch} | {threads} | {qms:.3f} | {o:.3f} | {qms / o:.2f} |")
 PY
