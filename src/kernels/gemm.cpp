@@ -575,6 +575,11 @@ PackedMatrix pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t 
 
 // ---- entry points ----
 
+void apply_activation(const GemmEpilogue& ep, float* y, int64_t n) {
+  if (ep.act == Epilogue::kNone) return;
+  for (int64_t i = 0; i < n; ++i) y[i] = activate(y[i], ep);
+}
+
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc, const GemmEpilogue& ep, ThreadPool* pool) {

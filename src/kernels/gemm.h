@@ -68,6 +68,11 @@ struct GemmEpilogue {
   float clip_min = 0, clip_max = 0;  // for kClip
 };
 
+// y[i] = the epilogue's activation of y[i] (its biases are not used): the
+// last step of every GEMM, for paths that compute without one (depthwise
+// convolution). Under kRelu a NaN becomes 0, as max(v, 0) does in SIMD.
+void apply_activation(const GemmEpilogue& ep, float* y, int64_t n);
+
 // C[M,N] = alpha * op(A) * op(B) + beta * C, then + bias, then activation.
 // A is M x K (K x M when trans_a), B is K x N (N x K when trans_b). beta == 0
 // means C is not read (it may hold NaN). K == 0 (or alpha == 0) gives beta * C

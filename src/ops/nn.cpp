@@ -146,19 +146,6 @@ NN_INLINE T row_max(const T* x, int64_t n) {
   return m;
 }
 
-template <typename T>
-NN_INLINE T sum_of(const T* x, int64_t n) {
-  constexpr int64_t L = 16;
-  T acc[L] = {};
-  int64_t i = 0;
-  for (; i + L <= n; i += L)
-    for (int64_t j = 0; j < L; ++j) acc[j] += x[i + j];
-  T s = 0;
-  for (int64_t j = 0; j < L; ++j) s += acc[j];
-  for (; i < n; ++i) s += x[i];
-  return s;
-}
-
 // y[i] = e^(x[i] - m): a plain loop, so that it vectorises.
 template <typename T>
 NN_INLINE void exp_shifted(const T* x, T* y, int64_t n, T m) {

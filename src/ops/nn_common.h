@@ -49,6 +49,20 @@ void run_vectorized(const F& f) {
   f();
 }
 
+// x[0] + ... + x[n-1], in 16 partial sums so that the loop vectorises.
+template <typename T>
+NN_INLINE T sum_of(const T* x, int64_t n) {
+  constexpr int64_t L = 16;
+  T acc[L] = {};
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    for (int64_t j = 0; j < L; ++j) acc[j] += x[i + j];
+  T s = 0;
+  for (int64_t j = 0; j < L; ++j) s += acc[j];
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
+
 template <class F>
 void dispatch_float(DType dt, const ir::Node& node, const char* what, F&& f) {
   if (dt == DType::kF32) f(float{});
@@ -71,12 +85,10 @@ inline int64_t grain_for(int64_t per_item, int64_t work = 1 << 15) {
 
 // The activation of a com.microsoft FusedConv or FusedGemm node (attribute
 // "activation": "Relu", or "Clip" with activation_params [min, max]) as a
-// GEMM epilogue; kNone for the plain ops. fused_activation_check says why a
-// node's activation can't run ("" if it can). Defined in nn_conv.cpp.
+// GEMM epilogue (kernels::apply_activation applies it outside a GEMM); kNone
+// for the plain ops. fused_activation_check says why a node's activation
+// can't run ("" if it can). Defined in nn_conv.cpp.
 kernels::GemmEpilogue fused_activation(const ir::Node& node);
 std::string fused_activation_check(const ir::Node& node);
-// y[i] = act(y[i]) for the epilogue's activation (NaN -> 0 under Relu, as
-// the GEMM epilogue does).
-void apply_activation(const kernels::GemmEpilogue& act, float* y, int64_t n);
 
 }  // namespace qforge::ops::nn_detail

@@ -321,7 +321,7 @@ void depthwise_run(const ConvGeom& g, const float* x, const float* w, const floa
       if (p.sw == 1) run_vectorized([&]() NN_LAMBDA { dw_plane<1>(p, xp, wp, bv, yp, pad); });
       else if (p.sw == 2) run_vectorized([&]() NN_LAMBDA { dw_plane<2>(p, xp, wp, bv, yp, pad); });
       else run_vectorized([&]() NN_LAMBDA { dw_plane<0>(p, xp, wp, bv, yp, pad); });
-      apply_activation(act, yp, g.out_size);  // while the plane is in cache
+      kernels::apply_activation(act, yp, g.out_size);  // while the plane is in cache
     }
   });
 }
@@ -761,15 +761,6 @@ std::string fused_activation_check(const ir::Node& node) {
     return e.problem() + " (qforge fuses " + (e.expected().empty() ? "Relu or Clip" : e.expected()) + ")";
   }
   return {};
-}
-
-void apply_activation(const kernels::GemmEpilogue& act, float* y, int64_t n) {
-  if (act.act == kernels::Epilogue::kRelu) {
-    for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-  } else if (act.act == kernels::Epilogue::kClip) {
-    const float lo = act.clip_min, hi = act.clip_max;
-    for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i], lo), hi);
-  }
 }
 
 }  // namespace nn_detail

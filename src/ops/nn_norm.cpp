@@ -38,19 +38,6 @@ std::vector<double> as_doubles(const Tensor& t, const ir::Node& node, const char
 // ---- vector helpers ----
 
 template <typename T>
-NN_INLINE T sum_of(const T* x, int64_t n) {
-  constexpr int64_t L = 16;
-  T acc[L] = {};
-  int64_t i = 0;
-  for (; i + L <= n; i += L)
-    for (int64_t j = 0; j < L; ++j) acc[j] += x[i + j];
-  T s = 0;
-  for (int64_t j = 0; j < L; ++j) s += acc[j];
-  for (; i < n; ++i) s += x[i];
-  return s;
-}
-
-template <typename T>
 NN_INLINE T centred_sq_sum(const T* x, int64_t n, T mean) {
   constexpr int64_t L = 16;
   T acc[L] = {};
