@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "qforge/data.h"
+#include "test_util.h"
 #include "qforge/npy.h"
 #include "qforge/onnx_tensor.h"
 #include "qforge/session.h"
@@ -75,23 +76,14 @@ void expect_error(const std::function<void()>& fn, Errc code,
   }
 }
 
-class TempDir : public ::testing::Test {
+// A temporary directory whose path() also creates the parent folders.
+class TempDir : public test::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "qforge_data_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << "can't make a temporary directory from " << tmpl;
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    if (!dir_.empty()) fs::remove_all(dir_, ec);
-  }
   std::string path(const std::string& name) const {
     const fs::path p = fs::path(dir_) / name;
     fs::create_directories(p.parent_path());
     return p.string();
   }
-  std::string dir_;
 };
 
 // Every tensor of a sample or batch, by name.

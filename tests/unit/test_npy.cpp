@@ -25,6 +25,7 @@
 #include <gtest/gtest.h>
 
 #include "qforge/npy.h"
+#include "test_util.h"
 #include "qforge/quant.h"
 
 namespace qforge {
@@ -32,24 +33,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class Npy : public ::testing::Test {
+class Npy : public test::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "qforge_npy_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << "can't make a temporary directory from " << tmpl;
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    if (!dir_.empty()) fs::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
   std::vector<std::string> listing() const {
     std::vector<std::string> v;
     for (const auto& e : fs::directory_iterator(dir_)) v.push_back(e.path().filename().string());
     return v;
   }
-  std::string dir_;
 };
 
 std::string read_bytes(const std::string& p) {

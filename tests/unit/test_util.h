@@ -1,7 +1,10 @@
 // Shared helpers for the unit tests.
 #pragma once
 
+#include <stdlib.h>  // mkdtemp
+
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
@@ -56,5 +59,23 @@ inline std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t s
   for (auto& x : v) x = d(rng);
   return v;
 }
+
+// A fixture with a fresh temporary directory per test (dir_), removed with
+// everything in it afterwards.
+class TempDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "qforge_test_XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << "can't make a temporary directory from " << tmpl;
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  // dir_/name (no directory is created).
+  std::string path(const std::string& name) const { return (std::filesystem::path(dir_) / name).string(); }
+  std::string dir_;
+};
 
 }  // namespace qforge::test
