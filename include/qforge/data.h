@@ -184,6 +184,8 @@ class CalibrationDataReader {
   // Starts again from the first batch, for calibration methods that make
   // more than one pass. The default throws Error(kUnsupported).
   virtual void rewind();
+  // How many batches a pass yields, or -1 if unknown (for progress bars).
+  virtual int64_t num_batches() const { return -1; }
 };
 
 // Model input name <- dataset tensor name. Empty: every tensor, as named.

@@ -5,6 +5,7 @@
 // threads may call it at once.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -58,6 +59,13 @@ class Session {
   // (Error naming the input on a mismatch). With `profile`, each node's time
   // is recorded.
   std::vector<Tensor> run(const NamedTensors& inputs, RunProfile* profile = nullptr) const;
+
+  // Called with each input of the main graph and then, in execution order,
+  // each value a node of the main graph produces (not values inside
+  // subgraphs), while it is alive: a calibrator sees every activation
+  // without the run keeping them all.
+  using ValueTap = std::function<void(const std::string& name, const Tensor& value)>;
+  std::vector<Tensor> run(const NamedTensors& inputs, RunProfile* profile, const ValueTap& tap) const;
 
   const std::vector<IoInfo>& inputs() const;
   const std::vector<IoInfo>& outputs() const;

@@ -167,6 +167,7 @@ class DatasetReader final : public CalibrationDataReader {
     return out;
   }
   void rewind() override { batcher_.rewind(); }
+  int64_t num_batches() const override { return batcher_.num_batches(); }
 
  private:
   Batcher batcher_;

@@ -151,6 +151,7 @@ class BufferPool {
 struct RunState {
   BufferPool pool;
   RunProfile* profile = nullptr;
+  const Session::ValueTap* tap = nullptr;  // main graph only
   ThreadPool* threads = nullptr;
   int64_t max_bytes = 0;
 };
@@ -226,6 +227,10 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
   // A subgraph may take fewer inputs than it declares (Loop's optional ones).
   for (size_t i = 0; i < plan.inputs.size() && i < inputs.size(); ++i)
     f.slots[static_cast<size_t>(plan.inputs[i])] = inputs[i];
+  const Session::ValueTap* tap = parent ? nullptr : rs.tap;
+  if (tap)
+    for (size_t i = 0; i < plan.inputs.size() && i < inputs.size(); ++i)
+      (*tap)(plan.graph->inputs[i], inputs[i]);
 
   for (const Step& st : plan.steps) {
     std::vector<const Tensor*> in;
@@ -259,6 +264,7 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
             Errc::kInternal, st.node->describe(),
             "did not produce output " + std::to_string(i) + " ('" + st.node->outputs[i] + "')");
       f.slots[static_cast<size_t>(s)] = std::move(o);
+      if (tap) (*tap)(st.node->outputs[i], f.slots[static_cast<size_t>(s)]);
     }
     for (int s : st.dead_after) rs.pool.release(f.slots[static_cast<size_t>(s)]);
   }
@@ -337,6 +343,11 @@ const std::vector<IoInfo>& Session::outputs() const { return impl_->outputs; }
 const ir::Model& Session::model() const { return *impl_->model; }
 
 std::vector<Tensor> Session::run(const NamedTensors& inputs, RunProfile* profile) const {
+  return run(inputs, profile, ValueTap{});
+}
+
+std::vector<Tensor> Session::run(const NamedTensors& inputs, RunProfile* profile,
+                                 const ValueTap& tap) const {
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<Tensor> ordered(impl_->inputs.size());
   std::unordered_map<std::string, int64_t> symbols;  // symbolic dim -> size bound in this run
@@ -380,6 +391,7 @@ std::vector<Tensor> Session::run(const NamedTensors& inputs, RunProfile* profile
 
   RunState rs;
   rs.profile = profile;
+  rs.tap = tap ? &tap : nullptr;
   rs.threads = impl_->pool;
   rs.max_bytes = impl_->options.max_tensor_bytes;
   if (profile) *profile = RunProfile{};

@@ -17,5 +17,6 @@ Command add_doctor(CLI::App& app);
 Command add_roundtrip(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_run(CLI::App& app);
+Command add_quantize(CLI::App& app);
 
 }  // namespace qforge::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
       qforge::cli::add_roundtrip(app),
       qforge::cli::add_inspect(app),
       qforge::cli::add_run(app),
+      qforge::cli::add_quantize(app),
   };
   try {
     app.parse(argc, argv);

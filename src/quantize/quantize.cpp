@@ -1,0 +1,784 @@
+// quantize_model: prepare, choose, calibrate, convert (see qforge/quantize.h).
+//
+// The QDQ form follows ONNX Runtime's quantizer, so that its QDQ fusions
+// (and qforge's own, passes::fuse_qdq) find the groups they expect:
+//  * a quantized activation T gets one QuantizeLinear -> DequantizeLinear
+//    pair; its producer writes "T_prequant" and the DequantizeLinear writes
+//    T, so every reader, float or not, and a graph output keep their name;
+//  * weights are stored as integers (s8 symmetric in [-127, 127], per output
+//    channel by default) behind a DequantizeLinear, and a bias as int32 with
+//    scale = input scale x weight scale and zero point 0;
+//  * Relu, and Clip from 0, right after a quantized Conv/Gemm/MatMul/Add are
+//    dropped when the output's zero point is the bottom of the integer range:
+//    quantization then clamps exactly as they did;
+//  * shape ops and MaxPool take the parameters of their input, so the
+//    runtime can run them on the integers.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "qforge/error.h"
+#include "qforge/passes.h"
+#include "qforge/quant.h"
+#include "qforge/quantize.h"
+#include "qforge/session.h"
+
+namespace qforge {
+namespace {
+
+// ---------------------------------------------------------------- op rules
+
+enum class Role {
+  kWeighted,     // Conv, ConvTranspose, Gemm, MatMul: activation, weight, bias
+  kBinary,       // Add, Mul: two inputs, each an activation or a constant
+  kObserved,     // quantized input(s) and an output with its own range
+  kPassthrough,  // output takes input 0's parameters (shape ops, MaxPool)
+  kActivation,   // Relu, Clip: absorbed into the producer when exact
+  kGather,       // embeddings: the table is a weight, indices stay integers
+};
+
+struct OpRule {
+  Role role;
+  bool all_inputs = false;  // kObserved: every input (Concat), else input 0
+  bool qforge_int = false;  // qforge runs the QDQ group with an integer kernel
+  bool ort_int = false;     // so does ONNX Runtime's CPU provider
+};
+
+const std::map<std::string, OpRule>& op_rules() {
+  static const std::map<std::string, OpRule> rules = {
+      {"Conv", {Role::kWeighted, false, true, true}},
+      {"ConvTranspose", {Role::kWeighted, false, false, true}},
+      {"Gemm", {Role::kWeighted, false, true, true}},
+      {"MatMul", {Role::kWeighted, false, true, true}},
+      {"Add", {Role::kBinary, false, true, true}},
+      {"Mul", {Role::kBinary, false, true, true}},
+      {"Concat", {Role::kObserved, true, true, true}},
+      {"AveragePool", {Role::kObserved, false, true, true}},
+      {"GlobalAveragePool", {Role::kObserved, false, true, true}},
+      {"Sigmoid", {Role::kObserved, false, true, true}},
+      {"LeakyRelu", {Role::kObserved, false, true, true}},
+      {"HardSigmoid", {Role::kObserved, false, false, false}},
+      {"HardSwish", {Role::kObserved, false, false, false}},
+      {"Softmax", {Role::kObserved, false, false, true}},
+      {"LayerNormalization", {Role::kObserved, false, false, false}},
+      {"Resize", {Role::kObserved, false, false, true}},
+      {"MaxPool", {Role::kPassthrough, false, true, true}},
+      {"Reshape", {Role::kPassthrough, false, true, true}},
+      {"Transpose", {Role::kPassthrough, false, true, true}},
+      {"Flatten", {Role::kPassthrough, false, true, true}},
+      {"Squeeze", {Role::kPassthrough, false, true, true}},
+      {"Unsqueeze", {Role::kPassthrough, false, true, true}},
+      {"Slice", {Role::kPassthrough, false, true, true}},
+      {"Relu", {Role::kActivation, false, true, true}},
+      {"Clip", {Role::kActivation, false, true, true}},
+      {"Gather", {Role::kGather, false, true, true}},
+  };
+  return rules;
+}
+
+bool dynamic_op(const std::string& op) {
+  return op == "MatMul" || op == "Gemm" || op == "Conv";
+}
+
+// ---------------------------------------------------------------- helpers
+
+struct Settings {
+  QuantMode mode;
+  DType activation_type, weight_type;
+  bool per_channel;
+  CalibMethod method;
+};
+
+Settings settings_for(const QuantConfig& c, const ir::Node& n) {
+  Settings s{c.mode, c.activation_type, c.weight_type, c.per_channel, c.method};
+  auto apply = [&](const QuantOverride& o) {
+    if (o.mode) s.mode = *o.mode;
+    if (o.activation_type) s.activation_type = *o.activation_type;
+    if (o.weight_type) s.weight_type = *o.weight_type;
+    if (o.per_channel) s.per_channel = *o.per_channel;
+    if (o.method) s.method = *o.method;
+  };
+  if (auto it = c.op_type_overrides.find(n.op_type); it != c.op_type_overrides.end()) apply(it->second);
+  if (auto it = c.node_overrides.find(n.name); it != c.node_overrides.end()) apply(it->second);
+  return s;
+}
+
+bool is_f32(const ir::Graph& g, const std::string& v) {
+  if (const Tensor* t = g.initializer(v)) return t->dtype() == DType::kF32;
+  const ir::ValueInfo* vi = g.info(v);
+  return vi && vi->dtype && *vi->dtype == DType::kF32;
+}
+
+// Names not yet used in the graph.
+class Namer {
+ public:
+  explicit Namer(const ir::Graph& g) {
+    for (const auto& n : g.nodes) {
+      used_.insert(n.name);
+      for (const auto& v : n.inputs) used_.insert(v);
+      for (const auto& v : n.outputs) used_.insert(v);
+    }
+    for (const auto& [k, v] : g.initializers) used_.insert(k);
+    used_.insert(g.inputs.begin(), g.inputs.end());
+    used_.insert(g.outputs.begin(), g.outputs.end());
+  }
+  std::string operator()(const std::string& base) {
+    std::string n = base;
+    for (int i = 1; used_.count(n); ++i) n = base + "_" + std::to_string(i);
+    used_.insert(n);
+    return n;
+  }
+
+ private:
+  std::unordered_set<std::string> used_;
+};
+
+Tensor scalar_f32(float v) { return Tensor::from<float>({}, {v}); }
+
+Tensor zero_points(const QuantParams& p, bool per_axis) {
+  const Shape shape = per_axis ? Shape{static_cast<int64_t>(p.zero_point.size())} : Shape{};
+  Tensor t(p.dtype == DType::kI32 ? DType::kI32 : p.dtype, shape);
+  for (size_t i = 0; i < p.zero_point.size(); ++i) {
+    switch (t.dtype()) {
+      case DType::kU8: t.data<uint8_t>()[i] = static_cast<uint8_t>(p.zero_point[i]); break;
+      case DType::kI8: t.data<int8_t>()[i] = static_cast<int8_t>(p.zero_point[i]); break;
+      default: t.data<int32_t>()[i] = p.zero_point[i]; break;
+    }
+  }
+  return t;
+}
+
+Tensor scales(const QuantParams& p, bool per_axis) {
+  if (!per_axis) return scalar_f32(p.scale[0]);
+  return Tensor::from<float>({static_cast<int64_t>(p.scale.size())}, p.scale);
+}
+
+ir::Node make_node(std::string name, std::string op, std::vector<std::string> in,
+                   std::vector<std::string> out) {
+  ir::Node n;
+  n.name = std::move(name);
+  n.op_type = std::move(op);
+  n.inputs = std::move(in);
+  n.outputs = std::move(out);
+  return n;
+}
+
+QuantSpec activation_spec(const QuantConfig& c, DType t) {
+  QuantSpec s;
+  s.dtype = t;
+  s.symmetric = c.symmetric_activations;
+  return s;
+}
+
+std::unique_ptr<Observer> make_observer(const QuantConfig& c, CalibMethod m, const QuantSpec& spec) {
+  switch (m) {
+    case CalibMethod::kMinMax: return std::make_unique<MinMaxObserver>(spec);
+    case CalibMethod::kMovingAverage:
+      return std::make_unique<MovingAverageMinMaxObserver>(spec, c.averaging_constant);
+    case CalibMethod::kEntropy:
+    case CalibMethod::kPercentile:
+    case CalibMethod::kMse: {
+      HistogramOptions o;
+      o.method = m == CalibMethod::kEntropy      ? RangeMethod::kEntropy
+                 : m == CalibMethod::kPercentile ? RangeMethod::kPercentile
+                                                 : RangeMethod::kMse;
+      o.bins = c.histogram_bins;
+      o.percentile = c.percentile;
+      return std::make_unique<HistogramObserver>(spec, o);
+    }
+  }
+  throw Error(Errc::kInternal, "calibration", "unknown method");
+}
+
+// ---------------------------------------------------------------- the quantizer
+
+struct Plan {
+  ir::Model model;  // prepared
+  std::vector<QuantMode> mode;       // per node of model.graph
+  std::vector<Settings> settings;    // per node
+  std::vector<std::string> reason;   // why float
+  std::map<std::string, DType> act_type;  // activation tensors to quantize -> type
+  std::map<std::string, CalibMethod> act_method;
+  std::map<std::string, std::string> shares;  // passthrough output -> input it takes params from
+};
+
+// Which activation tensors a static node quantizes (inputs, then outputs).
+void static_tensors(const ir::Graph& g, const ir::Node& n, const OpRule& rule, std::vector<std::string>& ins,
+                    std::vector<std::string>& outs) {
+  auto act = [&](int i) {
+    if (n.has_input(i) && !g.initializer(n.inputs[static_cast<size_t>(i)]) &&
+        is_f32(g, n.inputs[static_cast<size_t>(i)]))
+      ins.push_back(n.inputs[static_cast<size_t>(i)]);
+  };
+  switch (rule.role) {
+    case Role::kWeighted:
+      act(0);
+      if (n.op_type == "MatMul" || n.op_type == "Gemm") act(1);
+      break;
+    case Role::kBinary: act(0); act(1); break;
+    case Role::kObserved:
+      if (rule.all_inputs)
+        for (int i = 0; i < n.num_inputs(); ++i) act(i);
+      else
+        act(0);
+      break;
+    case Role::kPassthrough:
+    case Role::kActivation: act(0); break;
+    case Role::kGather:
+      if (!g.initializer(n.inputs[0])) act(0);
+      break;
+  }
+  if (rule.role != Role::kGather || !g.initializer(n.inputs[0]))
+    if (!n.outputs.empty() && !n.outputs[0].empty() && is_f32(g, n.outputs[0])) outs.push_back(n.outputs[0]);
+}
+
+// Weighted ops need their weight as a float initializer to be quantized
+// ahead of time (a MatMul of two activations quantizes both as activations).
+bool weight_is_constant(const ir::Graph& g, const ir::Node& n) {
+  if (!n.has_input(1)) return false;
+  const Tensor* w = g.initializer(n.inputs[1]);
+  return w && w->dtype() == DType::kF32;
+}
+
+Plan choose(const ir::Model& model, const QuantConfig& c, QuantizeReport& rep) {
+  Plan p{model, {}, {}, {}, {}, {}, {}};
+  ir::Model& m = p.model;
+  const passes::OptimizeReport o = [&] {
+    passes::OptimizeReport r;
+    auto step = [&](const char* name, int n) {
+      if (n) r.log.push_back(std::string(name) + ": " + std::to_string(n));
+    };
+    step("eliminate_identity", passes::eliminate_identity(m));
+    step("fold_constants", passes::fold_constants(m));
+    step("fold_batchnorm", passes::fold_batchnorm(m));
+    step("remove_unused_initializers", passes::remove_unused_initializers(m));
+    return r;
+  }();
+  rep.prepare_log = o.log;
+  ir::infer_shapes(m);
+  const ir::Graph& g = m.graph;
+  const auto& rules = op_rules();
+  const std::set<std::string> excluded(c.exclude.begin(), c.exclude.end());
+  const std::set<std::string> only(c.op_types.begin(), c.op_types.end());
+  std::unordered_set<std::string> quantized;  // activation tensors quantized so far
+  std::unordered_map<std::string, int> readers;
+  for (const auto& n : g.nodes)
+    for (const auto& v : n.inputs) ++readers[v];
+
+  for (const ir::Node& n : g.nodes) {
+    Settings s = settings_for(c, n);
+    std::string why;
+    auto rit = rules.find(n.op_type);
+    bool touches_float = false;
+    for (const auto& v : n.inputs) touches_float = touches_float || (!v.empty() && is_f32(g, v));
+    for (const auto& v : n.outputs) touches_float = touches_float || (!v.empty() && is_f32(g, v));
+    if (!touches_float) why = "no float32 tensor (shape or index arithmetic)";
+    else if (!n.domain.empty() && n.domain != "ai.onnx") why = "domain '" + n.domain + "' is not quantized";
+    else if (excluded.count(n.name)) why = "excluded by name";
+    else if (excluded.count(n.op_type)) why = "op type excluded";
+    else if (!only.empty() && !only.count(n.op_type)) why = "op type not in the config's op_types";
+    else if (s.mode == QuantMode::kFloat) why = "config says float";
+    else if (s.mode == QuantMode::kDynamic) {
+      if (!dynamic_op(n.op_type)) why = "dynamic quantization covers MatMul, Gemm and Conv";
+      else if (!weight_is_constant(g, n)) why = "weight is not a constant";
+      else if (!is_f32(g, n.inputs[0])) why = "input is not float32";
+      else if (n.op_type == "Gemm" && n.attr_int("transA", 0) != 0) why = "Gemm with transA is not quantized";
+      else if (n.op_type == "MatMul" && g.initializer(n.inputs[1])->rank() != 2)
+        why = "MatMul weight is not 2-D";
+      else if (n.op_type == "Conv" && c.target == QuantTarget::kOnnxRuntime && s.weight_type != DType::kU8) {
+        // ONNX Runtime's CPU ConvInteger takes u8 weights with one zero point.
+        s.weight_type = DType::kU8;
+        s.per_channel = false;
+        rep.notes.push_back(n.describe() +
+                            ": ONNX Runtime's ConvInteger takes only u8 weights with one zero point, "
+                            "so its weights are u8 per tensor");
+      }
+    } else if (rit == rules.end()) {
+      why = "no quantized form of " + n.op_type;
+    } else {
+      const OpRule& r = rit->second;
+      const bool has_int = c.target == QuantTarget::kQforge ? r.qforge_int : r.ort_int;
+      if (!has_int)
+        why = std::string(c.target == QuantTarget::kQforge ? "qforge" : "ONNX Runtime") +
+              " has no integer kernel for " + n.op_type;
+      else if (n.inputs.empty() || !is_f32(g, n.inputs[0]) || n.outputs.empty() || !is_f32(g, n.outputs[0]))
+        why = "not a float32 node";
+      else if (r.role == Role::kPassthrough || r.role == Role::kActivation) {
+        if (!quantized.count(n.inputs[0])) why = "its input is not quantized";
+      } else if (r.role == Role::kGather && !g.initializer(n.inputs[0]) && !quantized.count(n.inputs[0]))
+        why = "its input is not quantized";
+      else if (r.role == Role::kWeighted && n.op_type == "ConvTranspose" && !weight_is_constant(g, n))
+        why = "weight is not a constant";
+      else if (n.op_type == "Gemm" && n.attr_int("transA", 0) != 0)
+        why = "Gemm with transA is not quantized";
+      else if (n.op_type == "Clip") {
+        // Clip's bounds must be constants for it to become a range.
+        for (int i = 1; i < 3; ++i)
+          if (n.has_input(i) && !g.initializer(n.inputs[static_cast<size_t>(i)])) why = "Clip bounds are not constants";
+      }
+    }
+    const QuantMode mode = why.empty() ? s.mode : QuantMode::kFloat;
+    p.mode.push_back(mode);
+    p.settings.push_back(s);
+    p.reason.push_back(why);
+    if (mode != QuantMode::kStatic) continue;
+    const OpRule& r = rules.at(n.op_type);
+    std::vector<std::string> ins, outs;
+    static_tensors(g, n, r, ins, outs);
+    for (const auto& t : ins) {
+      p.act_type.emplace(t, s.activation_type);
+      p.act_method.emplace(t, s.method);
+      quantized.insert(t);
+    }
+    for (const auto& t : outs) {
+      if (r.role == Role::kPassthrough || r.role == Role::kGather) p.shares[t] = n.inputs[0];
+      p.act_type.emplace(t, s.activation_type);
+      p.act_method.emplace(t, s.method);
+      quantized.insert(t);
+    }
+  }
+  return p;
+}
+
+// Observed tensors: the quantized ones that don't share their input's parameters.
+std::vector<std::string> observed_tensors(const Plan& p) {
+  std::vector<std::string> v;
+  for (const auto& [t, ty] : p.act_type)
+    if (!p.shares.count(t)) v.push_back(t);
+  return v;
+}
+
+class Converter {
+ public:
+  Converter(Plan& p, const QuantConfig& c, const std::map<std::string, MinMax>& ranges)
+      : p_(p), c_(c), g_(p.model.graph), name_(p.model.graph), ranges_(ranges) {}
+
+  // Rewrites p.model.graph; fills how / reason per node in `decisions`.
+  void run(std::vector<NodeDecision>& decisions);
+
+ private:
+  const QuantParams& act_params(const std::string& t);
+  std::string constant(const std::string& w, const QuantSpec& spec, std::vector<ir::Node>& out,
+                       const Tensor* value = nullptr, const std::string& key_extra = {});
+  std::string bias(const std::string& b, const QuantParams& x, const QuantParams& w,
+                   std::vector<ir::Node>& out);
+  void static_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out);
+  std::string dynamic_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out);
+  void quantize_outputs(ir::Node& n, std::vector<ir::Node>& out);
+  bool absorb(size_t i);
+  std::string input(const std::string& v) const {
+    auto it = renamed_.find(v);
+    return it == renamed_.end() ? v : it->second;
+  }
+
+  Plan& p_;
+  const QuantConfig& c_;
+  ir::Graph& g_;
+  Namer name_;
+  const std::map<std::string, MinMax>& ranges_;
+  std::map<std::string, QuantParams> params_;         // activation tensor -> params
+  std::map<std::string, QuantParams> const_params_;   // DequantizeLinear output of a constant -> params
+  std::map<std::string, std::string> const_cache_;    // constant + spec -> its DequantizeLinear output
+  std::map<std::string, std::string> renamed_;        // quantized graph input -> its DequantizeLinear output
+  std::unordered_set<std::string> emitted_;
+};
+
+const QuantParams& Converter::act_params(const std::string& t) {
+  if (auto it = params_.find(t); it != params_.end()) return it->second;
+  QuantParams qp;
+  if (auto s = p_.shares.find(t); s != p_.shares.end()) {
+    qp = act_params(s->second);
+  } else {
+    auto r = ranges_.find(t);
+    if (r == ranges_.end()) throw Error(Errc::kInternal, "tensor '" + t + "'", "has no calibrated range");
+    qp = choose_params(activation_spec(c_, p_.act_type.at(t)), r->second.min, r->second.max,
+                       "activation '" + t + "'");
+  }
+  return params_.emplace(t, qp).first->second;
+}
+
+// A constant stored as integers behind a DequantizeLinear; returns the
+// DequantizeLinear's output. `value` replaces the initializer's own value
+// (a transposed or scaled weight).
+std::string Converter::constant(const std::string& w, const QuantSpec& spec, std::vector<ir::Node>& out,
+                                const Tensor* value, const std::string& key_extra) {
+  const std::string key = w + "|" + std::to_string(spec.axis) + "|" + std::string(dtype_name(spec.dtype)) + "|" +
+                          (spec.symmetric ? "s" : "a") + key_extra;
+  if (auto it = const_cache_.find(key); it != const_cache_.end()) return it->second;
+  const Tensor& wt = value ? *value : *g_.initializer(w);
+  const QuantParams qp = choose_params_for(wt, spec);
+  const Tensor q = quantize(wt, qp);
+  const bool per_axis = spec.axis >= 0;
+  const std::string qn = name_(w + "_quantized");
+  const std::string sn = name_(w + "_scale");
+  const std::string zn = name_(w + "_zero_point");
+  const std::string dq = name_(w + "_dequantized");
+  g_.initializers[qn] = Tensor::view(q.dtype(), q.shape(), q.storage());
+  g_.initializers[sn] = scales(qp, per_axis);
+  g_.initializers[zn] = zero_points(qp, per_axis);
+  ir::Node d = make_node(name_(w + "_DequantizeLinear"), "DequantizeLinear", {qn, sn, zn}, {dq});
+  if (per_axis) d.attrs["axis"] = ir::Attribute::of(int64_t{spec.axis});
+  out.push_back(std::move(d));
+  const_params_[dq] = qp;
+  const_cache_[key] = dq;
+  return dq;
+}
+
+// A 1-D bias as int32 with scale x_scale * w_scale[c] and zero point 0.
+std::string Converter::bias(const std::string& b, const QuantParams& x, const QuantParams& w,
+                            std::vector<ir::Node>& out) {
+  const Tensor& bt = *g_.initializer(b);
+  QuantParams qp;
+  qp.dtype = DType::kI32;
+  qp.axis = w.scale.size() > 1 ? 0 : -1;
+  for (float ws : w.scale) qp.scale.push_back(x.scale[0] * ws);
+  qp.zero_point.assign(qp.scale.size(), 0);
+  if (qp.axis < 0 && bt.numel() != 1) {
+    // One weight scale for the whole tensor: still one scale for the bias.
+  }
+  for (float& s : qp.scale)
+    if (!(s > 0 && std::isfinite(s))) s = std::numeric_limits<float>::min();
+  const Tensor q = quantize(bt, qp);
+  const bool per_axis = qp.axis >= 0;
+  const std::string qn = name_(b + "_quantized");
+  const std::string sn = name_(b + "_scale");
+  const std::string zn = name_(b + "_zero_point");
+  const std::string dq = name_(b + "_dequantized");
+  g_.initializers[qn] = Tensor::view(q.dtype(), q.shape(), q.storage());
+  g_.initializers[sn] = scales(qp, per_axis);
+  g_.initializers[zn] = zero_points(qp, per_axis);
+  ir::Node d = make_node(name_(b + "_DequantizeLinear"), "DequantizeLinear", {qn, sn, zn}, {dq});
+  if (per_axis) d.attrs["axis"] = ir::Attribute::of(int64_t{0});
+  out.push_back(std::move(d));
+  return dq;
+}
+
+// Relu, or Clip from 0, whose input is the sole output of a quantized
+// Conv/Gemm/MatMul/Add read by nothing else, and whose own output's zero
+// point is the bottom of the range: quantization clamps as it did.
+bool Converter::absorb(size_t i) {
+  const ir::Node& r = g_.nodes[i];
+  if (p_.mode[i] != QuantMode::kStatic || (r.op_type != "Relu" && r.op_type != "Clip")) return false;
+  const std::string& t = r.inputs[0];
+  size_t producer = g_.nodes.size();
+  int reads = 0;
+  for (size_t j = 0; j < g_.nodes.size(); ++j) {
+    for (const auto& o : g_.nodes[j].outputs)
+      if (o == t) producer = j;
+    for (const auto& v : g_.nodes[j].inputs) reads += v == t;
+  }
+  if (producer == g_.nodes.size() || p_.mode[producer] != QuantMode::kStatic || reads != 1) return false;
+  const std::string& pop = g_.nodes[producer].op_type;
+  if (pop != "Conv" && pop != "Gemm" && pop != "MatMul" && pop != "Add") return false;
+  if (std::count(g_.outputs.begin(), g_.outputs.end(), t)) return false;
+  const QuantParams& y = act_params(r.outputs[0]);
+  if (y.zero_point[0] != y.qmin()) return false;
+  if (r.op_type == "Clip") {
+    auto bound = [&](int k, float dflt) {
+      if (r.has_input(k)) return g_.initializer(r.inputs[static_cast<size_t>(k)])->data<float>()[0];
+      if (r.has_attr(k == 1 ? "min" : "max")) return r.attr_float(k == 1 ? "min" : "max", dflt);
+      return dflt;
+    };
+    const float lo = bound(1, -std::numeric_limits<float>::infinity());
+    const float hi = bound(2, std::numeric_limits<float>::infinity());
+    if (lo != 0.0f || dequantize_value(static_cast<int32_t>(y.qmax()), y.scale[0], y.zero_point[0]) > hi)
+      return false;
+  }
+  // The producer writes the activation's output directly.
+  for (auto& o : g_.nodes[producer].outputs)
+    if (o == t) o = r.outputs[0];
+  return true;
+}
+
+void Converter::quantize_outputs(ir::Node& n, std::vector<ir::Node>& out) {
+  std::vector<ir::Node> qdq;
+  for (auto& o : n.outputs) {
+    if (o.empty() || !p_.act_type.count(o) || emitted_.count(o)) continue;
+    emitted_.insert(o);
+    const QuantParams& qp = act_params(o);
+    const std::string pre = name_(o + "_prequant");
+    const std::string q = name_(o + "_quantized");
+    const std::string sn = name_(o + "_scale");
+    const std::string zn = name_(o + "_zero_point");
+    g_.initializers[sn] = scales(qp, false);
+    g_.initializers[zn] = zero_points(qp, false);
+    if (const ir::ValueInfo* vi = g_.info(o)) g_.values[pre] = *vi;
+    qdq.push_back(make_node(name_(o + "_QuantizeLinear"), "QuantizeLinear", {pre, sn, zn}, {q}));
+    qdq.push_back(make_node(name_(o + "_DequantizeLinear"), "DequantizeLinear", {q, sn, zn}, {o}));
+    o = pre;
+  }
+  out.push_back(n);
+  for (auto& q : qdq) out.push_back(std::move(q));
+}
+
+void Converter::static_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out) {
+  const OpRule& rule = op_rules().at(n.op_type);
+  const std::vector<std::string> orig = n.inputs;
+  for (auto& v : n.inputs) v = input(v);
+  auto weight_spec = [&](int axis) {
+    QuantSpec spec;
+    spec.dtype = s.weight_type;
+    spec.symmetric = s.weight_type == DType::kI8;
+    spec.narrow_range = s.weight_type == DType::kI8;
+    spec.reduce_range = c_.reduce_range;
+    spec.axis = s.per_channel ? axis : -1;
+    return spec;
+  };
+  if (rule.role == Role::kWeighted && weight_is_constant(g_, n)) {
+    const int rank = g_.initializer(orig[1])->rank();
+    int axis = -1;
+    if (n.op_type == "Conv") axis = 0;
+    else if (n.op_type == "ConvTranspose") axis = n.attr_int("group", 1) == 1 ? 1 : -1;
+    else if (n.op_type == "Gemm") axis = n.attr_int("transB", 0) ? 0 : 1;
+    else if (rank == 2) axis = 1;  // MatMul [K, N]: per column
+    n.inputs[1] = constant(orig[1], weight_spec(axis), out);
+    const QuantParams& wp = const_params_.at(n.inputs[1]);
+    const Tensor* b = n.has_input(2) ? g_.initializer(orig[2]) : nullptr;
+    const bool plain_gemm = n.op_type != "Gemm" ||
+                            (n.attr_float("alpha", 1) == 1 && n.attr_float("beta", 1) == 1);
+    if (b && b->dtype() == DType::kF32 && b->rank() == 1 && plain_gemm && n.op_type != "ConvTranspose" &&
+        p_.act_type.count(orig[0]) &&
+        (wp.scale.size() == 1 || static_cast<int64_t>(wp.scale.size()) == b->numel()))
+      n.inputs[2] = bias(orig[2], act_params(orig[0]), wp, out);
+  } else if (rule.role == Role::kBinary) {
+    for (int k = 0; k < 2 && k < n.num_inputs(); ++k) {
+      const Tensor* t = g_.initializer(orig[static_cast<size_t>(k)]);
+      if (!t || t->dtype() != DType::kF32) continue;
+      // A constant operand: its own range, the activations' type.
+      n.inputs[static_cast<size_t>(k)] = constant(orig[static_cast<size_t>(k)], activation_spec(c_, s.activation_type), out);
+    }
+  } else if (rule.role == Role::kGather && g_.initializer(orig[0])) {
+    n.inputs[0] = constant(orig[0], weight_spec(-1), out);
+  }
+  quantize_outputs(n, out);
+}
+
+// DynamicQuantizeLinear -> MatMulInteger / ConvInteger -> Cast -> Mul by
+// x_scale * w_scale (-> Add bias). Returns the integer op's type.
+std::string Converter::dynamic_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out) {
+  const std::string x = input(n.inputs[0]);
+  const std::string y = n.outputs[0];
+  const std::string base = n.name.empty() ? y : n.name;
+  Tensor w = *g_.initializer(n.inputs[1]);
+  const bool conv = n.op_type == "Conv";
+  std::string b;  // float bias to add, if any
+  Tensor bias_value;
+  if (n.op_type == "Gemm") {
+    if (n.attr_int("transB", 0)) {  // store [K, N]
+      const int64_t N = w.shape()[0], K = w.shape()[1];
+      Tensor t(DType::kF32, {K, N});
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t k = 0; k < K; ++k) t.data<float>()[k * N + i] = w.data<float>()[i * K + k];
+      w = t;
+    } else {
+      w = w.clone();
+    }
+    const float alpha = n.attr_float("alpha", 1);
+    if (alpha != 1)
+      for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] *= alpha;
+    if (n.has_input(2)) {
+      b = input(n.inputs[2]);
+      const float beta = n.attr_float("beta", 1);
+      if (beta != 1) {
+        const Tensor* c = g_.initializer(b);
+        if (!c) throw Error(Errc::kUnsupported, n.describe(), "has beta != 1 and a bias that is not a constant");
+        bias_value = c->clone();
+        for (int64_t i = 0; i < bias_value.numel(); ++i) bias_value.data<float>()[i] *= beta;
+        b = name_(b + "_scaled");
+        g_.initializers[b] = bias_value;
+      }
+    }
+  } else if (conv && n.has_input(2)) {
+    const Tensor* c = g_.initializer(n.inputs[2]);
+    if (!c) throw Error(Errc::kUnsupported, n.describe(), "has a bias that is not a constant");
+    Shape sh(static_cast<size_t>(w.rank() - 1), 1);  // [M, 1, 1]: broadcasts over [N, M, H, W]
+    sh[0] = c->numel();
+    b = name_(n.inputs[2] + "_reshaped");
+    g_.initializers[b] = Tensor::view(DType::kF32, sh, c->clone().storage());
+  }
+  QuantSpec spec;
+  spec.dtype = s.weight_type;
+  spec.symmetric = s.weight_type == DType::kI8;
+  spec.narrow_range = s.weight_type == DType::kI8;
+  spec.reduce_range = c_.reduce_range;
+  spec.axis = s.per_channel ? (conv ? 0 : 1) : -1;
+  const QuantParams qp = choose_params_for(w, spec);
+  const Tensor q = quantize(w, qp);
+  const std::string& wn = n.inputs[1];
+  const std::string qn = name_(wn + "_quantized");
+  const std::string sn = name_(wn + "_scale");
+  const std::string zn = name_(wn + "_zero_point");
+  g_.initializers[qn] = Tensor::view(q.dtype(), q.shape(), q.storage());
+  Tensor ws = scales(qp, spec.axis >= 0);
+  if (conv && spec.axis >= 0) {
+    Shape sh(static_cast<size_t>(w.rank() - 1), 1);
+    sh[0] = static_cast<int64_t>(qp.scale.size());
+    ws = Tensor::view(DType::kF32, sh, ws.storage());
+  }
+  g_.initializers[sn] = ws;
+  g_.initializers[zn] = zero_points(qp, spec.axis >= 0);
+
+  const std::string xq = name_(x + "_quantized"), xs = name_(x + "_scale"), xz = name_(x + "_zero_point");
+  out.push_back(make_node(name_(base + "_DynamicQuantizeLinear"), "DynamicQuantizeLinear", {x}, {xq, xs, xz}));
+  const std::string acc = name_(y + "_int32");
+  ir::Node integer = make_node(n.name, conv ? "ConvInteger" : "MatMulInteger", {xq, qn, xz, zn}, {acc});
+  if (conv) integer.attrs = n.attrs;
+  out.push_back(std::move(integer));
+  const std::string accf = name_(y + "_int32_float");
+  ir::Node cast = make_node(name_(base + "_Cast"), "Cast", {acc}, {accf});
+  cast.attrs["to"] = ir::Attribute::of(int64_t{1});  // FLOAT
+  out.push_back(std::move(cast));
+  const std::string scale = name_(y + "_scale");
+  out.push_back(make_node(name_(base + "_scale_Mul"), "Mul", {xs, sn}, {scale}));
+  const std::string pre = b.empty() ? y : name_(y + "_nobias");
+  out.push_back(make_node(name_(base + "_Mul"), "Mul", {accf, scale}, {pre}));
+  if (!b.empty()) out.push_back(make_node(name_(base + "_bias_Add"), "Add", {pre, b}, {y}));
+  return conv ? "ConvInteger" : "MatMulInteger";
+}
+
+void Converter::run(std::vector<NodeDecision>& decisions) {
+  const size_t count = g_.nodes.size();
+  std::vector<bool> absorbed(count, false);
+  for (size_t i = 0; i < count; ++i)
+    if (absorb(i)) absorbed[i] = true;
+  std::vector<ir::Node> out;
+  // Graph inputs that static nodes read quantized.
+  for (const std::string& in : g_.inputs) {
+    if (!p_.act_type.count(in) || g_.initializer(in)) continue;
+    const QuantParams& qp = act_params(in);
+    const std::string q = name_(in + "_quantized"), dq = name_(in + "_dequantized");
+    const std::string sn = name_(in + "_scale"), zn = name_(in + "_zero_point");
+    g_.initializers[sn] = scales(qp, false);
+    g_.initializers[zn] = zero_points(qp, false);
+    out.push_back(make_node(name_(in + "_QuantizeLinear"), "QuantizeLinear", {in, sn, zn}, {q}));
+    out.push_back(make_node(name_(in + "_DequantizeLinear"), "DequantizeLinear", {q, sn, zn}, {dq}));
+    renamed_[in] = dq;
+    emitted_.insert(in);
+  }
+  for (size_t i = 0; i < count; ++i) {
+    ir::Node n = g_.nodes[i];
+    NodeDecision d{n.name, n.op_type, p_.mode[i], "", p_.reason[i]};
+    if (absorbed[i]) {
+      d.how = "absorbed: its input's quantization clamps as it did";
+    } else if (p_.mode[i] == QuantMode::kStatic) {
+      static_node(n, p_.settings[i], out);
+      d.how = "QDQ";
+    } else if (p_.mode[i] == QuantMode::kDynamic) {
+      d.how = dynamic_node(n, p_.settings[i], out);
+    } else {
+      // Float: reads what it read (quantized graph inputs stay float for it);
+      // its outputs may still be quantized for the static nodes that read them.
+      quantize_outputs(n, out);
+    }
+    decisions.push_back(std::move(d));
+  }
+  g_.nodes = std::move(out);
+  g_.topo_sort();
+}
+
+using ObserverMap = std::unordered_map<std::string, std::unique_ptr<Observer>>;
+
+int64_t batch_samples(const NamedTensors& batch) {
+  for (const auto& [k, t] : batch)
+    if (t.rank() > 0) return t.shape()[0];
+  return 1;
+}
+
+std::map<std::string, MinMax> calibrate_with(const ir::Model& prepared, ObserverMap& obs,
+                                             CalibrationDataReader& data, QuantizeReport* report,
+                                             const CalibrationCallback& progress, int64_t total_batches) {
+  SessionOptions so;
+  so.optimize = false;  // observe the prepared graph's own tensors
+  Session session(prepared, so);
+  int64_t batch_index = 0;
+  const Session::ValueTap tap = [&](const std::string& name, const Tensor& v) {
+    auto it = obs.find(name);
+    if (it == obs.end() || v.dtype() != DType::kF32) return;
+    try {
+      it->second->observe(v);
+    } catch (const Error& e) {
+      throw Error(e.code(), "activation '" + name + "' in calibration batch " + std::to_string(batch_index + 1),
+                  e.problem(), e.expected());
+    }
+  };
+  CalibrationProgress pr;
+  pr.total_batches = total_batches;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (auto batch = data.next()) {
+    session.run(*batch, nullptr, tap);
+    ++batch_index;
+    pr.batches += 1;
+    pr.samples += batch_samples(*batch);
+    pr.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (progress) progress(pr);
+  }
+  if (pr.batches == 0)
+    throw Error(Errc::kInvalidArgument, "calibration data", "yielded no batch",
+                "at least one batch of model inputs");
+  if (report) {
+    report->calibration_batches = pr.batches;
+    report->calibration_samples = pr.samples;
+    report->calibration_seconds = pr.seconds;
+  }
+  std::map<std::string, MinMax> ranges;
+  for (const auto& [name, o] : obs) {
+    if (!o->has_data())
+      throw Error(Errc::kInternal, "tensor '" + name + "'", "was never computed during calibration");
+    ranges[name] = o->range();
+  }
+  return ranges;
+}
+
+}  // namespace
+
+ir::Model quantize_model(const ir::Model& model, const QuantConfig& config, CalibrationDataReader* data,
+                         QuantizeReport* report, const CalibrationCallback& progress, int64_t total_batches) {
+  QuantizeReport local;
+  QuantizeReport& rep = report ? *report : local;
+  rep = QuantizeReport{};
+  rep.bytes_before = initializer_bytes(model);
+  Plan plan = choose(model, config, rep);
+  std::map<std::string, MinMax> ranges;
+  const std::vector<std::string> observed = observed_tensors(plan);
+  if (!observed.empty()) {
+    if (!data)
+      throw Error(Errc::kInvalidArgument, "static quantization",
+                  "needs calibration data for " + std::to_string(observed.size()) + " activation tensor(s)",
+                  "a CalibrationDataReader (the CLI's --calib DATA), or --mode dynamic");
+    ObserverMap obs;
+    for (const std::string& t : observed)
+      obs[t] = make_observer(config, plan.act_method.at(t), activation_spec(config, plan.act_type.at(t)));
+    ranges = calibrate_with(plan.model, obs, *data, &rep, progress, total_batches);
+  }
+  Converter conv(plan, config, ranges);
+  conv.run(rep.nodes);
+  ir::Model& out = plan.model;
+  passes::remove_unused_initializers(out);
+  ir::infer_shapes(out);
+  for (const auto& d : rep.nodes) (d.mode == QuantMode::kFloat ? rep.kept_float : rep.quantized) += 1;
+  rep.bytes_after = initializer_bytes(out);
+  return std::move(out);
+}
+
+int64_t initializer_bytes(const ir::Model& model) {
+  int64_t n = 0;
+  for (const auto& [k, t] : model.graph.initializers) n += static_cast<int64_t>(t.nbytes());
+  return n;
+}
+
+std::map<std::string, MinMax> calibrate_ranges(const ir::Model& prepared, const std::vector<std::string>& tensors,
+                                               const QuantConfig& config, CalibrationDataReader& data,
+                                               QuantizeReport* report, const CalibrationCallback& progress,
+                                               int64_t total_batches) {
+  ObserverMap obs;
+  for (const std::string& t : tensors)
+    obs[t] = make_observer(config, config.method, activation_spec(config, config.activation_type));
+  return calibrate_with(prepared, obs, data, report, progress, total_batches);
+}
+
+}  // namespace qforge

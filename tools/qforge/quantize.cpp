@@ -1,0 +1,182 @@
+// `qforge quantize MODEL -o OUT --mode dynamic|static [--calib DATA] ...`:
+// quantizes a float ONNX model and ends with a summary of what was
+// quantized, what stayed float and why, and the size before and after.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include "commands.h"
+#include "qforge/error.h"
+#include "qforge/quantize.h"
+
+namespace qforge::cli {
+namespace {
+
+struct Options {
+  std::string model, output, calib, config, mode, method, activation_type, weight_type, format, target;
+  std::vector<std::string> exclude, op_types;
+  bool per_tensor = false, quiet = false;
+  int64_t calib_batch = 32, calib_samples = 0;
+  bool shuffle = false;
+  uint64_t seed = 0;
+};
+
+std::string human_bytes(int64_t b) {
+  char buf[32];
+  if (b >= (int64_t{1} << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(b) / (1 << 20));
+  else if (b >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / 1024);
+  else std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(b));
+  return buf;
+}
+
+// A one-line progress bar on stderr, redrawn at most ten times a second.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
+  void operator()(const CalibrationProgress& p) {
+    if (!enabled_) return;
+    const auto now = std::chrono::steady_clock::now();
+    const bool last = p.total_batches > 0 && p.batches >= p.total_batches;
+    if (!last && now - drawn_ < std::chrono::milliseconds(100)) return;
+    drawn_ = now;
+    const double rate = p.seconds > 0 ? static_cast<double>(p.samples) / p.seconds : 0;
+    char line[160];
+    if (p.total_batches > 0) {
+      const int width = 24;
+      const int done = static_cast<int>(width * p.batches / p.total_batches);
+      const double left = p.batches > 0 ? p.seconds * static_cast<double>(p.total_batches - p.batches) /
+                                              static_cast<double>(p.batches)
+                                        : 0;
+      std::snprintf(line, sizeof line, "\rcalibrating [%s%s] %lld/%lld batches, %.0f samples/s, %.0fs left ",
+                    std::string(static_cast<size_t>(done), '#').c_str(),
+                    std::string(static_cast<size_t>(width - done), '.').c_str(),
+                    static_cast<long long>(p.batches), static_cast<long long>(p.total_batches), rate, left);
+    } else {
+      std::snprintf(line, sizeof line, "\rcalibrating %lld batches, %.0f samples/s ",
+                    static_cast<long long>(p.batches), rate);
+    }
+    std::fputs(line, stderr);
+    dirty_ = true;
+  }
+  ~ProgressBar() {
+    if (dirty_) std::fputs("\n", stderr);
+  }
+
+ private:
+  bool enabled_;
+  bool dirty_ = false;
+  std::chrono::steady_clock::time_point drawn_{};
+};
+
+void print_summary(const QuantizeReport& r, const QuantConfig& c, const std::string& output) {
+  std::printf("quantized %d node(s), kept %d float; %s, %s format, target %s\n", r.quantized, r.kept_float,
+              quant_mode_name(c.mode), quant_format_name(c.format), quant_target_name(c.target));
+  if (r.calibration_batches)
+    std::printf("calibration: %lld samples in %lld batches, %.2f s, method %s\n",
+                static_cast<long long>(r.calibration_samples), static_cast<long long>(r.calibration_batches),
+                r.calibration_seconds, calib_method_name(c.method));
+  // Per op type: how many nodes became what.
+  std::map<std::string, std::map<std::string, int>> by_op;
+  std::map<std::string, std::vector<std::string>> float_why;  // reason -> nodes
+  for (const NodeDecision& d : r.nodes) {
+    by_op[d.op_type][d.mode == QuantMode::kFloat ? "float" : d.how] += 1;
+    if (d.mode == QuantMode::kFloat) float_why[d.reason].push_back(d.node.empty() ? d.op_type : d.node);
+  }
+  std::printf("\n%-22s %s\n", "op type", "nodes");
+  for (const auto& [op, m] : by_op) {
+    std::string s;
+    for (const auto& [how, n] : m) s += (s.empty() ? "" : ", ") + std::to_string(n) + " " + how;
+    std::printf("%-22s %s\n", op.c_str(), s.c_str());
+  }
+  if (!float_why.empty()) {
+    std::printf("\nleft float:\n");
+    for (const auto& [why, nodes] : float_why) {
+      std::string list;
+      for (size_t i = 0; i < nodes.size() && i < 6; ++i) list += (i ? ", " : "") + nodes[i];
+      if (nodes.size() > 6) list += ", ... (" + std::to_string(nodes.size()) + ")";
+      std::printf("  %s: %s\n", why.c_str(), list.c_str());
+    }
+  }
+  for (const std::string& n : r.notes) std::printf("note: %s\n", n.c_str());
+  const double ratio = r.bytes_after > 0 ? static_cast<double>(r.bytes_before) / static_cast<double>(r.bytes_after) : 0;
+  std::printf("\nweights: %s -> %s (%.2fx smaller)\nwrote %s\n", human_bytes(r.bytes_before).c_str(),
+              human_bytes(r.bytes_after).c_str(), ratio, output.c_str());
+}
+
+int quantize_cmd(const Options& o, CLI::App& sub) {
+  QuantConfig c = o.config.empty() ? QuantConfig{} : QuantConfig::load(o.config);
+  // Flags given on the command line override the config file.
+  if (sub.count("--mode")) c.mode = parse_quant_mode(o.mode, "--mode");
+  if (sub.count("--calib-method")) c.method = parse_calib_method(o.method, "--calib-method");
+  if (sub.count("--per-tensor")) c.per_channel = !o.per_tensor;
+  if (sub.count("--activation-type")) {
+    c.activation_type = QuantConfig::from_json("{\"activation_type\": \"" + o.activation_type + "\"}",
+                                               "--activation-type").activation_type;
+  }
+  if (sub.count("--weight-type")) {
+    c.weight_type = QuantConfig::from_json("{\"weight_type\": \"" + o.weight_type + "\"}", "--weight-type")
+                        .weight_type;
+  }
+  if (sub.count("--format")) c.format = parse_quant_format(o.format, "--format");
+  if (sub.count("--target")) c.target = parse_quant_target(o.target, "--target");
+  for (const auto& e : o.exclude) c.exclude.push_back(e);
+  for (const auto& t : o.op_types) c.op_types.push_back(t);
+
+  const ir::Model model = ir::load_model(o.model);
+  std::unique_ptr<CalibrationDataReader> data;
+  int64_t total = -1;
+  if (!o.calib.empty()) {
+    check(o.calib_batch >= 1, Errc::kInvalidArgument, "--calib-batch " + std::to_string(o.calib_batch),
+          "must be at least 1");
+    CalibrationOptions co;
+    co.input_names = model.graph.inputs;
+    co.batch.batch_size = o.calib_batch;
+    co.batch.limit = o.calib_samples;
+    co.batch.shuffle = o.shuffle;
+    co.batch.seed = o.seed;
+    data = open_calibration_data(o.calib, co);
+    total = data->num_batches();
+  }
+  QuantizeReport report;
+  ir::Model out;
+  {
+    ProgressBar bar(!o.quiet && isatty(STDERR_FILENO));
+    out = quantize_model(model, c, data.get(), &report,
+                         [&bar](const CalibrationProgress& p) { bar(p); }, total);
+  }
+  ir::save_model(out, o.output);
+  if (!o.quiet) print_summary(report, c, o.output);
+  return 0;
+}
+
+}  // namespace
+
+Command add_quantize(CLI::App& app) {
+  auto* sub = app.add_subcommand("quantize", "Quantize an ONNX model (static with calibration data, or dynamic)");
+  auto o = std::make_shared<Options>();
+  sub->add_option("model", o->model, "float ONNX model")->required();
+  sub->add_option("-o,--output", o->output, "where to write the quantized model")->required();
+  sub->add_option("--mode", o->mode, "static (default; needs --calib) or dynamic");
+  sub->add_option("--calib", o->calib,
+                  "calibration data: .npy, .npz, IDX (Fashion-MNIST), a folder of .pb sets or of images");
+  sub->add_option("--calib-method", o->method, "minmax (default), avg, entropy, percentile or mse");
+  sub->add_option("--calib-batch", o->calib_batch, "calibration batch size (default 32)");
+  sub->add_option("--calib-samples", o->calib_samples, "use at most N samples (default: all)");
+  sub->add_flag("--shuffle", o->shuffle, "calibrate on a shuffled order (with --calib-samples: a random subset)");
+  sub->add_option("--seed", o->seed, "seed for --shuffle (default 0)");
+  sub->add_flag("--per-tensor", o->per_tensor, "one scale per weight tensor instead of per output channel");
+  sub->add_option("--activation-type", o->activation_type, "u8 (default) or s8");
+  sub->add_option("--weight-type", o->weight_type, "s8 (default) or u8");
+  sub->add_option("--exclude", o->exclude, "keep these node names or op types float")->take_all();
+  sub->add_option("--op-types", o->op_types, "quantize only these op types")->take_all();
+  sub->add_option("--config", o->config, "QuantConfig JSON file (flags given here override it)");
+  sub->add_option("--format", o->format, "qdq (default) or qop");
+  sub->add_option("--target", o->target, "qforge (default) or onnxruntime: the runtime that must run it in int8");
+  sub->add_flag("-q,--quiet", o->quiet, "no progress bar and no summary");
+  return {sub, [o, sub] { return quantize_cmd(*o, *sub); }};
+}
+
+}  // namespace qforge::cli
