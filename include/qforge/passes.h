@@ -39,6 +39,17 @@ int fold_batchnorm(ir::Model& model);
 // registers. Clip bounds must be constants.
 int fuse_activations(ir::Model& model);
 
+// QDQ groups -> integer ops: DequantizeLinear -> op -> QuantizeLinear with
+// constant quantization parameters becomes QLinearConv, QLinearMatMul,
+// com.microsoft QGemm, QLinearAdd, QLinearMul, QLinearSigmoid,
+// QLinearLeakyRelu, QLinearAveragePool, QLinearGlobalAveragePool or
+// QLinearConcat (ONNX Runtime's QOperator form), and MaxPool and the shape
+// ops (Reshape, Transpose, Flatten, Squeeze, Unsqueeze, Slice) run on the
+// integers when input and output share their parameters. What this runs is
+// integer arithmetic, not float emulation. The fused node keeps the float
+// node's name.
+int fuse_qdq(ir::Model& model);
+
 // Drops initializers that no node (or subgraph) reads and that are not
 // graph outputs.
 int remove_unused_initializers(ir::Model& model);
@@ -50,7 +61,7 @@ struct OptimizeReport {
 };
 
 // The passes above in order: eliminate_identity, fold_constants,
-// fold_batchnorm, fuse_activations, remove_unused_initializers.
+// fold_batchnorm, fuse_qdq, fuse_activations, remove_unused_initializers.
 OptimizeReport optimize(ir::Model& model);
 
 }  // namespace qforge::passes

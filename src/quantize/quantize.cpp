@@ -760,6 +760,27 @@ ir::Model quantize_model(const ir::Model& model, const QuantConfig& config, Cali
   ir::Model& out = plan.model;
   passes::remove_unused_initializers(out);
   ir::infer_shapes(out);
+  // What each static node runs as: its integer op once the QDQ groups are
+  // fused (what qforge's Session does, and what --format qop writes).
+  ir::Model fused = out;
+  passes::fuse_qdq(fused);
+  std::unordered_map<std::string, const ir::Node*> node_of;
+  for (const auto& n : fused.graph.nodes)
+    if (!n.name.empty()) node_of[n.name] = &n;
+  for (auto& d : rep.nodes) {
+    if (d.how != "QDQ") continue;
+    auto it = node_of.find(d.node);
+    if (it == node_of.end()) continue;
+    const ir::Node& n = *it->second;
+    // Unfused, a shape op or MaxPool writes floats that a QuantizeLinear reads.
+    bool int8_out = true;
+    for (const auto& r : fused.graph.nodes)
+      if (r.op_type == "QuantizeLinear" && r.inputs[0] == n.outputs[0]) int8_out = false;
+    if (n.op_type != d.op_type) d.how = n.op_type;
+    else if (int8_out) d.how = n.op_type + " on int8";
+    else d.how = "QDQ around a float kernel";
+  }
+  if (config.format == QuantFormat::kQOperator) out = std::move(fused);
   for (const auto& d : rep.nodes) (d.mode == QuantMode::kFloat ? rep.kept_float : rep.quantized) += 1;
   rep.bytes_after = initializer_bytes(out);
   return std::move(out);

@@ -240,6 +240,46 @@ TEST_F(StaticFashionCnn, SavesAndReloads) {
   std::filesystem::remove_all(dir);
 }
 
+// qforge's Session runs the QDQ groups as integer ops (passes::fuse_qdq);
+// --format qop writes the same graph, so the two give identical results;
+// both stay close to the float emulation of the QDQ graph (DequantizeLinear,
+// float op, QuantizeLinear), which rounds the same sums in another order.
+TEST_F(StaticFashionCnn, RunsAsIntegerKernels) {
+  const Session s(*quantized_);
+  EXPECT_EQ(count_op(s.model().graph, "Conv"), 0);
+  EXPECT_EQ(count_op(s.model().graph, "QLinearConv"), 2);
+  for (const auto& n : s.model().graph.nodes)
+    if (n.op_type == "MaxPool") {  // reads the u8 output of an integer conv
+      const ir::Node* p = producer(s.model().graph, n.inputs[0]);
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(p->op_type, "QLinearConv") << n.describe();
+    }
+  auto data = fashion(128);
+  QuantConfig qop;
+  qop.format = QuantFormat::kQOperator;
+  const ir::Model q2 = quantize_model(*model_, qop, data.get());
+  EXPECT_EQ(count_op(q2.graph, "QLinearConv"), 2);
+  EXPECT_EQ(count_op(q2.graph, "Conv"), 0);
+  SessionOptions emulate;
+  emulate.optimize = false;
+  const Session e(*quantized_, emulate);
+  ASSERT_EQ(count_op(e.model().graph, "Conv"), 2);
+  const Tensor x = fashion_images(256);
+  const Tensor a = s.run({{"image", x}})[0];
+  const Tensor b = e.run({{"image", x}})[0];
+  // The logits' own quantization step (the last QuantizeLinear's scale).
+  float step = 0;
+  for (const auto& n : quantized_->graph.nodes)
+    if (n.op_type == "QuantizeLinear" && n.inputs[0].rfind("logits", 0) == 0)
+      step = quantized_->graph.initializer(n.inputs[1])->data<float>()[0];
+  ASSERT_GT(step, 0);
+  const Agreement ab = agree(a, b);
+  EXPECT_GE(ab.top1, 0.99);
+  EXPECT_LE(ab.mean_err, step) << "mean |integer - emulated| in logit steps: " << ab.mean_err / step;
+  std::printf("integer vs float-emulated QDQ: mean %.3f, max %.1f logit steps\n", ab.mean_err / step,
+              ab.max_err / step);
+}
+
 // The calibrated range of a tensor is what an observer of the configured
 // kind gives on the same activations, computed by running the float model
 // with that tensor as an output.

@@ -1,0 +1,59 @@
+// Helpers shared by the graph passes: who reads each value, and removing
+// nodes while keeping the order of the rest.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "qforge/ir.h"
+
+namespace qforge::passes {
+
+inline constexpr const char* kMicrosoft = "com.microsoft";
+
+// Who reads each value: node indices (a node that reads a value twice is
+// listed twice), plus whether a graph output or a subgraph reads it.
+struct Uses {
+  std::unordered_map<std::string, std::vector<size_t>> readers;
+  std::unordered_set<std::string> pinned;  // graph outputs and subgraph captures
+
+  explicit Uses(const ir::Graph& g) {
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const ir::Node& n = g.nodes[i];
+      for (const std::string& in : n.inputs)
+        if (!in.empty()) readers[in].push_back(i);
+      for (const auto& [an, a] : n.attrs) {
+        std::vector<const ir::Graph*> subs;
+        if (a.g) subs.push_back(a.g.get());
+        for (const auto& sg : a.graphs) subs.push_back(sg.get());
+        for (const ir::Graph* sg : subs)
+          for (const std::string& c : sg->captured_names()) pinned.insert(c);
+      }
+    }
+    pinned.insert(g.outputs.begin(), g.outputs.end());
+    // An initializer that is also a graph input can be overridden at run
+    // time: it is not a constant.
+    pinned.insert(g.inputs.begin(), g.inputs.end());
+  }
+  // The one node that reads v, if exactly one does and nothing else needs it.
+  std::optional<size_t> sole_reader(const std::string& v) const {
+    if (pinned.count(v)) return std::nullopt;
+    auto it = readers.find(v);
+    if (it == readers.end() || it->second.size() != 1) return std::nullopt;
+    return it->second[0];
+  }
+};
+
+// Removes the nodes marked dead, keeping the order of the rest.
+inline void erase_nodes(ir::Graph& g, const std::vector<bool>& dead) {
+  std::vector<ir::Node> kept;
+  kept.reserve(g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!dead[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+}
+
+}  // namespace qforge::passes

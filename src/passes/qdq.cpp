@@ -1,0 +1,260 @@
+// fuse_qdq: DequantizeLinear -> float op -> QuantizeLinear groups become
+// integer ops (see qforge/passes.h). A group fuses when:
+//  * every quantized input of the op comes from a DequantizeLinear whose
+//    scale and zero point are initializers (per tensor for activations; a
+//    weight may be per output channel);
+//  * the op's output is read only by one QuantizeLinear (per tensor,
+//    constant parameters) and is not a graph output;
+// and then the integer op reads the DequantizeLinears' integer inputs and
+// writes the QuantizeLinear's output. DequantizeLinear nodes nothing reads
+// any more go away. The fused node keeps the float op's name.
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+#include "passes/pass_util.h"
+#include "qforge/op.h"
+#include "qforge/passes.h"
+
+namespace qforge::passes {
+namespace {
+
+// The integer side of a DequantizeLinear or QuantizeLinear.
+struct QSide {
+  std::string q;      // integer tensor (DQ input, or Q output)
+  std::string scale;  // initializer
+  std::string zp;     // initializer
+  int64_t axis = 1;
+  bool per_tensor = true;
+};
+
+const ir::Node* producer_of(const ir::Graph& g, const std::unordered_map<std::string, size_t>& made_by,
+                            const std::string& v) {
+  auto it = made_by.find(v);
+  return it == made_by.end() ? nullptr : &g.nodes[it->second];
+}
+
+std::optional<QSide> side_of(const ir::Graph& g, const ir::Node& n) {
+  if (n.num_inputs() < 3 || n.inputs[1].empty() || n.inputs[2].empty()) return std::nullopt;
+  const Tensor* s = g.initializer(n.inputs[1]);
+  const Tensor* z = g.initializer(n.inputs[2]);
+  if (!s || !z || s->dtype() != DType::kF32 || s->numel() != z->numel()) return std::nullopt;
+  if (n.has_attr("block_size") && n.attr_int("block_size", 0) != 0) return std::nullopt;
+  if (n.has_attr("output_dtype") && n.attr_int("output_dtype", 0) != 0) return std::nullopt;
+  QSide d;
+  d.q = n.op_type == "DequantizeLinear" ? n.inputs[0] : n.outputs[0];
+  d.scale = n.inputs[1];
+  d.zp = n.inputs[2];
+  d.axis = n.attr_int("axis", 1);
+  d.per_tensor = s->numel() == 1 && s->rank() <= 1;
+  return d;
+}
+
+bool same_params(const ir::Graph& g, const QSide& a, const QSide& b) {
+  if (!a.per_tensor || !b.per_tensor) return false;
+  const Tensor& as = *g.initializer(a.scale);
+  const Tensor& bs = *g.initializer(b.scale);
+  const Tensor& az = *g.initializer(a.zp);
+  const Tensor& bz = *g.initializer(b.zp);
+  return as.data<float>()[0] == bs.data<float>()[0] && az.dtype() == bz.dtype() &&
+         std::memcmp(az.raw(), bz.raw(), az.nbytes()) == 0;
+}
+
+bool is_int8(const ir::Graph& g, const QSide& s) {
+  const DType t = g.initializer(s.zp)->dtype();
+  return t == DType::kU8 || t == DType::kI8;
+}
+
+// Ops whose integer form is the same op on the integers, when input and
+// output share their parameters.
+bool passthrough(const std::string& op) {
+  return op == "MaxPool" || op == "Reshape" || op == "Transpose" || op == "Flatten" || op == "Squeeze" ||
+         op == "Unsqueeze" || op == "Slice";
+}
+
+class Fuser {
+ public:
+  explicit Fuser(ir::Model& m) : m_(m), g_(m.graph), uses_(g_) {
+    for (size_t i = 0; i < g_.nodes.size(); ++i)
+      for (const auto& o : g_.nodes[i].outputs)
+        if (!o.empty()) made_by_[o] = i;
+    has_qgemm_ = ops::OpRegistry::global().find(kMicrosoft, "QGemm", 1) != nullptr;
+  }
+
+  int run() {
+    dead_.assign(g_.nodes.size(), false);
+    int fused = 0;
+    for (size_t i = 0; i < g_.nodes.size(); ++i) {
+      if (dead_[i] || !g_.nodes[i].domain.empty()) continue;
+      fused += fuse(i);
+    }
+    if (fused == 0) return 0;
+    // DequantizeLinear nodes whose output nothing reads any more.
+    const Uses after(g_);
+    for (size_t i = 0; i < g_.nodes.size(); ++i) {
+      const ir::Node& n = g_.nodes[i];
+      if (dead_[i] || n.op_type != "DequantizeLinear") continue;
+      if (!after.readers.count(n.outputs[0]) && !after.pinned.count(n.outputs[0])) dead_[i] = true;
+    }
+    erase_nodes(g_, dead_);
+    if (uses_ms_ && !m_.opsets.count(kMicrosoft)) m_.opsets[kMicrosoft] = 1;
+    return fused;
+  }
+
+ private:
+  // Input k from a DequantizeLinear with constant parameters.
+  std::optional<QSide> dq_input(const ir::Node& n, int k) const {
+    if (!n.has_input(k)) return std::nullopt;
+    const ir::Node* p = producer_of(g_, made_by_, n.inputs[static_cast<size_t>(k)]);
+    if (!p || p->op_type != "DequantizeLinear" || !p->domain.empty()) return std::nullopt;
+    auto s = side_of(g_, *p);
+    if (!s || !is_int8(g_, *s)) return std::nullopt;
+    return s;
+  }
+  // The QuantizeLinear that alone reads output 0 of node i.
+  std::optional<std::pair<size_t, QSide>> q_output(size_t i) const {
+    const ir::Node& n = g_.nodes[i];
+    if (n.outputs.size() != 1) return std::nullopt;
+    auto r = uses_.sole_reader(n.outputs[0]);
+    if (!r || dead_[*r]) return std::nullopt;
+    const ir::Node& q = g_.nodes[*r];
+    if (q.op_type != "QuantizeLinear" || !q.domain.empty() || q.inputs[0] != n.outputs[0]) return std::nullopt;
+    auto s = side_of(g_, q);
+    if (!s || !s->per_tensor || !is_int8(g_, *s)) return std::nullopt;
+    return std::make_pair(*r, *s);
+  }
+
+  // Replaces node i and its QuantizeLinear by `f`.
+  int replace(size_t i, size_t q, ir::Node f) {
+    f.name = g_.nodes[i].name;
+    f.outputs = {g_.nodes[q].outputs[0]};
+    uses_ms_ = uses_ms_ || f.domain == kMicrosoft;
+    g_.values.erase(g_.nodes[i].outputs[0]);
+    g_.nodes[i] = std::move(f);
+    dead_[q] = true;
+    return 1;
+  }
+
+  int fuse(size_t i);
+
+  ir::Model& m_;
+  ir::Graph& g_;
+  Uses uses_;
+  std::unordered_map<std::string, size_t> made_by_;
+  std::vector<bool> dead_;
+  bool has_qgemm_ = false;
+  bool uses_ms_ = false;
+};
+
+ir::Node make(const std::string& op, const std::string& domain, std::vector<std::string> in) {
+  ir::Node n;
+  n.op_type = op;
+  n.domain = domain;
+  n.inputs = std::move(in);
+  return n;
+}
+
+int Fuser::fuse(size_t i) {
+  const ir::Node n = g_.nodes[i];  // a copy: replace() overwrites the slot
+  const std::string& op = n.op_type;
+  auto out = q_output(i);
+  if (!out) return 0;
+  const auto& [qi, y] = *out;
+  auto x = dq_input(n, 0);
+  if (!x || !x->per_tensor) return 0;
+
+  if (passthrough(op)) {
+    if (!same_params(g_, *x, y)) return 0;
+    ir::Node f = n;
+    f.inputs[0] = x->q;
+    return replace(i, qi, std::move(f));
+  }
+  if (op == "Conv" || op == "MatMul" || op == "Gemm") {
+    auto w = dq_input(n, 1);
+    if (!w || !g_.initializer(w->q)) return 0;
+    const Tensor& ws = *g_.initializer(w->scale);
+    std::string bias;
+    if (n.has_input(2)) {
+      const ir::Node* bp = producer_of(g_, made_by_, n.inputs[2]);
+      if (!bp || bp->op_type != "DequantizeLinear") return 0;
+      const Tensor* bq = g_.initializer(bp->inputs[0]);
+      const Tensor* bs = bp->num_inputs() > 1 ? g_.initializer(bp->inputs[1]) : nullptr;
+      if (!bq || !bs || bq->dtype() != DType::kI32 || bq->rank() != 1) return 0;
+      if (bp->has_input(2)) {
+        const Tensor* bz = g_.initializer(bp->inputs[2]);
+        if (!bz) return 0;
+        for (int64_t k = 0; k < bz->numel(); ++k)
+          if (bz->data<int32_t>()[k] != 0) return 0;
+      }
+      // The integer bias must be in units of x_scale * w_scale.
+      const float xs = g_.initializer(x->scale)->data<float>()[0];
+      for (int64_t k = 0; k < bs->numel(); ++k) {
+        const float want = xs * ws.data<float>()[ws.numel() == 1 ? 0 : k];
+        if (std::fabs(bs->data<float>()[k] - want) > 1e-6f * want) return 0;
+      }
+      if (bs->numel() != 1 && bs->numel() != ws.numel()) return 0;
+      bias = bp->inputs[0];
+    }
+    if (op == "Conv") {
+      if (!w->per_tensor && w->axis != 0) return 0;
+      ir::Node f = make("QLinearConv", "", {x->q, x->scale, x->zp, w->q, w->scale, w->zp, y.scale, y.zp});
+      if (!bias.empty()) f.inputs.push_back(bias);
+      f.attrs = n.attrs;
+      return replace(i, qi, std::move(f));
+    }
+    if (op == "MatMul") {
+      if (!bias.empty()) return 0;
+      const Tensor& wq = *g_.initializer(w->q);
+      if (!w->per_tensor && !(wq.rank() == 2 && (w->axis == 1 || w->axis == -1))) return 0;
+      ir::Node f = make("QLinearMatMul", "", {x->q, x->scale, x->zp, w->q, w->scale, w->zp, y.scale, y.zp});
+      return replace(i, qi, std::move(f));
+    }
+    // Gemm -> com.microsoft QGemm (where this build has it).
+    if (!has_qgemm_ || n.attr_int("transA", 0) != 0 || n.attr_float("beta", 1) != 1) return 0;
+    const int64_t channel_axis = n.attr_int("transB", 0) ? 0 : 1;
+    if (!w->per_tensor && w->axis != channel_axis) return 0;
+    ir::Node f = make("QGemm", kMicrosoft, {x->q, x->scale, x->zp, w->q, w->scale, w->zp, bias, y.scale, y.zp});
+    f.attrs = n.attrs;
+    f.attrs.erase("beta");
+    return replace(i, qi, std::move(f));
+  }
+  if (op == "Add" || op == "Mul") {
+    auto b = dq_input(n, 1);
+    if (!b || !b->per_tensor) return 0;
+    ir::Node f = make(op == "Add" ? "QLinearAdd" : "QLinearMul", kMicrosoft,
+                      {x->q, x->scale, x->zp, b->q, b->scale, b->zp, y.scale, y.zp});
+    return replace(i, qi, std::move(f));
+  }
+  if (op == "Sigmoid" || op == "LeakyRelu" || op == "AveragePool" || op == "GlobalAveragePool") {
+    ir::Node f = make("QLinear" + op, kMicrosoft, {x->q, x->scale, x->zp, y.scale, y.zp});
+    f.attrs = n.attrs;
+    return replace(i, qi, std::move(f));
+  }
+  if (op == "Concat") {
+    ir::Node f = make("QLinearConcat", kMicrosoft, {y.scale, y.zp});
+    for (int k = 0; k < n.num_inputs(); ++k) {
+      auto in = dq_input(n, k);
+      if (!in || !in->per_tensor) return 0;
+      f.inputs.insert(f.inputs.end(), {in->q, in->scale, in->zp});
+    }
+    f.attrs = n.attrs;
+    return replace(i, qi, std::move(f));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int fuse_qdq(ir::Model& model) {
+  int total = 0;
+  // A fusion can expose another (a passthrough after a fused Conv).
+  for (int round = 0; round < 8; ++round) {
+    Fuser f(model);
+    const int n = f.run();
+    total += n;
+    if (n == 0) break;
+  }
+  return total;
+}
+
+}  // namespace qforge::passes
