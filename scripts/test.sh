@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command (and CI's): set up, build with warnings as
 # errors, run every test; then build the unit tests with AddressSanitizer and
-# UndefinedBehaviorSanitizer and run them again.
+# UndefinedBehaviorSanitizer and run them again. In between, the live
+# interop check against ONNX Runtime (scripts/interop_ort.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -11,6 +12,8 @@ echo "== release build (warnings are errors)"
 scripts/build.sh
 echo "== tests"
 ctest --test-dir build --output-on-failure -j "$jobs"
+echo "== interop with ONNX Runtime 1.30 (live; says loudly when it has to skip)"
+scripts/interop_ort.sh
 
 echo "== sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQFORGE_WERROR=ON -DQFORGE_SANITIZE=ON >/dev/null

@@ -160,7 +160,7 @@ ir::Model* StaticFashionCnn::quantized_ = nullptr;
 QuantizeReport* StaticFashionCnn::report_ = nullptr;
 
 TEST_F(StaticFashionCnn, AgreesWithTheFloatModelOnFashionMnist) {
-  const Tensor x = fashion_images(512);
+  const Tensor x = fashion_images(256);
   const Tensor want = run1(*model_, "image", x);
   const Tensor got = run1(*quantized_, "image", x);
   const Agreement a = agree(want, got);
@@ -264,7 +264,7 @@ TEST_F(StaticFashionCnn, RunsAsIntegerKernels) {
   emulate.optimize = false;
   const Session e(*quantized_, emulate);
   ASSERT_EQ(count_op(e.model().graph, "Conv"), 2);
-  const Tensor x = fashion_images(256);
+  const Tensor x = fashion_images(128);
   const Tensor a = s.run({{"image", x}})[0];
   const Tensor b = e.run({{"image", x}})[0];
   // The logits' own quantization step (the last QuantizeLinear's scale).
