@@ -2,6 +2,7 @@
 #include <cstdlib>
 
 #include "kernels/kernels.h"
+#include "kernels/qgemm.h"
 #include "qforge/cpu.h"
 #include "qforge/error.h"
 
@@ -61,11 +62,13 @@ KernelTable kernels_for(Isa isa, const CpuFeatures& cpu) {
     t.dequantize_i8 = qs8_f32_dequantize__avx512;
   }
 #endif
+  t.qgemm = qgemm_kernel_for(isa, cpu);
   const std::string suffix = std::string("__") + isa_name(isa);
   t.names = {{"quantize f32->u8 (per tensor)", "f32_qu8_quantize" + suffix},
              {"quantize f32->i8 (per tensor)", "f32_qs8_quantize" + suffix},
              {"dequantize u8->f32 (per tensor)", "qu8_f32_dequantize" + suffix},
-             {"dequantize i8->f32 (per tensor)", "qs8_f32_dequantize" + suffix}};
+             {"dequantize i8->f32 (per tensor)", "qs8_f32_dequantize" + suffix},
+             {"int8 GEMM (u8/s8 x s8/u8 -> s32)", t.qgemm->name}};
   return t;
 }
 

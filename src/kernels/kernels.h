@@ -29,6 +29,9 @@ using QuantizeI8Fn = void (*)(const float* x, int64_t n, float scale, int32_t zp
 using DequantizeU8Fn = void (*)(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
 using DequantizeI8Fn = void (*)(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
 
+// The int8 GEMM microkernel and its tile (kernels/qgemm.h).
+struct QGemmKernel;
+
 struct KernelTable {
   Isa isa = Isa::kRef;
   std::string reason;  // why this ISA: detected features, or the override
@@ -36,6 +39,7 @@ struct KernelTable {
   QuantizeI8Fn quantize_i8 = nullptr;
   DequantizeU8Fn dequantize_u8 = nullptr;
   DequantizeI8Fn dequantize_i8 = nullptr;
+  const QGemmKernel* qgemm = nullptr;
   // "operation: kernel name" lines, for `qforge doctor`.
   std::vector<std::pair<std::string, std::string>> names;
 };
@@ -49,6 +53,9 @@ KernelTable kernels_for(Isa isa, const CpuFeatures& cpu = cpu_features());
 // ISAs a CPU with these features can run, best last.
 std::vector<Isa> available_isas(const CpuFeatures& cpu = cpu_features());
 Isa parse_isa(const std::string& name);
+// The int8 GEMM kernel of an ISA on a CPU with these features: AVX-512 uses
+// VNNI (vpdpbusd) where the CPU has it, else the AVX2 kernel (qgemm.cpp).
+const QGemmKernel* qgemm_kernel_for(Isa isa, const CpuFeatures& cpu);
 
 // Reference kernels, always present.
 void f32_qu8_quantize__ref(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,

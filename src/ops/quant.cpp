@@ -11,9 +11,14 @@
 //   QLinearConv                        opset 10
 //   com.microsoft: QLinearAdd, QLinearMul, QLinearSigmoid, QLinearLeakyRelu,
 //   QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat,
-//   DynamicQuantizeMatMul, MatMulIntegerToFloat
+//   DynamicQuantizeMatMul, MatMulIntegerToFloat, QGemm
 //
 // These are reference kernels, written to be read and to be exact, not fast.
+// The matrix ops (MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv,
+// MatMulIntegerToFloat, DynamicQuantizeMatMul, QGemm) validate here and then
+// run the int8 GEMM (quant_gemm.h, kernels/qgemm.h) where it covers the case,
+// bit for bit the result of the reference code, which stays as the fallback
+// and as the tests' oracle (namespace reference, quant_gemm.h).
 // Rounding and saturation come from qforge's quantization library
 // (quantize_value / dequantize_value: round half to even, saturate to the
 // storage type); where ONNX's reference implementation computes in float64
@@ -34,8 +39,10 @@
 #include <string>
 #include <vector>
 
+#include "kernels/qgemm.h"
 #include "ops/families.h"
 #include "ops/op_util.h"
+#include "ops/quant_gemm.h"
 #include "qforge/pack.h"
 #include "qforge/quant.h"
 #include "quant/layout.h"
@@ -91,6 +98,13 @@ void expect_same_type(const ir::Node& node, const std::string& what, DType got,
 }
 
 const std::vector<DType> k8Bit = {DType::kU8, DType::kI8};
+
+// The integer matrix ops (MatMulInteger, QLinearMatMul, ConvInteger,
+// QLinearConv, MatMulIntegerToFloat, DynamicQuantizeMatMul, QGemm) validate
+// their inputs here, then run the int8 GEMM (quant_gemm.h) where it covers
+// the case (kFast), else this file's reference code, which the tests also
+// call directly (kReference) as the oracle for the fast path.
+enum class Path { kFast, kReference };
 
 // ---------------------------------------------------------------- values
 
@@ -621,6 +635,57 @@ std::vector<float> side_scales(const ir::Node& node, const Tensor& s, const Shap
   return expand(floats_of(s), ps, rows);
 }
 
+// ---- what the fast path covers (quant_gemm.h)
+
+// A per-tensor zero point of a matmul operand: absent (0) or a single value
+// (any rank; side_param_shape's per-tensor case).
+std::optional<int32_t> per_tensor_zp(const Tensor* zp) {
+  if (zp == nullptr) return 0;
+  if (zp->numel() != 1) return std::nullopt;
+  return codes_of(*zp)[0];
+}
+
+// N per-column values of B's zero point: absent (zeros), a single value, or
+// a 1-D tensor of N (side_param_shape's per-tensor and per-column cases).
+std::optional<std::vector<int32_t>> per_column_zp(const Tensor* zp, int64_t N) {
+  if (zp == nullptr) return std::vector<int32_t>(sz(N), 0);
+  if (zp->numel() == 1) return std::vector<int32_t>(sz(N), codes_of(*zp)[0]);
+  if (zp->rank() == 1 && zp->numel() == N) return codes_of(*zp);
+  return std::nullopt;
+}
+
+// N per-column values of B's scale (single or 1-D of N), as float.
+std::optional<std::vector<float>> per_column_scale(const Tensor& s, int64_t N) {
+  if (s.numel() == 1) return std::vector<float>(sz(N), float_at(s, 0));
+  if (s.rank() == 1 && s.numel() == N) return floats_of(s);
+  return std::nullopt;
+}
+
+// M per-output-channel values of a conv's w_scale or w_zero_point (already
+// checked by expect_per_channel: single, or 1-D of M).
+template <typename T>
+std::vector<T> per_channel(const std::vector<T>& v, int64_t M) {
+  return v.size() == 1 ? std::vector<T>(sz(M), v[0]) : v;
+}
+
+bool signed8(const Tensor& t) { return t.dtype() == DType::kI8; }
+
+// The fast path's description of a planned matmul (A per tensor, B per column).
+int8::Matmul int8_matmul(const MatmulPlan& p, const Tensor& a, int32_t a_zp, const Tensor& b,
+                         std::vector<int32_t> b_zp) {
+  int8::Matmul m;
+  m.a = &a;
+  m.a_zp = a_zp;
+  m.b = &b;
+  m.b_zp = std::move(b_zp);
+  m.M = p.M;
+  m.K = p.K;
+  m.N = p.N;
+  m.a_mat = p.a_mat;
+  m.b_mat = p.b_mat;
+  return m;
+}
+
 std::optional<SymShape> matmul_sym(const InferContext& c, int ia, int ib) {
   const ir::ValueInfo& a = c.input(ia);
   const ir::ValueInfo& b = c.input(ib);
@@ -645,7 +710,7 @@ std::optional<SymShape> matmul_sym(const InferContext& c, int ia, int ib) {
 }
 
 // Y = (A - a_zero_point) x (B - b_zero_point), int32.
-void matmul_integer_run(OpContext& ctx) {
+void matmul_integer_run(OpContext& ctx, Path path) {
   const ir::Node& node = ctx.node();
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
@@ -656,6 +721,16 @@ void matmul_integer_run(OpContext& ctx) {
   if (az) expect_same_type(node, "a_zero_point", az->dtype(), "A", a.dtype());
   if (bz) expect_same_type(node, "b_zero_point", bz->dtype(), "B", b.dtype());
   const MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
+  if (path == Path::kFast) {
+    // Wrapping int32 sums are the spec's: no exactness condition.
+    const std::optional<int32_t> a_zp = per_tensor_zp(az);
+    std::optional<std::vector<int32_t>> b_zp = per_column_zp(bz, p.N);
+    if (a_zp && b_zp) {
+      const int8::Matmul m = int8_matmul(p, a, *a_zp, b, std::move(*b_zp));
+      int8::matmul(m, ctx.state(), ctx.output(0, DType::kI32, p.out).raw(), ctx.pool());
+      return;
+    }
+  }
   const auto A = minus_zero_point(node, a, az, p.a2, Side::kA, "a_zero_point");
   const auto B = minus_zero_point(node, b, bz, p.b2, Side::kB, "b_zero_point");
   int32_t* y = ctx.output(0, DType::kI32, p.out).data<int32_t>();
@@ -669,7 +744,7 @@ void matmul_integer_infer(InferContext& c) { set_output(c, 0, DType::kI32, matmu
 // y = saturate(round((A - a_zp) x (B - b_zp) * (a_scale * b_scale / y_scale)) + y_zp):
 // the multiplier in the scales' type (float32, or f16 / bf16 at opset 21),
 // the product with the exact integer sum in float64, as ONNX's reference.
-void qlinear_matmul_run(OpContext& ctx) {
+void qlinear_matmul_run(OpContext& ctx, Path path) {
   const ir::Node& node = ctx.node();
   const Tensor& a = ctx.input(0);
   const Tensor& as = ctx.input(1);
@@ -698,11 +773,30 @@ void qlinear_matmul_run(OpContext& ctx) {
           "y_scale is " + std::to_string(y_scale), "a finite, non-zero scale to divide by");
   const int32_t y_zp = codes_of(yz)[0];
   const MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
+  const DType t = as.dtype();
+  if (path == Path::kFast && as.numel() == 1) {
+    // A per tensor, B per tensor or per column, and an int32 sum that equals
+    // the reference's int64 one.
+    const std::optional<int32_t> a_zp = per_tensor_zp(&az);
+    std::optional<std::vector<int32_t>> b_zp = per_column_zp(&bz, p.N);
+    const std::optional<std::vector<float>> sb = per_column_scale(bs, p.N);
+    if (a_zp && b_zp && sb &&
+        kernels::exact_in_int32(p.K, signed8(a), *a_zp, signed8(b), b_zp->data(), p.N)) {
+      int8::Matmul m = int8_matmul(p, a, *a_zp, b, std::move(*b_zp));
+      m.ep.out = kernels::QOutput::kQ8Double;
+      const float sa = float_at(as, 0);
+      for (int64_t n = 0; n < p.N; ++n)  // the multiplier exactly as below
+        m.ep.scale.push_back(round_to(t, round_to(t, sa * (*sb)[sz(n)]) / y_scale));
+      m.ep.y_zp = y_zp;
+      m.ep.y_signed = signed8(yz);
+      int8::matmul(m, ctx.state(), ctx.output(0, yz.dtype(), p.out).raw(), ctx.pool());
+      return;
+    }
+  }
   const auto A = minus_zero_point(node, a, &az, p.a2, Side::kA, "a_zero_point");
   const auto B = minus_zero_point(node, b, &bz, p.b2, Side::kB, "b_zero_point");
   const auto sa = side_scales(node, as, p.a2, Side::kA, "a_scale");
   const auto sb = side_scales(node, bs, p.b2, Side::kB, "b_scale");
-  const DType t = as.dtype();
   const int64_t qmin = dtype_min(yz.dtype()), qmax = dtype_max(yz.dtype());
   Tensor& y = ctx.output(0, yz.dtype(), p.out);
   int_matmul(p, A, B, [&](int64_t bi, int64_t m, int64_t n, int64_t sum) {
@@ -926,6 +1020,27 @@ std::vector<int32_t> weights_minus_zero_point(const ir::Node& node, const Tensor
   return W;
 }
 
+// The fast path's description of a checked convolution.
+int8::Conv int8_conv(const ConvGeom& g, const Tensor& x, int32_t x_zp, const Tensor& w,
+                     std::vector<int32_t> w_zp) {
+  int8::Conv c;
+  c.x = &x;
+  c.x_zp = x_zp;
+  c.w = &w;
+  c.w_zp = std::move(w_zp);
+  c.N = g.N;
+  c.C = g.C;
+  c.M = g.M;
+  c.group = g.group;
+  c.in = g.in;
+  c.kernel = g.kernel;
+  c.out = g.out;
+  c.stride = g.stride;
+  c.dilation = g.dilation;
+  c.pad_begin = g.pad_begin;
+  return c;
+}
+
 std::optional<SymShape> conv_sym(const InferContext& c, int ix, int iw) {
   const ir::ValueInfo& x = c.input(ix);
   const ir::ValueInfo& w = c.input(iw);
@@ -960,7 +1075,7 @@ std::optional<SymShape> conv_sym(const InferContext& c, int ix, int iw) {
 }
 
 // Y = conv(x - x_zero_point, w - w_zero_point), int32.
-void conv_integer_run(OpContext& ctx) {
+void conv_integer_run(OpContext& ctx, Path path) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(1);
@@ -970,11 +1085,22 @@ void conv_integer_run(OpContext& ctx) {
   const Tensor* wz = ctx.has_input(3) ? &ctx.input(3) : nullptr;
   if (wz) expect_same_type(node, "w_zero_point", wz->dtype(), "w", w.dtype());
   const ConvGeom g = conv_geometry(node, x.shape(), w.shape());
+  Shape out{g.N, g.M};
+  out.insert(out.end(), g.out.begin(), g.out.end());
+  if (path == Path::kFast) {
+    // Wrapping int32 sums are the spec's: no exactness condition.
+    std::vector<int32_t> w_zp(sz(g.M), 0);
+    if (wz) {
+      expect_per_channel(node, *wz, "w_zero_point", g.M, true);
+      w_zp = per_channel(codes_of(*wz), g.M);
+    }
+    const int8::Conv c = int8_conv(g, x, xz, w, std::move(w_zp));
+    int8::conv(c, ctx.state(), ctx.output(0, DType::kI32, out).raw(), ctx.pool());
+    return;
+  }
   std::vector<int32_t> X = codes_of(x);
   for (auto& v : X) v -= xz;
   const auto W = weights_minus_zero_point(node, w, wz, g.M, "w_zero_point");
-  Shape out{g.N, g.M};
-  out.insert(out.end(), g.out.begin(), g.out.end());
   int32_t* y = ctx.output(0, DType::kI32, out).data<int32_t>();
   int_conv(g, X, W, [&](int64_t i, int64_t, int64_t sum) { y[i] = wrap32(sum); });
 }
@@ -984,7 +1110,7 @@ void conv_integer_infer(InferContext& c) { set_output(c, 0, DType::kI32, conv_sy
 // y = saturate(round((conv(x - x_zp, w - w_zp) + B) * (x_scale * w_scale / y_scale)) + y_zp),
 // with w_scale, w_zero_point per tensor or per output channel, the multiplier
 // in float32 and its product with the exact integer sum in float64 (ONNX's reference).
-void qlinear_conv_run(OpContext& ctx) {
+void qlinear_conv_run(OpContext& ctx, Path path) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(3);
@@ -1009,13 +1135,32 @@ void qlinear_conv_run(OpContext& ctx) {
     expect_per_channel(node, B, "bias B", g.M, false);
     bias = codes_of(B);
   }
+  const std::vector<float> wsv = floats_of(ws);
+  Shape out{g.N, g.M};
+  out.insert(out.end(), g.out.begin(), g.out.end());
+  if (path == Path::kFast) {
+    expect_per_channel(node, wz, "w_zero_point", g.M, true);
+    std::vector<int32_t> w_zp = per_channel(codes_of(wz), g.M);
+    int64_t bias_max = 0;
+    for (int32_t v : bias) bias_max = std::max(bias_max, std::abs(int64_t{v}));
+    const int64_t K = g.C / g.group * shape_numel(g.kernel);
+    // The int32 sum plus bias must equal the reference's int64 one.
+    if (kernels::exact_in_int32(K, signed8(x), xz, signed8(w), w_zp.data(), g.M, bias_max)) {
+      int8::Conv c = int8_conv(g, x, xz, w, std::move(w_zp));
+      c.ep.out = kernels::QOutput::kQ8Double;
+      for (int64_t m = 0; m < g.M; ++m)  // the multiplier exactly as below
+        c.ep.scale.push_back(x_scale * wsv[wsv.size() == 1 ? 0 : sz(m)] / y_scale);
+      c.ep.bias = bias;
+      c.ep.y_zp = y_zp;
+      c.ep.y_signed = signed8(yz);
+      int8::conv(c, ctx.state(), ctx.output(0, yz.dtype(), out).raw(), ctx.pool());
+      return;
+    }
+  }
   std::vector<int32_t> X = codes_of(x);
   for (auto& v : X) v -= xz;
   const auto W = weights_minus_zero_point(node, w, &wz, g.M, "w_zero_point");
-  const std::vector<float> wsv = floats_of(ws);
   const int64_t qmin = dtype_min(yz.dtype()), qmax = dtype_max(yz.dtype());
-  Shape out{g.N, g.M};
-  out.insert(out.end(), g.out.begin(), g.out.end());
   Tensor& y = ctx.output(0, yz.dtype(), out);
   int_conv(g, X, W, [&](int64_t i, int64_t m, int64_t sum) {
     const float mult = x_scale * wsv[wsv.size() == 1 ? 0 : sz(m)] / y_scale;
@@ -1382,22 +1527,42 @@ void qlinear_concat_infer(InferContext& c) {
 
 // Y = (A - a_zp) x (B - b_zp) * (a_scale * b_scale) + bias, in float32 as
 // ONNX Runtime's kernels compute it: float(int sum) * (a_scale * b_scale[n]) + bias[n].
-// A per tensor; B per tensor or per column.
-void integer_matmul_to_float(OpContext& ctx, const Tensor& a, const std::vector<int32_t>& A_codes,
+// A per tensor (codes `aq`, of a's shape); B per tensor or per column.
+void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_t a_zp,
                              float a_scale, const Tensor& b, const Tensor* bz, const Tensor& bs,
                              const Tensor* bias, DType out_type) {
   const ir::Node& node = ctx.node();
-  const MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
-  const auto B = minus_zero_point(node, b, bz, p.b2, Side::kB, "b_zero_point");
-  const auto sb = side_scales(node, bs, p.b2, Side::kB, "b_scale");
+  const MatmulPlan p = plan_matmul(aq.shape(), b.shape(), node);
   std::vector<float> bv;
-  if (bias) {
+  auto read_bias = [&] {
+    if (!bias) return;
     expect_same_type(node, "bias", bias->dtype(), "b_scale", bs.dtype());
     require(bias->rank() == 1 && bias->numel() == p.N, node, Errc::kShapeMismatch,
             "bias has shape " + shape_str(bias->shape()),
             "a 1-D tensor of " + std::to_string(p.N) + " values (B's last dimension)");
     bv = floats_of(*bias);
+  };
+  if (path == Path::kFast && out_type == DType::kF32) {
+    // B per tensor or per column (shapes the reference accepts), and an int32
+    // sum that equals the reference's int64 one.
+    std::optional<std::vector<int32_t>> b_zp = per_column_zp(bz, p.N);
+    const std::optional<std::vector<float>> sb = per_column_scale(bs, p.N);
+    if (b_zp && sb &&
+        kernels::exact_in_int32(p.K, signed8(aq), a_zp, signed8(b), b_zp->data(), p.N)) {
+      read_bias();
+      int8::Matmul m = int8_matmul(p, aq, a_zp, b, std::move(*b_zp));
+      m.ep.out = kernels::QOutput::kF32;
+      for (int64_t n = 0; n < p.N; ++n) m.ep.scale.push_back(a_scale * (*sb)[sz(n)]);
+      m.ep.fbias = bv.empty() ? std::vector<float>(sz(p.N), 0.0f) : bv;  // + 0.0f as below
+      int8::matmul(m, ctx.state(), ctx.output(0, out_type, p.out).raw(), ctx.pool());
+      return;
+    }
   }
+  std::vector<int32_t> A_codes = codes_of(aq);
+  for (auto& v : A_codes) v -= a_zp;
+  const auto B = minus_zero_point(node, b, bz, p.b2, Side::kB, "b_zero_point");
+  const auto sb = side_scales(node, bs, p.b2, Side::kB, "b_scale");
+  read_bias();
   Tensor& y = ctx.output(0, out_type, p.out);
   int_matmul(p, A_codes, B, [&](int64_t bi, int64_t m, int64_t n, int64_t sum) {
     const float s = a_scale * sb[sz(p.b_mat[sz(bi)] * p.N + n)];
@@ -1406,7 +1571,7 @@ void integer_matmul_to_float(OpContext& ctx, const Tensor& a, const std::vector<
 }
 
 // A is quantized at run time with DynamicQuantizeLinear (u8, per tensor).
-void dynamic_quantize_matmul_run(OpContext& ctx) {
+void dynamic_quantize_matmul_run(OpContext& ctx, Path path) {
   const ir::Node& node = ctx.node();
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
@@ -1427,16 +1592,14 @@ void dynamic_quantize_matmul_run(OpContext& ctx) {
       fail(node, e.code(), "input A: " + e.problem(), e.expected());
     }
   }
-  std::vector<int32_t> A = codes_of(q.y);
-  for (auto& v : A) v -= q.params.zero_point[0];
-  integer_matmul_to_float(ctx, a, A, q.params.scale[0], b, bz, bs,
+  integer_matmul_to_float(ctx, path, q.y, q.params.zero_point[0], q.params.scale[0], b, bz, bs,
                           ctx.has_input(4) ? &ctx.input(4) : nullptr, DType::kF32);
 }
 
 void dynamic_quantize_matmul_infer(InferContext& c) { set_output(c, 0, DType::kF32, matmul_sym(c, 0, 1)); }
 
 // Inputs A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias; Y has a_scale's type.
-void matmul_integer_to_float_run(OpContext& ctx) {
+void matmul_integer_to_float_run(OpContext& ctx, Path path) {
   const ir::Node& node = ctx.node();
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
@@ -1454,14 +1617,194 @@ void matmul_integer_to_float_run(OpContext& ctx) {
   int32_t a_zp = 0;
   if (az) a_zp = single_zero_point(ctx, 4, "a_zero_point", a.dtype(), "A");
   if (bz) expect_same_type(node, "b_zero_point", bz->dtype(), "B", b.dtype());
-  std::vector<int32_t> A = codes_of(a);
-  for (auto& v : A) v -= a_zp;
-  integer_matmul_to_float(ctx, a, A, float_at(as, 0), b, bz, bs,
+  integer_matmul_to_float(ctx, path, a, a_zp, float_at(as, 0), b, bz, bs,
                           ctx.has_input(6) ? &ctx.input(6) : nullptr, as.dtype());
 }
 
 void matmul_integer_to_float_infer(InferContext& c) {
   set_output(c, 0, c.input(2).dtype, matmul_sym(c, 0, 1));
+}
+
+// ---------------------------------------------------------------- com.microsoft QGemm
+
+// Quantized Gemm (ONNX Runtime's contrib op, docs/ContribOperators.md, and
+// its CPU kernel contrib_ops/cpu/quantization/quant_gemm.cc):
+//   acc = C + sum_k (A'[m, k] - a_zp) * (B'[k, n] - b_zp[n])   (int32, wrapping)
+//   scale[n] = alpha * a_scale * b_scale[n]   (float32, left to right)
+//   with y_zero_point: Y = saturate(round_half_even(float(acc) * (scale[n] / y_scale)) + y_zp)
+//   without:           Y = float(acc) * scale[n]  (/ y_scale when y_scale is given, as ORT)
+// A' = A or A^T (transA), B' = B or B^T (transB), both 2-D; A per tensor, B
+// per tensor or per column (b_zero_point absent means 0); C (int32, in the
+// product's scale) broadcast from a scalar, [N], [1, N], [M, 1] or [M, N].
+// The requantization is ONNX Runtime's float32 one (MlasRequantizeOutput:
+// product, clamp to [qmin - y_zp, qmax - y_zp], round half to even), not
+// the float64 of the ONNX-domain QLinearMatMul; with K = 0 the output is
+// that of acc = C (ORT special-cases K = 0 differently).
+struct QGemmSetup {
+  int64_t M = 0, K = 0, N = 0;
+  bool trans_a = false, trans_b = false;
+  int32_t a_zp = 0, y_zp = 0;
+  std::vector<int32_t> b_zp;  // N
+  std::vector<float> scale;   // N
+  const Tensor* c = nullptr;
+  int64_t c_rows = 0, c_cols = 0;  // C's shape as broadcast: 1 or M, 1 or N
+  bool quantized = false;
+  DType out = DType::kF32;
+};
+
+QGemmSetup qgemm_setup(const OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(3);
+  expect_type(node, "input A", a.dtype(), k8Bit);
+  expect_type(node, "input B", b.dtype(), k8Bit);
+  require(a.rank() == 2 && b.rank() == 2, node, Errc::kShapeMismatch,
+          "has A of shape " + shape_str(a.shape()) + " and B of shape " + shape_str(b.shape()),
+          "2-D A and B");
+  QGemmSetup q;
+  q.trans_a = node.attr_int("transA", 0) != 0;
+  q.trans_b = node.attr_int("transB", 0) != 0;
+  q.M = q.trans_a ? a.dim(1) : a.dim(0);
+  q.K = q.trans_a ? a.dim(0) : a.dim(1);
+  const int64_t kb = q.trans_b ? b.dim(1) : b.dim(0);
+  q.N = q.trans_b ? b.dim(0) : b.dim(1);
+  require(kb == q.K, node, Errc::kShapeMismatch,
+          "multiplies A' of shape [" + std::to_string(q.M) + ", " + std::to_string(q.K) +
+              "] by B' of shape [" + std::to_string(kb) + ", " + std::to_string(q.N) +
+              "] (after transA, transB)",
+          "A's K equal to B's K");
+  const float a_scale = single_scale(ctx, 1, "a_scale", false);
+  q.a_zp = single_zero_point(ctx, 2, "a_zero_point", a.dtype(), "A");
+  const Tensor& bs = ctx.input(4);
+  expect_type(node, "b_scale", bs.dtype(), {DType::kF32});
+  const std::string per_col = "a scalar (per tensor) or a 1-D tensor of 1 or " +
+                              std::to_string(q.N) + " values (per column of B')";
+  const auto sb = bs.rank() <= 1 ? per_column_scale(bs, q.N) : std::nullopt;
+  require(sb.has_value(), node, Errc::kShapeMismatch, "b_scale has shape " + shape_str(bs.shape()),
+          per_col);
+  const Tensor* bz = ctx.has_input(5) ? &ctx.input(5) : nullptr;
+  if (bz) expect_same_type(node, "b_zero_point", bz->dtype(), "B", b.dtype());
+  auto bzp = bz && bz->rank() > 1 ? std::nullopt : per_column_zp(bz, q.N);
+  require(bzp.has_value(), node, Errc::kShapeMismatch,
+          "b_zero_point has shape " + shape_str(bz ? bz->shape() : Shape{}), per_col);
+  q.b_zp = std::move(*bzp);
+  if (ctx.has_input(6)) {
+    const Tensor& c = ctx.input(6);
+    expect_type(node, "input C", c.dtype(), {DType::kI32});
+    const Shape& cs = c.shape();
+    const bool ok = c.numel() == 1 ? cs.size() <= 2
+                  : cs.size() == 1 ? cs[0] == q.N
+                  : cs.size() == 2 && (cs[0] == 1 || cs[0] == q.M) && (cs[1] == 1 || cs[1] == q.N);
+    require(ok, node, Errc::kShapeMismatch, "C has shape " + shape_str(cs),
+            "a shape that broadcasts to [M, N] = [" + std::to_string(q.M) + ", " +
+                std::to_string(q.N) + "]: a scalar, [N], [1, N], [M, 1] or [M, N]");
+    q.c = &c;
+    q.c_rows = cs.size() == 2 ? cs[0] : 1;
+    q.c_cols = cs.empty() ? 1 : cs.back();
+  }
+  const bool has_ys = ctx.has_input(7);
+  const float y_scale = has_ys ? single_scale(ctx, 7, "y_scale", true) : 1.0f;
+  q.quantized = ctx.has_input(8);
+  if (q.quantized) {
+    require(has_ys, node, Errc::kInvalidArgument, "has y_zero_point but no y_scale",
+            "y_scale with y_zero_point (a quantized output)");
+    const Tensor& yz = ctx.input(8);
+    expect_type(node, "y_zero_point", yz.dtype(), k8Bit);
+    q.y_zp = single_zero_point(ctx, 8, "y_zero_point", yz.dtype(), "itself", false);
+    q.out = yz.dtype();
+  }
+  const float alpha = node.attr_float("alpha", 1.0f);
+  for (int64_t n = 0; n < q.N; ++n) {
+    float s = alpha * a_scale * (*sb)[sz(n)];
+    if (has_ys) s /= y_scale;
+    q.scale.push_back(s);
+  }
+  return q;
+}
+
+// C[m, n] under broadcasting.
+int32_t qgemm_c_at(const QGemmSetup& q, int64_t m, int64_t n) {
+  if (!q.c) return 0;
+  return q.c->data<int32_t>()[(q.c_rows == 1 ? 0 : m) * q.c_cols + (q.c_cols == 1 ? 0 : n)];
+}
+
+void qgemm_run(OpContext& ctx, Path path) {
+  const QGemmSetup q = qgemm_setup(ctx);
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(3);
+  Tensor& y = ctx.output(0, q.out, {q.M, q.N});
+  if (path == Path::kFast) {
+    int8::Gemm g;
+    g.a = &a;
+    g.trans_a = q.trans_a;
+    g.a_zp = q.a_zp;
+    g.b = &b;
+    g.trans_b = q.trans_b;
+    g.b_zp = q.b_zp;
+    g.M = q.M;
+    g.K = q.K;
+    g.N = q.N;
+    std::vector<int32_t> cm;  // C as one row (bias_ld 0) or M rows
+    if (q.c) {
+      const int32_t* cd = q.c->data<int32_t>();
+      if (q.c_cols == q.N && q.N > 1) {
+        g.bias = cd;
+        g.bias_ld = q.c_rows == 1 ? 0 : q.N;
+      } else {
+        const int64_t rows = q.c_rows == 1 ? 1 : q.M;
+        for (int64_t m = 0; m < rows; ++m)
+          for (int64_t n = 0; n < q.N; ++n) cm.push_back(qgemm_c_at(q, m, n));
+        g.bias = cm.data();
+        g.bias_ld = rows == 1 ? 0 : q.N;
+      }
+    }
+    g.ep.out = q.quantized ? kernels::QOutput::kQ8Float : kernels::QOutput::kF32;
+    g.ep.scale = q.scale;
+    g.ep.y_zp = q.y_zp;
+    g.ep.y_signed = q.out == DType::kI8;
+    int8::gemm(g, ctx.state(), y.raw(), ctx.pool());
+    return;
+  }
+  // Reference: exact int64 sums, wrapped to int32 as the int32 accumulation
+  // of ONNX Runtime's kernel leaves them, then float32 arithmetic.
+  const std::vector<int32_t> A = codes_of(a), B = codes_of(b);
+  const auto qmin = static_cast<int32_t>(q.quantized ? dtype_min(q.out) : 0);
+  const auto qmax = static_cast<int32_t>(q.quantized ? dtype_max(q.out) : 0);
+  for (int64_t m = 0; m < q.M; ++m)
+    for (int64_t n = 0; n < q.N; ++n) {
+      int64_t sum = qgemm_c_at(q, m, n);
+      for (int64_t k = 0; k < q.K; ++k) {
+        const int64_t av = A[sz(q.trans_a ? k * q.M + m : m * q.K + k)] - q.a_zp;
+        const int64_t bv = B[sz(q.trans_b ? n * q.K + k : k * q.N + n)] - q.b_zp[sz(n)];
+        sum += av * bv;
+      }
+      const float v = static_cast<float>(wrap32(sum)) * q.scale[sz(n)];
+      if (!q.quantized) {
+        y.data<float>()[m * q.N + n] = v;
+        continue;
+      }
+      const auto lo = static_cast<float>(qmin - q.y_zp), hi = static_cast<float>(qmax - q.y_zp);
+      float c = v > lo ? v : lo;  // NaN gives qmin
+      c = c < hi ? c : hi;
+      put_code(y, m * q.N + n, static_cast<int32_t>(std::nearbyint(c)) + q.y_zp);
+    }
+}
+
+void qgemm_infer(InferContext& c) {
+  const ir::ValueInfo& a = c.input(0);
+  const ir::ValueInfo& b = c.input(3);
+  const bool ta = c.node().attr_int("transA", 0) != 0, tb = c.node().attr_int("transB", 0) != 0;
+  std::optional<DType> out = DType::kF32;
+  if (c.has_input(8)) out = c.input(8).dtype;
+  std::optional<SymShape> shape;
+  if (a.shape && b.shape) {
+    require(a.shape->size() == 2 && b.shape->size() == 2, c.node(), Errc::kShapeMismatch,
+            "has A of shape " + ir::sym_shape_str(*a.shape) + " and B of shape " +
+                ir::sym_shape_str(*b.shape),
+            "2-D A and B");
+    shape = SymShape{(*a.shape)[ta ? 1 : 0], (*b.shape)[tb ? 0 : 1]};
+  }
+  set_output(c, 0, out, shape);
 }
 
 }  // namespace
@@ -1474,17 +1817,30 @@ void register_quant_ops(OpRegistry& r) {
          .infer = dequantize_linear_infer, .run = dequantize_linear_run});
   r.add({.domain = "", .op_type = "DynamicQuantizeLinear", .min_opset = 11, .max_opset = 21,
          .infer = dynamic_quantize_linear_infer, .run = dynamic_quantize_linear_run});
+  // The integer matrix ops pack constant weights once (prepare) for the int8 GEMM.
+  auto fast = [](void (*run)(OpContext&, Path)) {
+    return [run](OpContext& c) { run(c, Path::kFast); };
+  };
+  auto packs_matmul_b = [](int b) {
+    return [b](const PrepareContext& p) { return int8::prepare_matmul(p, b); };
+  };
+  auto packs_conv_w = [](int w) {
+    return [w](const PrepareContext& p) { return int8::prepare_conv(p, w); };
+  };
   r.add({.domain = "", .op_type = "MatMulInteger", .min_opset = 10, .max_opset = 21,
-         .infer = matmul_integer_infer, .run = matmul_integer_run});
+         .infer = matmul_integer_infer, .prepare = packs_matmul_b(1),
+         .run = fast(matmul_integer_run)});
   r.add({.domain = "", .op_type = "ConvInteger", .min_opset = 10, .max_opset = 21,
-         .infer = conv_integer_infer, .run = conv_integer_run});
+         .infer = conv_integer_infer, .prepare = packs_conv_w(1), .run = fast(conv_integer_run)});
   // Opset 21 adds f16 / bf16 scales (and float8 types, which qforge lacks).
   r.add({.domain = "", .op_type = "QLinearMatMul", .min_opset = 10, .max_opset = 20,
-         .infer = qlinear_matmul_infer, .run = qlinear_matmul_run});
+         .infer = qlinear_matmul_infer, .prepare = packs_matmul_b(3),
+         .run = fast(qlinear_matmul_run)});
   r.add({.domain = "", .op_type = "QLinearMatMul", .min_opset = 21, .max_opset = 21,
-         .infer = qlinear_matmul_infer, .run = qlinear_matmul_run});
+         .infer = qlinear_matmul_infer, .prepare = packs_matmul_b(3),
+         .run = fast(qlinear_matmul_run)});
   r.add({.domain = "", .op_type = "QLinearConv", .min_opset = 10, .max_opset = 21,
-         .infer = qlinear_conv_infer, .run = qlinear_conv_run});
+         .infer = qlinear_conv_infer, .prepare = packs_conv_w(3), .run = fast(qlinear_conv_run)});
 
   // com.microsoft (ONNX Runtime's contrib ops, version 1).
   const std::string ms = kMicrosoft;
@@ -1507,9 +1863,26 @@ void register_quant_ops(OpRegistry& r) {
   r.add({.domain = ms, .op_type = "QLinearConcat", .min_opset = 1, .max_opset = 1,
          .infer = qlinear_concat_infer, .run = qlinear_concat_run});
   r.add({.domain = ms, .op_type = "DynamicQuantizeMatMul", .min_opset = 1, .max_opset = 1,
-         .infer = dynamic_quantize_matmul_infer, .run = dynamic_quantize_matmul_run});
+         .infer = dynamic_quantize_matmul_infer, .prepare = packs_matmul_b(1),
+         .run = fast(dynamic_quantize_matmul_run)});
   r.add({.domain = ms, .op_type = "MatMulIntegerToFloat", .min_opset = 1, .max_opset = 1,
-         .infer = matmul_integer_to_float_infer, .run = matmul_integer_to_float_run});
+         .infer = matmul_integer_to_float_infer, .prepare = packs_matmul_b(1),
+         .run = fast(matmul_integer_to_float_run)});
+  r.add({.domain = ms, .op_type = "QGemm", .min_opset = 1, .max_opset = 1, .infer = qgemm_infer,
+         .prepare = [](const PrepareContext& p) {
+           return int8::prepare_gemm(p, 3, p.node.attr_int("transB", 0) != 0);
+         },
+         .run = fast(qgemm_run)});
 }
+
+namespace reference {
+void matmul_integer(OpContext& ctx) { matmul_integer_run(ctx, Path::kReference); }
+void qlinear_matmul(OpContext& ctx) { qlinear_matmul_run(ctx, Path::kReference); }
+void conv_integer(OpContext& ctx) { conv_integer_run(ctx, Path::kReference); }
+void qlinear_conv(OpContext& ctx) { qlinear_conv_run(ctx, Path::kReference); }
+void matmul_integer_to_float(OpContext& ctx) { matmul_integer_to_float_run(ctx, Path::kReference); }
+void dynamic_quantize_matmul(OpContext& ctx) { dynamic_quantize_matmul_run(ctx, Path::kReference); }
+void qgemm(OpContext& ctx) { qgemm_run(ctx, Path::kReference); }
+}  // namespace reference
 
 }  // namespace qforge::ops

@@ -24,6 +24,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/kernels.h"
+#include "kernels/qgemm.h"
 #include "qforge/pack.h"
 #include "qforge/quant.h"
 
@@ -165,9 +166,15 @@ TEST_P(KernelsVsRef, TableIsForThisIsa) {
   EXPECT_NE(table_.quantize_i8, &kernels::f32_qs8_quantize__ref);
   EXPECT_NE(table_.dequantize_u8, &kernels::qu8_f32_dequantize__ref);
   EXPECT_NE(table_.dequantize_i8, &kernels::qs8_f32_dequantize__ref);
-  ASSERT_EQ(table_.names.size(), 4u);
-  for (const auto& [op, kernel] : table_.names)
+  ASSERT_EQ(table_.names.size(), 5u);
+  for (size_t i = 0; i < 4; ++i) {
+    const std::string& kernel = table_.names[i].second;
     EXPECT_NE(kernel.find(std::string("__") + kernels::isa_name(GetParam())), std::string::npos) << kernel;
+  }
+  // The int8 GEMM entry names the kernel the table holds (AVX-512 without
+  // VNNI uses the AVX2 one; test_int8_gemm.cpp checks the choice).
+  ASSERT_NE(table_.qgemm, nullptr);
+  EXPECT_EQ(table_.names[4].second, table_.qgemm->name);
 }
 
 // One quantize kernel against its reference over every case; T is the code type.

@@ -1,0 +1,181 @@
+// The int8 GEMM (kernels/qgemm.h) on the transformer shapes of bench_gemm.cpp,
+// B (weights) packed once, A u8 (zero point 128) by B s8:
+//   ./build/bench/qforge_bench --benchmark_filter=Int8Gemm
+// Arguments: M, N, K, threads, kernel (index into qgemm_kernels(): 0 the
+// scalar reference, 1 AVX2, 2 AVX-512 VNNI; kernels the CPU lacks are
+// skipped). GOPS counts 2*M*N*K operations per call over wall-clock time,
+// as bench_gemm.cpp's GFLOPS does for the float GEMM on the same shapes.
+// BM_Int8Gemm writes the raw int32 sums; BM_Int8GemmRequant also
+// requantizes them to u8 in the epilogue (QLinearMatMul's float64 rule).
+// BM_QLinearMatMulOp / BM_QLinearConvOp time whole ops (u8 x s8, weights
+// packed in prepare) on the process's kernels, path 1, against the reference
+// implementation they must equal (quant.cpp), path 0; one thread.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/qgemm.h"
+#include "ops/quant_gemm.h"
+#include "qforge/ir.h"
+#include "qforge/op.h"
+#include "qforge/thread_pool.h"
+
+namespace {
+
+namespace k = qforge::kernels;
+
+std::vector<uint8_t> random_bytes(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> d(0, 255);
+  std::vector<uint8_t> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<uint8_t>(d(rng));
+  return v;
+}
+
+void run(benchmark::State& state, k::QOutput out) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const auto threads = static_cast<int>(state.range(3));
+  const auto kernels = k::qgemm_kernels();
+  if (state.range(4) >= static_cast<int64_t>(kernels.size())) {
+    state.SkipWithError("this CPU lacks the kernel");
+    return;
+  }
+  const k::QGemmKernel& kernel = *kernels[static_cast<size_t>(state.range(4))];
+  std::unique_ptr<qforge::ThreadPool> pool;
+  if (threads > 1) pool = std::make_unique<qforge::ThreadPool>(threads);
+  const std::vector<uint8_t> A = random_bytes(M * K, 1), B = random_bytes(K * N, 2);
+  const k::QPackedB pb = k::qpack_b(true, false, K, N, B.data(), N);
+  const std::vector<int32_t> b_zp(static_cast<size_t>(N), 0);
+  const std::vector<float> scale(static_cast<size_t>(N), 1e-4f);
+  std::vector<int32_t> C(static_cast<size_t>(M * N));
+  k::QGemmArgs a;
+  a.M = M;
+  a.A = A.data();
+  a.lda = K;
+  a.a_zp = 128;
+  a.B = &pb;
+  a.b_zp = b_zp.data();
+  a.out = out;
+  a.scale = scale.data();
+  a.y_zp = 128;
+  a.C = C.data();
+  a.ldc = N;
+  for (auto _ : state) {
+    k::qgemm_with(kernel, a, pool.get());
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GOPS"] = benchmark::Counter(
+      2e-9 * static_cast<double>(M * N * K) * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate);
+  state.SetLabel(kernel.name);
+}
+
+void BM_Int8Gemm(benchmark::State& state) {
+  run(state, k::QOutput::kS32);
+}
+void BM_Int8GemmRequant(benchmark::State& state) {
+  run(state, k::QOutput::kQ8Double);
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t kernel : {0, 1, 2})
+    for (int64_t threads : {1, 2})
+      for (auto [m, n, kk] :
+           {std::array<int64_t, 3>{1, 768, 768}, {32, 768, 768}, {128, 3072, 768}})
+        b->Args({m, n, kk, threads, kernel});
+  b->ArgNames({"M", "N", "K", "threads", "kernel"})->UseRealTime();
+}
+
+BENCHMARK(BM_Int8Gemm)->Apply(shapes);
+BENCHMARK(BM_Int8GemmRequant)
+    ->Args({32, 768, 768, 1, 2})
+    ->Args({128, 3072, 768, 2, 2})
+    ->ArgNames({"M", "N", "K", "threads", "kernel"})
+    ->UseRealTime();
+
+// ---- whole ops: the fast path against the reference ----
+
+qforge::Tensor codes(qforge::DType t, qforge::Shape s, uint32_t seed) {
+  qforge::Tensor x(t, std::move(s));
+  const auto v = random_bytes(x.numel(), seed);
+  std::copy(v.begin(), v.end(), static_cast<uint8_t*>(x.raw()));
+  return x;
+}
+qforge::Tensor scalar(float v) {
+  return qforge::Tensor::from<float>({}, {v});
+}
+
+// Runs node `op` on `in` (input w_index packed in prepare) with the
+// registered kernel (path 1) or the reference (path 0).
+void run_op(benchmark::State& state, const std::string& op, std::vector<qforge::Tensor> in,
+            int w_index, void (*reference)(qforge::ops::OpContext&), int64_t macs,
+            std::map<std::string, qforge::ir::Attribute> attrs = {}) {
+  qforge::ir::Node node;
+  node.name = "n";
+  node.op_type = op;
+  for (size_t i = 0; i < in.size(); ++i) node.inputs.push_back("in" + std::to_string(i));
+  node.outputs = {"y"};
+  node.attrs = std::move(attrs);
+  const qforge::ops::OpDef* def = qforge::ops::OpRegistry::global().find("", op, 13);
+  std::vector<const qforge::Tensor*> ptrs, consts(in.size(), nullptr);
+  for (const auto& t : in) ptrs.push_back(&t);
+  consts[static_cast<size_t>(w_index)] = &in[static_cast<size_t>(w_index)];
+  const bool fast = state.range(3) != 0;
+  const auto st = def->prepare(qforge::ops::PrepareContext{node, 13, consts, nullptr});
+  for (auto _ : state) {
+    qforge::ops::OpContext ctx(node, 13, ptrs, st.get(), nullptr);
+    if (fast)
+      def->run(ctx);
+    else
+      reference(ctx);
+    benchmark::DoNotOptimize(ctx.outputs()[0].raw());
+  }
+  state.counters["GOPS"] =
+      benchmark::Counter(2e-9 * static_cast<double>(macs) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+  state.SetLabel(fast ? qforge::kernels::kernels().qgemm->name : "reference (quant.cpp)");
+}
+
+// Args: M, N, K, path.
+void BM_QLinearMatMulOp(benchmark::State& state) {
+  using qforge::DType;
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  run_op(state, "QLinearMatMul",
+         {codes(DType::kU8, {M, K}, 1), scalar(0.02f), codes(DType::kU8, {}, 2),
+          codes(DType::kI8, {K, N}, 3), scalar(0.01f), qforge::Tensor::from<int8_t>({}, {0}),
+          scalar(0.5f), codes(DType::kU8, {}, 4)},
+         3, qforge::ops::reference::qlinear_matmul, M * N * K);
+}
+BENCHMARK(BM_QLinearMatMulOp)
+    ->Args({32, 768, 768, 0})
+    ->Args({32, 768, 768, 1})
+    ->ArgNames({"M", "N", "K", "fast"})
+    ->UseRealTime();
+
+// Args: channels in, image size, channels out, path; 3x3, padding 1.
+void BM_QLinearConvOp(benchmark::State& state) {
+  using qforge::DType;
+  const int64_t C = state.range(0), HW = state.range(1), M = state.range(2);
+  run_op(state, "QLinearConv",
+         {codes(DType::kU8, {1, C, HW, HW}, 1), scalar(0.02f), codes(DType::kU8, {}, 2),
+          codes(DType::kI8, {M, C, 3, 3}, 3), scalar(0.01f), qforge::Tensor::from<int8_t>({}, {0}),
+          scalar(0.5f), codes(DType::kU8, {}, 4)},
+         3, qforge::ops::reference::qlinear_conv, M * C * 9 * HW * HW,
+         {{"pads", qforge::ir::Attribute::of(std::vector<int64_t>{1, 1, 1, 1})}});
+}
+BENCHMARK(BM_QLinearConvOp)
+    ->Args({32, 28, 32, 0})
+    ->Args({32, 28, 32, 1})
+    ->Args({64, 56, 64, 1})
+    ->ArgNames({"C", "HW", "M", "fast"})
+    ->UseRealTime();
+
+}  // namespace

@@ -1,0 +1,415 @@
+// The int8 GEMM driver: argument checks, packing of B (once) and of A (per
+// call), the per-call column terms of the zero-point folding, threading, and
+// the kernel list. The arithmetic and the layouts are described in qgemm.h;
+// the microkernels are in ref/qgemm_ref.cpp and x86/qgemm_*.cpp.
+#include "kernels/qgemm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>  // the x86-64 baseline: no per-file ISA flags needed
+#endif
+
+#include "qforge/error.h"
+#include "qforge/thread_pool.h"
+
+namespace qforge::kernels {
+namespace {
+
+constexpr std::align_val_t kAlign{64};
+constexpr int64_t kMaxNr = 32;  // the widest tile of any kernel: column vectors are padded to it
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+int64_t round_up(int64_t a, int64_t b) {
+  return ceil_div(a, b) * b;
+}
+
+// Two's complement wrap of an exact value (the arithmetic is modulo 2^32).
+int32_t wrap32(int64_t v) {
+  return static_cast<int32_t>(static_cast<uint32_t>(v));
+}
+
+[[noreturn]] void bad(const std::string& problem, const std::string& expected) {
+  throw Error(Errc::kInvalidArgument, "qgemm", problem, expected);
+}
+
+void check_zero_point(const char* what, int32_t zp, bool is_signed) {
+  const int32_t lo = is_signed ? -128 : 0, hi = is_signed ? 127 : 255;
+  if (zp < lo || zp > hi)
+    bad(std::string(what) + " is " + std::to_string(zp),
+        std::string("a value of ") + (is_signed ? "s8 [-128, 127]" : "u8 [0, 255]"));
+}
+
+// The largest |x - zp| over the values x of an 8-bit type.
+int64_t max_deviation(bool is_signed, int32_t zp) {
+  return is_signed ? std::max<int64_t>(zp + 128, 127 - zp) : std::max<int64_t>(zp, 255 - zp);
+}
+
+// A grow-only, 64-byte aligned byte buffer; one per thread and purpose.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { release(); }
+
+  void* get(size_t bytes) {
+    if (bytes > cap_) {
+      release();
+      data_ = ::operator new(bytes, kAlign);
+      cap_ = bytes;
+    }
+    return data_;
+  }
+
+ private:
+  void release() {
+    if (data_ != nullptr) ::operator delete(data_, kAlign);
+    data_ = nullptr;
+    cap_ = 0;
+  }
+  void* data_ = nullptr;
+  size_t cap_ = 0;
+};
+
+thread_local Scratch t_pack_a;
+thread_local Scratch t_row_sums;
+
+// Rows [0, rows) of A into packed A': kp bytes a row (zero padding past K),
+// and their sums (modulo 2^32).
+void pack_a_rows(const uint8_t* A, int64_t lda, bool a_signed, int64_t rows, int64_t K, int64_t kp,
+                 uint8_t* dst, int32_t* row_sum) {
+  const uint8_t flip = a_signed ? 0x80 : 0x00;  // s8 x + 128 == the byte x ^ 0x80 as u8
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* src = A + r * lda;
+    uint8_t* d = dst + r * kp;
+    uint64_t s = 0;
+    int64_t k = 0;
+#if defined(__SSE2__)
+    const __m128i vflip = _mm_set1_epi8(static_cast<char>(flip)), zero = _mm_setzero_si128();
+    __m128i acc = zero;
+    for (; k + 16 <= K; k += 16) {
+      const __m128i v =
+          _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k)), vflip);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + k), v);
+      acc = _mm_add_epi64(acc, _mm_sad_epu8(v, zero));  // two sums of 8 bytes
+    }
+    uint64_t lanes[2];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), acc);
+    s = lanes[0] + lanes[1];
+#endif
+    for (; k < K; ++k) {
+      const auto v = static_cast<uint8_t>(src[k] ^ flip);
+      d[k] = v;
+      s += v;
+    }
+    for (k = K; k < kp; ++k) d[k] = 0;
+    row_sum[r] = static_cast<int32_t>(static_cast<uint32_t>(s));
+  }
+}
+
+// Rows of A packed per chunk: at most this many bytes, so the chunk stays in L2.
+constexpr int64_t kPackABytes = int64_t{256} << 10;
+
+// Below this many multiply-adds a GEMM runs on one thread: waking the pool
+// costs microseconds.
+constexpr int64_t kMinParallelMacs = int64_t{1} << 20;
+
+struct Job {
+  const QGemmKernel* kr = nullptr;
+  const QGemmArgs* args = nullptr;
+  int64_t M = 0, N = 0, K = 0, kp = 0;
+  std::vector<int32_t> col_off, neg_b_zp;
+  std::vector<float> scale, fbias;
+  int32_t qmin = 0, qmax = 255;
+  size_t c_elem = 4;  // bytes per element of C
+};
+
+// C[m0:m1, n0:n1]; n0 is a multiple of NR.
+void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const QGemmArgs& a = *g.args;
+  const QGemmKernel& kr = *g.kr;
+  const int64_t mr = kr.mr, nr = kr.nr, kp = g.kp;
+  const int64_t chunk = std::max<int64_t>(mr, kPackABytes / std::max<int64_t>(kp, 1) / mr * mr);
+  const auto* A = static_cast<const uint8_t*>(a.A);
+  auto* C = static_cast<uint8_t*>(a.C);
+  const int8_t* bdata = a.B->data();
+
+  QGemmTile t;
+  t.kp = kp;
+  t.lda = kp;
+  t.out = a.out;
+  t.bias_ld = a.bias_ld;
+  t.y_zp = a.y_zp;
+  t.qmin = g.qmin;
+  t.qmax = g.qmax;
+  t.ldc = a.ldc;
+  for (int64_t ic = m0; ic < m1; ic += chunk) {
+    const int64_t rows = std::min(chunk, m1 - ic);
+    auto* abuf =
+        static_cast<uint8_t*>(t_pack_a.get(static_cast<size_t>(round_up(rows, mr) * kp + 64)));
+    auto* rsum = static_cast<int32_t*>(
+        t_row_sums.get(static_cast<size_t>(round_up(rows, mr)) * sizeof(int32_t)));
+    pack_a_rows(A + ic * a.lda, a.lda, a.a_signed, rows, g.K, kp, abuf, rsum);
+    for (int64_t jr = n0; jr < n1; jr += nr) {
+      t.n = std::min(nr, n1 - jr);
+      t.b = bdata != nullptr ? bdata + (jr / kQPanel) * kp * kQPanel : nullptr;
+      t.col_off = g.col_off.data() + jr;
+      t.neg_b_zp = g.neg_b_zp.data() + jr;
+      t.scale = g.scale.empty() ? nullptr : g.scale.data() + jr;
+      t.fbias = g.fbias.empty() ? nullptr : g.fbias.data() + jr;
+      for (int64_t ir = 0; ir < rows; ir += mr) {
+        t.m = std::min(mr, rows - ir);
+        t.a = abuf + ir * kp;
+        t.row_sum = rsum + ir;
+        t.bias = a.bias != nullptr ? a.bias + (ic + ir) * a.bias_ld + jr : nullptr;
+        t.c = C + (static_cast<size_t>((ic + ir) * a.ldc + jr)) * g.c_elem;
+        kr.tile(t);
+      }
+    }
+  }
+}
+
+void check_args(const QGemmArgs& a) {
+  if (a.B == nullptr) bad("has no packed B", "a QPackedB from qpack_b");
+  const int64_t K = a.B->K(), N = a.B->N();
+  if (a.M < 0) bad("has M = " + std::to_string(a.M), "M >= 0");
+  if (a.M == 0 || N == 0) return;
+  if (a.C == nullptr) bad("has no output C", "a pointer to M x N elements");
+  if (a.ldc < N)
+    bad("has ldc " + std::to_string(a.ldc) + " < N = " + std::to_string(N), "ldc >= N");
+  if (K > 0) {
+    if (a.A == nullptr) bad("has no A", "a pointer to M x K elements");
+    if (a.lda < K)
+      bad("has lda " + std::to_string(a.lda) + " < K = " + std::to_string(K), "lda >= K");
+  }
+  if (a.b_zp == nullptr) bad("has no b_zp", "N zero points of B");
+  check_zero_point("a_zp", a.a_zp, a.a_signed);
+  for (int64_t j = 0; j < N; ++j) check_zero_point("b_zp", a.b_zp[j], a.B->b_signed());
+  if (a.out != QOutput::kS32 && a.scale == nullptr) bad("has no scale", "N scales for this output");
+  if (a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float)
+    check_zero_point("y_zp", a.y_zp, a.y_signed);
+  if (a.bias_ld < 0) bad("has bias_ld " + std::to_string(a.bias_ld), "bias_ld >= 0");
+}
+
+void run(const QGemmKernel& kr, const QGemmArgs& a, ThreadPool* pool) {
+  check_args(a);
+  const QPackedB& B = *a.B;
+  const int64_t M = a.M, N = B.N(), K = B.K();
+  if (M == 0 || N == 0) return;
+
+  Job g;
+  g.kr = &kr;
+  g.args = &a;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.kp = B.kp();
+  const int64_t np = round_up(N, kMaxNr);
+  // The column terms of the zero-point folding (qgemm.h), padded with zeros.
+  g.col_off.assign(static_cast<size_t>(np), 0);
+  g.neg_b_zp.assign(static_cast<size_t>(np), 0);
+  const int64_t azp = a.a_zp + (a.a_signed ? 128 : 0);
+  const int32_t* colsum = B.col_sums();
+  for (int64_t j = 0; j < N; ++j) {
+    const int64_t bzp = a.b_zp[j] - (B.b_signed() ? 0 : 128);
+    g.col_off[static_cast<size_t>(j)] = wrap32(-azp * colsum[j] + K * azp * bzp);
+    g.neg_b_zp[static_cast<size_t>(j)] = static_cast<int32_t>(-bzp);
+  }
+  if (a.out != QOutput::kS32) {
+    g.scale.assign(static_cast<size_t>(np), 0.0f);
+    std::copy(a.scale, a.scale + N, g.scale.begin());
+  }
+  if (a.out == QOutput::kF32 && a.fbias != nullptr) {
+    g.fbias.assign(static_cast<size_t>(np), 0.0f);
+    std::copy(a.fbias, a.fbias + N, g.fbias.begin());
+  }
+  g.qmin = a.y_signed ? -128 : 0;
+  g.qmax = a.y_signed ? 127 : 255;
+  g.c_elem = a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float ? 1 : 4;
+
+  // One tile per thread: N first in whole NR tiles (tiles that split N read
+  // disjoint parts of B and only repack A), then M in whole MR rows.
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  const int64_t panels_m = ceil_div(M, kr.mr), panels_n = ceil_div(N, kr.nr);
+  int64_t split_m = 1, split_n = 1;
+  if (threads > 1 && M * N * std::max<int64_t>(K, 1) >= kMinParallelMacs) {
+    split_n = std::clamp<int64_t>(threads, 1, std::min(panels_n, std::max<int64_t>(1, N / 64)));
+    split_m = std::clamp<int64_t>(ceil_div(threads, split_n), 1,
+                                  std::min(panels_m, std::max<int64_t>(1, M / 16)));
+  }
+  auto tile = [&](int64_t t) {
+    const int64_t tm = t / split_n, tn = t % split_n;
+    const int64_t m0 = panels_m * tm / split_m * kr.mr;
+    const int64_t m1 = std::min(M, panels_m * (tm + 1) / split_m * kr.mr);
+    const int64_t n0 = panels_n * tn / split_n * kr.nr;
+    const int64_t n1 = std::min(N, panels_n * (tn + 1) / split_n * kr.nr);
+    if (m0 < m1 && n0 < n1) run_tile(g, m0, m1, n0, n1);
+  };
+  const int64_t tiles = split_m * split_n;
+  if (tiles == 1) {
+    tile(0);
+    return;
+  }
+  pool->parallel_for(tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) tile(t);
+  });
+}
+
+const QGemmKernel kRefKernel{"qu8_qs8_gemm_4x16c4__ref", 4, 16, qu8_qs8_gemm_4x16c4__ref};
+#if defined(__x86_64__)
+const QGemmKernel kAvx2Kernel{"qu8_qs8_gemm_3x16c4__avx2", 3, 16, qu8_qs8_gemm_3x16c4__avx2};
+const QGemmKernel kAvx512VnniKernel{"qu8_qs8_gemm_8x32c4__avx512vnni", 8, 32,
+                                    qu8_qs8_gemm_8x32c4__avx512vnni};
+bool has_avx2(const CpuFeatures& f) {
+  return f.avx2 && f.fma && f.f16c;
+}
+bool has_avx512vnni(const CpuFeatures& f) {
+  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
+}
+#endif
+
+}  // namespace
+
+// ---- QPackedB ----
+
+void QPackedB::Free::operator()(int8_t* p) const noexcept {
+  ::operator delete(p, kAlign);
+}
+
+QPackedB qpack_b(bool b_signed, bool trans_b, int64_t K, int64_t N, const void* B, int64_t ldb) {
+  if (K < 0 || N < 0)
+    throw Error(
+        Errc::kInvalidArgument, "qpack_b",
+        "has a negative dimension (K=" + std::to_string(K) + ", N=" + std::to_string(N) + ")",
+        "K, N >= 0");
+  const int64_t row = trans_b ? K : N;  // the stored row length
+  if (K > 0 && N > 0) {
+    if (B == nullptr) throw Error(Errc::kInvalidArgument, "qpack_b", "has no B", "K x N values");
+    if (ldb < row)
+      throw Error(
+          Errc::kInvalidArgument, "qpack_b",
+          "has ldb " + std::to_string(ldb) + ", shorter than a row (" + std::to_string(row) + ")",
+          "ldb >= the row length of the stored matrix");
+  }
+  QPackedB p;
+  p.K_ = K;
+  p.N_ = N;
+  p.kp_ = round_up(K, kQGroup);
+  p.b_signed_ = b_signed;
+  const int64_t panels = ceil_div(N, kQPanel);
+  p.col_sums_.assign(static_cast<size_t>(round_up(N, kMaxNr)), 0);
+  const size_t bytes = static_cast<size_t>(panels * p.kp_ * kQPanel);
+  if (bytes == 0) return p;
+  p.data_.reset(static_cast<int8_t*>(::operator new(bytes, kAlign)));
+  std::memset(p.data_.get(), 0, bytes);
+  const auto* src = static_cast<const uint8_t*>(B);
+  const uint8_t flip = b_signed ? 0x00 : 0x80;  // u8 x - 128 == the byte x ^ 0x80 as s8
+  for (int64_t n = 0; n < N; ++n) {
+    int8_t* panel = p.data_.get() + (n / kQPanel) * p.kp_ * kQPanel;
+    const int64_t j = n % kQPanel;
+    uint32_t s = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const uint8_t byte = trans_b ? src[n * ldb + k] : src[k * ldb + n];
+      const auto v = static_cast<int8_t>(byte ^ flip);
+      panel[(k / kQGroup) * kQPanel * kQGroup + j * kQGroup + k % kQGroup] = v;
+      s += static_cast<uint32_t>(static_cast<int32_t>(v));
+    }
+    p.col_sums_[static_cast<size_t>(n)] = static_cast<int32_t>(s);
+  }
+  return p;
+}
+
+// ---- entry points ----
+
+void qgemm(const QGemmArgs& args, ThreadPool* pool) {
+  run(*kernels().qgemm, args, pool);
+}
+
+void qgemm_with(const QGemmKernel& kernel, const QGemmArgs& args, ThreadPool* pool) {
+  run(kernel, args, pool);
+}
+
+std::vector<const QGemmKernel*> qgemm_kernels(const CpuFeatures& cpu) {
+  std::vector<const QGemmKernel*> r{&kRefKernel};
+#if defined(__x86_64__)
+  if (has_avx2(cpu)) r.push_back(&kAvx2Kernel);
+  if (has_avx512vnni(cpu)) r.push_back(&kAvx512VnniKernel);
+#else
+  (void)cpu;
+#endif
+  return r;
+}
+
+const QGemmKernel* qgemm_kernel_for(Isa isa, const CpuFeatures& cpu) {
+#if defined(__x86_64__)
+  // AVX-512 without VNNI has no faster exact int8 product than AVX2's.
+  if (isa == Isa::kAvx512) return has_avx512vnni(cpu) ? &kAvx512VnniKernel : &kAvx2Kernel;
+  if (isa == Isa::kAvx2) return &kAvx2Kernel;
+#else
+  (void)isa;
+  (void)cpu;
+#endif
+  return &kRefKernel;
+}
+
+void transpose_u8(const uint8_t* src, int64_t rows, int64_t cols, int64_t lds, uint8_t* dst,
+                  int64_t ldd) {
+  int64_t r0 = 0;
+#if defined(__SSE2__)
+  // 16 x 16 blocks: four rounds of byte, word, dword and qword interleaves.
+  for (; r0 + 16 <= rows; r0 += 16) {
+    int64_t c0 = 0;
+    for (; c0 + 16 <= cols; c0 += 16) {
+      __m128i x[16], y[16];
+      for (int i = 0; i < 16; ++i)
+        x[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (r0 + i) * lds + c0));
+      for (int i = 0; i < 8; ++i) {
+        y[i] = _mm_unpacklo_epi8(x[2 * i], x[2 * i + 1]);
+        y[i + 8] = _mm_unpackhi_epi8(x[2 * i], x[2 * i + 1]);
+      }
+      for (int i = 0; i < 8; ++i) {
+        x[i] = _mm_unpacklo_epi16(y[2 * i], y[2 * i + 1]);
+        x[i + 8] = _mm_unpackhi_epi16(y[2 * i], y[2 * i + 1]);
+      }
+      for (int i = 0; i < 8; ++i) {
+        y[i] = _mm_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+        y[i + 8] = _mm_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
+      }
+      for (int i = 0; i < 8; ++i) {
+        x[i] = _mm_unpacklo_epi64(y[2 * i], y[2 * i + 1]);
+        x[i + 8] = _mm_unpackhi_epi64(y[2 * i], y[2 * i + 1]);
+      }
+      // x[i] now holds column c0 + perm(i): the interleaves leave the
+      // columns in bit-reversed order.
+      for (int i = 0; i < 16; ++i) {
+        const int c = ((i & 1) << 3) | ((i & 2) << 1) | ((i & 4) >> 1) | ((i & 8) >> 3);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (c0 + c) * ldd + r0), x[i]);
+      }
+    }
+    for (int64_t c = c0; c < cols; ++c)
+      for (int64_t r = r0; r < r0 + 16; ++r) dst[c * ldd + r] = src[r * lds + c];
+  }
+#endif
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t r = r0; r < rows; ++r) dst[c * ldd + r] = src[r * lds + c];
+}
+
+bool exact_in_int32(int64_t K, bool a_signed, int32_t a_zp, bool b_signed, const int32_t* b_zp,
+                    int64_t n_zp, int64_t bias_abs_max) {
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  if (K < 0 || bias_abs_max < 0 || bias_abs_max > kMax) return false;
+  int64_t db = 0;
+  for (int64_t j = 0; j < n_zp; ++j) db = std::max(db, max_deviation(b_signed, b_zp[j]));
+  const int64_t per_k = max_deviation(a_signed, a_zp) * db;  // <= 255 * 255
+  if (per_k == 0) return true;
+  return K <= (kMax - bias_abs_max) / per_k;
+}
+
+}  // namespace qforge::kernels

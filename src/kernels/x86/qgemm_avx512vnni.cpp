@@ -1,0 +1,178 @@
+// AVX-512 VNNI int8 GEMM microkernel: up to 8 rows x 32 columns (two packed
+// panels), one zmm accumulator of 16 int32 per row and panel. Per group of 4
+// k: one 64-byte load per panel, a 4-byte broadcast of A' per row, and
+// vpdpbusd (u8 x s8, four products summed into each int32 lane, without
+// saturation: exact, and the lane add wraps modulo 2^32 like the reference).
+// With few rows the chains of dependent vpdpbusd are short, so the k loop
+// keeps U independent accumulator sets (U * rows * panels >= 8 chains) and
+// adds them at the end (integer adds: the order doesn't matter).
+//
+// The epilogue is the scalar reference's (ref/qgemm_ref.cpp) lane for lane:
+// the same wrapping integer terms, float32 / float64 products rounded once,
+// max/min in the reference's operand order (maxps/maxpd return the second
+// operand for NaN, which is what `x > lo ? x : lo` does), and conversion
+// rounding to nearest even. Partial tiles use masked loads and stores, so
+// nothing outside the tile's m x n elements is read from bias or written.
+#include <immintrin.h>
+
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/qgemm.h"
+
+namespace qforge::kernels {
+namespace {
+
+inline __mmask16 lanes(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1);
+}
+
+inline int32_t load4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Stores 16 int32 codes, already in [qmin, qmax], as bytes.
+inline void store_codes(const QGemmTile& t, uint8_t* c, __mmask16 m, __m512i q) {
+  if (t.qmin < 0)
+    _mm512_mask_cvtsepi32_storeu_epi8(c, m, q);
+  else
+    _mm512_mask_cvtusepi32_storeu_epi8(c, m, q);
+}
+
+// Row i, columns [j0, j0 + 16) of the tile (m: the valid ones).
+template <QOutput OUT>
+inline __attribute__((always_inline)) void epilogue(const QGemmTile& t, int64_t i, int64_t j0,
+                                                    __mmask16 m, __m512i acc) {
+  __m512i v = _mm512_add_epi32(acc, _mm512_loadu_si512(t.col_off + j0));
+  v = _mm512_add_epi32(
+      v, _mm512_mullo_epi32(_mm512_set1_epi32(t.row_sum[i]), _mm512_loadu_si512(t.neg_b_zp + j0)));
+  if (t.bias != nullptr)
+    v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, t.bias + i * t.bias_ld + j0));
+  const int64_t at = i * t.ldc + j0;
+  switch (OUT) {
+    case QOutput::kS32:
+      _mm512_mask_storeu_epi32(static_cast<int32_t*>(t.c) + at, m, v);
+      break;
+    case QOutput::kF32: {
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(t.scale + j0));
+      if (t.fbias != nullptr) f = _mm512_add_ps(f, _mm512_loadu_ps(t.fbias + j0));
+      _mm512_mask_storeu_ps(static_cast<float*>(t.c) + at, m, f);
+      break;
+    }
+    case QOutput::kQ8Float: {
+      const __m512 lo = _mm512_set1_ps(static_cast<float>(t.qmin - t.y_zp));
+      const __m512 hi = _mm512_set1_ps(static_cast<float>(t.qmax - t.y_zp));
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(t.scale + j0));
+      f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+      const __m512i q = _mm512_add_epi32(
+          _mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+          _mm512_set1_epi32(t.y_zp));
+      store_codes(t, static_cast<uint8_t*>(t.c) + at, m, q);
+      break;
+    }
+    case QOutput::kQ8Double: {
+      const __m512d lo = _mm512_set1_pd(static_cast<double>(t.qmin - t.y_zp));
+      const __m512d hi = _mm512_set1_pd(static_cast<double>(t.qmax - t.y_zp));
+      __m256i half[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m256i vi = h == 0 ? _mm512_castsi512_si256(v) : _mm512_extracti64x4_epi64(v, 1);
+        __m512d d = _mm512_mul_pd(_mm512_cvtepi32_pd(vi),
+                                  _mm512_cvtps_pd(_mm256_loadu_ps(t.scale + j0 + 8 * h)));
+        d = _mm512_min_pd(_mm512_max_pd(d, lo), hi);
+        half[h] = _mm512_cvt_roundpd_epi32(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      }
+      const __m512i q =
+          _mm512_add_epi32(_mm512_inserti64x4(_mm512_castsi256_si512(half[0]), half[1], 1),
+                           _mm512_set1_epi32(t.y_zp));
+      store_codes(t, static_cast<uint8_t*>(t.c) + at, m, q);
+      break;
+    }
+  }
+}
+
+// MR rows (the tile's m), NP panels of 16 columns, U interleaved k groups.
+template <int MR, int NP, int U>
+void tile(const QGemmTile& t) {
+  __m512i acc[U][MR][NP];
+  for (int u = 0; u < U; ++u)
+    for (int i = 0; i < MR; ++i)
+      for (int p = 0; p < NP; ++p) acc[u][i][p] = _mm512_setzero_si512();
+  const int64_t groups = t.kp / kQGroup;
+  const int64_t pstride = t.kp * kQPanel;
+  const int8_t* b = t.b;
+  const uint8_t* a = t.a;
+  int64_t g = 0;
+  for (; g + U <= groups; g += U) {
+    for (int u = 0; u < U; ++u) {
+      __m512i bv[NP];
+      for (int p = 0; p < NP; ++p) bv[p] = _mm512_load_si512(b + p * pstride + (g + u) * 64);
+      for (int i = 0; i < MR; ++i) {
+        const __m512i av = _mm512_set1_epi32(load4(a + i * t.lda + (g + u) * kQGroup));
+        for (int p = 0; p < NP; ++p) acc[u][i][p] = _mm512_dpbusd_epi32(acc[u][i][p], av, bv[p]);
+      }
+    }
+  }
+  for (; g < groups; ++g) {
+    __m512i bv[NP];
+    for (int p = 0; p < NP; ++p) bv[p] = _mm512_load_si512(b + p * pstride + g * 64);
+    for (int i = 0; i < MR; ++i) {
+      const __m512i av = _mm512_set1_epi32(load4(a + i * t.lda + g * kQGroup));
+      for (int p = 0; p < NP; ++p) acc[0][i][p] = _mm512_dpbusd_epi32(acc[0][i][p], av, bv[p]);
+    }
+  }
+  for (int u = 1; u < U; ++u)
+    for (int i = 0; i < MR; ++i)
+      for (int p = 0; p < NP; ++p) acc[0][i][p] = _mm512_add_epi32(acc[0][i][p], acc[u][i][p]);
+  auto store = [&](auto out) {
+    for (int i = 0; i < MR; ++i)
+      for (int p = 0; p < NP; ++p) {
+        const int64_t j0 = p * kQPanel;
+        epilogue<decltype(out)::value>(t, i, j0, lanes(t.n - j0), acc[0][i][p]);
+      }
+  };
+  switch (t.out) {
+    case QOutput::kS32:
+      return store(std::integral_constant<QOutput, QOutput::kS32>{});
+    case QOutput::kF32:
+      return store(std::integral_constant<QOutput, QOutput::kF32>{});
+    case QOutput::kQ8Float:
+      return store(std::integral_constant<QOutput, QOutput::kQ8Float>{});
+    case QOutput::kQ8Double:
+      return store(std::integral_constant<QOutput, QOutput::kQ8Double>{});
+  }
+}
+
+template <int NP>
+void dispatch_rows(const QGemmTile& t) {
+  switch (t.m) {
+    case 1:
+      return tile<1, NP, 4>(t);
+    case 2:
+      return tile<2, NP, 2>(t);
+    case 3:
+      return tile<3, NP, 2>(t);
+    case 4:
+      return tile<4, NP, 1>(t);
+    case 5:
+      return tile<5, NP, 1>(t);
+    case 6:
+      return tile<6, NP, 1>(t);
+    case 7:
+      return tile<7, NP, 1>(t);
+    default:
+      return tile<8, NP, 1>(t);
+  }
+}
+
+}  // namespace
+
+void qu8_qs8_gemm_8x32c4__avx512vnni(const QGemmTile& t) {
+  if (t.n > kQPanel)
+    dispatch_rows<2>(t);
+  else
+    dispatch_rows<1>(t);
+}
+
+}  // namespace qforge::kernels

@@ -1,0 +1,482 @@
+// The integer matrix ops on the int8 GEMM (see quant_gemm.h): batching,
+// weights packed in prepare or per call, and convolution as im2col + GEMM.
+//
+// Convolution. The input is first copied channels-last ([N, in..., C]), so
+// that the C / group values one kernel tap sees at one position are
+// contiguous. Then per image, group and chunk of output positions, the
+// im2col rows (one per output position: for each kernel tap, the group's
+// channels at the tapped position, or the input's zero point where the tap
+// is in the padding, which contributes (x_zp - x_zp) * w = 0) are the GEMM's
+// A, and the group's weights, transposed once to K x (M / group) with K in
+// the same (tap, channel) order, its packed B; so the per-output-channel
+// zero points, scales and biases are per column. A 1x1 convolution with
+// stride 1 and no padding needs no im2col: the channels-last input is A.
+// The chunk's result (positions x channels) is transposed into NCHW. Chunks
+// run in parallel. Depthwise 2-D convolutions (one input and one output
+// channel per group) have too little depth for a GEMM and take a direct
+// int32 loop.
+#include "ops/quant_gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "qforge/thread_pool.h"
+
+namespace qforge::ops::int8 {
+namespace {
+
+using kernels::QOutput;
+using kernels::QPackedB;
+
+size_t sz(int64_t v) {
+  return static_cast<size_t>(v);
+}
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+bool is_8bit(DType t) {
+  return t == DType::kU8 || t == DType::kI8;
+}
+bool is_signed8(const Tensor& t) {
+  return t.dtype() == DType::kI8;
+}
+const uint8_t* bytes(const Tensor& t) {
+  return static_cast<const uint8_t*>(t.raw());
+}
+
+size_t elem_size(QOutput out) {
+  return out == QOutput::kQ8Double || out == QOutput::kQ8Float ? 1 : 4;
+}
+
+// A grow-only per-thread byte buffer.
+uint8_t* scratch(std::vector<uint8_t>& buf, size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// The kernels::QGemmArgs epilogue fields for output columns [j0, j0 + n).
+void set_epilogue(kernels::QGemmArgs& a, const Epilogue& ep, int64_t j0) {
+  a.out = ep.out;
+  a.scale = ep.scale.empty() ? nullptr : ep.scale.data() + j0;
+  a.fbias = ep.fbias.empty() ? nullptr : ep.fbias.data() + j0;
+  a.bias = ep.bias.empty() ? nullptr : ep.bias.data() + j0;
+  a.bias_ld = 0;
+  a.y_zp = ep.y_zp;
+  a.y_signed = ep.y_signed;
+}
+
+template <typename F>
+void parallel(ThreadPool* pool, int64_t n, F&& fn) {
+  if (pool == nullptr || pool->threads() == 1 || n <= 1) {
+    fn(0, n);
+    return;
+  }
+  pool->parallel_for(n, 1, fn);
+}
+
+// ---- convolution helpers ----
+
+struct ConvDims {
+  int64_t Cg = 0, Mg = 0, K = 0, ksize = 1, in_size = 1, P = 1;
+};
+
+ConvDims dims_of(const Conv& p) {
+  ConvDims d;
+  d.Cg = p.C / p.group;
+  d.Mg = p.M / p.group;
+  d.ksize = shape_numel(p.kernel);
+  d.in_size = shape_numel(p.in);
+  d.P = shape_numel(p.out);
+  d.K = d.Cg * d.ksize;
+  return d;
+}
+
+// The input channels-last: xcl[(n * in_size + s) * C + c] = x[(n * C + c) * in_size + s].
+std::vector<uint8_t> channels_last(const Conv& p, const ConvDims& d, ThreadPool* pool) {
+  std::vector<uint8_t> xcl(sz(p.N * p.C * d.in_size));
+  const uint8_t* x = bytes(*p.x);
+  constexpr int64_t kBlock = 256;  // positions per task
+  const int64_t blocks = ceil_div(d.in_size, kBlock);
+  parallel(pool, p.N * blocks, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t n = t / blocks, s0 = (t % blocks) * kBlock,
+                    s1 = std::min(d.in_size, s0 + kBlock);
+      const int64_t image = n * p.C * d.in_size;
+      kernels::transpose_u8(x + image + s0, p.C, s1 - s0, d.in_size, xcl.data() + image + s0 * p.C,
+                            p.C);
+    }
+  });
+  return xcl;
+}
+
+// im2col rows [p0, p0 + np) of one image and group, from the channels-last
+// input: row i, column tap * Cg + c = channel c of the group at the position
+// of output p0 + i under kernel tap `tap`, or the zero point's byte where
+// that position is in the padding. xg: the image's first position, offset to
+// the group's first channel.
+void im2col(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, int64_t np, uint8_t zp,
+            uint8_t* col) {
+  const size_t S = p.in.size();
+  // Offsets of each kernel tap along each spatial axis (dilated).
+  std::vector<int64_t> tap(sz(d.ksize) * S);
+  for (int64_t kk = 0; kk < d.ksize; ++kk) {
+    int64_t rem = kk;
+    for (size_t s = S; s-- > 0;) {
+      tap[sz(kk) * S + s] = (rem % p.kernel[s]) * p.dilation[s];
+      rem /= p.kernel[s];
+    }
+  }
+  std::vector<int64_t> o(S), base(S);
+  int64_t rem = p0;
+  for (size_t s = S; s-- > 0;) {
+    o[s] = rem % p.out[s];
+    rem /= p.out[s];
+  }
+  const size_t cg = sz(d.Cg);
+  for (int64_t i = 0; i < np; ++i) {
+    for (size_t s = 0; s < S; ++s) base[s] = o[s] * p.stride[s] - p.pad_begin[s];
+    uint8_t* row = col + i * d.K;
+    for (int64_t kk = 0; kk < d.ksize; ++kk) {
+      int64_t off = 0;
+      bool inside = true;
+      for (size_t s = 0; s < S; ++s) {
+        const int64_t pos = base[s] + tap[sz(kk) * S + s];
+        if (pos < 0 || pos >= p.in[s]) {
+          inside = false;
+          break;
+        }
+        off = off * p.in[s] + pos;
+      }
+      if (inside)
+        std::memcpy(row + kk * d.Cg, xg + off * p.C, cg);
+      else
+        std::memset(row + kk * d.Cg, zp, cg);
+    }
+    for (size_t s = S; s-- > 0;) {  // next output position
+      if (++o[s] < p.out[s]) break;
+      o[s] = 0;
+    }
+  }
+}
+
+// One group's weights, [Mg, Cg, taps] at w, packed as the GEMM's B: K x Mg
+// with K in im2col's (tap, channel) order.
+QPackedB pack_conv_group(const ConvDims& d, bool w_signed, const uint8_t* w) {
+  if (d.ksize == 1) return kernels::qpack_b(w_signed, true, d.K, d.Mg, d.K > 0 ? w : nullptr, d.K);
+  std::vector<uint8_t> t(sz(d.Mg * d.K));
+  for (int64_t m = 0; m < d.Mg; ++m)
+    for (int64_t c = 0; c < d.Cg; ++c)
+      for (int64_t kk = 0; kk < d.ksize; ++kk)
+        t[sz(m * d.K + kk * d.Cg + c)] = w[(m * d.Cg + c) * d.ksize + kk];
+  return kernels::qpack_b(w_signed, true, d.K, d.Mg, t.data(), d.K);
+}
+
+// dst[m * P + i] = src[i * Mg + m] for a chunk of np positions, 4-byte elements.
+void transpose_out4(const uint8_t* src, int64_t np, int64_t Mg, uint8_t* dst, int64_t P) {
+  for (int64_t m = 0; m < Mg; ++m) {
+    uint8_t* o = dst + sz(m * P) * 4;
+    for (int64_t i = 0; i < np; ++i) std::memcpy(o + sz(i) * 4, src + sz(i * Mg + m) * 4, 4);
+  }
+}
+
+// One output element of the direct path from its wrapped int32 sum.
+void store_one(const Epilogue& ep, int64_t c, uint32_t acc, void* y, int64_t at) {
+  if (!ep.bias.empty()) acc += static_cast<uint32_t>(ep.bias[sz(c)]);
+  const auto v = static_cast<int32_t>(acc);
+  const int32_t qmin = ep.y_signed ? -128 : 0, qmax = ep.y_signed ? 127 : 255;
+  switch (ep.out) {
+    case QOutput::kS32:
+      static_cast<int32_t*>(y)[at] = v;
+      break;
+    case QOutput::kF32: {
+      float f = static_cast<float>(v) * ep.scale[sz(c)];
+      if (!ep.fbias.empty()) f += ep.fbias[sz(c)];
+      static_cast<float*>(y)[at] = f;
+      break;
+    }
+    case QOutput::kQ8Double:
+      static_cast<uint8_t*>(y)[at] =
+          static_cast<uint8_t>(kernels::requantize_double(v, ep.scale[sz(c)], ep.y_zp, qmin, qmax));
+      break;
+    case QOutput::kQ8Float:
+      static_cast<uint8_t*>(y)[at] =
+          static_cast<uint8_t>(kernels::requantize_float(v, ep.scale[sz(c)], ep.y_zp, qmin, qmax));
+      break;
+  }
+}
+
+// Depthwise 2-D (C / group == M / group == 1): per plane, a direct loop with
+// int32 (wrapping) sums; taps in the padding add (x_zp - x_zp) * w = 0.
+template <typename XT, typename WT>
+void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
+  const XT* x = static_cast<const XT*>(p.x->raw());
+  const WT* w = static_cast<const WT*>(p.w->raw());
+  const int64_t H = p.in[0], W = p.in[1], OH = p.out[0], OW = p.out[1];
+  const int64_t KH = p.kernel[0], KW = p.kernel[1];
+  const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0], dw = p.dilation[1];
+  const int64_t ph = p.pad_begin[0], pw = p.pad_begin[1];
+  const int32_t xz = p.x_zp;
+  parallel(pool, p.N * p.C, [&](int64_t b, int64_t e) {
+    std::vector<int32_t> wv(sz(KH * KW));
+    for (int64_t plane = b; plane < e; ++plane) {
+      const int64_t c = plane % p.C;
+      const XT* xp = x + plane * H * W;
+      for (int64_t kk = 0; kk < KH * KW; ++kk)
+        wv[sz(kk)] = int32_t{w[c * KH * KW + kk]} - p.w_zp[sz(c)];
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          uint32_t acc = 0;
+          for (int64_t kh = 0; kh < KH; ++kh) {
+            const int64_t ih = oh * sh - ph + kh * dh;
+            if (ih < 0 || ih >= H) continue;
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const int64_t iw = ow * sw - pw + kw * dw;
+              if (iw < 0 || iw >= W) continue;
+              acc += static_cast<uint32_t>((int32_t{xp[ih * W + iw]} - xz) * wv[sz(kh * KW + kw)]);
+            }
+          }
+          store_one(p.ep, c, acc, y, (plane * OH + oh) * OW + ow);
+        }
+    }
+  });
+}
+
+// Columns of im2col built at once per task: bounds the scratch memory and
+// keeps the chunk in L2.
+constexpr int64_t kColBytes = int64_t{256} << 10;
+
+}  // namespace
+
+// ---- prepare ----
+
+std::shared_ptr<const void> prepare_matmul(const PrepareContext& ctx, int b_index) {
+  const Tensor* b = sz(b_index) < ctx.constants.size() ? ctx.constants[sz(b_index)] : nullptr;
+  if (b == nullptr || !is_8bit(b->dtype()) || b->rank() < 1) return nullptr;
+  const int64_t K = b->rank() == 1 ? b->dim(0) : b->dim(-2);
+  const int64_t N = b->rank() == 1 ? 1 : b->dim(-1);
+  if (K == 0 || N == 0) return nullptr;
+  auto st = std::make_shared<PackedWeights>();
+  st->source = b->raw();
+  st->dtype = b->dtype();
+  st->shape = b->shape();
+  for (int64_t i = 0; i < b->numel() / (K * N); ++i)
+    st->mats.push_back(kernels::qpack_b(is_signed8(*b), false, K, N, bytes(*b) + i * K * N, N));
+  return st;
+}
+
+std::shared_ptr<const void> prepare_gemm(const PrepareContext& ctx, int b_index, bool trans_b) {
+  const Tensor* b = sz(b_index) < ctx.constants.size() ? ctx.constants[sz(b_index)] : nullptr;
+  if (b == nullptr || !is_8bit(b->dtype()) || b->rank() != 2 || b->numel() == 0) return nullptr;
+  const int64_t K = trans_b ? b->dim(1) : b->dim(0), N = trans_b ? b->dim(0) : b->dim(1);
+  auto st = std::make_shared<PackedWeights>();
+  st->source = b->raw();
+  st->dtype = b->dtype();
+  st->shape = b->shape();
+  st->trans = trans_b;
+  st->mats.push_back(kernels::qpack_b(is_signed8(*b), trans_b, K, N, b->raw(), b->dim(1)));
+  return st;
+}
+
+std::shared_ptr<const void> prepare_conv(const PrepareContext& ctx, int w_index) {
+  const Tensor* w = sz(w_index) < ctx.constants.size() ? ctx.constants[sz(w_index)] : nullptr;
+  if (w == nullptr || !is_8bit(w->dtype()) || w->rank() < 3 || w->numel() == 0) return nullptr;
+  const int64_t group = ctx.node.attr_int("group", 1);
+  const int64_t M = w->dim(0);
+  if (group < 1 || M % group != 0) return nullptr;  // the run reports it
+  const int64_t Mg = M / group, K = w->numel() / M;
+  if (w->rank() == 4 && w->dim(1) == 1 && Mg == 1) return nullptr;  // depthwise: direct loop
+  if (w->dim(1) == 0) return nullptr;
+  ConvDims d;
+  d.Mg = Mg;
+  d.Cg = w->dim(1);
+  d.K = K;
+  d.ksize = K / d.Cg;
+  auto st = std::make_shared<PackedWeights>();
+  st->source = w->raw();
+  st->dtype = w->dtype();
+  st->shape = w->shape();
+  st->group = group;
+  for (int64_t g = 0; g < group; ++g)
+    st->mats.push_back(pack_conv_group(d, is_signed8(*w), bytes(*w) + g * Mg * K));
+  return st;
+}
+
+// ---- matmul ----
+
+void matmul(const Matmul& p, const void* state, void* y, ThreadPool* pool) {
+  const auto count = static_cast<int64_t>(p.a_mat.size());
+  if (count == 0 || p.M == 0 || p.N == 0) return;
+  const auto* st = static_cast<const PackedWeights*>(state);
+  if (st != nullptr && !st->matches(*p.b)) st = nullptr;
+  const int64_t nb = *std::max_element(p.b_mat.begin(), p.b_mat.end()) + 1;
+  std::vector<QPackedB> local;
+  std::vector<const QPackedB*> mats(sz(nb), nullptr);
+  if (st != nullptr && static_cast<int64_t>(st->mats.size()) >= nb) {
+    for (int64_t i = 0; i < nb; ++i) mats[sz(i)] = &st->mats[sz(i)];
+  } else {
+    local.reserve(sz(nb));
+    for (int64_t i = 0; i < nb; ++i) {
+      local.push_back(kernels::qpack_b(is_signed8(*p.b), false, p.K, p.N,
+                                       p.K * p.N > 0 ? bytes(*p.b) + i * p.K * p.N : nullptr, p.N));
+      mats[sz(i)] = &local.back();
+    }
+  }
+  kernels::QGemmArgs a;
+  a.lda = p.K;
+  a.a_signed = is_signed8(*p.a);
+  a.a_zp = p.a_zp;
+  a.b_zp = p.b_zp.data();
+  set_epilogue(a, p.ep, 0);
+  a.ldc = p.N;
+  const size_t es = elem_size(p.ep.out);
+  const uint8_t* A = p.K > 0 ? bytes(*p.a) : nullptr;
+  auto* Y = static_cast<uint8_t*>(y);
+  bool folded = nb == 1;
+  for (int64_t i = 0; folded && i < count; ++i) folded = p.a_mat[sz(i)] == i;
+  if (folded) {
+    // One B: A's batch folds into its rows, one GEMM.
+    a.M = count * p.M;
+    a.A = A;
+    a.B = mats[0];
+    a.C = Y;
+    kernels::qgemm(a, pool);
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    a.M = p.M;
+    a.A = A != nullptr ? A + p.a_mat[sz(i)] * p.M * p.K : nullptr;
+    a.B = mats[sz(p.b_mat[sz(i)])];
+    a.C = Y + sz(i * p.M * p.N) * es;
+    kernels::qgemm(a, pool);
+  }
+}
+
+// ---- gemm (QGemm) ----
+
+void gemm(const Gemm& p, const void* state, void* y, ThreadPool* pool) {
+  if (p.M == 0 || p.N == 0) return;
+  const auto* st = static_cast<const PackedWeights*>(state);
+  if (st != nullptr && !st->matches(*p.b, 1, p.trans_b)) st = nullptr;
+  QPackedB local;
+  const QPackedB* B = st != nullptr ? &st->mats[0] : nullptr;
+  if (B == nullptr) {
+    local = kernels::qpack_b(is_signed8(*p.b), p.trans_b, p.K, p.N,
+                             p.b->numel() > 0 ? p.b->raw() : nullptr,
+                             p.b->rank() == 2 ? p.b->dim(1) : 0);
+    B = &local;
+  }
+  std::vector<uint8_t> at;  // A transposed to M x K
+  const uint8_t* A = p.K > 0 ? bytes(*p.a) : nullptr;
+  if (p.trans_a && A != nullptr) {
+    at.resize(sz(p.M * p.K));
+    kernels::transpose_u8(A, p.K, p.M, p.M, at.data(), p.K);
+    A = at.data();
+  }
+  kernels::QGemmArgs a;
+  a.M = p.M;
+  a.A = A;
+  a.lda = p.K;
+  a.a_signed = is_signed8(*p.a);
+  a.a_zp = p.a_zp;
+  a.B = B;
+  a.b_zp = p.b_zp.data();
+  set_epilogue(a, p.ep, 0);
+  a.bias = p.bias;
+  a.bias_ld = p.bias_ld;
+  a.C = y;
+  a.ldc = p.N;
+  kernels::qgemm(a, pool);
+}
+
+// ---- convolution ----
+
+void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
+  const ConvDims d = dims_of(p);
+  if (p.N == 0 || p.M == 0 || d.P == 0) return;
+  const bool xs = is_signed8(*p.x), ws = is_signed8(*p.w);
+  if (p.in.size() == 2 && d.Cg == 1 && d.Mg == 1) {
+    if (xs && ws)
+      depthwise_2d<int8_t, int8_t>(p, y, pool);
+    else if (xs)
+      depthwise_2d<int8_t, uint8_t>(p, y, pool);
+    else if (ws)
+      depthwise_2d<uint8_t, int8_t>(p, y, pool);
+    else
+      depthwise_2d<uint8_t, uint8_t>(p, y, pool);
+    return;
+  }
+  // The groups' weights, K x (M / group) each.
+  const auto* st = static_cast<const PackedWeights*>(state);
+  if (st != nullptr && !st->matches(*p.w, p.group)) st = nullptr;
+  std::vector<QPackedB> local;
+  std::vector<const QPackedB*> wp(sz(p.group));
+  for (int64_t g = 0; g < p.group; ++g) {
+    if (st != nullptr)
+      wp[sz(g)] = &st->mats[sz(g)];
+    else
+      local.push_back(pack_conv_group(d, ws, d.K > 0 ? bytes(*p.w) + g * d.Mg * d.K : nullptr));
+  }
+  for (int64_t g = 0; st == nullptr && g < p.group; ++g) wp[sz(g)] = &local[sz(g)];
+
+  // 1x1, stride 1, no padding: the channels-last input is the GEMM's A.
+  bool direct = d.ksize == 1;
+  for (size_t s = 0; s < p.in.size(); ++s)
+    direct = direct && p.stride[s] == 1 && p.pad_begin[s] == 0 && p.out[s] == p.in[s];
+  const std::vector<uint8_t> xcl = channels_last(p, d, pool);
+
+  // Chunks of output positions: a bounded im2col each, enough of them to
+  // keep every thread busy.
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  int64_t chunk = std::clamp<int64_t>(kColBytes / std::max<int64_t>(d.K, 1) / 16 * 16, 16, d.P);
+  const int64_t per_image = p.N * p.group;
+  if (per_image * ceil_div(d.P, chunk) < threads)
+    chunk = std::min(d.P, std::max<int64_t>(16, ceil_div(d.P, ceil_div(threads, per_image))));
+  const int64_t chunks = ceil_div(d.P, chunk);
+  const int64_t tasks = per_image * chunks;
+  const size_t es = elem_size(p.ep.out);
+  const auto zp = static_cast<uint8_t>(p.x_zp);  // the code's byte, s8 or u8
+
+  auto task = [&](int64_t t, ThreadPool* inner) {
+    thread_local std::vector<uint8_t> col_buf, out_buf;
+    const int64_t n = t / (p.group * chunks), g = (t / chunks) % p.group;
+    const int64_t p0 = (t % chunks) * chunk, np = std::min(chunk, d.P - p0);
+    const uint8_t* xg = xcl.data() + n * d.in_size * p.C + g * d.Cg;
+    uint8_t* tmp = scratch(out_buf, sz(np * d.Mg) * es);
+    const uint8_t* A = xg + p0 * p.C;
+    int64_t lda = p.C;
+    if (!direct) {
+      uint8_t* col = scratch(col_buf, sz(np * d.K) + 1);
+      im2col(p, d, xg, p0, np, zp, col);
+      A = col;
+      lda = d.K;
+    }
+    kernels::QGemmArgs a;
+    a.M = np;
+    a.A = A;
+    a.lda = lda;
+    a.a_signed = xs;
+    a.a_zp = p.x_zp;
+    a.B = wp[sz(g)];
+    a.b_zp = p.w_zp.data() + g * d.Mg;
+    set_epilogue(a, p.ep, g * d.Mg);
+    a.C = tmp;
+    a.ldc = d.Mg;
+    kernels::qgemm(a, inner);
+    const int64_t first = (n * p.M + g * d.Mg) * d.P + p0;  // element offset in y
+    uint8_t* dst = static_cast<uint8_t*>(y) + sz(first) * es;
+    if (es == 1)
+      kernels::transpose_u8(tmp, np, d.Mg, d.Mg, dst, d.P);
+    else
+      transpose_out4(tmp, np, d.Mg, dst, d.P);
+  };
+  if (tasks >= threads && threads > 1) {
+    pool->parallel_for(tasks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) task(t, nullptr);
+    });
+  } else {
+    for (int64_t t = 0; t < tasks; ++t) task(t, pool);
+  }
+}
+
+}  // namespace qforge::ops::int8

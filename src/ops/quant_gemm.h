@@ -1,0 +1,118 @@
+// The fast paths of the integer matrix ops (quant.cpp), on the int8 GEMM of
+// kernels/qgemm.h. quant.cpp validates a node exactly as its reference
+// implementation does, works out the zero points, multipliers and biases the
+// reference would use, and calls these only for the cases they cover (8-bit
+// operands, A per tensor, B per tensor or per column, and an int32
+// accumulator that is exact where the reference's int64 sum matters); the
+// rest, and the test oracle, is quant.cpp's reference code.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels/qgemm.h"
+#include "qforge/op.h"
+#include "qforge/tensor.h"
+
+namespace qforge::ops::int8 {
+
+// Weights packed once in prepare: one QPackedB per matrix of B, or per group
+// of a convolution's W. Used only while the input is the very tensor they
+// were packed from (an initializer overridden at run time is packed anew).
+struct PackedWeights {
+  const void* source = nullptr;
+  DType dtype = DType::kU8;
+  Shape shape;
+  int64_t group = 1;   // convolutions
+  bool trans = false;  // QGemm's transB
+  std::vector<kernels::QPackedB> mats;
+
+  bool matches(const Tensor& t, int64_t g = 1, bool tr = false) const {
+    return t.raw() == source && t.dtype() == dtype && t.shape() == shape && g == group &&
+           tr == trans;
+  }
+};
+
+// prepare for MatMulInteger, QLinearMatMul, MatMulIntegerToFloat,
+// DynamicQuantizeMatMul (B = input b_index, [..., K, N] or [K]); QGemm
+// (2-D B, transB); QLinearConv and ConvInteger (W = input w_index,
+// [M, C / group, k...]). nullptr when the input isn't a constant 8-bit
+// tensor of a usable shape (the run then packs per call or uses the reference).
+std::shared_ptr<const void> prepare_matmul(const PrepareContext& ctx, int b_index);
+std::shared_ptr<const void> prepare_gemm(const PrepareContext& ctx, int b_index, bool trans_b);
+std::shared_ptr<const void> prepare_conv(const PrepareContext& ctx, int w_index);
+
+// What happens to the int32 sums: kernels::QGemmArgs' epilogue, one value
+// per output column (matmul) or output channel (conv).
+struct Epilogue {
+  kernels::QOutput out = kernels::QOutput::kS32;
+  std::vector<float> scale;   // N values (kQ8*, kF32)
+  std::vector<int32_t> bias;  // N values or empty
+  std::vector<float> fbias;   // kF32: N values added, or empty
+  int32_t y_zp = 0;
+  bool y_signed = false;
+};
+
+// numpy matmul of A [..., M, K] by B [..., K, N] with broadcast batches:
+// output matrix i is A's matrix a_mat[i] times B's matrix b_mat[i].
+struct Matmul {
+  const Tensor* a = nullptr;  // u8 / s8 codes
+  int32_t a_zp = 0;
+  const Tensor* b = nullptr;  // u8 / s8 codes
+  std::vector<int32_t> b_zp;  // N values
+  int64_t M = 0, K = 0, N = 0;
+  std::vector<int64_t> a_mat, b_mat;
+  Epilogue ep;
+};
+// y: the output, [count, M, N] contiguous, of the epilogue's element type.
+// state: prepare_matmul's (or nullptr).
+void matmul(const Matmul& p, const void* state, void* y, ThreadPool* pool);
+
+// QGemm: C (M x N) = epilogue(sum + bias matrix), A given M x K (or K x M
+// when trans_a), B 2-D (trans_b: N x K). bias: M x N int32 values row-major
+// (bias_ld = N), or one row (bias_ld = 0), or empty.
+struct Gemm {
+  const Tensor* a = nullptr;
+  bool trans_a = false;
+  int32_t a_zp = 0;
+  const Tensor* b = nullptr;
+  bool trans_b = false;
+  std::vector<int32_t> b_zp;  // N values
+  int64_t M = 0, K = 0, N = 0;
+  const int32_t* bias = nullptr;
+  int64_t bias_ld = 0;
+  Epilogue ep;
+};
+void gemm(const Gemm& p, const void* state, void* y, ThreadPool* pool);
+
+// Convolution of x [N, C, in...] by w [M, C / group, kernel...] (already
+// checked), zero padding meaning x's zero point. Epilogue values are per
+// output channel (M).
+struct Conv {
+  const Tensor* x = nullptr;
+  int32_t x_zp = 0;
+  const Tensor* w = nullptr;
+  std::vector<int32_t> w_zp;  // M values
+  int64_t N = 0, C = 0, M = 0, group = 1;
+  Shape in, kernel, out;
+  std::vector<int64_t> stride, dilation, pad_begin;
+  Epilogue ep;
+};
+// y: [N, M, out...] of the epilogue's element type.
+void conv(const Conv& p, const void* state, void* y, ThreadPool* pool);
+
+}  // namespace qforge::ops::int8
+
+namespace qforge::ops::reference {
+// The reference implementations of the integer matrix ops in quant.cpp (the
+// same validation, then exact int64 sums), without the fast path: the
+// oracle the fast paths are tested against.
+void matmul_integer(OpContext& ctx);
+void qlinear_matmul(OpContext& ctx);
+void conv_integer(OpContext& ctx);
+void qlinear_conv(OpContext& ctx);
+void matmul_integer_to_float(OpContext& ctx);
+void dynamic_quantize_matmul(OpContext& ctx);
+void qgemm(OpContext& ctx);  // com.microsoft QGemm
+}  // namespace qforge::ops::reference
