@@ -363,8 +363,7 @@ class Converter {
 
  private:
   const QuantParams& act_params(const std::string& t);
-  std::string constant(const std::string& w, const QuantSpec& spec, std::vector<ir::Node>& out,
-                       const Tensor* value = nullptr, const std::string& key_extra = {});
+  std::string constant(const std::string& w, const QuantSpec& spec, std::vector<ir::Node>& out);
   std::string bias(const std::string& b, const QuantParams& x, const QuantParams& w,
                    std::vector<ir::Node>& out);
   void static_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out);
@@ -402,15 +401,13 @@ const QuantParams& Converter::act_params(const std::string& t) {
   return params_.emplace(t, qp).first->second;
 }
 
-// A constant stored as integers behind a DequantizeLinear; returns the
-// DequantizeLinear's output. `value` replaces the initializer's own value
-// (a transposed or scaled weight).
-std::string Converter::constant(const std::string& w, const QuantSpec& spec, std::vector<ir::Node>& out,
-                                const Tensor* value, const std::string& key_extra) {
+// A constant stored as integers behind a DequantizeLinear (once per
+// constant and spec); returns the DequantizeLinear's output.
+std::string Converter::constant(const std::string& w, const QuantSpec& spec, std::vector<ir::Node>& out) {
   const std::string key = w + "|" + std::to_string(spec.axis) + "|" + std::string(dtype_name(spec.dtype)) + "|" +
-                          (spec.symmetric ? "s" : "a") + key_extra;
+                          (spec.symmetric ? "s" : "a");
   if (auto it = const_cache_.find(key); it != const_cache_.end()) return it->second;
-  const Tensor& wt = value ? *value : *g_.initializer(w);
+  const Tensor& wt = *g_.initializer(w);
   const QuantParams qp = choose_params_for(wt, spec);
   const Tensor q = quantize(wt, qp);
   const bool per_axis = spec.axis >= 0;
@@ -438,9 +435,7 @@ std::string Converter::bias(const std::string& b, const QuantParams& x, const Qu
   qp.axis = w.scale.size() > 1 ? 0 : -1;
   for (float ws : w.scale) qp.scale.push_back(x.scale[0] * ws);
   qp.zero_point.assign(qp.scale.size(), 0);
-  if (qp.axis < 0 && bt.numel() != 1) {
-    // One weight scale for the whole tensor: still one scale for the bias.
-  }
+  // A product that underflows to 0 would divide by zero.
   for (float& s : qp.scale)
     if (!(s > 0 && std::isfinite(s))) s = std::numeric_limits<float>::min();
   const Tensor q = quantize(bt, qp);
@@ -780,7 +775,10 @@ ir::Model quantize_model(const ir::Model& model, const QuantConfig& config, Cali
     else if (int8_out) d.how = n.op_type + " on int8";
     else d.how = "QDQ around a float kernel";
   }
-  if (config.format == QuantFormat::kQOperator) out = std::move(fused);
+  if (config.format == QuantFormat::kQOperator) {
+    out = std::move(fused);
+    passes::remove_unused_initializers(out);  // the fused DequantizeLinears' parameters
+  }
   for (const auto& d : rep.nodes) (d.mode == QuantMode::kFloat ? rep.kept_float : rep.quantized) += 1;
   rep.bytes_after = initializer_bytes(out);
   return std::move(out);
