@@ -187,12 +187,13 @@ int Fuser::fuse(size_t i) {
           if (bz->data<int32_t>()[k] != 0) return 0;
       }
       // The integer bias must be in units of x_scale * w_scale.
+      if (bs->numel() != 1 && bs->numel() != ws.numel()) return 0;
+      if (bs->numel() == 1 && ws.numel() != 1) return 0;
       const float xs = g_.initializer(x->scale)->data<float>()[0];
       for (int64_t k = 0; k < bs->numel(); ++k) {
         const float want = xs * ws.data<float>()[ws.numel() == 1 ? 0 : k];
         if (std::fabs(bs->data<float>()[k] - want) > 1e-6f * want) return 0;
       }
-      if (bs->numel() != 1 && bs->numel() != ws.numel()) return 0;
       bias = bp->inputs[0];
     }
     if (op == "Conv") {

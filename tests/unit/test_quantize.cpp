@@ -16,6 +16,7 @@
 #include "qforge/data.h"
 #include "qforge/error.h"
 #include "qforge/npy.h"
+#include "qforge/passes.h"
 #include "qforge/quantize.h"
 #include "qforge/session.h"
 
@@ -278,6 +279,29 @@ TEST_F(StaticFashionCnn, RunsAsIntegerKernels) {
   EXPECT_LE(ab.mean_err, step) << "mean |integer - emulated| in logit steps: " << ab.mean_err / step;
   std::printf("integer vs float-emulated QDQ: mean %.3f, max %.1f logit steps\n", ab.mean_err / step,
               ab.max_err / step);
+}
+
+// A QDQ group whose bias scales don't match the weight's channels is not
+// fused (its integer bias would be in the wrong units): it stays float
+// between DequantizeLinear and QuantizeLinear, and nothing reads past a scale.
+TEST_F(StaticFashionCnn, MismatchedBiasScalesAreNotFused) {
+  ir::Model m = *quantized_;
+  for (const ir::Node& n : m.graph.nodes) {
+    if (n.op_type != "Conv") continue;
+    const ir::Node* bdq = producer(m.graph, n.inputs[2]);
+    ASSERT_NE(bdq, nullptr);
+    // Twice as many bias scales as channels (ASan sees a read past the weight's scales).
+    const Tensor& bs = *m.graph.initializer(bdq->inputs[1]);
+    std::vector<float> twice(bs.data<float>(), bs.data<float>() + bs.numel());
+    twice.insert(twice.end(), twice.begin(), twice.end());
+    m.graph.initializers[bdq->inputs[1]] = Tensor::from<float>({static_cast<int64_t>(twice.size())}, twice);
+    break;
+  }
+  ir::Model untouched = *quantized_;
+  const int all = passes::fuse_qdq(untouched);
+  EXPECT_EQ(passes::fuse_qdq(m), all - 1);
+  EXPECT_EQ(count_op(m.graph, "Conv"), 1);
+  EXPECT_EQ(count_op(m.graph, "QLinearConv"), 1);
 }
 
 // The calibrated range of a tensor is what an observer of the configured
