@@ -175,6 +175,18 @@ QuantSpec activation_spec(const QuantConfig& c, DType t) {
   return s;
 }
 
+// Weights: s8 symmetric in [-127, 127] (or u8 affine), per channel along
+// `axis` when the settings ask for it.
+QuantSpec weight_spec_for(const QuantConfig& c, const Settings& s, int axis) {
+  QuantSpec spec;
+  spec.dtype = s.weight_type;
+  spec.symmetric = s.weight_type == DType::kI8;
+  spec.narrow_range = s.weight_type == DType::kI8;
+  spec.reduce_range = c.reduce_range;
+  spec.axis = s.per_channel ? axis : -1;
+  return spec;
+}
+
 std::unique_ptr<Observer> make_observer(const QuantConfig& c, CalibMethod m, const QuantSpec& spec) {
   switch (m) {
     case CalibMethod::kMinMax: return std::make_unique<MinMaxObserver>(spec);
@@ -363,6 +375,11 @@ class Converter {
 
  private:
   const QuantParams& act_params(const std::string& t);
+  std::pair<std::string, std::string> params(const std::string& base, const QuantParams& qp, bool per_axis);
+  std::string behind_dq(const std::string& base, const Tensor& q, const QuantParams& qp,
+                        std::vector<ir::Node>& out);
+  void qdq_pair(const std::string& base, const std::string& from, const std::string& to, const QuantParams& qp,
+                std::vector<ir::Node>& out);
   std::string constant(const std::string& w, const QuantSpec& spec, std::vector<ir::Node>& out);
   std::string bias(const std::string& b, const QuantParams& x, const QuantParams& w,
                    std::vector<ir::Node>& out);
@@ -401,6 +418,40 @@ const QuantParams& Converter::act_params(const std::string& t) {
   return params_.emplace(t, qp).first->second;
 }
 
+// Scale and zero-point initializers for qp, named after `base`.
+std::pair<std::string, std::string> Converter::params(const std::string& base, const QuantParams& qp,
+                                                      bool per_axis) {
+  const std::string sn = name_(base + "_scale");
+  const std::string zn = name_(base + "_zero_point");
+  g_.initializers[sn] = scales(qp, per_axis);
+  g_.initializers[zn] = zero_points(qp, per_axis);
+  return {sn, zn};
+}
+
+// Integer codes q (an initializer) behind a DequantizeLinear with qp's
+// parameters (per axis when qp.axis >= 0); returns the DequantizeLinear's output.
+std::string Converter::behind_dq(const std::string& base, const Tensor& q, const QuantParams& qp,
+                                 std::vector<ir::Node>& out) {
+  const bool per_axis = qp.axis >= 0;
+  const std::string qn = name_(base + "_quantized");
+  g_.initializers[qn] = Tensor::view(q.dtype(), q.shape(), q.storage());
+  const auto [sn, zn] = params(base, qp, per_axis);
+  const std::string dq = name_(base + "_dequantized");
+  ir::Node d = make_node(name_(base + "_DequantizeLinear"), "DequantizeLinear", {qn, sn, zn}, {dq});
+  if (per_axis) d.attrs["axis"] = ir::Attribute::of(int64_t{qp.axis});
+  out.push_back(std::move(d));
+  return dq;
+}
+
+// QuantizeLinear(from) -> DequantizeLinear -> to, per tensor with qp's parameters.
+void Converter::qdq_pair(const std::string& base, const std::string& from, const std::string& to,
+                         const QuantParams& qp, std::vector<ir::Node>& out) {
+  const std::string q = name_(base + "_quantized");
+  const auto [sn, zn] = params(base, qp, false);
+  out.push_back(make_node(name_(base + "_QuantizeLinear"), "QuantizeLinear", {from, sn, zn}, {q}));
+  out.push_back(make_node(name_(base + "_DequantizeLinear"), "DequantizeLinear", {q, sn, zn}, {to}));
+}
+
 // A constant stored as integers behind a DequantizeLinear (once per
 // constant and spec); returns the DequantizeLinear's output.
 std::string Converter::constant(const std::string& w, const QuantSpec& spec, std::vector<ir::Node>& out) {
@@ -409,18 +460,7 @@ std::string Converter::constant(const std::string& w, const QuantSpec& spec, std
   if (auto it = const_cache_.find(key); it != const_cache_.end()) return it->second;
   const Tensor& wt = *g_.initializer(w);
   const QuantParams qp = choose_params_for(wt, spec);
-  const Tensor q = quantize(wt, qp);
-  const bool per_axis = spec.axis >= 0;
-  const std::string qn = name_(w + "_quantized");
-  const std::string sn = name_(w + "_scale");
-  const std::string zn = name_(w + "_zero_point");
-  const std::string dq = name_(w + "_dequantized");
-  g_.initializers[qn] = Tensor::view(q.dtype(), q.shape(), q.storage());
-  g_.initializers[sn] = scales(qp, per_axis);
-  g_.initializers[zn] = zero_points(qp, per_axis);
-  ir::Node d = make_node(name_(w + "_DequantizeLinear"), "DequantizeLinear", {qn, sn, zn}, {dq});
-  if (per_axis) d.attrs["axis"] = ir::Attribute::of(int64_t{spec.axis});
-  out.push_back(std::move(d));
+  const std::string dq = behind_dq(w, quantize(wt, qp), qp, out);
   const_params_[dq] = qp;
   const_cache_[key] = dq;
   return dq;
@@ -438,19 +478,7 @@ std::string Converter::bias(const std::string& b, const QuantParams& x, const Qu
   // A product that underflows to 0 would divide by zero.
   for (float& s : qp.scale)
     if (!(s > 0 && std::isfinite(s))) s = std::numeric_limits<float>::min();
-  const Tensor q = quantize(bt, qp);
-  const bool per_axis = qp.axis >= 0;
-  const std::string qn = name_(b + "_quantized");
-  const std::string sn = name_(b + "_scale");
-  const std::string zn = name_(b + "_zero_point");
-  const std::string dq = name_(b + "_dequantized");
-  g_.initializers[qn] = Tensor::view(q.dtype(), q.shape(), q.storage());
-  g_.initializers[sn] = scales(qp, per_axis);
-  g_.initializers[zn] = zero_points(qp, per_axis);
-  ir::Node d = make_node(name_(b + "_DequantizeLinear"), "DequantizeLinear", {qn, sn, zn}, {dq});
-  if (per_axis) d.attrs["axis"] = ir::Attribute::of(int64_t{0});
-  out.push_back(std::move(d));
-  return dq;
+  return behind_dq(b, quantize(bt, qp), qp, out);
 }
 
 // Relu, or Clip from 0, whose input is the sole output of a quantized
@@ -497,14 +525,8 @@ void Converter::quantize_outputs(ir::Node& n, std::vector<ir::Node>& out) {
     emitted_.insert(o);
     const QuantParams& qp = act_params(o);
     const std::string pre = name_(o + "_prequant");
-    const std::string q = name_(o + "_quantized");
-    const std::string sn = name_(o + "_scale");
-    const std::string zn = name_(o + "_zero_point");
-    g_.initializers[sn] = scales(qp, false);
-    g_.initializers[zn] = zero_points(qp, false);
     if (const ir::ValueInfo* vi = g_.info(o)) g_.values[pre] = *vi;
-    qdq.push_back(make_node(name_(o + "_QuantizeLinear"), "QuantizeLinear", {pre, sn, zn}, {q}));
-    qdq.push_back(make_node(name_(o + "_DequantizeLinear"), "DequantizeLinear", {q, sn, zn}, {o}));
+    qdq_pair(o, pre, o, qp, qdq);
     o = pre;
   }
   out.push_back(n);
@@ -515,15 +537,6 @@ void Converter::static_node(ir::Node& n, const Settings& s, std::vector<ir::Node
   const OpRule& rule = op_rules().at(n.op_type);
   const std::vector<std::string> orig = n.inputs;
   for (auto& v : n.inputs) v = input(v);
-  auto weight_spec = [&](int axis) {
-    QuantSpec spec;
-    spec.dtype = s.weight_type;
-    spec.symmetric = s.weight_type == DType::kI8;
-    spec.narrow_range = s.weight_type == DType::kI8;
-    spec.reduce_range = c_.reduce_range;
-    spec.axis = s.per_channel ? axis : -1;
-    return spec;
-  };
   if (rule.role == Role::kWeighted && weight_is_constant(g_, n)) {
     const int rank = g_.initializer(orig[1])->rank();
     int axis = -1;
@@ -531,7 +544,7 @@ void Converter::static_node(ir::Node& n, const Settings& s, std::vector<ir::Node
     else if (n.op_type == "ConvTranspose") axis = n.attr_int("group", 1) == 1 ? 1 : -1;
     else if (n.op_type == "Gemm") axis = n.attr_int("transB", 0) ? 0 : 1;
     else if (rank == 2) axis = 1;  // MatMul [K, N]: per column
-    n.inputs[1] = constant(orig[1], weight_spec(axis), out);
+    n.inputs[1] = constant(orig[1], weight_spec_for(c_, s, axis), out);
     const QuantParams& wp = const_params_.at(n.inputs[1]);
     const Tensor* b = n.has_input(2) ? g_.initializer(orig[2]) : nullptr;
     const bool plain_gemm = n.op_type != "Gemm" ||
@@ -548,7 +561,7 @@ void Converter::static_node(ir::Node& n, const Settings& s, std::vector<ir::Node
       n.inputs[static_cast<size_t>(k)] = constant(orig[static_cast<size_t>(k)], activation_spec(c_, s.activation_type), out);
     }
   } else if (rule.role == Role::kGather && g_.initializer(orig[0])) {
-    n.inputs[0] = constant(orig[0], weight_spec(-1), out);
+    n.inputs[0] = constant(orig[0], weight_spec_for(c_, s, -1), out);
   }
   quantize_outputs(n, out);
 }
@@ -596,27 +609,18 @@ std::string Converter::dynamic_node(ir::Node& n, const Settings& s, std::vector<
     b = name_(n.inputs[2] + "_reshaped");
     g_.initializers[b] = Tensor::view(DType::kF32, sh, c->clone().storage());
   }
-  QuantSpec spec;
-  spec.dtype = s.weight_type;
-  spec.symmetric = s.weight_type == DType::kI8;
-  spec.narrow_range = s.weight_type == DType::kI8;
-  spec.reduce_range = c_.reduce_range;
-  spec.axis = s.per_channel ? (conv ? 0 : 1) : -1;
+  const QuantSpec spec = weight_spec_for(c_, s, conv ? 0 : 1);
   const QuantParams qp = choose_params_for(w, spec);
   const Tensor q = quantize(w, qp);
   const std::string& wn = n.inputs[1];
   const std::string qn = name_(wn + "_quantized");
-  const std::string sn = name_(wn + "_scale");
-  const std::string zn = name_(wn + "_zero_point");
   g_.initializers[qn] = Tensor::view(q.dtype(), q.shape(), q.storage());
-  Tensor ws = scales(qp, spec.axis >= 0);
-  if (conv && spec.axis >= 0) {
+  const auto [sn, zn] = params(wn, qp, spec.axis >= 0);
+  if (conv && spec.axis >= 0) {  // [M, 1, 1]: broadcasts over ConvInteger's [N, M, H, W]
     Shape sh(static_cast<size_t>(w.rank() - 1), 1);
     sh[0] = static_cast<int64_t>(qp.scale.size());
-    ws = Tensor::view(DType::kF32, sh, ws.storage());
+    g_.initializers[sn] = Tensor::view(DType::kF32, sh, g_.initializers[sn].storage());
   }
-  g_.initializers[sn] = ws;
-  g_.initializers[zn] = zero_points(qp, spec.axis >= 0);
 
   const std::string xq = name_(x + "_quantized"), xs = name_(x + "_scale"), xz = name_(x + "_zero_point");
   out.push_back(make_node(name_(base + "_DynamicQuantizeLinear"), "DynamicQuantizeLinear", {x}, {xq, xs, xz}));
@@ -646,12 +650,8 @@ void Converter::run(std::vector<NodeDecision>& decisions) {
   for (const std::string& in : g_.inputs) {
     if (!p_.act_type.count(in) || g_.initializer(in)) continue;
     const QuantParams& qp = act_params(in);
-    const std::string q = name_(in + "_quantized"), dq = name_(in + "_dequantized");
-    const std::string sn = name_(in + "_scale"), zn = name_(in + "_zero_point");
-    g_.initializers[sn] = scales(qp, false);
-    g_.initializers[zn] = zero_points(qp, false);
-    out.push_back(make_node(name_(in + "_QuantizeLinear"), "QuantizeLinear", {in, sn, zn}, {q}));
-    out.push_back(make_node(name_(in + "_DequantizeLinear"), "DequantizeLinear", {q, sn, zn}, {dq}));
+    const std::string dq = name_(in + "_dequantized");
+    qdq_pair(in, in, dq, qp, out);
     renamed_[in] = dq;
     emitted_.insert(in);
   }
