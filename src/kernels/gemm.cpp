@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "qforge/error.h"
+#include "kernels/scratch.h"
 #include "qforge/thread_pool.h"
 
 namespace qforge::kernels {
@@ -88,35 +89,6 @@ constexpr std::align_val_t kAlign{64};
 float* alloc_floats(size_t n) {
   return static_cast<float*>(::operator new(n * sizeof(float), kAlign));
 }
-
-// A grow-only, 64-byte aligned buffer; one per thread and purpose, so packing
-// allocates nothing in steady state.
-class Scratch {
- public:
-  Scratch() = default;
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() { release(); }
-
-  float* get(int64_t n) {
-    const size_t want = static_cast<size_t>(n);
-    if (want > cap_) {
-      release();
-      data_ = alloc_floats(want);
-      cap_ = want;
-    }
-    return data_;
-  }
-
- private:
-  void release() {
-    if (data_ != nullptr) ::operator delete(data_, kAlign);
-    data_ = nullptr;
-    cap_ = 0;
-  }
-  float* data_ = nullptr;
-  size_t cap_ = 0;
-};
 
 thread_local Scratch t_pack_a;
 thread_local Scratch t_pack_b;
@@ -255,7 +227,7 @@ void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
       float* bbuf = nullptr;
       int64_t b_panel_stride = 0;
       if (pack_b) {
-        bbuf = t_pack_b.get(round_up(ncur, nr) * kcur);
+        bbuf = t_pack_b.get<float>(static_cast<size_t>(round_up(ncur, nr) * kcur));
         bblock = bbuf;
         b_panel_stride = kcur * nr;
       } else {
@@ -277,7 +249,7 @@ void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
         float* abuf = nullptr;
         int64_t a_panel_stride = 0;
         if (pack_a) {
-          abuf = t_pack_a.get(round_up(mcur, mr) * kcur);
+          abuf = t_pack_a.get<float>(static_cast<size_t>(round_up(mcur, mr) * kcur));
           ablock = abuf;
           a_panel_stride = kcur * mr;
         } else {
@@ -433,7 +405,7 @@ void run_gemv(const GemvJob& g, ThreadPool* pool) {
 // x as K contiguous floats: `v` itself when its stride is 1, else a copy.
 const float* contiguous(const float* v, int64_t stride, int64_t K) {
   if (stride == 1) return v;
-  float* buf = t_vec.get(K);
+  float* buf = t_vec.get<float>(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) buf[k] = v[k * stride];
   return buf;
 }

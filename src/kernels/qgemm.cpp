@@ -15,6 +15,7 @@
 #endif
 
 #include "qforge/error.h"
+#include "kernels/scratch.h"
 #include "qforge/thread_pool.h"
 
 namespace qforge::kernels {
@@ -50,33 +51,6 @@ void check_zero_point(const char* what, int32_t zp, bool is_signed) {
 int64_t max_deviation(bool is_signed, int32_t zp) {
   return is_signed ? std::max<int64_t>(zp + 128, 127 - zp) : std::max<int64_t>(zp, 255 - zp);
 }
-
-// A grow-only, 64-byte aligned byte buffer; one per thread and purpose.
-class Scratch {
- public:
-  Scratch() = default;
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() { release(); }
-
-  void* get(size_t bytes) {
-    if (bytes > cap_) {
-      release();
-      data_ = ::operator new(bytes, kAlign);
-      cap_ = bytes;
-    }
-    return data_;
-  }
-
- private:
-  void release() {
-    if (data_ != nullptr) ::operator delete(data_, kAlign);
-    data_ = nullptr;
-    cap_ = 0;
-  }
-  void* data_ = nullptr;
-  size_t cap_ = 0;
-};
 
 thread_local Scratch t_pack_a;
 thread_local Scratch t_row_sums;
@@ -152,10 +126,8 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   t.ldc = a.ldc;
   for (int64_t ic = m0; ic < m1; ic += chunk) {
     const int64_t rows = std::min(chunk, m1 - ic);
-    auto* abuf =
-        static_cast<uint8_t*>(t_pack_a.get(static_cast<size_t>(round_up(rows, mr) * kp + 64)));
-    auto* rsum = static_cast<int32_t*>(
-        t_row_sums.get(static_cast<size_t>(round_up(rows, mr)) * sizeof(int32_t)));
+    auto* abuf = t_pack_a.get<uint8_t>(static_cast<size_t>(round_up(rows, mr) * kp + 64));
+    auto* rsum = t_row_sums.get<int32_t>(static_cast<size_t>(round_up(rows, mr)));
     pack_a_rows(A + ic * a.lda, a.lda, a.a_signed, rows, g.K, kp, abuf, rsum);
     for (int64_t jr = n0; jr < n1; jr += nr) {
       t.n = std::min(nr, n1 - jr);
