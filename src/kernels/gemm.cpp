@@ -11,6 +11,7 @@
 
 #include "qforge/error.h"
 #include "kernels/scratch.h"
+#include "kernels/tiling.h"
 #include "qforge/thread_pool.h"
 
 namespace qforge::kernels {
@@ -304,40 +305,11 @@ void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
 // costs microseconds.
 constexpr int64_t kMinParallelMacs = int64_t{1} << 19;
 
+// Tiles of at least 32 rows: convolutions of small images (e.g. 64 x 196 x
+// 288) need the split at batch 1.
 void run_gemm(const GemmJob& g, ThreadPool* pool) {
-  const Impl& im = *g.im;
-  const int64_t M = g.M, N = g.N;
-  const int threads = pool != nullptr ? pool->threads() : 1;
-  const int64_t panels_m = ceil_div(M, im.mr), panels_n = ceil_div(N, im.nr);
-  int64_t split_m = 1, split_n = 1;
-  if (threads > 1 && M * N * g.K >= kMinParallelMacs) {
-    // One tile per thread (more tiles only repack more, and measured
-    // slower). Split N first, into parts of at least 64 columns: tiles that
-    // split N pack disjoint parts of B and only repack the (usually smaller)
-    // A; then M, into parts of at least 32 rows. (Convolutions of small
-    // images, e.g. 64 x 196 x 288, need the split at batch 1.)
-    split_n = std::clamp<int64_t>(threads, 1, std::min(panels_n, std::max<int64_t>(1, N / 64)));
-    split_m = std::clamp<int64_t>(ceil_div(threads, split_n), 1,
-                                  std::min(panels_m, std::max<int64_t>(1, M / 32)));
-  }
-  // Tile (tm, tn) covers panels [panels * t / split, panels * (t + 1) / split)
-  // of each dimension: whole panels, as even as they can be.
-  auto run_tile = [&](int64_t t) {
-    const int64_t tm = t / split_n, tn = t % split_n;
-    const int64_t m0 = panels_m * tm / split_m * im.mr;
-    const int64_t m1 = std::min(M, panels_m * (tm + 1) / split_m * im.mr);
-    const int64_t n0 = panels_n * tn / split_n * im.nr;
-    const int64_t n1 = std::min(N, panels_n * (tn + 1) / split_n * im.nr);
-    gemm_tile(g, m0, m1, n0, n1);
-  };
-  const int64_t tiles = split_m * split_n;
-  if (tiles == 1) {
-    run_tile(0);
-    return;
-  }
-  pool->parallel_for(tiles, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) run_tile(t);
-  });
+  for_each_tile(g.M, g.N, g.im->mr, g.im->nr, 32, pool, g.M * g.N * g.K >= kMinParallelMacs,
+                [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) { gemm_tile(g, m0, m1, n0, n1); });
 }
 
 // ---- matrix-vector ----

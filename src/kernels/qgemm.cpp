@@ -16,6 +16,7 @@
 
 #include "qforge/error.h"
 #include "kernels/scratch.h"
+#include "kernels/tiling.h"
 #include "qforge/thread_pool.h"
 
 namespace qforge::kernels {
@@ -206,32 +207,8 @@ void run(const QGemmKernel& kr, const QGemmArgs& a, ThreadPool* pool) {
   g.qmax = a.y_signed ? 127 : 255;
   g.c_elem = a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float ? 1 : 4;
 
-  // One tile per thread: N first in whole NR tiles (tiles that split N read
-  // disjoint parts of B and only repack A), then M in whole MR rows.
-  const int threads = pool != nullptr ? pool->threads() : 1;
-  const int64_t panels_m = ceil_div(M, kr.mr), panels_n = ceil_div(N, kr.nr);
-  int64_t split_m = 1, split_n = 1;
-  if (threads > 1 && M * N * std::max<int64_t>(K, 1) >= kMinParallelMacs) {
-    split_n = std::clamp<int64_t>(threads, 1, std::min(panels_n, std::max<int64_t>(1, N / 64)));
-    split_m = std::clamp<int64_t>(ceil_div(threads, split_n), 1,
-                                  std::min(panels_m, std::max<int64_t>(1, M / 16)));
-  }
-  auto tile = [&](int64_t t) {
-    const int64_t tm = t / split_n, tn = t % split_n;
-    const int64_t m0 = panels_m * tm / split_m * kr.mr;
-    const int64_t m1 = std::min(M, panels_m * (tm + 1) / split_m * kr.mr);
-    const int64_t n0 = panels_n * tn / split_n * kr.nr;
-    const int64_t n1 = std::min(N, panels_n * (tn + 1) / split_n * kr.nr);
-    if (m0 < m1 && n0 < n1) run_tile(g, m0, m1, n0, n1);
-  };
-  const int64_t tiles = split_m * split_n;
-  if (tiles == 1) {
-    tile(0);
-    return;
-  }
-  pool->parallel_for(tiles, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) tile(t);
-  });
+  for_each_tile(M, N, kr.mr, kr.nr, 16, pool, M * N * std::max<int64_t>(K, 1) >= kMinParallelMacs,
+                [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) { run_tile(g, m0, m1, n0, n1); });
 }
 
 const QGemmKernel kRefKernel{"qu8_qs8_gemm_4x16c4__ref", 4, 16, qu8_qs8_gemm_4x16c4__ref};
