@@ -14,6 +14,7 @@ packages=(
   libprotobuf-dev protobuf-compiler libonnx-dev
   nlohmann-json3-dev libcli11-dev zlib1g-dev libstb-dev
   libonnx-testdata dataset-fashion-mnist
+  chromium python3  # the report test renders HTML in headless Chromium
 )
 if [[ "${1:-}" == "--peers" ]]; then
   packages+=(python3-torch python3-numpy libopenblas0-pthread)

@@ -207,6 +207,11 @@ struct CalibrationOptions {
   ImageOptions image;  // for image folders and IDX images
 };
 
+// Which data tensor feeds which model input, by the rules of
+// CalibrationOptions::input_names above; an Error naming the data when they
+// can't be matched or the data hold no samples.
+InputMap map_inputs(const Dataset& data, const std::vector<std::string>& input_names);
+
 // open_dataset(path) with its tensors mapped onto the model's inputs.
 std::unique_ptr<CalibrationDataReader> open_calibration_data(const std::string& path,
                                                              const CalibrationOptions& opts = {});

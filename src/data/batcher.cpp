@@ -285,12 +285,9 @@ std::shared_ptr<Dataset> open_dataset(const std::string& path, const ImageOption
               "folders or images");
 }
 
-std::unique_ptr<CalibrationDataReader> open_calibration_data(const std::string& path,
-                                                             const CalibrationOptions& opts) {
-  std::shared_ptr<Dataset> data = open_dataset(path, opts.image);
-  check(data->size() > 0, Errc::kNotFound, data->describe(), "holds no samples", "at least one");
-  const NamedTensors first = data->get(0);
-  const auto& want = opts.input_names;
+InputMap map_inputs(const Dataset& data, const std::vector<std::string>& want) {
+  check(data.size() > 0, Errc::kNotFound, data.describe(), "holds no samples", "at least one");
+  const NamedTensors first = data.get(0);
   auto is_input = [&](const std::string& n) {
     return std::find(want.begin(), want.end(), n) != want.end();
   };
@@ -304,17 +301,24 @@ std::unique_ptr<CalibrationDataReader> open_calibration_data(const std::string& 
                return std::find(names.begin(), names.end(), w) != names.end();
              })) {
     for (const auto& w : want) map.emplace_back(w, w);
-  } else if (names.size() == want.size() && (want.size() == 1 || data->samples_batched())) {
+  } else if (names.size() == want.size() && (want.size() == 1 || data.samples_batched())) {
     for (size_t i = 0; i < want.size(); ++i) map.emplace_back(want[i], names[i]);
   } else {
     std::string w = "[";
     for (size_t i = 0; i < want.size(); ++i) w += (i ? ", " : "") + want[i];
     std::string h = "[";
     for (size_t i = 0; i < names.size(); ++i) h += (i ? ", " : "") + names[i];
-    throw Error(Errc::kInvalidArgument, data->describe(),
+    throw Error(Errc::kInvalidArgument, data.describe(),
                 "has tensors " + h + "] that can't be matched to the model inputs " + w + "]",
                 "a tensor named as each input, or one tensor for a one-input model");
   }
+  return map;
+}
+
+std::unique_ptr<CalibrationDataReader> open_calibration_data(const std::string& path,
+                                                             const CalibrationOptions& opts) {
+  std::shared_ptr<Dataset> data = open_dataset(path, opts.image);
+  InputMap map = map_inputs(*data, opts.input_names);
   return make_calibration_reader(std::move(data), opts.batch, std::move(map));
 }
 

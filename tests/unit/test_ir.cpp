@@ -14,6 +14,7 @@
 
 #include <onnx/onnx_pb.h>
 
+#include "test_util.h"
 #include "qforge/ir.h"
 #include "qforge/session.h"
 
@@ -24,16 +25,7 @@ namespace {
 
 const std::string kData = QFORGE_ONNX_TESTDATA_DIR;
 
-// Expects `fn` to throw qforge::Error whose message contains `needle`.
-template <typename F>
-void expect_error(F&& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_error;
 
 void set_tensor_type(onnx::ValueInfoProto* v, const std::string& name, int elem,
                      std::vector<std::string> dims) {

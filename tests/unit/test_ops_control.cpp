@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "qforge/ir.h"
 #include "qforge/op.h"
 #include "qforge/session.h"
@@ -22,15 +23,7 @@
 namespace qforge {
 namespace {
 
-template <typename F>
-void expect_error(F&& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_error;
 
 std::shared_ptr<ir::Graph> graph(const std::string& name, std::vector<std::string> inputs,
                                  std::vector<std::string> outputs,

@@ -29,15 +29,7 @@ namespace {
 using ints = std::vector<int64_t>;
 using floats = std::vector<float>;
 
-template <typename F>
-void expect_error(F&& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_error;
 
 ir::Node make_node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
   ir::Node n;

@@ -24,16 +24,7 @@ namespace {
 
 using test::random_floats;
 
-// Expects `fn` to throw qforge::Error whose message contains `needle`.
-template <typename F>
-void expect_error(F&& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_error;
 
 ir::Attribute strings_attr(std::vector<std::string> v) {
   ir::Attribute a;

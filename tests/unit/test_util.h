@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "qforge/error.h"
 #include "qforge/tensor.h"
 
 namespace qforge::test {
@@ -58,6 +59,17 @@ inline std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t s
   std::vector<float> v(n);
   for (auto& x : v) x = d(rng);
   return v;
+}
+
+// Expects `fn` to throw qforge::Error whose message contains `needle`.
+template <typename F>
+void expect_error(F&& fn, const std::string& needle) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
 }
 
 // A fixture with a fresh temporary directory per test (dir_), removed with

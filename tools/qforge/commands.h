@@ -18,5 +18,10 @@ Command add_roundtrip(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_run(CLI::App& app);
 Command add_quantize(CLI::App& app);
+Command add_eval(CLI::App& app);
+Command add_bench(CLI::App& app);
+Command add_compare(CLI::App& app);
+Command add_report(CLI::App& app);
+Command add_demo(CLI::App& app);
 
 }  // namespace qforge::cli

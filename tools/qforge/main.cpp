@@ -16,6 +16,11 @@ int main(int argc, char** argv) {
       qforge::cli::add_inspect(app),
       qforge::cli::add_run(app),
       qforge::cli::add_quantize(app),
+      qforge::cli::add_eval(app),
+      qforge::cli::add_bench(app),
+      qforge::cli::add_compare(app),
+      qforge::cli::add_report(app),
+      qforge::cli::add_demo(app),
   };
   try {
     app.parse(argc, argv);

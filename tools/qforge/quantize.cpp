@@ -1,13 +1,12 @@
 // `qforge quantize MODEL -o OUT --mode dynamic|static [--calib DATA] ...`:
 // quantizes a float ONNX model and ends with a summary of what was
 // quantized, what stayed float and why, and the size before and after.
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "qforge/error.h"
 #include "qforge/quantize.h"
@@ -22,53 +21,6 @@ struct Options {
   int64_t calib_batch = 32, calib_samples = 0;
   bool shuffle = false;
   uint64_t seed = 0;
-};
-
-std::string human_bytes(int64_t b) {
-  char buf[32];
-  if (b >= (int64_t{1} << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(b) / (1 << 20));
-  else if (b >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / 1024);
-  else std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(b));
-  return buf;
-}
-
-// A one-line progress bar on stderr, redrawn at most ten times a second.
-class ProgressBar {
- public:
-  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
-  void operator()(const CalibrationProgress& p) {
-    if (!enabled_) return;
-    const auto now = std::chrono::steady_clock::now();
-    const bool last = p.total_batches > 0 && p.batches >= p.total_batches;
-    if (!last && now - drawn_ < std::chrono::milliseconds(100)) return;
-    drawn_ = now;
-    const double rate = p.seconds > 0 ? static_cast<double>(p.samples) / p.seconds : 0;
-    char line[160];
-    if (p.total_batches > 0) {
-      const int width = 24;
-      const int done = static_cast<int>(width * p.batches / p.total_batches);
-      const double left = p.batches > 0 ? p.seconds * static_cast<double>(p.total_batches - p.batches) /
-                                              static_cast<double>(p.batches)
-                                        : 0;
-      std::snprintf(line, sizeof line, "\rcalibrating [%s%s] %lld/%lld batches, %.0f samples/s, %.0fs left ",
-                    std::string(static_cast<size_t>(done), '#').c_str(),
-                    std::string(static_cast<size_t>(width - done), '.').c_str(),
-                    static_cast<long long>(p.batches), static_cast<long long>(p.total_batches), rate, left);
-    } else {
-      std::snprintf(line, sizeof line, "\rcalibrating %lld batches, %.0f samples/s ",
-                    static_cast<long long>(p.batches), rate);
-    }
-    std::fputs(line, stderr);
-    dirty_ = true;
-  }
-  ~ProgressBar() {
-    if (dirty_) std::fputs("\n", stderr);
-  }
-
- private:
-  bool enabled_;
-  bool dirty_ = false;
-  std::chrono::steady_clock::time_point drawn_{};
 };
 
 void print_summary(const QuantizeReport& r, const QuantConfig& c, const std::string& output) {
@@ -143,9 +95,12 @@ int quantize_cmd(const Options& o, CLI::App& sub) {
   QuantizeReport report;
   ir::Model out;
   {
-    ProgressBar bar(!o.quiet && isatty(STDERR_FILENO));
+    ProgressBar bar(progress_enabled(o.quiet), "calibrating");
     out = quantize_model(model, c, data.get(), &report,
-                         [&bar](const CalibrationProgress& p) { bar(p); }, total);
+                         [&bar](const CalibrationProgress& p) {
+                           bar.update(p.batches, p.total_batches, p.seconds, p.samples);
+                         },
+                         total);
   }
   ir::save_model(out, o.output);
   if (!o.quiet) print_summary(report, c, o.output);
