@@ -4,7 +4,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <map>
+
+#include <nlohmann/json.hpp>
 
 #include "cli_util.h"
 #include "commands.h"
@@ -17,6 +20,8 @@ namespace {
 struct Options {
   std::string model, output, calib, config, mode, method, activation_type, weight_type, format, target;
   std::vector<std::string> exclude, op_types;
+  std::string ranking;       // --keep-float-from: a sensitivity JSON (qforge compare --sensitivity --json)
+  int keep_float = 0;        // how many of its top layers stay float
   bool per_tensor = false, quiet = false;
   int64_t calib_batch = 32, calib_samples = 0;
   bool shuffle = false;
@@ -58,6 +63,34 @@ void print_summary(const QuantizeReport& r, const QuantConfig& c, const std::str
               human_bytes(r.bytes_after).c_str(), ratio, output.c_str());
 }
 
+// The first `n` layers of a sensitivity ranking: those whose quantization
+// costs the most.
+std::vector<std::string> worst_layers(const std::string& path, int n) {
+  check(n >= 0, Errc::kInvalidArgument, "--keep-float " + std::to_string(n), "must be 0 or more");
+  if (path.empty()) {
+    check(n == 0, Errc::kInvalidArgument, "--keep-float", "needs a ranking", "--keep-float-from SENSITIVITY.json");
+    return {};
+  }
+  std::ifstream f(path);
+  check(static_cast<bool>(f), Errc::kNotFound, "ranking file '" + path + "'", "can't be opened");
+  std::vector<std::string> nodes;
+  try {
+    nlohmann::json j = nlohmann::json::parse(f);
+    if (j.is_array())  // compare wrote [comparison, sensitivity]
+      for (const auto& e : j)
+        if (e.value("kind", "") == "sensitivity") j = e;
+    check(j.is_object() && j.value("kind", "") == "sensitivity", Errc::kCorrupt, "ranking file '" + path + "'",
+          "holds no sensitivity ranking", "the --json of qforge compare --sensitivity");
+    for (const auto& l : j.at("layers")) {
+      if (static_cast<int>(nodes.size()) == n) break;
+      nodes.push_back(l.at("node"));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(Errc::kCorrupt, "ranking file '" + path + "'", std::string("is not a sensitivity ranking: ") + e.what());
+  }
+  return nodes;
+}
+
 int quantize_cmd(const Options& o, CLI::App& sub) {
   QuantConfig c = o.config.empty() ? QuantConfig{} : QuantConfig::load(o.config);
   // Flags given on the command line override the config file.
@@ -76,6 +109,7 @@ int quantize_cmd(const Options& o, CLI::App& sub) {
   if (sub.count("--target")) c.target = parse_quant_target(o.target, "--target");
   for (const auto& e : o.exclude) c.exclude.push_back(e);
   for (const auto& t : o.op_types) c.op_types.push_back(t);
+  for (const auto& n : worst_layers(o.ranking, o.keep_float)) c.exclude.push_back(n);
 
   const ir::Model model = ir::load_model(o.model);
   std::unique_ptr<CalibrationDataReader> data;
@@ -127,6 +161,8 @@ Command add_quantize(CLI::App& app) {
   sub->add_option("--weight-type", o->weight_type, "s8 (default) or u8");
   sub->add_option("--exclude", o->exclude, "keep these node names or op types float")->take_all();
   sub->add_option("--op-types", o->op_types, "quantize only these op types")->take_all();
+  sub->add_option("--keep-float-from", o->ranking, "a sensitivity ranking (qforge compare --sensitivity --json)");
+  sub->add_option("--keep-float", o->keep_float, "keep the N layers at the top of that ranking float");
   sub->add_option("--config", o->config, "QuantConfig JSON file (flags given here override it)");
   sub->add_option("--format", o->format, "qdq (default) or qop");
   sub->add_option("--target", o->target, "qforge (default) or onnxruntime: the runtime that must run it in int8");
