@@ -213,24 +213,27 @@ void pool_planes(const PoolGeom& g, const T* x, T* y, bool include_pad, ThreadPo
   });
 }
 
-// 2-D max pooling of f32 planes without dilation, a row of outputs at a
-// time: the common CNN case, without the N-D bookkeeping of pool_plane. A
-// 2x2 stride-2 window without padding has its own loop. Same NaN rule as
-// pool_plane (quiet compares: a NaN is skipped unless it comes first).
-template <int SW>
-NN_INLINE void maxpool2d_plane(const PoolGeom& g, const float* x, float* y, const int64_t* lo,
+// 2-D max pooling of f32 planes (or the u8/i8 codes of a quantized
+// tensor: max commutes with a monotonic dequantization) without dilation, a
+// row of outputs at a time: the common CNN case, without the N-D bookkeeping
+// of pool_plane. A 2x2 stride-2 window without padding has its own loop.
+// Same NaN rule as pool_plane (quiet compares: a NaN is skipped unless it
+// comes first).
+template <int SW, typename T>
+NN_INLINE void maxpool2d_plane(const PoolGeom& g, const T* x, T* y, const int64_t* lo,
                                const int64_t* hi) {
   const int64_t Hi = g.in[0], Wi = g.in[1], Ho = g.out[0], Wo = g.out[1];
   const int64_t KH = g.k[0], KW = g.k[1], sh = g.s[0], sw = SW > 0 ? SW : g.s[1];
   const int64_t ph = g.pb[0], pw = g.pb[1];
-  const float ninf = -std::numeric_limits<float>::infinity();
+  const T ninf = std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity()
+                                                       : std::numeric_limits<T>::lowest();
   if (SW == 2 && KH == 2 && KW == 2 && sh == 2 && ph == 0 && pw == 0 && Hi >= 2 * Ho && Wi >= 2 * Wo) {
     for (int64_t oh = 0; oh < Ho; ++oh) {
-      const float* r0 = x + 2 * oh * Wi;
-      const float* r1 = r0 + Wi;
-      float* yr = y + oh * Wo;
+      const T* r0 = x + 2 * oh * Wi;
+      const T* r1 = r0 + Wi;
+      T* yr = y + oh * Wo;
       for (int64_t ow = 0; ow < Wo; ++ow) {
-        float m = r0[2 * ow];
+        T m = r0[2 * ow];
         m = greater(r0[2 * ow + 1], m) ? r0[2 * ow + 1] : m;
         m = greater(r1[2 * ow], m) ? r1[2 * ow] : m;
         yr[ow] = greater(r1[2 * ow + 1], m) ? r1[2 * ow + 1] : m;
@@ -239,16 +242,16 @@ NN_INLINE void maxpool2d_plane(const PoolGeom& g, const float* x, float* y, cons
     return;
   }
   for (int64_t oh = 0; oh < Ho; ++oh) {
-    float* yr = y + oh * Wo;
+    T* yr = y + oh * Wo;
     for (int64_t ow = 0; ow < Wo; ++ow) yr[ow] = ninf;
     const int64_t h0 = oh * sh - ph;
     const int64_t k0 = std::max<int64_t>(0, -h0), k1 = std::min<int64_t>(KH, Hi - h0);
     for (int64_t kh = k0; kh < k1; ++kh) {
-      const float* xr = x + (h0 + kh) * Wi;
+      const T* xr = x + (h0 + kh) * Wi;
       for (int64_t kw = 0; kw < KW; ++kw) {
-        const float* src = xr + kw - pw;  // indexed by ow * sw
+        const T* src = xr + kw - pw;  // indexed by ow * sw
         for (int64_t ow = lo[kw]; ow < hi[kw]; ++ow) {
-          const float v = src[ow * sw];
+          const T v = src[ow * sw];
           yr[ow] = greater(v, yr[ow]) ? v : yr[ow];
         }
       }
@@ -257,7 +260,8 @@ NN_INLINE void maxpool2d_plane(const PoolGeom& g, const float* x, float* y, cons
 }
 
 // Whether maxpool2d_plane applies, and if so runs it over every plane.
-bool maxpool2d(const PoolGeom& g, const float* x, float* y, ThreadPool* pool) {
+template <typename T>
+bool maxpool2d(const PoolGeom& g, const T* x, T* y, ThreadPool* pool) {
   if (g.r != 2 || g.d[0] != 1 || g.d[1] != 1 || g.k[1] > 16) return false;
   int64_t lo[16], hi[16];
   for (int64_t kw = 0; kw < g.k[1]; ++kw) {
@@ -268,8 +272,8 @@ bool maxpool2d(const PoolGeom& g, const float* x, float* y, ThreadPool* pool) {
   }
   parallel(pool, g.N * g.C, grain_for(g.out_size * g.k[0] * g.k[1]), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      const float* xp = x + t * g.in_size;
-      float* yp = y + t * g.out_size;
+      const T* xp = x + t * g.in_size;
+      T* yp = y + t * g.out_size;
       if (g.s[1] == 1) run_vectorized([&]() NN_LAMBDA { maxpool2d_plane<1>(g, xp, yp, lo, hi); });
       else if (g.s[1] == 2) run_vectorized([&]() NN_LAMBDA { maxpool2d_plane<2>(g, xp, yp, lo, hi); });
       else run_vectorized([&]() NN_LAMBDA { maxpool2d_plane<0>(g, xp, yp, lo, hi); });
@@ -353,8 +357,8 @@ void maxpool_run(OpContext& ctx) {
       maxpool_indices<T>(g, x.data<T>(), y.data<T>(), ind.data<int64_t>(), order == 1, ctx.pool());
     } else {
       if (y.numel() == 0) return;
-      if constexpr (std::is_same_v<T, float>)
-        if (maxpool2d(g, x.data<float>(), y.data<float>(), ctx.pool())) return;
+      if constexpr (!std::is_same_v<T, double>)
+        if (maxpool2d<T>(g, x.data<T>(), y.data<T>(), ctx.pool())) return;
       pool_planes<T, PoolKind::kMax>(g, x.data<T>(), y.data<T>(), false, ctx.pool());
     }
   };

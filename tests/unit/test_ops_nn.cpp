@@ -784,6 +784,22 @@ TEST(PoolOps, MatchDirectLoops) {
       for (bool inc : {false, true})
         expect_close(run(pool_node("AveragePool", c, inc, 0, false), {{"x", x}}, 19, {}, threads)[0],
                      naive_pool(x, w, false, inc), 1e-5, 1e-6, c.name + " avg" + (inc ? " include_pad" : ""));
+      // The u8 and i8 codes of a quantized tensor (the 2-D fast path too):
+      // the same maxima as the float loops over the codes' values.
+      for (DType dt : {DType::kU8, DType::kI8}) {
+        Tensor q(dt, x.shape()), qf(DType::kF32, x.shape());
+        for (int64_t i = 0; i < x.numel(); ++i) {
+          const int v = static_cast<int>(std::lround(x.data<float>()[i] * 127.0f));  // f32() is in [-1, 1]
+          if (dt == DType::kU8) q.data<uint8_t>()[i] = static_cast<uint8_t>(v + 128);
+          else q.data<int8_t>()[i] = static_cast<int8_t>(v);
+          qf.data<float>()[i] = static_cast<float>(dt == DType::kU8 ? v + 128 : v);
+        }
+        const Tensor got = run(pool_node("MaxPool", c, false, 0, false), {{"x", q}}, 12, {}, threads)[0];
+        Tensor gotf(DType::kF32, got.shape());
+        for (int64_t i = 0; i < got.numel(); ++i)
+          gotf.data<float>()[i] = dt == DType::kU8 ? got.data<uint8_t>()[i] : got.data<int8_t>()[i];
+        expect_close(gotf, naive_pool(qf, w, true, false), 0, 0, c.name + " max " + std::string(dtype_name(dt)));
+      }
       for (int64_t order : {0, 1}) {
         Tensor want_i;
         const Tensor want = naive_pool(x, w, true, false, &want_i, order == 1);
