@@ -115,8 +115,40 @@ std::vector<uint8_t> channels_last(const Conv& p, const ConvDims& d, ThreadPool*
 // of output p0 + i under kernel tap `tap`, or the zero point's byte where
 // that position is in the padding. xg: the image's first position, offset to
 // the group's first channel.
+// 2-D im2col: the common case without the N-D odometer, and with single
+// bytes stored directly where a group has one channel (a first layer's
+// grayscale or RGB-split input), where a memcpy per tap costs more than the copy.
+void im2col_2d(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, int64_t np, uint8_t zp,
+               uint8_t* col) {
+  const int64_t H = p.in[0], W = p.in[1], Wo = p.out[1], KH = p.kernel[0], KW = p.kernel[1];
+  const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0], dw = p.dilation[1];
+  const int64_t ph = p.pad_begin[0], pw = p.pad_begin[1], C = p.C, cg = d.Cg;
+  int64_t oh = p0 / Wo, ow = p0 % Wo;
+  for (int64_t i = 0; i < np; ++i) {
+    uint8_t* row = col + i * d.K;
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      const int64_t ih = oh * sh - ph + kh * dh;
+      uint8_t* r = row + kh * KW * cg;
+      if (ih < 0 || ih >= H) {
+        std::memset(r, zp, sz(KW * cg));
+        continue;
+      }
+      const uint8_t* xr = xg + ih * W * C;
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const int64_t iw = ow * sw - pw + kw * dw;
+        const bool inside = iw >= 0 && iw < W;
+        if (cg == 1) r[kw] = inside ? xr[iw * C] : zp;
+        else if (inside) std::memcpy(r + kw * cg, xr + iw * C, sz(cg));
+        else std::memset(r + kw * cg, zp, sz(cg));
+      }
+    }
+    if (++ow == Wo) ow = 0, ++oh;
+  }
+}
+
 void im2col(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, int64_t np, uint8_t zp,
             uint8_t* col) {
+  if (p.in.size() == 2) return im2col_2d(p, d, xg, p0, np, zp, col);
   const size_t S = p.in.size();
   // Offsets of each kernel tap along each spatial axis (dilated).
   std::vector<int64_t> tap(sz(d.ksize) * S);
