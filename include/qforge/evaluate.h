@@ -99,6 +99,13 @@ struct BenchResult {
 // deterministic pseudo-random values (floats in [0, 1), integers 0).
 std::vector<BenchResult> benchmark(const std::vector<std::string>& models, const BenchOptions& opts);
 
+// Those inputs for one session: each input's first symbolic dimension set to
+// `batch`, or its shape from `shapes`; an Error naming `model` and the input
+// when another dimension isn't fixed.
+Session::NamedTensors synthetic_inputs(const Session& session, int64_t batch,
+                                       const std::vector<std::pair<std::string, Shape>>& shapes = {},
+                                       const std::string& model = "model");
+
 // ------------------------------------------------------------------ compare
 
 struct TensorError {

@@ -78,6 +78,13 @@ struct QuantConfig {
   std::vector<std::string> op_types;
   // Node names or op types to keep float.
   std::vector<std::string> exclude;
+  // Never slower than float: time each quantized node against its float
+  // version on this machine (inputs of `speed_check_batch` samples) and keep
+  // float those where the integer version loses. Off by default in the
+  // library, so that a config gives the same model on every machine; the
+  // CLI turns it on (--no-speed-check turns it off).
+  bool speed_check = false;
+  int64_t speed_check_batch = 1;
   std::map<std::string, QuantOverride> op_type_overrides;  // by op type ("Conv")
   std::map<std::string, QuantOverride> node_overrides;     // by node name
 
@@ -104,6 +111,13 @@ struct NodeDecision {
   std::string reason;  // why it stayed float ("excluded by config", ...)
 };
 
+// What the speed check measured for one quantized node (median of warm runs).
+struct SpeedDecision {
+  std::string node, op_type;
+  double int_ms = 0, float_ms = 0;  // the node's integer version (with its own quantize/dequantize) and float
+  bool kept_float = false;
+};
+
 struct CalibrationProgress {
   int64_t batches = 0, samples = 0;
   int64_t total_batches = -1;  // -1: unknown
@@ -119,6 +133,7 @@ struct QuantizeReport {
   double calibration_seconds = 0;
   int64_t bytes_before = 0, bytes_after = 0;  // initializers
   std::vector<std::string> notes;             // target adjustments and the like
+  std::vector<SpeedDecision> speed;           // QuantConfig::speed_check
 };
 
 // Quantizes a float model. Static nodes need `data` (their activation

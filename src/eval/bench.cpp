@@ -34,17 +34,26 @@ bool reset_peak_rss() {
   return static_cast<bool>(f);
 }
 
-// The inputs a benchmark feeds: shapes from the model with the first
-// symbolic dimension set to the batch, pseudo-random floats in [0, 1) and
-// zero integers (token ids and indices stay in range).
-Session::NamedTensors make_inputs(const Session& s, const std::string& model, const BenchOptions& o) {
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const double pos = p / 100.0 * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<size_t>(std::floor(pos));
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+}  // namespace
+
+Session::NamedTensors synthetic_inputs(const Session& s, int64_t batch,
+                                       const std::vector<std::pair<std::string, Shape>>& shapes,
+                                       const std::string& model) {
   Session::NamedTensors in;
   std::mt19937 rng(12345);
   std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
   for (const IoInfo& io : s.inputs()) {
     Shape shape;
-    auto given = std::find_if(o.shapes.begin(), o.shapes.end(), [&](const auto& p) { return p.first == io.name; });
-    if (given != o.shapes.end()) {
+    auto given = std::find_if(shapes.begin(), shapes.end(), [&](const auto& p) { return p.first == io.name; });
+    if (given != shapes.end()) {
       shape = given->second;
     } else {
       check(io.info.shape.has_value(), Errc::kInvalidArgument, "model '" + model + "' input '" + io.name + "'",
@@ -52,7 +61,7 @@ Session::NamedTensors make_inputs(const Session& s, const std::string& model, co
       for (size_t d = 0; d < io.info.shape->size(); ++d) {
         const ir::Dim& dim = (*io.info.shape)[d];
         if (dim.known()) shape.push_back(dim.size);
-        else if (d == 0) shape.push_back(o.batch);
+        else if (d == 0) shape.push_back(batch);
         else
           throw Error(Errc::kInvalidArgument, "model '" + model + "' input '" + io.name + "'",
                       "has dimension " + std::to_string(d) + " '" + dim.str() + "' that the batch doesn't fix",
@@ -67,16 +76,6 @@ Session::NamedTensors make_inputs(const Session& s, const std::string& model, co
   }
   return in;
 }
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  const double pos = p / 100.0 * static_cast<double>(v.size() - 1);
-  const auto lo = static_cast<size_t>(std::floor(pos));
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
-}
-
-}  // namespace
 
 std::vector<BenchResult> benchmark(const std::vector<std::string>& models, const BenchOptions& o) {
   check(!models.empty(), Errc::kInvalidArgument, "bench", "needs at least one model");
@@ -105,7 +104,7 @@ std::vector<BenchResult> benchmark(const std::vector<std::string>& models, const
     {
       const Session s(models[k], so);
       r.load_ms = std::min(r.load_ms, 1e3 * seconds_since(t0));
-      const auto inputs = make_inputs(s, models[k], o);
+      const auto inputs = synthetic_inputs(s, o.batch, o.shapes, models[k]);
       for (int i = 0; i < std::max(1, o.warmup); ++i) s.run(inputs);
       r.peak_rss_bytes = proc_status_bytes("VmHWM");
     }
@@ -117,7 +116,7 @@ std::vector<BenchResult> benchmark(const std::vector<std::string>& models, const
   sessions.reserve(models.size());
   for (const std::string& m : models) {
     sessions.emplace_back(m, so);
-    inputs.push_back(make_inputs(sessions.back(), m, o));
+    inputs.push_back(synthetic_inputs(sessions.back(), o.batch, o.shapes, m));
   }
   for (int w = 0; w < o.warmup; ++w)
     for (size_t k = 0; k < sessions.size(); ++k) sessions[k].run(inputs[k]);

@@ -3,6 +3,8 @@
 #include <set>
 #include <sstream>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "qforge/error.h"
@@ -154,6 +156,7 @@ QuantConfig QuantConfig::from_json(const std::string& text, const std::string& s
   Reader r{j, subject, ""};
   r.only({"mode", "format", "target", "activation_type", "weight_type", "per_channel",
           "symmetric_activations", "reduce_range", "calibration", "op_types", "exclude",
+          "speed_check", "speed_check_batch",
           "op_type_overrides", "node_overrides"});
   QuantConfig c;
   if (r.has("mode")) c.mode = parse_quant_mode(r.str("mode"), subject + ": mode");
@@ -165,6 +168,12 @@ QuantConfig QuantConfig::from_json(const std::string& text, const std::string& s
   if (r.has("per_channel")) c.per_channel = r.boolean("per_channel");
   if (r.has("symmetric_activations")) c.symmetric_activations = r.boolean("symmetric_activations");
   if (r.has("reduce_range")) c.reduce_range = r.boolean("reduce_range");
+  if (r.has("speed_check")) c.speed_check = r.boolean("speed_check");
+  if (r.has("speed_check_batch")) {
+    const double b = r.number("speed_check_batch");
+    if (b < 1 || b != std::floor(b)) bad(subject, "speed_check_batch", "must be a whole number of at least 1");
+    c.speed_check_batch = static_cast<int64_t>(b);
+  }
   if (r.has("calibration")) {
     Reader cr{j.at("calibration"), subject, "calibration."};
     cr.only({"method", "percentile", "averaging_constant", "bins"});
@@ -218,6 +227,8 @@ std::string QuantConfig::to_json() const {
   j["per_channel"] = per_channel;
   j["symmetric_activations"] = symmetric_activations;
   j["reduce_range"] = reduce_range;
+  j["speed_check"] = speed_check;
+  j["speed_check_batch"] = speed_check_batch;
   j["calibration"] = {{"method", calib_method_name(method)},
                       {"percentile", percentile},
                       {"averaging_constant", averaging_constant},

@@ -14,6 +14,7 @@
 //  * shape ops and MaxPool take the parameters of their input, so the
 //    runtime can run them on the integers.
 #include <algorithm>
+#include <cstdio>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -23,6 +24,7 @@
 #include <unordered_set>
 
 #include "qforge/error.h"
+#include "qforge/evaluate.h"
 #include "qforge/passes.h"
 #include "qforge/quant.h"
 #include "qforge/quantize.h"
@@ -731,28 +733,15 @@ std::map<std::string, MinMax> calibrate_with(const ir::Model& prepared, Observer
 
 }  // namespace
 
-ir::Model quantize_model(const ir::Model& model, const QuantConfig& config, CalibrationDataReader* data,
-                         QuantizeReport* report, const CalibrationCallback& progress, int64_t total_batches) {
-  QuantizeReport local;
-  QuantizeReport& rep = report ? *report : local;
-  rep = QuantizeReport{};
-  rep.bytes_before = initializer_bytes(model);
-  Plan plan = choose(model, config, rep);
-  std::map<std::string, MinMax> ranges;
-  const std::vector<std::string> observed = observed_tensors(plan);
-  if (!observed.empty()) {
-    if (!data)
-      throw Error(Errc::kInvalidArgument, "static quantization",
-                  "needs calibration data for " + std::to_string(observed.size()) + " activation tensor(s)",
-                  "a CalibrationDataReader (the CLI's --calib DATA), or --mode dynamic");
-    ObserverMap obs;
-    for (const std::string& t : observed)
-      obs[t] = make_observer(config, plan.act_method.at(t), activation_spec(config, plan.act_type.at(t)));
-    ranges = calibrate_with(plan.model, obs, *data, &rep, progress, total_batches);
-  }
+namespace {
+
+// Converts a chosen and calibrated plan (its model is consumed), and says in
+// rep.nodes what each static node runs as.
+ir::Model convert(Plan& plan, const QuantConfig& config, const std::map<std::string, MinMax>& ranges,
+                  QuantizeReport& rep) {
   Converter conv(plan, config, ranges);
   conv.run(rep.nodes);
-  ir::Model& out = plan.model;
+  ir::Model out = std::move(plan.model);
   passes::remove_unused_initializers(out);
   ir::infer_shapes(out);
   // What each static node runs as: its integer op once the QDQ groups are
@@ -779,9 +768,189 @@ ir::Model quantize_model(const ir::Model& model, const QuantConfig& config, Cali
     out = std::move(fused);
     passes::remove_unused_initializers(out);  // the fused DequantizeLinears' parameters
   }
+  return out;
+}
+
+// The speed check: each quantized node's time in the quantized model (the
+// node itself, the QuantizeLinear nodes only it reads, the DequantizeLinear
+// nodes that read only it, and the helper nodes of its dynamic form) against
+// its time in the float model, both run as qforge runs them (optimized), as
+// medians of warm runs alternating between the two models.
+std::vector<SpeedDecision> time_nodes(const ir::Model& float_model, const ir::Model& quantized,
+                                      const std::vector<NodeDecision>& nodes, int64_t batch) {
+  const Session fs(float_model), qs(quantized);
+  const Session::NamedTensors fin = synthetic_inputs(fs, batch, {}, "float model");
+  const Session::NamedTensors qin = synthetic_inputs(qs, batch, {}, "quantized model");
+  std::map<std::string, const NodeDecision*> checked;
+  for (const NodeDecision& d : nodes)
+    if (d.mode != QuantMode::kFloat && d.how.rfind("absorbed", 0) != 0 && !d.node.empty()) checked[d.node] = &d;
+  // Owner of each node of the quantized graph as it runs.
+  const ir::Graph& qg = qs.model().graph;
+  std::unordered_map<std::string, std::string> owner, producer_owner;
+  static const char* kDynamicParts[] = {"_DynamicQuantizeLinear", "_Cast", "_scale_Mul", "_Mul", "_bias_Add"};
+  for (const ir::Node& n : qg.nodes) {
+    for (const auto& [x, d] : checked) {
+      bool mine = n.name == x;
+      for (const char* part : kDynamicParts) mine = mine || n.name == x + part;
+      if (mine) owner[n.name] = x;
+    }
+  }
+  for (const ir::Node& n : qg.nodes)
+    if (owner.count(n.name))
+      for (const auto& o : n.outputs) producer_owner[o] = owner[n.name];
+  for (const ir::Node& n : qg.nodes) {
+    if (owner.count(n.name) || n.outputs.empty()) continue;
+    if (n.op_type == "DequantizeLinear" && producer_owner.count(n.inputs[0])) {
+      owner[n.name] = producer_owner[n.inputs[0]];
+    } else if (n.op_type == "QuantizeLinear") {
+      std::string who;
+      bool one = true;
+      for (const ir::Node& r : qg.nodes)
+        for (const auto& in : r.inputs)
+          if (in == n.outputs[0]) {
+            auto it = owner.find(r.name);
+            if (it == owner.end() || (!who.empty() && who != it->second)) one = false;
+            else who = it->second;
+          }
+      if (one && !who.empty()) owner[n.name] = who;
+    }
+  }
+  constexpr int kWarm = 2, kRuns = 15;
+  std::map<std::string, std::vector<double>> int_ms, float_ms;
+  for (int r = 0; r < kWarm + kRuns; ++r) {
+    RunProfile pf, pq;
+    fs.run(fin, &pf);
+    qs.run(qin, &pq);
+    if (r < kWarm) continue;
+    std::map<std::string, double> fi, qi;
+    for (const NodeTime& t : pf.nodes)
+      if (checked.count(t.node)) fi[t.node] += t.ms;
+    for (const NodeTime& t : pq.nodes)
+      if (auto it = owner.find(t.node); it != owner.end()) qi[it->second] += t.ms;
+    for (const auto& [x, ms] : fi) float_ms[x].push_back(ms);
+    for (const auto& [x, ms] : qi) int_ms[x].push_back(ms);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::vector<SpeedDecision> out;
+  for (const NodeDecision& d : nodes) {
+    if (!checked.count(d.node) || !int_ms.count(d.node) || !float_ms.count(d.node)) continue;
+    SpeedDecision s{d.node, d.op_type, median(int_ms[d.node]), median(float_ms[d.node]), false};
+    s.kept_float = s.int_ms > s.float_ms;
+    out.push_back(s);
+  }
+  return out;
+}
+
+// Median time of whole runs of a and b, alternating: the first, the second.
+std::pair<double, double> time_models(const ir::Model& a, const ir::Model& b, int64_t batch) {
+  const Session sa(a), sb(b);
+  const Session::NamedTensors ia = synthetic_inputs(sa, batch), ib = synthetic_inputs(sb, batch);
+  std::vector<double> ta, tb;
+  for (int r = 0; r < 17; ++r) {
+    RunProfile pa, pb;
+    sa.run(ia, &pa);
+    sb.run(ib, &pb);
+    if (r < 2) continue;
+    ta.push_back(pa.total_ms);
+    tb.push_back(pb.total_ms);
+  }
+  std::sort(ta.begin(), ta.end());
+  std::sort(tb.begin(), tb.end());
+  return {ta[ta.size() / 2], tb[tb.size() / 2]};
+}
+
+// QuantConfig::speed_check: times the quantized model `out` node by node
+// against the prepared float one, and quantizes again with the nodes that
+// lose kept float, if that model is faster as a whole. `plan` is the first
+// plan (for its shared ranges), `prepared` its float graph; rep gets the decisions.
+void speed_check(const ir::Model& model, const ir::Model& prepared, const QuantConfig& config, const Plan& plan,
+                 std::map<std::string, MinMax>& ranges, ir::Model& out, QuantizeReport& rep) {
+  check(config.speed_check_batch >= 1, Errc::kInvalidArgument,
+        "speed_check_batch " + std::to_string(config.speed_check_batch), "must be at least 1");
+  rep.speed = time_nodes(prepared, out, rep.nodes, config.speed_check_batch);
+  QuantConfig again = config;
+  std::map<std::string, SpeedDecision*> slower;
+  for (SpeedDecision& s : rep.speed)
+    if (s.kept_float) {
+      again.exclude.push_back(s.node);
+      slower[s.node] = &s;
+    }
+  if (slower.empty()) return;
+  auto keep_as_is = [&](const std::string& why) {
+    for (auto& [n, s] : slower) s->kept_float = false;
+    rep.notes.push_back("speed check: " + why + "; kept the model quantized throughout");
+  };
+  // Quantize again with those nodes float. The ranges calibrated above cover
+  // the tensors the new plan observes, but for a tensor that took its
+  // parameters from another (after a shape op or MaxPool) and is now
+  // observed on its own: it gets that one's range.
+  QuantizeReport rep2;
+  Plan plan2 = choose(model, again, rep2);
+  for (const auto& [t, from] : plan.shares) {
+    std::string root = from;
+    for (int hops = 0; !ranges.count(root) && plan.shares.count(root) && hops < 1000; ++hops)
+      root = plan.shares.at(root);
+    if (!ranges.count(t) && ranges.count(root)) ranges[t] = ranges.at(root);
+  }
+  const std::vector<std::string> need = observed_tensors(plan2);
+  if (!std::all_of(need.begin(), need.end(), [&](const std::string& t) { return ranges.count(t) > 0; }))
+    return keep_as_is("a calibrated range is missing for the re-quantization");
+  ir::Model mixed = convert(plan2, again, ranges, rep2);
+  // Node by node is not the whole story (a node left float moves a
+  // QuantizeLinear to its reader): the new model must be faster as a whole.
+  const auto [t_all, t_mixed] = time_models(out, mixed, config.speed_check_batch);
+  if (t_mixed >= t_all) {
+    char why[160];
+    std::snprintf(why, sizeof why, "with the slower nodes float the model took %.3f ms, quantized throughout %.3f ms",
+                  t_mixed, t_all);
+    return keep_as_is(why);
+  }
+  out = std::move(mixed);
+  for (NodeDecision& d : rep2.nodes)
+    if (auto it = slower.find(d.node); it != slower.end()) {
+      char why[160];
+      std::snprintf(why, sizeof why, "slower in int8 on this CPU (%.3f ms vs %.3f ms float, batch %lld)",
+                    it->second->int_ms, it->second->float_ms, static_cast<long long>(config.speed_check_batch));
+      d.reason = why;
+    }
+  rep.nodes = std::move(rep2.nodes);
+  rep.notes = std::move(rep2.notes);
+  char whole[120];
+  std::snprintf(whole, sizeof whole, "speed check: the model takes %.3f ms with those nodes float, %.3f ms without",
+                t_mixed, t_all);
+  rep.notes.push_back(whole);
+}
+
+}  // namespace
+
+ir::Model quantize_model(const ir::Model& model, const QuantConfig& config, CalibrationDataReader* data,
+                         QuantizeReport* report, const CalibrationCallback& progress, int64_t total_batches) {
+  QuantizeReport local;
+  QuantizeReport& rep = report ? *report : local;
+  rep = QuantizeReport{};
+  rep.bytes_before = initializer_bytes(model);
+  Plan plan = choose(model, config, rep);
+  std::map<std::string, MinMax> ranges;
+  const std::vector<std::string> observed = observed_tensors(plan);
+  if (!observed.empty()) {
+    if (!data)
+      throw Error(Errc::kInvalidArgument, "static quantization",
+                  "needs calibration data for " + std::to_string(observed.size()) + " activation tensor(s)",
+                  "a CalibrationDataReader (the CLI's --calib DATA), or --mode dynamic");
+    ObserverMap obs;
+    for (const std::string& t : observed)
+      obs[t] = make_observer(config, plan.act_method.at(t), activation_spec(config, plan.act_type.at(t)));
+    ranges = calibrate_with(plan.model, obs, *data, &rep, progress, total_batches);
+  }
+  const ir::Model prepared = plan.model;  // the float graph the quantized one replaces
+  ir::Model out = convert(plan, config, ranges, rep);
+  if (config.speed_check) speed_check(model, prepared, config, plan, ranges, out, rep);
   for (const auto& d : rep.nodes) (d.mode == QuantMode::kFloat ? rep.kept_float : rep.quantized) += 1;
   rep.bytes_after = initializer_bytes(out);
-  return std::move(out);
+  return out;
 }
 
 int64_t initializer_bytes(const ir::Model& model) {

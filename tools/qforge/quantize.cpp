@@ -22,7 +22,8 @@ struct Options {
   std::vector<std::string> exclude, op_types;
   std::string ranking;       // --keep-float-from: a sensitivity JSON (qforge compare --sensitivity --json)
   int keep_float = 0;        // how many of its top layers stay float
-  bool per_tensor = false, quiet = false;
+  bool per_tensor = false, quiet = false, no_speed_check = false;
+  int64_t speed_batch = 1;
   int64_t calib_batch = 32, calib_samples = 0;
   bool shuffle = false;
   uint64_t seed = 0;
@@ -58,6 +59,14 @@ void print_summary(const QuantizeReport& r, const QuantConfig& c, const std::str
     }
   }
   for (const std::string& n : r.notes) std::printf("note: %s\n", n.c_str());
+  if (!r.speed.empty()) {
+    std::printf("\nspeed check, batch %lld (median ms of warm runs; int8 includes its own quantize/dequantize):\n",
+                static_cast<long long>(c.speed_check_batch));
+    std::printf("  %-32s %-14s %10s %10s  %s\n", "node", "op", "int8", "float", "kept");
+    for (const SpeedDecision& s : r.speed)
+      std::printf("  %-32s %-14s %10.4f %10.4f  %s\n", s.node.c_str(), s.op_type.c_str(), s.int_ms, s.float_ms,
+                  s.kept_float ? "float" : "int8");
+  }
   const double ratio = r.bytes_after > 0 ? static_cast<double>(r.bytes_before) / static_cast<double>(r.bytes_after) : 0;
   std::printf("\nweights: %s -> %s (%.2fx smaller)\nwrote %s\n", human_bytes(r.bytes_before).c_str(),
               human_bytes(r.bytes_after).c_str(), ratio, output.c_str());
@@ -110,6 +119,12 @@ int quantize_cmd(const Options& o, CLI::App& sub) {
   for (const auto& e : o.exclude) c.exclude.push_back(e);
   for (const auto& t : o.op_types) c.op_types.push_back(t);
   for (const auto& n : worst_layers(o.ranking, o.keep_float)) c.exclude.push_back(n);
+  // Never slower than float: on unless turned off here or in the config
+  // file, for models qforge will run (it times qforge's kernels, not
+  // another runtime's).
+  if (o.config.empty() || sub.count("--no-speed-check"))
+    c.speed_check = !o.no_speed_check && c.target == QuantTarget::kQforge;
+  if (sub.count("--speed-batch")) c.speed_check_batch = o.speed_batch;
 
   const ir::Model model = ir::load_model(o.model);
   std::unique_ptr<CalibrationDataReader> data;
@@ -166,6 +181,9 @@ Command add_quantize(CLI::App& app) {
   sub->add_option("--config", o->config, "QuantConfig JSON file (flags given here override it)");
   sub->add_option("--format", o->format, "qdq (default) or qop");
   sub->add_option("--target", o->target, "qforge (default) or onnxruntime: the runtime that must run it in int8");
+  sub->add_flag("--no-speed-check", o->no_speed_check,
+                "don't time each quantized node against float (by default, nodes slower in int8 stay float)");
+  sub->add_option("--speed-batch", o->speed_batch, "batch size the speed check times (default 1)");
   sub->add_flag("-q,--quiet", o->quiet, "no progress bar and no summary");
   return {sub, [o, sub] { return quantize_cmd(*o, *sub); }};
 }
