@@ -50,6 +50,12 @@ int fuse_activations(ir::Model& model);
 // node's name.
 int fuse_qdq(ir::Model& model);
 
+// Dynamic quantization of a MatMul or Gemm (DynamicQuantizeLinear ->
+// MatMulInteger -> Cast -> Mul by the two scales [-> Add bias]) -> one
+// com.microsoft DynamicQuantizeMatMul, bit for bit the same result. The
+// fused node keeps the MatMulInteger's name.
+int fuse_dynamic_matmul(ir::Model& model);
+
 // Drops initializers that no node (or subgraph) reads and that are not
 // graph outputs.
 int remove_unused_initializers(ir::Model& model);
@@ -61,7 +67,8 @@ struct OptimizeReport {
 };
 
 // The passes above in order: eliminate_identity, fold_constants,
-// fold_batchnorm, fuse_qdq, fuse_activations, remove_unused_initializers.
+// fold_batchnorm, fuse_qdq, fuse_dynamic_matmul, fuse_activations,
+// remove_unused_initializers.
 OptimizeReport optimize(ir::Model& model);
 
 }  // namespace qforge::passes
