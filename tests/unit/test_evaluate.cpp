@@ -224,3 +224,72 @@ TEST_F(Evaluate, BenchmarkMeasuresEachModel) {
 
 }  // namespace
 }  // namespace qforge
+
+namespace qforge {
+namespace {
+
+// A "language model" whose logits for token t are row t of a table: ids
+// i64[B, T] -> Gather(table [V, V]) -> logits f32[B, T, V]. Its perplexity,
+// predicting each next token, is computed here by hand (log-softmax of the
+// row of the current token at the next token).
+TEST_F(Evaluate, PerplexityOfNextTokensByHand) {
+  const int64_t V = 5, B = 3, T = 4;
+  ir::Model m;
+  m.graph.name = "lm";
+  m.graph.inputs = {"ids"};
+  m.graph.values["ids"] = ir::ValueInfo{DType::kI64, std::vector<ir::Dim>{ir::Dim::sym("batch"), T}, {}};
+  Tensor table(DType::kF32, {V, V});
+  for (int64_t i = 0; i < V * V; ++i) table.data<float>()[i] = static_cast<float>((i * 7) % 11) * 0.3f - 1.0f;
+  m.graph.initializers["table"] = table;
+  ir::Node g;
+  g.name = "embed";
+  g.op_type = "Gather";
+  g.inputs = {"table", "ids"};
+  g.outputs = {"logits"};
+  m.graph.nodes.push_back(g);
+  m.graph.outputs = {"logits"};
+  ir::infer_shapes(m);
+  Tensor ids(DType::kI64, {B, T});
+  for (int64_t i = 0; i < B * T; ++i) ids.data<int64_t>()[i] = (i * 3 + 1) % V;
+  write_npy(path("ids.npy"), ids);
+
+  double nll = 0;
+  int64_t count = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t + 1 < T; ++t) {
+      const float* row = table.data<float>() + ids.data<int64_t>()[b * T + t] * V;
+      double z = 0;
+      for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(row[v]));
+      nll += std::log(z) - row[ids.data<int64_t>()[b * T + t + 1]];
+      ++count;
+    }
+  const Session s(m);
+  EvalOptions o;
+  o.metric = Metric::kPerplexity;
+  o.batch.batch_size = 2;  // 3 samples: batches of 2 and 1
+  const EvalResult r = evaluate({&s}, {"lm"}, path("ids.npy"), o);
+  EXPECT_EQ(r.samples, B);
+  EXPECT_NEAR(r.models[0].value, std::exp(nll / static_cast<double>(count)), 1e-9);
+
+  // With explicit targets [N, T]: every position scored against its label.
+  Tensor labels(DType::kI64, {B, T});
+  double nll2 = 0;
+  for (int64_t i = 0; i < B * T; ++i) {
+    labels.data<int64_t>()[i] = (i * 2) % V;
+    const float* row = table.data<float>() + ids.data<int64_t>()[i] * V;
+    double z = 0;
+    for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(row[v]));
+    nll2 += std::log(z) - row[labels.data<int64_t>()[i]];
+  }
+  write_npy(path("labels.npy"), labels);
+  o.labels = path("labels.npy");
+  EXPECT_NEAR(evaluate({&s}, {"lm"}, path("ids.npy"), o).models[0].value,
+              std::exp(nll2 / static_cast<double>(B * T)), 1e-9);
+  // Targets outside the vocabulary are an error naming the value.
+  labels.data<int64_t>()[5] = V;
+  write_npy(path("labels.npy"), labels);
+  test::expect_error([&] { evaluate({&s}, {"lm"}, path("ids.npy"), o); }, "perplexity target 5");
+}
+
+}  // namespace
+}  // namespace qforge
