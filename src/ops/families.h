@@ -11,4 +11,5 @@ void register_reduce_ops(OpRegistry& r);       // reduce.cpp: Reduce*, ArgMax/Mi
 void register_rnn_ops(OpRegistry& r);          // rnn.cpp: LSTM, GRU, RNN
 void register_control_ops(OpRegistry& r);      // control.cpp: If, Loop
 void register_quant_ops(OpRegistry& r);        // quant.cpp: QuantizeLinear, QLinearConv, MatMulInteger, ...
+void register_lookup_ops(OpRegistry& r);       // lookup.cpp: ai.qforge QLinearLookup
 }  // namespace qforge::ops

@@ -104,6 +104,7 @@ const OpRegistry& OpRegistry::global() {
     register_rnn_ops(r);
     register_control_ops(r);
     register_quant_ops(r);
+    register_lookup_ops(r);
     return r;
   }();
   return registry;

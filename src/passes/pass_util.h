@@ -13,6 +13,7 @@
 namespace qforge::passes {
 
 inline constexpr const char* kMicrosoft = "com.microsoft";
+inline constexpr const char* kQforge = "ai.qforge";  // qforge's own ops (QLinearLookup)
 
 // Who reads each value: node indices (a node that reads a value twice is
 // listed twice), plus whether a graph output or a subgraph reads it.

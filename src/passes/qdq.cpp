@@ -15,6 +15,8 @@
 #include "passes/pass_util.h"
 #include "qforge/op.h"
 #include "qforge/passes.h"
+#include "qforge/quant.h"
+#include "qforge/session.h"
 
 namespace qforge::passes {
 namespace {
@@ -72,6 +74,67 @@ bool passthrough(const std::string& op) {
          op == "Unsqueeze" || op == "Slice";
 }
 
+// Elementwise ops of one activation input that fuse into a 256-entry
+// ai.qforge QLinearLookup (others inputs, if any, constants). Sigmoid and
+// LeakyRelu keep ONNX Runtime's QLinearSigmoid / QLinearLeakyRelu.
+bool table_op(const std::string& op) {
+  static const char* ops[] = {"HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Softplus", "Softsign", "Erf",
+                              "Exp", "Neg", "Abs", "Relu", "Clip", "Gelu", "Celu", "ThresholdedRelu"};
+  for (const char* o : ops)
+    if (op == o) return true;
+  return false;
+}
+
+// The 256 results of `n` on the codes of x, quantized with y's parameters:
+// the op runs on the dequantized codes in a one-node Session (qforge's own
+// kernel), and each result is quantized as QuantizeLinear does.
+std::optional<Tensor> lookup_table(const ir::Model& m, const ir::Node& n, const QSide& x, const QSide& y) {
+  const ir::Graph& g = m.graph;
+  const Tensor& xz = *g.initializer(x.zp);
+  const Tensor& yz = *g.initializer(y.zp);
+  const float xs = g.initializer(x.scale)->data<float>()[0], ys = g.initializer(y.scale)->data<float>()[0];
+  const bool xsigned = xz.dtype() == DType::kI8, ysigned = yz.dtype() == DType::kI8;
+  const int32_t xzp = xsigned ? xz.data<int8_t>()[0] : xz.data<uint8_t>()[0];
+  const int32_t yzp = ysigned ? yz.data<int8_t>()[0] : yz.data<uint8_t>()[0];
+  Tensor in(DType::kF32, {256});
+  for (int i = 0; i < 256; ++i) in.data<float>()[i] = dequantize_value(xsigned ? i - 128 : i, xs, xzp);
+  ir::Model one;
+  one.opsets = m.opsets;
+  one.graph.name = "table";
+  one.graph.inputs = {"x"};
+  one.graph.values["x"] = ir::ValueInfo{DType::kF32, ir::to_sym({256}), {}};
+  ir::Node f = n;
+  const std::string x_name = "x";
+  f.inputs[0] = x_name;  // (assigning the literal trips GCC 12's -Wrestrict false positive)
+  for (size_t k = 1; k < f.inputs.size(); ++k) {
+    if (f.inputs[k].empty()) continue;
+    const Tensor* c = g.initializer(f.inputs[k]);
+    if (!c) return std::nullopt;  // a second activation: not a table
+    one.graph.initializers[f.inputs[k]] = *c;
+  }
+  f.outputs = {"y"};
+  one.graph.nodes = {f};
+  one.graph.outputs = {"y"};
+  std::vector<Tensor> out;
+  try {
+    ir::infer_shapes(one);
+    SessionOptions so;
+    so.optimize = false;
+    out = Session(std::move(one), so).run({{"x", in}});
+  } catch (const Error&) {
+    return std::nullopt;  // the float node itself will say what is wrong
+  }
+  if (out.size() != 1 || out[0].dtype() != DType::kF32 || out[0].numel() != 256) return std::nullopt;
+  Tensor t(ysigned ? DType::kI8 : DType::kU8, {256});
+  const int32_t qmin = ysigned ? -128 : 0, qmax = ysigned ? 127 : 255;
+  for (int i = 0; i < 256; ++i) {
+    const int32_t q = quantize_value(out[0].data<float>()[i], ys, yzp, qmin, qmax);
+    if (ysigned) t.data<int8_t>()[i] = static_cast<int8_t>(q);
+    else t.data<uint8_t>()[i] = static_cast<uint8_t>(q);
+  }
+  return t;
+}
+
 class Fuser {
  public:
   explicit Fuser(ir::Model& m) : m_(m), g_(m.graph), uses_(g_) {
@@ -98,6 +161,7 @@ class Fuser {
     }
     erase_nodes(g_, dead_);
     if (uses_ms_ && !m_.opsets.count(kMicrosoft)) m_.opsets[kMicrosoft] = 1;
+    if (uses_qforge_ && !m_.opsets.count(kQforge)) m_.opsets[kQforge] = 1;
     return fused;
   }
 
@@ -144,6 +208,7 @@ class Fuser {
   std::vector<bool> dead_;
   bool has_qgemm_ = false;
   bool uses_ms_ = false;
+  bool uses_qforge_ = false;
 };
 
 ir::Node make(const std::string& op, const std::string& domain, std::vector<std::string> in) {
@@ -229,6 +294,17 @@ int Fuser::fuse(size_t i) {
   if (op == "Sigmoid" || op == "LeakyRelu" || op == "AveragePool" || op == "GlobalAveragePool") {
     ir::Node f = make("QLinear" + op, kMicrosoft, {x->q, x->scale, x->zp, y.scale, y.zp});
     f.attrs = n.attrs;
+    return replace(i, qi, std::move(f));
+  }
+  if (table_op(op) && n.outputs.size() == 1) {
+    std::optional<Tensor> table = lookup_table(m_, n, *x, y);
+    if (!table) return 0;
+    std::string name = n.name.empty() ? n.outputs[0] : n.name;
+    name.append("_table");
+    while (g_.initializers.count(name) || made_by_.count(name)) name.push_back('_');
+    g_.initializers[name] = std::move(*table);
+    ir::Node f = make("QLinearLookup", kQforge, {x->q, name});
+    uses_qforge_ = true;
     return replace(i, qi, std::move(f));
   }
   if (op == "Concat") {

@@ -64,8 +64,8 @@ const std::map<std::string, OpRule>& op_rules() {
       {"GlobalAveragePool", {Role::kObserved, false, true, true}},
       {"Sigmoid", {Role::kObserved, false, true, true}},
       {"LeakyRelu", {Role::kObserved, false, true, true}},
-      {"HardSigmoid", {Role::kObserved, false, false, false}},
-      {"HardSwish", {Role::kObserved, false, false, false}},
+      {"HardSigmoid", {Role::kObserved, false, true, false}},  // qforge: a QLinearLookup table
+      {"HardSwish", {Role::kObserved, false, true, false}},
       {"Softmax", {Role::kObserved, false, false, true}},
       {"LayerNormalization", {Role::kObserved, false, false, false}},
       {"Resize", {Role::kObserved, false, false, true}},
