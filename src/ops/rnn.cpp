@@ -263,12 +263,17 @@ void run_direction(const DirJob& j) {
   }
   // The time each batch entry reads at this step, -1 once it is done.
   std::vector<int64_t> tb(static_cast<size_t>(B));
+  // The rows of H_{t-1} that hold a state (the rest are entries already
+  // done, whose rows of Y are zero), and the rows still running.
+  std::vector<char> h_rows(static_cast<size_t>(B)), running(static_cast<size_t>(B));
 
   for (int64_t s = 0; s < rc.max_len; ++s) {
     // Gather this step's projected inputs.
     for (int64_t b = 0; b < B; ++b) {
       const int64_t len = rc.lens[static_cast<size_t>(b)];
       float* g = gates.data() + b * GH;
+      h_rows[static_cast<size_t>(b)] = s == 0 || len >= s;  // initial_h, or a state made last step
+      running[static_cast<size_t>(b)] = s < len;
       if (s >= len) {
         tb[static_cast<size_t>(b)] = -1;
         std::fill(g, g + GH, 0.0f);
@@ -281,7 +286,7 @@ void run_direction(const DirJob& j) {
     }
 
     if (at.cell == Cell::kRnn) {
-      mul.multiply(0, B, h.data(), tb, gates.data(), GH, true, j.pool);
+      mul.multiply(0, B, h.data(), h_rows, gates.data(), GH, true, j.pool);
       for (int64_t b = 0; b < B; ++b) {
         if (tb[static_cast<size_t>(b)] < 0) continue;
         float* g = gates.data() + b * H;
@@ -292,7 +297,7 @@ void run_direction(const DirJob& j) {
     } else if (at.cell == Cell::kGru) {
       if (!at.linear_before_reset) {
         // z, r: + H_{t-1} R_zr^T; h: + (r . H_{t-1}) R_h^T.
-        mul.multiply(0, B, h.data(), tb, gates.data(), GH, true, j.pool);
+        mul.multiply(0, B, h.data(), h_rows, gates.data(), GH, true, j.pool);
         for (int64_t b = 0; b < B; ++b) {
           float* g = gates.data() + b * GH;
           if (clip) clip_to(g, 2 * H, cl);
@@ -302,10 +307,10 @@ void run_direction(const DirJob& j) {
           float* rh = tmp.data() + b * H;
           for (int64_t k = 0; k < H; ++k) rh[k] = r[k] * hp[k];
         }
-        mul.multiply(1, B, tmp.data(), tb, gates.data() + 2 * H, GH, true, j.pool);
+        mul.multiply(1, B, tmp.data(), running, gates.data() + 2 * H, GH, true, j.pool);
       } else {
         // rec = H_{t-1} R^T; z, r: + rec; h: + r . (rec_h + Rbh).
-        mul.multiply(0, B, h.data(), tb, rec.data(), GH, false, j.pool);
+        mul.multiply(0, B, h.data(), h_rows, rec.data(), GH, false, j.pool);
         for (int64_t b = 0; b < B; ++b) {
           float* g = gates.data() + b * GH;
           const float* rb = rec.data() + b * GH;
@@ -332,7 +337,7 @@ void run_direction(const DirJob& j) {
         for (int64_t k = 0; k < H; ++k) hp[k] = (1.0f - z[k]) * gh[k] + z[k] * hp[k];
       }
     } else {
-      mul.multiply(0, B, h.data(), tb, gates.data(), GH, true, j.pool);
+      mul.multiply(0, B, h.data(), h_rows, gates.data(), GH, true, j.pool);
       for (int64_t b = 0; b < B; ++b) {
         if (tb[static_cast<size_t>(b)] < 0) continue;
         float* gi = gates.data() + b * GH;
@@ -739,7 +744,7 @@ class FloatProduct : public rnn::StepProduct {
  public:
   FloatProduct(const kernels::PackedMatrix* r0, const kernels::PackedMatrix* r1, int64_t H)
       : r_{r0, r1}, H_(H) {}
-  void multiply(int mat, int64_t batch, const float* a, const std::vector<int64_t>&, float* c,
+  void multiply(int mat, int64_t batch, const float* a, const std::vector<char>&, float* c,
                 int64_t ldc, bool accumulate, ThreadPool* pool) override {
     kernels::sgemm_packed_b(batch, a, H_, false, *r_[mat], accumulate ? 1.0f : 0.0f, c, ldc, {}, pool);
   }

@@ -65,15 +65,18 @@ Attrs read_attrs(const ir::Node& node, Cell cell, int64_t opset, bool has_layout
 // (or added to) the gate pre-activations:
 //   c[b * ldc + n] (+)= sum_k a[b * H + k] * M[k, n]   for b < batch, n < N
 // `mat` picks M: 0 is R^T (for a GRU without linear_before_reset, its z and
-// r columns), 1 is the GRU's h columns. tb[b] < 0 marks a batch entry whose
-// sequence has ended: its row of c is not used, and a quantizing product
-// leaves it out of the range it quantizes by. One object per direction, so
-// it may keep scratch buffers.
+// r columns), 1 is the GRU's h columns. rows[b] says whether row b of `a`
+// holds a value of the step: for H_{t-1}, the entries that made a state at
+// the previous step (every entry at the first step: initial_h); for
+// r . H_{t-1}, the entries still running. Other rows hold what an entry
+// left behind, stand for zeros (as in Y) and must not count; the product's
+// rows for entries no longer running are not used. One object per
+// direction, so it may keep scratch buffers.
 class StepProduct {
  public:
   virtual ~StepProduct() = default;
-  virtual void multiply(int mat, int64_t batch, const float* a, const std::vector<int64_t>& tb,
-                        float* c, int64_t ldc, bool accumulate, ThreadPool* pool) = 0;
+  virtual void multiply(int mat, int64_t batch, const float* a, const std::vector<char>& rows, float* c,
+                        int64_t ldc, bool accumulate, ThreadPool* pool) = 0;
 };
 
 // Everything a recurrent op computes besides its products: the sizes, X,
