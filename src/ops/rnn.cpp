@@ -31,6 +31,8 @@
 // equations) is shared with the dynamically quantized LSTM and GRU
 // (rnn_quant.cpp), which bring their own input projection and per-step
 // products (rnn::StepProduct) on the int8 GEMM.
+#include "ops/rnn.h"
+
 #include <algorithm>
 #include <bit>
 #include <cctype>
@@ -43,7 +45,6 @@
 #include "kernels/gemm.h"
 #include "ops/families.h"
 #include "ops/op_util.h"
-#include "ops/rnn.h"
 #include "qforge/thread_pool.h"
 
 namespace qforge::ops::rnn {
@@ -181,7 +182,6 @@ void clip_to(float* x, int64_t n, float c) {
 }
 
 // ---- attributes ----
-
 
 Act make_act(const ir::Node& node, const std::string& name, const std::vector<float>& alphas,
              const std::vector<float>& betas, size_t& ai, size_t& bi) {
@@ -386,8 +386,8 @@ void run_direction(const DirJob& j) {
       for (int64_t b = 0; b < B; ++b) {
         const int64_t t = tb[static_cast<size_t>(b)];
         if (t < 0) continue;
-        const int64_t off =
-            at.layout == 0 ? ((t * rc.dirs + j.d) * B + b) * H : ((b * rc.seq + t) * rc.dirs + j.d) * H;
+        const int64_t off = at.layout == 0 ? ((t * rc.dirs + j.d) * B + b) * H
+                                           : ((b * rc.seq + t) * rc.dirs + j.d) * H;
         std::memcpy(rc.Y + off, h.data() + b * H, sizeof(float) * static_cast<size_t>(H));
       }
     }
@@ -399,9 +399,11 @@ void run_direction(const DirJob& j) {
       continue;
     }
     if (rc.Yh)
-      std::memcpy(rc.Yh + state_row(j, b), h.data() + b * H, sizeof(float) * static_cast<size_t>(H));
+      std::memcpy(rc.Yh + state_row(j, b), h.data() + b * H,
+                  sizeof(float) * static_cast<size_t>(H));
     if (rc.Yc)
-      std::memcpy(rc.Yc + state_row(j, b), c.data() + b * H, sizeof(float) * static_cast<size_t>(H));
+      std::memcpy(rc.Yc + state_row(j, b), c.data() + b * H,
+                  sizeof(float) * static_cast<size_t>(H));
   }
 }
 
@@ -485,7 +487,8 @@ void check_x(const ir::Node& node, const Tensor& X, const Attrs& at) {
                                : "[batch_size, seq_length, input_size]");
 }
 
-void expect_shape(const ir::Node& node, const Tensor* t, const std::string& what, const Shape& want) {
+void expect_shape(const ir::Node& node, const Tensor* t, const std::string& what,
+                  const Shape& want) {
   if (!t) return;
   if (t->shape() != want)
     throw Error(Errc::kShapeMismatch, node.describe(), what + " has shape " + shape_str(t->shape()),
@@ -512,7 +515,8 @@ void expect_f32(const ir::Node& node, const Tensor* t, const char* what) {
   if (t && t->dtype() != DType::kF32) bad_type(node, what, t->dtype(), "f32");
 }
 
-std::vector<int64_t> read_lens(const ir::Node& node, const Tensor* lens_t, int64_t seq, int64_t batch) {
+std::vector<int64_t> read_lens(const ir::Node& node, const Tensor* lens_t, int64_t seq,
+                               int64_t batch) {
   std::vector<int64_t> lens(static_cast<size_t>(batch), seq);
   if (!lens_t) return lens;
   expect_shape(node, lens_t, "input sequence_lens", {batch});
@@ -594,7 +598,8 @@ Recurrence make_recurrence(OpContext& ctx, const Attrs& at, int64_t H) {
   rc.H = H;
   rc.GH = rc.G * H;
   expect_shape(node, Bt, "input B", {rc.dirs, 2 * rc.GH});
-  const Shape state_shape = at.layout == 0 ? Shape{rc.dirs, rc.batch, H} : Shape{rc.batch, rc.dirs, H};
+  const Shape state_shape =
+      at.layout == 0 ? Shape{rc.dirs, rc.batch, H} : Shape{rc.batch, rc.dirs, H};
   expect_shape(node, h0, "input initial_h", state_shape);
   expect_shape(node, c0, "input initial_c", state_shape);
   expect_shape(node, P, "input P", {rc.dirs, 3 * H});
@@ -614,8 +619,8 @@ bool big_step(const Recurrence& rc) {
   return rc.batch * rc.GH * rc.H >= (int64_t{1} << 20);
 }
 
-void run_directions(const Recurrence& rc, const float* xproj, const std::vector<StepProduct*>& products,
-                    ThreadPool* pool) {
+void run_directions(const Recurrence& rc, const float* xproj,
+                    const std::vector<StepProduct*>& products, ThreadPool* pool) {
   const bool big = big_step(rc);
   std::vector<DirJob> jobs(static_cast<size_t>(rc.dirs));
   for (int64_t d = 0; d < rc.dirs; ++d) {
@@ -746,7 +751,8 @@ class FloatProduct : public rnn::StepProduct {
       : r_{r0, r1}, H_(H) {}
   void multiply(int mat, int64_t batch, const float* a, const std::vector<char>&, float* c,
                 int64_t ldc, bool accumulate, ThreadPool* pool) override {
-    kernels::sgemm_packed_b(batch, a, H_, false, *r_[mat], accumulate ? 1.0f : 0.0f, c, ldc, {}, pool);
+    kernels::sgemm_packed_b(batch, a, H_, false, *r_[mat], accumulate ? 1.0f : 0.0f, c, ldc, {},
+                            pool);
   }
 
  private:
@@ -789,7 +795,8 @@ void rnn_run(OpContext& ctx, Cell cell) {
 
   // The input projection for every step and direction: one GEMM.
   const int64_t rows = rc.seq * rc.batch;
-  std::unique_ptr<float[]> xproj(new float[static_cast<size_t>(std::max<int64_t>(rows * dirs * GH, 1))]);
+  std::unique_ptr<float[]> xproj(
+      new float[static_cast<size_t>(std::max<int64_t>(rows * dirs * GH, 1))]);
   kernels::GemmEpilogue ep;
   ep.bias_n = rc.bias.data();
   if (rc.max_len > 0) {

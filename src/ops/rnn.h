@@ -75,8 +75,8 @@ Attrs read_attrs(const ir::Node& node, Cell cell, int64_t opset, bool has_layout
 class StepProduct {
  public:
   virtual ~StepProduct() = default;
-  virtual void multiply(int mat, int64_t batch, const float* a, const std::vector<char>& rows, float* c,
-                        int64_t ldc, bool accumulate, ThreadPool* pool) = 0;
+  virtual void multiply(int mat, int64_t batch, const float* a, const std::vector<char>& rows,
+                        float* c, int64_t ldc, bool accumulate, ThreadPool* pool) = 0;
 };
 
 // Everything a recurrent op computes besides its products: the sizes, X,
@@ -107,7 +107,8 @@ Recurrence make_recurrence(OpContext& ctx, const Attrs& at, int64_t H);
 
 // Checks that X is f32 of rank 3 (before its sizes are read).
 void check_x(const ir::Node& node, const Tensor& X, const Attrs& at);
-void expect_shape(const ir::Node& node, const Tensor* t, const std::string& what, const Shape& want);
+void expect_shape(const ir::Node& node, const Tensor* t, const std::string& what,
+                  const Shape& want);
 // The product of dims, or an Error naming the node when a buffer that large
 // can't be allocated.
 int64_t checked_mul(const ir::Node& node, std::initializer_list<int64_t> dims);
@@ -121,8 +122,8 @@ bool big_step(const Recurrence& rc);
 // ([seq * batch rows in X's order, dirs * GH], bias included), with
 // products[d] for direction d's recurrent products. Two directions run at
 // once when a step is too small to split over threads.
-void run_directions(const Recurrence& rc, const float* xproj, const std::vector<StepProduct*>& products,
-                    ThreadPool* pool);
+void run_directions(const Recurrence& rc, const float* xproj,
+                    const std::vector<StepProduct*>& products, ThreadPool* pool);
 
 // Shape inference: Y, Y_h (and Y_c). `transposed`: W and R are stored
 // [dirs, input, G*H] and [dirs, H, G*H] (the quantized ops) rather than

@@ -64,9 +64,13 @@ using rnn::Attrs;
 using rnn::Cell;
 using rnn::Recurrence;
 
-size_t sz(int64_t v) { return static_cast<size_t>(v); }
+size_t sz(int64_t v) {
+  return static_cast<size_t>(v);
+}
 
-bool is_8bit(DType t) { return t == DType::kU8 || t == DType::kI8; }
+bool is_8bit(DType t) {
+  return t == DType::kU8 || t == DType::kI8;
+}
 
 // Where the scales and zero points are: after P (LSTM) or initial_h (GRU).
 struct ParamInputs {
@@ -82,19 +86,18 @@ int64_t hidden_of(const Attrs& at, const Tensor& R) {
 
 // ---- checks ----
 
-// W [dirs, input, G*H] and R [dirs, H, G*H], u8 or s8.
+// W [dirs, input, G*H] and R [dirs, H, G*H], u8 or s8 (R's rank is checked).
 void check_weights(const ir::Node& node, const Attrs& at, const Tensor& W, const Tensor& R,
                    int64_t input, int64_t H) {
   const int64_t dirs = at.dirs, GH = rnn::gates_of(at.cell) * H;
   if (!is_8bit(W.dtype())) bad_type(node, "input W", W.dtype(), "u8 or s8");
   if (!is_8bit(R.dtype())) bad_type(node, "input R", R.dtype(), "u8 or s8");
   const std::string g = at.cell == Cell::kLstm ? "4" : "3";
-  if (R.rank() != 3)
-    throw Error(Errc::kShapeMismatch, node.describe(), "input R has shape " + shape_str(R.shape()),
-                "[num_directions, hidden_size, " + g + "*hidden_size]");
-  rnn::expect_shape(node, &W, "input W (quantized, [num_directions, input_size, " + g + "*hidden_size])",
+  rnn::expect_shape(node, &W,
+                    "input W (quantized, [num_directions, input_size, " + g + "*hidden_size])",
                     {dirs, input, GH});
-  rnn::expect_shape(node, &R, "input R (quantized, [num_directions, hidden_size, " + g + "*hidden_size])",
+  rnn::expect_shape(node, &R,
+                    "input R (quantized, [num_directions, hidden_size, " + g + "*hidden_size])",
                     {dirs, H, GH});
 }
 
@@ -104,8 +107,9 @@ void check_param_shape(const ir::Node& node, const Tensor& t, const std::string&
   const bool per_dir = t.rank() == 1 && t.dim(0) == dirs;
   const bool per_col = t.rank() == 2 && t.dim(0) == dirs && t.dim(1) == GH;
   if (!per_dir && !per_col)
-    throw Error(Errc::kShapeMismatch, node.describe(), what + " has shape " + shape_str(t.shape()),
-                shape_str({dirs}) + " (per direction) or " + shape_str({dirs, GH}) + " (per column)");
+    throw Error(
+        Errc::kShapeMismatch, node.describe(), what + " has shape " + shape_str(t.shape()),
+        shape_str({dirs}) + " (per direction) or " + shape_str({dirs, GH}) + " (per column)");
 }
 
 // One value per column of every direction ([dirs * G*H]) from a [dirs] or
@@ -133,8 +137,8 @@ Columns read_columns(OpContext& ctx, int scale_i, int zp_i, const char* weight, 
   if (s.dtype() != DType::kF32) bad_type(node, ("input " + sw).c_str(), s.dtype(), "f32");
   if (z.dtype() != w.dtype())
     throw Error(Errc::kTypeMismatch, node.describe(),
-                "input " + zw + " is " + std::string(dtype_name(z.dtype())) + " but " + weight + " is " +
-                    std::string(dtype_name(w.dtype())),
+                "input " + zw + " is " + std::string(dtype_name(z.dtype())) + " but " + weight +
+                    " is " + std::string(dtype_name(w.dtype())),
                 std::string(dtype_name(w.dtype())) + ", the type of " + weight);
   check_param_shape(node, s, "input " + sw, dirs, GH);
   check_param_shape(node, z, "input " + zw, dirs, GH);
@@ -142,7 +146,8 @@ Columns read_columns(OpContext& ctx, int scale_i, int zp_i, const char* weight, 
   c.scale = per_column(std::vector<float>(s.data<float>(), s.data<float>() + s.numel()), dirs, GH);
   std::vector<int32_t> zp(sz(z.numel()));
   for (int64_t i = 0; i < z.numel(); ++i)
-    zp[sz(i)] = z.dtype() == DType::kI8 ? int32_t{z.data<int8_t>()[i]} : int32_t{z.data<uint8_t>()[i]};
+    zp[sz(i)] =
+        z.dtype() == DType::kI8 ? int32_t{z.data<int8_t>()[i]} : int32_t{z.data<uint8_t>()[i]};
   c.zero_point = per_column(zp, dirs, GH);
   return c;
 }
@@ -226,23 +231,23 @@ std::shared_ptr<const void> prepare(const PrepareContext& pc, Cell cell) {
 // in_range == nullptr or (*in_range)[r] (the others count as zeros, which
 // the range holds anyway), every row is quantized. Returns the parameters;
 // a NaN or Inf in the range is an Error naming the node.
-QuantParams quantize_rows(const ir::Node& node, const std::string& what, const float* a, int64_t rows,
+QuantParams quantize_rows(const ir::Node& node, const char* what, const float* a, int64_t rows,
                           int64_t K, const std::vector<char>* in_range, uint8_t* q) {
   float lo = 0.0f, hi = 0.0f;  // the range is widened to contain 0 anyway
-  bool finite = true;
+  float poison = 0.0f;         // x * 0 is NaN for a NaN or an Inf x
   for (int64_t r = 0; r < rows; ++r) {
     if (in_range && !(*in_range)[sz(r)]) continue;
     const float* x = a + r * K;
     for (int64_t k = 0; k < K; ++k) {
-      lo = std::min(lo, x[k]);
-      hi = std::max(hi, x[k]);
-      finite = finite && std::isfinite(x[k]);
+      lo = x[k] < lo ? x[k] : lo;
+      hi = x[k] > hi ? x[k] : hi;
+      poison += x[k] * 0.0f;
     }
   }
-  if (!finite)
-    throw Error(Errc::kInvalidArgument, node.describe(), what + " holds NaN or Inf",
+  if (poison != 0.0f)
+    throw Error(Errc::kInvalidArgument, node.describe(), std::string(what) + " holds NaN or Inf",
                 "finite values to quantize");
-  const QuantParams p = choose_params(QuantSpec{}, lo, hi, node.describe() + " " + what);
+  const QuantParams p = choose_params(QuantSpec{}, lo, hi, what);
   if (rows * K > 0)
     kernels::kernels().quantize_u8(a, rows * K, p.scale[0], p.zero_point[0], 0, 255, q);
   return p;
@@ -251,8 +256,8 @@ QuantParams quantize_rows(const ir::Node& node, const std::string& what, const f
 // H_{t-1} (or r . H_{t-1}) x R on the int8 GEMM, quantized per step.
 class QuantProduct : public rnn::StepProduct {
  public:
-  QuantProduct(const ir::Node& node, int64_t d, const kernels::QPackedB* r0, const kernels::QPackedB* r1,
-               const Columns& cols, int64_t H, int64_t GH)
+  QuantProduct(const ir::Node& node, int64_t d, const kernels::QPackedB* r0,
+               const kernels::QPackedB* r1, const Columns& cols, int64_t H, int64_t GH)
       : node_(node), d_(d), r_{r0, r1}, cols_(cols), H_(H), GH_(GH) {}
 
   void multiply(int mat, int64_t batch, const float* a, const std::vector<char>& rows, float* c,
@@ -261,8 +266,8 @@ class QuantProduct : public rnn::StepProduct {
     const int64_t N = m.N(), col0 = d_ * GH_ + (mat == 0 ? 0 : 2 * H_);
     if (batch == 0 || N == 0) return;
     codes_.resize(sz(batch * H_));
-    const QuantParams p = quantize_rows(node_, mat == 0 ? "hidden state" : "r . hidden state", a, batch,
-                                        H_, &rows, codes_.data());
+    const QuantParams p = quantize_rows(node_, mat == 0 ? "hidden state" : "r . hidden state", a,
+                                        batch, H_, &rows, codes_.data());
     scale_.resize(sz(N));
     for (int64_t n = 0; n < N; ++n) scale_[sz(n)] = p.scale[0] * cols_.scale[sz(col0 + n)];
     if (accumulate) out_.resize(sz(batch * N));
@@ -306,7 +311,7 @@ void run(OpContext& ctx, Cell cell) {
   const Tensor& W = ctx.input(1);
   const Tensor& R = ctx.input(2);
   rnn::check_x(node, X, at);
-  if (R.rank() != 3)
+  if (R.rank() != 3)  // before its hidden size is read
     throw Error(Errc::kShapeMismatch, node.describe(), "input R has shape " + shape_str(R.shape()),
                 "[num_directions, hidden_size, G*hidden_size]");
   const int64_t H = hidden_of(at, R);
@@ -366,8 +371,8 @@ void run(OpContext& ctx, Cell cell) {
   std::vector<QuantProduct> products;
   products.reserve(sz(dirs));
   for (int64_t d = 0; d < dirs; ++d)
-    products.emplace_back(node, d, &(*rp)[sz(d) * per], per == 2 ? &(*rp)[sz(d) * per + 1] : nullptr,
-                          rc_cols, H, GH);
+    products.emplace_back(node, d, &(*rp)[sz(d) * per],
+                          per == 2 ? &(*rp)[sz(d) * per + 1] : nullptr, rc_cols, H, GH);
   std::vector<rnn::StepProduct*> ptrs;
   for (auto& p : products) ptrs.push_back(&p);
   rnn::run_directions(rc, xproj.get(), ptrs, pool);
@@ -385,8 +390,8 @@ std::string check(const InferContext& c, Cell cell) {
       cell == Cell::kLstm ? std::vector<int>{0, 3, 5, 6, 7} : std::vector<int>{0, 3, 5};
   for (int i : floats)
     if (auto t = type(i); t && *t != DType::kF32)
-      return "input " + std::to_string(i) + " is " + std::string(dtype_name(*t)) + "; qforge runs " +
-             c.node().op_type + " on f32 activations only";
+      return "input " + std::to_string(i) + " is " + std::string(dtype_name(*t)) +
+             "; qforge runs " + c.node().op_type + " on f32 activations only";
   return {};
 }
 

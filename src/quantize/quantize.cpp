@@ -274,7 +274,8 @@ std::string recurrent_blocker(const ir::Graph& g, const ir::Node& n, QuantTarget
   if (n.inputs.size() < 3 || !is_f32(g, n.inputs[0])) return "input is not float32";
   const Tensor* W = g.initializer(n.inputs[1]);
   const Tensor* R = g.initializer(n.inputs[2]);
-  if (!W || !R || W->dtype() != DType::kF32 || R->dtype() != DType::kF32) return "W or R is not a float constant";
+  if (!W || !R || W->dtype() != DType::kF32 || R->dtype() != DType::kF32)
+    return "W or R is not a float constant";
   if (n.attr_int("layout", 0) != 0) return "layout 1 (batch first) has no quantized form";
   const int64_t dirs = n.attr_string("direction", "forward") == "bidirectional" ? 2 : 1;
   const int64_t G = n.op_type == "LSTM" ? 4 : 3;
@@ -330,9 +331,10 @@ Plan choose(const ir::Model& model, const QuantConfig& c, QuantizeReport& rep) {
         // of every step; PyTorch quantizes LSTM/GRU dynamically in its
         // static flow too, and so does qforge.
         s.mode = QuantMode::kDynamic;
-        rep.notes.push_back(n.describe() + ": " + n.op_type +
-                            " has no static integer form, so it is quantized dynamically (int8 "
-                            "weights, activations quantized per step at run time), as PyTorch does");
+        rep.notes.push_back(
+            n.describe() + ": " + n.op_type +
+            " has no static integer form, so it is quantized dynamically (int8 "
+            "weights, activations quantized per step at run time), as PyTorch does");
       }
       if (why.empty() && c.target == QuantTarget::kOnnxRuntime && s.weight_type == DType::kU8 &&
           s.per_channel) {
@@ -713,7 +715,8 @@ std::array<std::string, 3> Converter::recurrent_weight(const std::string& w, con
     all.zero_point.insert(all.zero_point.end(), qp.zero_point.begin(), qp.zero_point.end());
   }
   const Shape ps = spec.axis >= 0 ? Shape{D, N} : Shape{D};
-  const std::string qn = name_(w + "_quantized"), sn = name_(w + "_scale"), zn = name_(w + "_zero_point");
+  const std::string qn = name_(w + "_quantized"), sn = name_(w + "_scale"),
+                    zn = name_(w + "_zero_point");
   g_.initializers[qn] = codes;
   g_.initializers[sn] = scales(all, true).reshape(ps);
   g_.initializers[zn] = zero_points(all, true).reshape(ps);

@@ -8,8 +8,8 @@
 //    reaches) and the hidden state fake-quantized at every step as the
 //    [batch, H] tensor Y holds (a GRU's r . H over the entries still
 //    running), each with the parameters DynamicQuantizeLinear chooses
-//    (qforge::choose_params, u8 per tensor). W and R are quantized the way the quantizer does it (s8
-//    symmetric per output column or per direction, or u8 affine);
+//    (qforge::choose_params, u8 per tensor). W and R are quantized the way the quantizer does it
+//    (s8 symmetric per output column or per direction, or u8 affine);
 //  * ONNX Runtime 1.30's DynamicQuantizeLSTM on seeded inputs
 //    (tests/golden/dynamic_quantize_lstm_ort.json, scripts/gen_dqlstm_golden.js);
 //  * the float LSTM / GRU: the quantized op must differ from it by more
@@ -39,7 +39,8 @@ void expect_error(F&& fn, const std::vector<std::string>& needles) {
     fn();
     ADD_FAILURE() << "no error; expected one mentioning '" << needles[0] << "'";
   } catch (const Error& e) {
-    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+    for (const auto& n : needles)
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
   }
 }
 
@@ -97,9 +98,15 @@ struct Spec {
   std::vector<int32_t> lens;  // empty: no sequence_lens
 };
 
-int64_t dirs(const Spec& s) { return s.direction == "bidirectional" ? 2 : 1; }
-int64_t gates(const Spec& s) { return s.op == "LSTM" ? 4 : 3; }
-size_t sz(int64_t v) { return static_cast<size_t>(v); }
+int64_t dirs(const Spec& s) {
+  return s.direction == "bidirectional" ? 2 : 1;
+}
+int64_t gates(const Spec& s) {
+  return s.op == "LSTM" ? 4 : 3;
+}
+size_t sz(int64_t v) {
+  return static_cast<size_t>(v);
+}
 
 struct Data {
   Tensor X, W, R, B, lens, h0, c0, P;  // W, R float, in ONNX's layout
@@ -152,17 +159,22 @@ QWeight quantize_weight(const Tensor& w, bool per_channel, DType t) {
     const QuantParams p = choose_params_for(slice, spec);
     for (int64_t c = 0; c < per; ++c) {
       q.scale.data<float>()[d * per + c] = p.scale[sz(c)];
-      if (t == DType::kI8) q.zero_point.data<int8_t>()[d * per + c] = static_cast<int8_t>(p.zero_point[sz(c)]);
-      else q.zero_point.data<uint8_t>()[d * per + c] = static_cast<uint8_t>(p.zero_point[sz(c)]);
+      if (t == DType::kI8)
+        q.zero_point.data<int8_t>()[d * per + c] = static_cast<int8_t>(p.zero_point[sz(c)]);
+      else
+        q.zero_point.data<uint8_t>()[d * per + c] = static_cast<uint8_t>(p.zero_point[sz(c)]);
     }
     for (int64_t n = 0; n < N; ++n)
       for (int64_t k = 0; k < K; ++k) {
         const size_t ci = per_channel ? sz(n) : 0;
-        const int32_t code = quantize_value(src[n * K + k], p.scale[ci], p.zero_point[ci],
-                                            static_cast<int32_t>(p.qmin()), static_cast<int32_t>(p.qmax()));
+        const int32_t code =
+            quantize_value(src[n * K + k], p.scale[ci], p.zero_point[ci],
+                           static_cast<int32_t>(p.qmin()), static_cast<int32_t>(p.qmax()));
         const int64_t at = (d * K + k) * N + n;
-        if (t == DType::kI8) q.codes.data<int8_t>()[at] = static_cast<int8_t>(code);
-        else q.codes.data<uint8_t>()[at] = static_cast<uint8_t>(code);
+        if (t == DType::kI8)
+          q.codes.data<int8_t>()[at] = static_cast<int8_t>(code);
+        else
+          q.codes.data<uint8_t>()[at] = static_cast<uint8_t>(code);
         q.deq[sz((d * N + n) * K + k)] = dequantize_value(code, p.scale[ci], p.zero_point[ci]);
       }
   }
@@ -190,14 +202,17 @@ Fq fq_for(const std::vector<double>& v) {
   return {p.scale[0], p.zero_point[0]};
 }
 
-double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+double sigmoid(double x) {
+  return 1.0 / (1.0 + std::exp(-x));
+}
 
 struct Ref {
   std::vector<double> Y, Yh, Yc;
 };
 
 Ref reference(const Spec& s, const Data& d, const QWeight& w, const QWeight& r) {
-  const int64_t D = dirs(s), G = gates(s), H = s.hidden, I = s.input, S = s.seq, N = s.batch, GH = G * H;
+  const int64_t D = dirs(s), G = gates(s), H = s.hidden, I = s.input, S = s.seq, N = s.batch,
+                GH = G * H;
   const bool lstm = s.op == "LSTM";
   std::vector<int64_t> lens(sz(N), S);
   if (!s.lens.empty())
@@ -235,7 +250,8 @@ Ref reference(const Spec& s, const Data& d, const QWeight& w, const QWeight& r) 
       // that ended before it have zero rows, which change no range).
       std::vector<double> hv;
       for (int64_t b = 0; b < N; ++b)
-        if (step == 0 || lens[sz(b)] >= step) hv.insert(hv.end(), h.begin() + b * H, h.begin() + (b + 1) * H);
+        if (step == 0 || lens[sz(b)] >= step)
+          hv.insert(hv.end(), h.begin() + b * H, h.begin() + (b + 1) * H);
       const Fq fh = fq_for(hv);
       // xw = Xq W + Wb, hr = Hq R + Rb per running entry.
       std::vector<double> xw(sz(N * GH)), hr(sz(N * GH));
@@ -253,7 +269,9 @@ Ref reference(const Spec& s, const Data& d, const QWeight& w, const QWeight& r) 
       if (lstm) {
         for (int64_t b : active)
           for (int64_t j = 0; j < H; ++j) {
-            auto pre = [&](int64_t g) { return xw[sz(b * GH + g * H + j)] + hr[sz(b * GH + g * H + j)]; };
+            auto pre = [&](int64_t g) {
+              return xw[sz(b * GH + g * H + j)] + hr[sz(b * GH + g * H + j)];
+            };
             double& cs = c[sz(b * H + j)];
             const double pi = s.with_p ? P[j] : 0.0, po = s.with_p ? P[H + j] : 0.0,
                          pf = s.with_p ? P[2 * H + j] : 0.0;
@@ -321,7 +339,8 @@ void set_rnn_attrs(ir::Node& n, const Spec& s) {
 std::vector<std::pair<std::string, Tensor>> shared_inputs(const Spec& s, const Data& d, ir::Node& n,
                                                           const Tensor& W, const Tensor& R) {
   const bool lstm = s.op == "LSTM";
-  n.inputs = {"X", "W", "R", s.with_b ? "B" : "", s.lens.empty() ? "" : "lens", s.with_h0 ? "h0" : ""};
+  n.inputs = {
+      "X", "W", "R", s.with_b ? "B" : "", s.lens.empty() ? "" : "lens", s.with_h0 ? "h0" : ""};
   if (lstm) n.inputs.insert(n.inputs.end(), {s.with_c0 ? "c0" : "", s.with_p ? "P" : ""});
   std::vector<std::pair<std::string, Tensor>> in = {{"X", d.X}, {"W", W}, {"R", R}};
   if (s.with_b) in.emplace_back("B", d.B);
@@ -342,8 +361,10 @@ OneNode quantized_node(const Spec& s, const Data& d, const QWeight& w, const QWe
   set_rnn_attrs(o.node, s);
   o.inputs = shared_inputs(s, d, o.node, w.codes, r.codes);
   o.node.inputs.insert(o.node.inputs.end(), {"W_scale", "W_zero_point", "R_scale", "R_zero_point"});
-  o.inputs.insert(o.inputs.end(), {{"W_scale", w.scale}, {"W_zero_point", w.zero_point},
-                                   {"R_scale", r.scale}, {"R_zero_point", r.zero_point}});
+  o.inputs.insert(o.inputs.end(), {{"W_scale", w.scale},
+                                   {"W_zero_point", w.zero_point},
+                                   {"R_scale", r.scale},
+                                   {"R_zero_point", r.zero_point}});
   return o;
 }
 
@@ -358,7 +379,8 @@ OneNode float_node(const Spec& s, const Data& d) {
 
 double max_abs_diff(const Tensor& got, const std::vector<double>& want) {
   double m = 0;
-  for (size_t i = 0; i < want.size(); ++i) m = std::max(m, std::fabs(got.data<float>()[i] - want[i]));
+  for (size_t i = 0; i < want.size(); ++i)
+    m = std::max(m, std::fabs(got.data<float>()[i] - want[i]));
   return m;
 }
 
@@ -370,7 +392,8 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
 }
 
 bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::equal(a.data<float>(), a.data<float>() + a.numel(), b.data<float>());
+  return a.shape() == b.shape() &&
+         std::equal(a.data<float>(), a.data<float>() + a.numel(), b.data<float>());
 }
 
 // Against the reference: weights as graph inputs (packed per run) and as
@@ -418,16 +441,26 @@ TEST(DynamicQuantizeLstm, MatchesReference) {
   cases[1].lens = {6, 2, 4};
   cases[1].with_h0 = true;
   cases[2] = {.name = "bidirectional, per direction, sequence_lens with 0, initial_h/c, P",
-              .direction = "bidirectional", .per_channel = false};
+              .direction = "bidirectional",
+              .per_channel = false};
   cases[2].lens = {3, 5, 0};
   cases[2].with_h0 = cases[2].with_c0 = cases[2].with_p = true;
   cases[3] = {.name = "bidirectional, u8 per column (per-column zero points), clip",
-              .direction = "bidirectional", .wtype = DType::kU8, .clip = 1.2f};
+              .direction = "bidirectional",
+              .wtype = DType::kU8,
+              .clip = 1.2f};
   cases[4] = {.name = "forward, per direction, input_forget, no B, sequence_lens below seq",
-              .batch = 2, .per_channel = false, .with_b = false, .input_forget = true};
+              .batch = 2,
+              .per_channel = false,
+              .with_b = false,
+              .input_forget = true};
   cases[4].lens = {3, 4};
   cases[5] = {.name = "bidirectional, larger (input 37, hidden 20, batch 5)",
-              .direction = "bidirectional", .seq = 4, .batch = 5, .input = 37, .hidden = 20};
+              .direction = "bidirectional",
+              .seq = 4,
+              .batch = 5,
+              .input = 37,
+              .hidden = 20};
   cases[5].with_h0 = cases[5].with_c0 = true;
   uint32_t seed = 100;
   for (const Spec& s : cases) check_case(s, seed += 10, kRefTol);
@@ -471,16 +504,20 @@ Tensor tensor_of(const nlohmann::json& t) {
   const std::vector<int32_t> v = test::ints(t["data"]);
   Tensor r(type == "int8" ? DType::kI8 : DType::kU8, shape);
   for (size_t i = 0; i < v.size(); ++i) {
-    if (r.dtype() == DType::kI8) r.data<int8_t>()[i] = static_cast<int8_t>(v[i]);
-    else r.data<uint8_t>()[i] = static_cast<uint8_t>(v[i]);
+    if (r.dtype() == DType::kI8)
+      r.data<int8_t>()[i] = static_cast<int8_t>(v[i]);
+    else
+      r.data<uint8_t>()[i] = static_cast<uint8_t>(v[i]);
   }
   return r;
 }
 
 TEST(DynamicQuantizeLstm, MatchesOnnxRuntime) {
-  const nlohmann::json j = test::load_json(std::string(QFORGE_GOLDEN_DIR) + "/dynamic_quantize_lstm_ort.json");
-  const char* names[] = {"X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P",
-                         "W_scale", "W_zero_point", "R_scale", "R_zero_point"};
+  const nlohmann::json j =
+      test::load_json(std::string(QFORGE_GOLDEN_DIR) + "/dynamic_quantize_lstm_ort.json");
+  const char* names[] = {"X",         "W",           "R", "B",       "sequence_lens",
+                         "initial_h", "initial_c",   "P", "W_scale", "W_zero_point",
+                         "R_scale",   "R_zero_point"};
   ASSERT_GE(j["cases"].size(), 6u);
   for (const auto& c : j["cases"]) {
     const std::string name = c["name"];
@@ -491,10 +528,14 @@ TEST(DynamicQuantizeLstm, MatchesOnnxRuntime) {
     o.node.domain = "com.microsoft";
     o.node.outputs = {"Y", "Y_h", "Y_c"};
     for (const auto& [k, v] : c["attrs"].items()) {
-      if (v.is_string()) o.node.attrs[k] = ir::Attribute::of(v.get<std::string>());
-      else if (v.is_array()) o.node.attrs[k] = strings_attr(v.get<std::vector<std::string>>());
-      else if (v.is_number_integer()) o.node.attrs[k] = ir::Attribute::of(v.get<int64_t>());
-      else o.node.attrs[k] = ir::Attribute::of(v.get<float>());
+      if (v.is_string())
+        o.node.attrs[k] = ir::Attribute::of(v.get<std::string>());
+      else if (v.is_array())
+        o.node.attrs[k] = strings_attr(v.get<std::vector<std::string>>());
+      else if (v.is_number_integer())
+        o.node.attrs[k] = ir::Attribute::of(v.get<int64_t>());
+      else
+        o.node.attrs[k] = ir::Attribute::of(v.get<float>());
     }
     for (size_t i = 0; i < c["inputs"].size(); ++i) {
       const auto& t = c["inputs"][i];
@@ -506,13 +547,17 @@ TEST(DynamicQuantizeLstm, MatchesOnnxRuntime) {
       const std::vector<Tensor> got = o.run();
       double err = 0, ref = 0;
       for (size_t k = 0; k < 3; ++k) {
-        const Tensor want = tensor_of({{"type", "float32"}, {"shape", c["outputs"][k]["shape"]},
+        const Tensor want = tensor_of({{"type", "float32"},
+                                       {"shape", c["outputs"][k]["shape"]},
                                        {"data", c["outputs"][k]["data"]}});
         ASSERT_EQ(got[k].shape(), want.shape()) << "output " << k;
         err = std::max(err, max_abs_diff(got[k], want));
-        for (int64_t i = 0; i < want.numel(); ++i) ref = std::max(ref, static_cast<double>(std::fabs(want.data<float>()[i])));
+        for (int64_t i = 0; i < want.numel(); ++i)
+          ref = std::max(ref, static_cast<double>(std::fabs(want.data<float>()[i])));
       }
-      if (pass == 0) std::printf("  %-72s max |qforge - ORT| %.2e (outputs up to %.2f)\n", name.c_str(), err, ref);
+      if (pass == 0)
+        std::printf("  %-72s max |qforge - ORT| %.2e (outputs up to %.2f)\n", name.c_str(), err,
+                    ref);
       // Both compute in float32 with their own exp / tanh and summation order.
       EXPECT_LE(err, 2e-5);
     }
@@ -560,7 +605,8 @@ TEST(DynamicQuantizeLstm, BadInputsNameTheNode) {
     {  // one scale too many
       OneNode o = bc.node();
       BadCase::set(o, "W_scale", Tensor(DType::kF32, {D, GH + 1}));
-      expect_error([&] { o.run(); }, {"node 'qrnn'", "W_scale", "(per direction) or", "(per column)"});
+      expect_error([&] { o.run(); },
+                   {"node 'qrnn'", "W_scale", "(per direction) or", "(per column)"});
     }
     {  // per tensor, but one scale for two directions
       OneNode o = bc.node();

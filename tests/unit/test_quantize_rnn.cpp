@@ -33,7 +33,9 @@ struct Layer {
   std::vector<int32_t> lens;  // constant sequence_lens, or none
 };
 
-int64_t dirs(const Layer& l) { return l.direction == "bidirectional" ? 2 : 1; }
+int64_t dirs(const Layer& l) {
+  return l.direction == "bidirectional" ? 2 : 1;
+}
 
 // X [kSeq, kBatch, kInput] -> each layer (W, R, B initializers) -> its Y, Y_h (and Y_c).
 ir::Model model_of(const std::vector<Layer>& layers, uint32_t seed = 1) {
@@ -74,7 +76,9 @@ Tensor input_x(uint32_t seed) {
                       random_floats(static_cast<size_t>(kSeq * kBatch * kInput), -2, 2, seed));
 }
 
-std::vector<Tensor> run(const ir::Model& m, const Tensor& x) { return Session(m).run({{"X", x}}); }
+std::vector<Tensor> run(const ir::Model& m, const Tensor& x) {
+  return Session(m).run({{"X", x}});
+}
 
 const ir::Node* node_named(const ir::Model& m, const std::string& name) {
   for (const auto& n : m.graph.nodes)
@@ -96,7 +100,8 @@ double relative_error(const ir::Model& fm, const ir::Model& qm, uint32_t seed) {
   for (size_t i = 0; i < f.size(); ++i) {
     EXPECT_EQ(q[i].shape(), f[i].shape());
     for (int64_t k = 0; k < f[i].numel(); ++k) {
-      err = std::max(err, static_cast<double>(std::fabs(q[i].data<float>()[k] - f[i].data<float>()[k])));
+      err = std::max(err,
+                     static_cast<double>(std::fabs(q[i].data<float>()[k] - f[i].data<float>()[k])));
       ref = std::max(ref, static_cast<double>(std::fabs(f[i].data<float>()[k])));
     }
   }
@@ -104,7 +109,8 @@ double relative_error(const ir::Model& fm, const ir::Model& qm, uint32_t seed) {
 }
 
 // The quantized node's W (input 1) and W_scale as the op takes them.
-void expect_weights(const ir::Model& qm, const std::string& node, int64_t D, int64_t GH, bool per_channel) {
+void expect_weights(const ir::Model& qm, const std::string& node, int64_t D, int64_t GH,
+                    bool per_channel) {
   const ir::Node* n = node_named(qm, node);
   ASSERT_NE(n, nullptr);
   const size_t ws = n->op_type == "DynamicQuantizeLSTM" ? 8 : 6;
@@ -154,7 +160,8 @@ TEST(QuantizeRecurrent, DynamicLstmAndGruBecomeQuantizedOps) {
     }
     EXPECT_EQ(qm.opsets.at("com.microsoft"), 1);
     EXPECT_EQ(qm.opsets.at(ops::kQforgeDomain), 1);
-    EXPECT_LT(rep.bytes_after * 2, rep.bytes_before);  // float W and R gone, int8 ones in (B stays float)
+    EXPECT_LT(rep.bytes_after * 2,
+              rep.bytes_before);  // float W and R gone, int8 ones in (B stays float)
     const double err = relative_error(fm, qm, 11);
     std::printf("  dynamic, %-13s max |int8 - float| / max |float| = %.4f\n",
                 per_channel ? "per column" : "per direction", err);
@@ -174,8 +181,9 @@ TEST(QuantizeRecurrent, StaticModeQuantizesThemDynamically) {
     EXPECT_EQ(d->mode, QuantMode::kDynamic) << name;
   }
   int notes = 0;
-  for (const auto& n : rep.notes) notes += n.find("no static integer form") != std::string::npos &&
-                                           n.find("as PyTorch does") != std::string::npos;
+  for (const auto& n : rep.notes)
+    notes += n.find("no static integer form") != std::string::npos &&
+             n.find("as PyTorch does") != std::string::npos;
   EXPECT_EQ(notes, 2);
   EXPECT_LT(relative_error(fm, qm, 12), 0.03);
 }
@@ -192,7 +200,8 @@ TEST(QuantizeRecurrent, TargetOnnxRuntimeKeepsGruFloat) {
   const NodeDecision* d = decision(rep, "gru0");
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(d->mode, QuantMode::kFloat);
-  EXPECT_NE(d->reason.find("ONNX Runtime has no dynamically quantized GRU"), std::string::npos) << d->reason;
+  EXPECT_NE(d->reason.find("ONNX Runtime has no dynamically quantized GRU"), std::string::npos)
+      << d->reason;
   EXPECT_FALSE(qm.opsets.count(ops::kQforgeDomain));  // nothing but ONNX Runtime's ops
 
   // u8 weights: ONNX Runtime takes one zero point per direction.
@@ -202,13 +211,15 @@ TEST(QuantizeRecurrent, TargetOnnxRuntimeKeepsGruFloat) {
   EXPECT_EQ(qu.graph.initializer(n->inputs[1])->dtype(), DType::kU8);
   EXPECT_EQ(qu.graph.initializer(n->inputs[8])->shape(), (Shape{2}));
   bool noted = false;
-  for (const auto& note : rep.notes) noted = noted || note.find("u8 per direction") != std::string::npos;
+  for (const auto& note : rep.notes)
+    noted = noted || note.find("u8 per direction") != std::string::npos;
   EXPECT_TRUE(noted);
   EXPECT_LT(relative_error(fm, qu, 13), 0.05);
 }
 
 TEST(QuantizeRecurrent, ExclusionsAndOverrides) {
-  const ir::Model fm = model_of({{"lstm0", "LSTM"}, {"lstm1", "LSTM"}, {"gru0", "GRU"}, {"gru1", "GRU"}});
+  const ir::Model fm =
+      model_of({{"lstm0", "LSTM"}, {"lstm1", "LSTM"}, {"gru0", "GRU"}, {"gru1", "GRU"}});
   QuantConfig c;
   c.mode = QuantMode::kDynamic;
   c.exclude = {"gru0"};
@@ -251,7 +262,8 @@ TEST_F(QuantizeRecurrentFiles, SavedModelPassesTheCheckerAndRunsTheSame) {
   const std::vector<Tensor> a = run(qm, x), b = run(back, x);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i)
-    EXPECT_TRUE(std::equal(a[i].data<float>(), a[i].data<float>() + a[i].numel(), b[i].data<float>()));
+    EXPECT_TRUE(
+        std::equal(a[i].data<float>(), a[i].data<float>() + a[i].numel(), b[i].data<float>()));
 }
 
 // A static MatMul reading an LSTM's Y_h: the LSTM is quantized dynamically,
@@ -284,7 +296,8 @@ TEST(QuantizeRecurrent, StaticReaderOfAnLstmOutput) {
   ASSERT_NE(lstm, nullptr);
   bool quantized_yh = false;
   for (const auto& n : qm.graph.nodes)
-    quantized_yh = quantized_yh || (n.op_type == "QuantizeLinear" && n.inputs[0] == lstm->outputs[1]);
+    quantized_yh =
+        quantized_yh || (n.op_type == "QuantizeLinear" && n.inputs[0] == lstm->outputs[1]);
   EXPECT_TRUE(quantized_yh);
   EXPECT_LT(relative_error(fm, qm, 15), 0.05);
 }
