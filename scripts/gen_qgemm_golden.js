@@ -6,8 +6,8 @@
 //
 // Needs build-peers/ort/node_modules/onnxruntime-node (scripts/setup.sh
 // --peers). For each case it writes a one-node ONNX model (every input a
-// graph input) with a small protobuf encoder below, feeds seeded random
-// inputs, and records inputs and output. Run on a CPU with AVX-512 VNNI or
+// graph input) with the small protobuf encoder of onnx_proto.js, feeds
+// seeded random inputs, and records inputs and output. Run on a CPU with AVX-512 VNNI or
 // AVX-VNNI: there ONNX Runtime's u8 x s8 products are exact (its AVX2-only
 // kernel can saturate 16-bit pair sums with vpmaddubsw, so values computed
 // there could differ from the exact definition).
@@ -19,66 +19,19 @@ const fs = require('fs');
 const path = require('path');
 const ort = require(path.join(__dirname, '../build-peers/ort/node_modules/onnxruntime-node'));
 
-// ---- a minimal protobuf writer (only what ModelProto needs) ----
-
-function varint(n) {
-  let v = BigInt(n);
-  if (v < 0n) v += 1n << 64n;  // int64 two's complement
-  const out = [];
-  do {
-    let b = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v !== 0n) b |= 0x80;
-    out.push(b);
-  } while (v !== 0n);
-  return out;
-}
-const key = (field, wire) => varint((field << 3) | wire);
-const vfield = (field, n) => [...key(field, 0), ...varint(n)];
-const bfield = (field, bytes) => [...key(field, 2), ...varint(bytes.length), ...bytes];
-const sfield = (field, s) => bfield(field, [...Buffer.from(s, 'utf8')]);
-function ffield(field, f) {
-  const b = Buffer.alloc(4);
-  b.writeFloatLE(f);
-  return [...key(field, 5), ...b];
-}
-
-const ELEM = {float32: 1, uint8: 2, int8: 3, int32: 6};
-
-function valueInfo(name, type, shape) {
-  const dims = shape.map((d) => bfield(1, vfield(1, d))).flat();  // Dimension.dim_value
-  const tensorType = [...vfield(1, ELEM[type]), ...bfield(2, dims)];  // elem_type, shape
-  return [...sfield(1, name), ...bfield(2, bfield(1, tensorType))];  // name, type.tensor_type
-}
+const {oneNodeModel, mulberry32} = require('./onnx_proto');
 
 function modelBytes(c, inputNames, outType, outShape) {
-  const attrs = [
-    [...sfield(1, 'alpha'), ...ffield(2, c.alpha), ...vfield(20, 1)],  // FLOAT
-    [...sfield(1, 'transA'), ...vfield(3, c.transA), ...vfield(20, 2)],  // INT
-    [...sfield(1, 'transB'), ...vfield(3, c.transB), ...vfield(20, 2)],
-  ];
-  const node = [
-    ...inputNames.map((n) => sfield(1, n)).flat(), ...sfield(2, 'Y'), ...sfield(3, 'qgemm'),
-    ...sfield(4, 'QGemm'), ...attrs.map((a) => bfield(5, a)).flat(), ...sfield(7, 'com.microsoft'),
-  ];
-  const inputs = c.inputs.map((t, i) => (t ? bfield(11, valueInfo(inputNames[i], t.type, t.shape)) : [])).flat();
-  const graph = [...bfield(1, node), ...sfield(2, 'g'), ...inputs, ...bfield(12, valueInfo('Y', outType, outShape))];
-  const opsets = [bfield(8, [...sfield(1, ''), ...vfield(2, 17)]),
-                  bfield(8, [...sfield(1, 'com.microsoft'), ...vfield(2, 1)])].flat();
-  return Uint8Array.from([...vfield(1, 8), ...sfield(2, 'gen_qgemm_golden'), ...bfield(7, graph), ...opsets]);
+  return oneNodeModel({
+    opType: 'QGemm', domain: 'com.microsoft', nodeName: 'qgemm',
+    attrs: [['alpha', {float: c.alpha}], ['transA', {int: c.transA}], ['transB', {int: c.transB}]],
+    inputs: c.inputs.map((t, i) => (t ? {name: inputNames[i], type: t.type, shape: t.shape} : null)),
+    outputs: [{name: 'Y', type: outType, shape: outShape}],
+    opsets: [['', 17], ['com.microsoft', 1]], producer: 'gen_qgemm_golden'});
 }
 
 // ---- seeded inputs ----
 
-function mulberry32(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rnd = mulberry32(20240607);
 const int = (lo, hi) => lo + Math.floor(rnd() * (hi - lo + 1));
 // Codes of an 8-bit type: over the whole range, or within `spread` of its

@@ -24,6 +24,11 @@ class ThreadPool;
 
 namespace qforge::ops {
 
+// The domain of qforge's own operators (version 1), for what neither ONNX
+// nor ONNX Runtime's com.microsoft contrib ops have: DynamicQuantizeGRU.
+// Models that use it run in qforge only.
+inline constexpr const char* kQforgeDomain = "ai.qforge";
+
 // What an op's infer function sees. Inputs that are constants (initializers,
 // Constant nodes) also have their values.
 class InferContext {

@@ -13,7 +13,9 @@
 //
 // Dynamic quantization writes DynamicQuantizeLinear + MatMulInteger (or
 // ConvInteger), a Cast and the scale multiplication: weights are integers
-// ahead of time, activations are quantized per tensor at run time.
+// ahead of time, activations are quantized per tensor at run time. LSTM and
+// GRU become com.microsoft DynamicQuantizeLSTM / ai.qforge
+// DynamicQuantizeGRU in either mode (they have no static form).
 //
 // Static and dynamic nodes may be mixed in one model (QuantConfig overrides).
 #pragma once

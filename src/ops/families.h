@@ -9,6 +9,7 @@ void register_shape_ops(OpRegistry& r);        // shape.cpp: Reshape, Transpose,
 void register_nn_ops(OpRegistry& r);           // nn.cpp: Conv, Gemm, MatMul, pooling, normalization, Softmax
 void register_reduce_ops(OpRegistry& r);       // reduce.cpp: Reduce*, ArgMax/Min, TopK, CumSum, Resize, Einsum
 void register_rnn_ops(OpRegistry& r);          // rnn.cpp: LSTM, GRU, RNN
+void register_quant_rnn_ops(OpRegistry& r);    // rnn_quant.cpp: DynamicQuantizeLSTM, DynamicQuantizeGRU
 void register_control_ops(OpRegistry& r);      // control.cpp: If, Loop
 void register_quant_ops(OpRegistry& r);        // quant.cpp: QuantizeLinear, QLinearConv, MatMulInteger, ...
 void register_lookup_ops(OpRegistry& r);       // lookup.cpp: ai.qforge QLinearLookup

@@ -102,6 +102,7 @@ const OpRegistry& OpRegistry::global() {
     register_nn_ops(r);
     register_reduce_ops(r);
     register_rnn_ops(r);
+    register_quant_rnn_ops(r);
     register_control_ops(r);
     register_quant_ops(r);
     register_lookup_ops(r);

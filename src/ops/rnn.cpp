@@ -26,6 +26,13 @@
 // ONNX Runtime). activation_alpha / activation_beta are consumed in order by
 // the activations that take them; a missing one takes the default of the
 // ONNX operator of that name.
+//
+// The recurrence itself (rnn.h: checks, outputs, sequence_lens, the gate
+// equations) is shared with the dynamically quantized LSTM and GRU
+// (rnn_quant.cpp), which bring their own input projection and per-step
+// products (rnn::StepProduct) on the int8 GEMM.
+#include "ops/rnn.h"
+
 #include <algorithm>
 #include <bit>
 #include <cctype>
@@ -40,14 +47,9 @@
 #include "ops/op_util.h"
 #include "qforge/thread_pool.h"
 
-namespace qforge::ops {
+namespace qforge::ops::rnn {
 namespace {
 
-enum class Cell { kRnn, kGru, kLstm };
-
-int64_t gates_of(Cell c) {
-  return c == Cell::kRnn ? 1 : c == Cell::kGru ? 3 : 4;
-}
 int64_t acts_per_dir(Cell c) {
   return c == Cell::kRnn ? 1 : c == Cell::kGru ? 2 : 3;
 }
@@ -112,25 +114,6 @@ inline float tanh_approx(float x) {
   return std::bit_cast<float>((std::bit_cast<uint32_t>(small) & use_small) |
                               (std::bit_cast<uint32_t>(big) & ~use_small));
 }
-
-enum class ActKind {
-  kSigmoid,
-  kTanh,
-  kRelu,
-  kAffine,
-  kLeakyRelu,
-  kThresholdedRelu,
-  kScaledTanh,
-  kHardSigmoid,
-  kElu,
-  kSoftsign,
-  kSoftplus
-};
-
-struct Act {
-  ActKind kind = ActKind::kTanh;
-  float alpha = 0, beta = 0;
-};
 
 std::string lower(std::string s) {
   for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -200,18 +183,6 @@ void clip_to(float* x, int64_t n, float c) {
 
 // ---- attributes ----
 
-struct Attrs {
-  Cell cell = Cell::kLstm;
-  int64_t dirs = 1;
-  bool reverse = false;  // direction == "reverse"
-  int64_t hidden = -1;   // the hidden_size attribute, -1 if absent
-  int64_t layout = 0;
-  float clip = 0;                    // 0: no clip
-  bool input_forget = false;         // LSTM
-  bool linear_before_reset = false;  // GRU
-  std::vector<Act> acts;             // acts_per_dir per direction, forward's first
-};
-
 Act make_act(const ir::Node& node, const std::string& name, const std::vector<float>& alphas,
              const std::vector<float>& betas, size_t& ai, size_t& bi) {
   struct Spec {
@@ -247,7 +218,202 @@ Act make_act(const ir::Node& node, const std::string& name, const std::vector<fl
               "HardSigmoid, Elu, Softsign, Softplus");
 }
 
-Attrs read_attrs(const ir::Node& node, Cell cell, int64_t opset) {
+// ---- the recurrence ----
+
+// One direction of a recurrence: its steps, and where its results go.
+struct DirJob {
+  const Recurrence* rc = nullptr;
+  int64_t d = 0;
+  bool reverse = false;
+  const float* xproj = nullptr;    // [seq*batch rows in X's order, dirs*G*H]
+  StepProduct* product = nullptr;  // this direction's recurrent products
+  ThreadPool* pool = nullptr;      // for the per-step GEMM, or null
+};
+
+// Offset of state row (direction d, batch b) in initial_h/c and Y_h/Y_c.
+int64_t state_row(const DirJob& j, int64_t b) {
+  const Recurrence& rc = *j.rc;
+  return (rc.at.layout == 0 ? j.d * rc.batch + b : b * rc.dirs + j.d) * rc.H;
+}
+
+void run_direction(const DirJob& j) {
+  const Recurrence& rc = *j.rc;
+  const int64_t H = rc.H, B = rc.batch, GH = rc.GH;
+  const int64_t ld = rc.dirs * GH;
+  const Attrs& at = rc.at;
+  StepProduct& mul = *j.product;
+  const float* rbh = rc.rbh.empty() ? nullptr : rc.rbh.data() + j.d * H;
+  const float* P = rc.P ? rc.P + j.d * 3 * H : nullptr;  // i, o, f
+  const Act* acts = at.acts.data() + j.d * acts_per_dir(at.cell);
+  const bool clip = at.clip > 0;
+  const float cl = at.clip;
+
+  std::vector<float> h(static_cast<size_t>(B * H), 0.0f), c;
+  std::vector<float> gates(static_cast<size_t>(B * GH)), tmp(static_cast<size_t>(B * H));
+  std::vector<float> rec;
+  if (at.cell == Cell::kLstm) c.assign(static_cast<size_t>(B * H), 0.0f);
+  if (at.cell == Cell::kGru && at.linear_before_reset) rec.resize(static_cast<size_t>(B * GH));
+  for (int64_t b = 0; b < B; ++b) {
+    if (rc.h0)
+      std::memcpy(&h[static_cast<size_t>(b * H)], rc.h0 + state_row(j, b),
+                  sizeof(float) * static_cast<size_t>(H));
+    if (rc.c0 && !c.empty())
+      std::memcpy(&c[static_cast<size_t>(b * H)], rc.c0 + state_row(j, b),
+                  sizeof(float) * static_cast<size_t>(H));
+  }
+  // The time each batch entry reads at this step, -1 once it is done.
+  std::vector<int64_t> tb(static_cast<size_t>(B));
+  // The rows of H_{t-1} that hold a state (the rest are entries already
+  // done, whose rows of Y are zero), and the rows still running.
+  std::vector<char> h_rows(static_cast<size_t>(B)), running(static_cast<size_t>(B));
+
+  for (int64_t s = 0; s < rc.max_len; ++s) {
+    // Gather this step's projected inputs.
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t len = rc.lens[static_cast<size_t>(b)];
+      float* g = gates.data() + b * GH;
+      h_rows[static_cast<size_t>(b)] = s == 0 || len >= s;  // initial_h, or a state made last step
+      running[static_cast<size_t>(b)] = s < len;
+      if (s >= len) {
+        tb[static_cast<size_t>(b)] = -1;
+        std::fill(g, g + GH, 0.0f);
+        continue;
+      }
+      const int64_t t = j.reverse ? len - 1 - s : s;
+      tb[static_cast<size_t>(b)] = t;
+      const int64_t row = at.layout == 0 ? t * B + b : b * rc.seq + t;
+      std::memcpy(g, j.xproj + row * ld + j.d * GH, sizeof(float) * static_cast<size_t>(GH));
+    }
+
+    if (at.cell == Cell::kRnn) {
+      mul.multiply(0, B, h.data(), h_rows, gates.data(), GH, true, j.pool);
+      for (int64_t b = 0; b < B; ++b) {
+        if (tb[static_cast<size_t>(b)] < 0) continue;
+        float* g = gates.data() + b * H;
+        if (clip) clip_to(g, H, cl);
+        apply(acts[0], g, H);
+        std::memcpy(h.data() + b * H, g, sizeof(float) * static_cast<size_t>(H));
+      }
+    } else if (at.cell == Cell::kGru) {
+      if (!at.linear_before_reset) {
+        // z, r: + H_{t-1} R_zr^T; h: + (r . H_{t-1}) R_h^T.
+        mul.multiply(0, B, h.data(), h_rows, gates.data(), GH, true, j.pool);
+        for (int64_t b = 0; b < B; ++b) {
+          float* g = gates.data() + b * GH;
+          if (clip) clip_to(g, 2 * H, cl);
+          apply(acts[0], g, 2 * H);
+          const float* r = g + H;
+          const float* hp = h.data() + b * H;
+          float* rh = tmp.data() + b * H;
+          for (int64_t k = 0; k < H; ++k) rh[k] = r[k] * hp[k];
+        }
+        mul.multiply(1, B, tmp.data(), running, gates.data() + 2 * H, GH, true, j.pool);
+      } else {
+        // rec = H_{t-1} R^T; z, r: + rec; h: + r . (rec_h + Rbh).
+        mul.multiply(0, B, h.data(), h_rows, rec.data(), GH, false, j.pool);
+        for (int64_t b = 0; b < B; ++b) {
+          float* g = gates.data() + b * GH;
+          const float* rb = rec.data() + b * GH;
+          for (int64_t k = 0; k < 2 * H; ++k) g[k] += rb[k];
+          if (clip) clip_to(g, 2 * H, cl);
+          apply(acts[0], g, 2 * H);
+          const float* r = g + H;
+          float* gh = g + 2 * H;
+          const float* rch = rb + 2 * H;
+          if (rbh)
+            for (int64_t k = 0; k < H; ++k) gh[k] += r[k] * (rch[k] + rbh[k]);
+          else
+            for (int64_t k = 0; k < H; ++k) gh[k] += r[k] * rch[k];
+        }
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        if (tb[static_cast<size_t>(b)] < 0) continue;
+        float* g = gates.data() + b * GH;
+        float* gh = g + 2 * H;
+        if (clip) clip_to(gh, H, cl);
+        apply(acts[1], gh, H);
+        const float* z = g;
+        float* hp = h.data() + b * H;
+        for (int64_t k = 0; k < H; ++k) hp[k] = (1.0f - z[k]) * gh[k] + z[k] * hp[k];
+      }
+    } else {
+      mul.multiply(0, B, h.data(), h_rows, gates.data(), GH, true, j.pool);
+      for (int64_t b = 0; b < B; ++b) {
+        if (tb[static_cast<size_t>(b)] < 0) continue;
+        float* gi = gates.data() + b * GH;
+        float* go = gi + H;
+        float* gf = gi + 2 * H;
+        float* gc = gi + 3 * H;
+        float* cs = c.data() + b * H;
+        if (P) {
+          // Peepholes: i and f see C_{t-1}, o sees C_t, so o waits.
+          const float* pi = P;
+          const float* pf = P + 2 * H;
+          for (int64_t k = 0; k < H; ++k) {
+            gi[k] += pi[k] * cs[k];
+            gf[k] += pf[k] * cs[k];
+          }
+          if (clip) {
+            clip_to(gi, H, cl);
+            clip_to(gf, 2 * H, cl);  // f and c
+          }
+          apply(acts[0], gi, H);
+          apply(acts[0], gf, H);
+        } else {
+          // i, o, f are contiguous and all take f().
+          if (clip) clip_to(gi, 4 * H, cl);
+          apply(acts[0], gi, 3 * H);
+        }
+        if (at.input_forget)
+          for (int64_t k = 0; k < H; ++k) gf[k] = 1.0f - gi[k];
+        apply(acts[1], gc, H);
+        for (int64_t k = 0; k < H; ++k) cs[k] = gf[k] * cs[k] + gi[k] * gc[k];
+        if (P) {
+          const float* po = P + H;
+          for (int64_t k = 0; k < H; ++k) go[k] += po[k] * cs[k];
+          if (clip) clip_to(go, H, cl);
+          apply(acts[0], go, H);
+        }
+        float* hc = tmp.data() + b * H;
+        std::memcpy(hc, cs, sizeof(float) * static_cast<size_t>(H));
+        apply(acts[2], hc, H);
+        float* hp = h.data() + b * H;
+        for (int64_t k = 0; k < H; ++k) hp[k] = go[k] * hc[k];
+      }
+    }
+
+    if (rc.Y) {
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t t = tb[static_cast<size_t>(b)];
+        if (t < 0) continue;
+        const int64_t off = at.layout == 0 ? ((t * rc.dirs + j.d) * B + b) * H
+                                           : ((b * rc.seq + t) * rc.dirs + j.d) * H;
+        std::memcpy(rc.Y + off, h.data() + b * H, sizeof(float) * static_cast<size_t>(H));
+      }
+    }
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    if (rc.lens[static_cast<size_t>(b)] == 0) {  // no step: zero, as ONNX Runtime gives
+      if (rc.Yh) std::fill_n(rc.Yh + state_row(j, b), H, 0.0f);
+      if (rc.Yc) std::fill_n(rc.Yc + state_row(j, b), H, 0.0f);
+      continue;
+    }
+    if (rc.Yh)
+      std::memcpy(rc.Yh + state_row(j, b), h.data() + b * H,
+                  sizeof(float) * static_cast<size_t>(H));
+    if (rc.Yc)
+      std::memcpy(rc.Yc + state_row(j, b), c.data() + b * H,
+                  sizeof(float) * static_cast<size_t>(H));
+  }
+}
+
+}  // namespace
+
+int64_t gates_of(Cell c) {
+  return c == Cell::kRnn ? 1 : c == Cell::kGru ? 3 : 4;
+}
+
+Attrs read_attrs(const ir::Node& node, Cell cell, int64_t opset, bool has_layout) {
   Attrs at;
   at.cell = cell;
   const std::string dir = node.attr_string("direction", "forward");
@@ -268,7 +434,7 @@ Attrs read_attrs(const ir::Node& node, Cell cell, int64_t opset) {
       throw Error(Errc::kInvalidArgument, node.describe(),
                   "has hidden_size " + std::to_string(at.hidden), "hidden_size >= 0");
   }
-  if (opset >= 14) {
+  if (has_layout && opset >= 14) {
     at.layout = node.attr_int("layout", 0);
     if (at.layout != 0 && at.layout != 1)
       throw Error(Errc::kInvalidArgument, node.describe(),
@@ -311,7 +477,219 @@ Attrs read_attrs(const ir::Node& node, Cell cell, int64_t opset) {
   return at;
 }
 
-// ---- prepared weights ----
+// ---- checks, outputs, biases ----
+
+void check_x(const ir::Node& node, const Tensor& X, const Attrs& at) {
+  if (X.dtype() != DType::kF32) bad_type(node, "input X", X.dtype(), "f32");
+  if (X.rank() != 3)
+    throw Error(Errc::kShapeMismatch, node.describe(), "input X has shape " + shape_str(X.shape()),
+                at.layout == 0 ? "[seq_length, batch_size, input_size]"
+                               : "[batch_size, seq_length, input_size]");
+}
+
+void expect_shape(const ir::Node& node, const Tensor* t, const std::string& what,
+                  const Shape& want) {
+  if (!t) return;
+  if (t->shape() != want)
+    throw Error(Errc::kShapeMismatch, node.describe(), what + " has shape " + shape_str(t->shape()),
+                shape_str(want));
+}
+
+int64_t checked_mul(const ir::Node& node, std::initializer_list<int64_t> dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (__builtin_mul_overflow(n, d, &n) || n > (int64_t{1} << 40))
+      throw Error(Errc::kShapeMismatch, node.describe(), "needs a buffer too large to allocate",
+                  "smaller sequence, batch or hidden sizes");
+  }
+  return n;
+}
+
+namespace {
+
+const Tensor* opt_input(OpContext& ctx, int i) {
+  return ctx.has_input(i) ? &ctx.input(i) : nullptr;
+}
+
+void expect_f32(const ir::Node& node, const Tensor* t, const char* what) {
+  if (t && t->dtype() != DType::kF32) bad_type(node, what, t->dtype(), "f32");
+}
+
+std::vector<int64_t> read_lens(const ir::Node& node, const Tensor* lens_t, int64_t seq,
+                               int64_t batch) {
+  std::vector<int64_t> lens(static_cast<size_t>(batch), seq);
+  if (!lens_t) return lens;
+  expect_shape(node, lens_t, "input sequence_lens", {batch});
+  lens = to_int64s(*lens_t, node, "input sequence_lens");
+  for (size_t b = 0; b < lens.size(); ++b)
+    if (lens[b] < 0 || lens[b] > seq)
+      throw Error(Errc::kInvalidArgument, node.describe(),
+                  "has sequence_lens[" + std::to_string(b) + "] = " + std::to_string(lens[b]),
+                  "lengths in [0, " + std::to_string(seq) + "] (the sequence length of X)");
+  return lens;
+}
+
+// Wb + Rb as the projection's column bias, except a GRU's Rbh under
+// linear_before_reset, which goes inside r . (...).
+void arrange_biases(Recurrence& rc, const Tensor* Bt) {
+  const bool lbr = rc.at.cell == Cell::kGru && rc.at.linear_before_reset;
+  const int64_t GH = rc.GH, H = rc.H;
+  rc.bias.assign(static_cast<size_t>(rc.dirs * GH), 0.0f);
+  if (!Bt) return;
+  const float* pb = Bt->data<float>();
+  if (lbr) rc.rbh.resize(static_cast<size_t>(rc.dirs * H));
+  for (int64_t d = 0; d < rc.dirs; ++d)
+    for (int64_t k = 0; k < GH; ++k) {
+      const float wb = pb[d * 2 * GH + k], rb = pb[d * 2 * GH + GH + k];
+      if (lbr && k >= 2 * H) {
+        rc.bias[static_cast<size_t>(d * GH + k)] = wb;
+        rc.rbh[static_cast<size_t>(d * H + k - 2 * H)] = rb;
+      } else {
+        rc.bias[static_cast<size_t>(d * GH + k)] = wb + rb;
+      }
+    }
+}
+
+void allocate_outputs(OpContext& ctx, Recurrence& rc) {
+  const int64_t seq = rc.seq, batch = rc.batch, dirs = rc.dirs, H = rc.H;
+  const int64_t layout = rc.at.layout;
+  const Shape state_shape = layout == 0 ? Shape{dirs, batch, H} : Shape{batch, dirs, H};
+  if (ctx.wants_output(0)) {
+    const Shape ys = layout == 0 ? Shape{seq, dirs, batch, H} : Shape{batch, seq, dirs, H};
+    rc.Y = ctx.output(0, DType::kF32, ys).data<float>();
+    // Zero the times past each sequence's length.
+    for (int64_t t = 0; t < seq; ++t)
+      for (int64_t d = 0; d < dirs; ++d)
+        for (int64_t b = 0; b < batch; ++b) {
+          if (t < rc.lens[static_cast<size_t>(b)]) continue;
+          const int64_t off =
+              layout == 0 ? ((t * dirs + d) * batch + b) * H : ((b * seq + t) * dirs + d) * H;
+          std::fill(rc.Y + off, rc.Y + off + H, 0.0f);
+        }
+  }
+  if (ctx.wants_output(1)) rc.Yh = ctx.output(1, DType::kF32, state_shape).data<float>();
+  if (rc.at.cell == Cell::kLstm && ctx.wants_output(2))
+    rc.Yc = ctx.output(2, DType::kF32, state_shape).data<float>();
+}
+
+}  // namespace
+
+Recurrence make_recurrence(OpContext& ctx, const Attrs& at, int64_t H) {
+  const ir::Node& node = ctx.node();
+  const bool lstm = at.cell == Cell::kLstm;
+  const Tensor& X = ctx.input(0);
+  const Tensor* Bt = opt_input(ctx, 3);
+  const Tensor* lens_t = opt_input(ctx, 4);
+  const Tensor* h0 = opt_input(ctx, 5);
+  const Tensor* c0 = lstm ? opt_input(ctx, 6) : nullptr;
+  const Tensor* P = lstm ? opt_input(ctx, 7) : nullptr;
+  check_x(node, X, at);
+  expect_f32(node, Bt, "input B");
+  expect_f32(node, h0, "input initial_h");
+  expect_f32(node, c0, "input initial_c");
+  expect_f32(node, P, "input P");
+  Recurrence rc;
+  rc.at = at;
+  rc.seq = at.layout == 0 ? X.dim(0) : X.dim(1);
+  rc.batch = at.layout == 0 ? X.dim(1) : X.dim(0);
+  rc.input = X.dim(2);
+  rc.dirs = at.dirs;
+  rc.G = gates_of(at.cell);
+  rc.H = H;
+  rc.GH = rc.G * H;
+  expect_shape(node, Bt, "input B", {rc.dirs, 2 * rc.GH});
+  const Shape state_shape =
+      at.layout == 0 ? Shape{rc.dirs, rc.batch, H} : Shape{rc.batch, rc.dirs, H};
+  expect_shape(node, h0, "input initial_h", state_shape);
+  expect_shape(node, c0, "input initial_c", state_shape);
+  expect_shape(node, P, "input P", {rc.dirs, 3 * H});
+  rc.lens = read_lens(node, lens_t, rc.seq, rc.batch);
+  for (int64_t l : rc.lens) rc.max_len = std::max(rc.max_len, l);
+  checked_mul(node, {rc.seq, rc.batch, rc.dirs, rc.GH});  // the projection's buffer
+  rc.X = X.data<float>();
+  rc.h0 = h0 ? h0->data<float>() : nullptr;
+  rc.c0 = c0 ? c0->data<float>() : nullptr;
+  rc.P = P ? P->data<float>() : nullptr;
+  allocate_outputs(ctx, rc);
+  arrange_biases(rc, Bt);
+  return rc;
+}
+
+bool big_step(const Recurrence& rc) {
+  return rc.batch * rc.GH * rc.H >= (int64_t{1} << 20);
+}
+
+void run_directions(const Recurrence& rc, const float* xproj,
+                    const std::vector<StepProduct*>& products, ThreadPool* pool) {
+  const bool big = big_step(rc);
+  std::vector<DirJob> jobs(static_cast<size_t>(rc.dirs));
+  for (int64_t d = 0; d < rc.dirs; ++d) {
+    DirJob& j = jobs[static_cast<size_t>(d)];
+    j.rc = &rc;
+    j.d = d;
+    j.reverse = rc.at.reverse || d == 1;
+    j.xproj = xproj;
+    j.product = products[static_cast<size_t>(d)];
+    j.pool = big ? pool : nullptr;
+  }
+  // Two directions at once when a step is too small to split over threads
+  // (then each step's GEMM runs on its direction's thread).
+  const bool par_dirs = rc.dirs == 2 && pool && pool->threads() > 1 && !big;
+  if (par_dirs) {
+    pool->parallel_for(2, 1, [&](int64_t b, int64_t e) {
+      for (int64_t d = b; d < e; ++d) run_direction(jobs[static_cast<size_t>(d)]);
+    });
+  } else {
+    for (const DirJob& j : jobs) run_direction(j);
+  }
+}
+
+// ---- shape inference ----
+
+void infer(InferContext& c, Cell cell, bool has_layout, bool transposed) {
+  const ir::Node& node = c.node();
+  const Attrs at = read_attrs(node, cell, c.opset(), has_layout);
+  const ir::ValueInfo& x = c.input(0);
+  const int64_t G = gates_of(cell);
+  ir::Dim seq, batch, H;
+  if (x.shape) {
+    if (x.shape->size() != 3)
+      throw Error(Errc::kShapeMismatch, node.describe(),
+                  "input X has shape " + ir::sym_shape_str(*x.shape), "rank 3");
+    seq = (*x.shape)[at.layout == 0 ? 0 : 1];
+    batch = (*x.shape)[at.layout == 0 ? 1 : 0];
+  }
+  // H from hidden_size, else R's hidden axis, else W's gate axis / G.
+  const size_t r_hidden = transposed ? 1 : 2, w_gates = transposed ? 2 : 1;
+  if (at.hidden >= 0) {
+    H = at.hidden;
+  } else if (c.has_input(2) && c.input(2).shape && c.input(2).shape->size() == 3) {
+    H = (*c.input(2).shape)[r_hidden];
+  } else if (c.has_input(1) && c.input(1).shape && c.input(1).shape->size() == 3 &&
+             (*c.input(1).shape)[w_gates].known()) {
+    H = (*c.input(1).shape)[w_gates].size / G;
+  }
+  const ir::Dim dirs(at.dirs);
+  set_output(
+      c, 0, x.dtype,
+      at.layout == 0 ? ir::SymShape{seq, dirs, batch, H} : ir::SymShape{batch, seq, dirs, H});
+  const ir::SymShape st =
+      at.layout == 0 ? ir::SymShape{dirs, batch, H} : ir::SymShape{batch, dirs, H};
+  set_output(c, 1, x.dtype, st);
+  if (cell == Cell::kLstm) set_output(c, 2, x.dtype, st);
+}
+
+}  // namespace qforge::ops::rnn
+
+// ---------------------------------------------------------------- RNN, GRU, LSTM
+
+namespace qforge::ops {
+namespace {
+
+using rnn::Attrs;
+using rnn::Cell;
+using rnn::gates_of;
+using rnn::Recurrence;
 
 // W^T for all directions at once (K = input, N = dirs*G*H), and per
 // direction R^T; a GRU without linear_before_reset keeps R_zr^T and R_h^T
@@ -342,7 +720,7 @@ std::vector<kernels::PackedMatrix> pack_recurrent(Cell cell, bool lbr, const flo
 // else is left to run, which reports it.
 std::shared_ptr<const void> rnn_prepare(const PrepareContext& pc, Cell cell) {
   try {
-    const Attrs at = read_attrs(pc.node, cell, pc.opset);
+    const Attrs at = rnn::read_attrs(pc.node, cell, pc.opset, true);
     const Tensor* W = pc.constants.size() > 1 ? pc.constants[1] : nullptr;
     const Tensor* R = pc.constants.size() > 2 ? pc.constants[2] : nullptr;
     const int64_t G = gates_of(cell);
@@ -366,318 +744,42 @@ std::shared_ptr<const void> rnn_prepare(const PrepareContext& pc, Cell cell) {
   }
 }
 
-// ---- the recurrence ----
+// The float recurrent product: a GEMM against R^T packed once.
+class FloatProduct : public rnn::StepProduct {
+ public:
+  FloatProduct(const kernels::PackedMatrix* r0, const kernels::PackedMatrix* r1, int64_t H)
+      : r_{r0, r1}, H_(H) {}
+  void multiply(int mat, int64_t batch, const float* a, const std::vector<char>&, float* c,
+                int64_t ldc, bool accumulate, ThreadPool* pool) override {
+    kernels::sgemm_packed_b(batch, a, H_, false, *r_[mat], accumulate ? 1.0f : 0.0f, c, ldc, {},
+                            pool);
+  }
 
-// Rows of the projection / steps of one direction, and where its results go.
-struct DirJob {
-  const Attrs* at = nullptr;
-  int64_t d = 0;
-  bool reverse = false;
-  int64_t seq = 0, batch = 0, H = 0, G = 0, dirs = 1, layout = 0;
-  const float* xproj = nullptr;               // [seq*batch rows in X's order, dirs*G*H]
-  const kernels::PackedMatrix* r0 = nullptr;  // R^T, or R_zr^T (GRU, lbr == 0)
-  const kernels::PackedMatrix* r1 = nullptr;  // R_h^T (GRU, lbr == 0)
-  const float* rbh = nullptr;  // GRU with linear_before_reset: Rbh (H values), or null
-  const float* P = nullptr;    // LSTM peepholes of this direction (3H: i, o, f), or null
-  const std::vector<int64_t>* lens = nullptr;
-  int64_t max_len = 0;
-  const float* h0 = nullptr;  // initial_h, whole tensor, or null
-  const float* c0 = nullptr;  // initial_c, whole tensor, or null
-  float* Y = nullptr;         // whole output tensors, or null
-  float* Yh = nullptr;
-  float* Yc = nullptr;
-  ThreadPool* pool = nullptr;  // for the per-step GEMM, or null
+ private:
+  const kernels::PackedMatrix* r_[2];
+  int64_t H_;
 };
-
-// Offset of state row (direction d, batch b) in initial_h/c and Y_h/Y_c.
-int64_t state_row(const DirJob& j, int64_t b) {
-  return (j.layout == 0 ? j.d * j.batch + b : b * j.dirs + j.d) * j.H;
-}
-
-void run_direction(const DirJob& j) {
-  const int64_t H = j.H, G = j.G, B = j.batch, GH = G * H;
-  const int64_t ld = j.dirs * GH;
-  const Attrs& at = *j.at;
-  const Act* acts = at.acts.data() + j.d * acts_per_dir(at.cell);
-  const bool clip = at.clip > 0;
-  const float cl = at.clip;
-
-  std::vector<float> h(static_cast<size_t>(B * H), 0.0f), c;
-  std::vector<float> gates(static_cast<size_t>(B * GH)), tmp(static_cast<size_t>(B * H));
-  std::vector<float> rec;
-  if (at.cell == Cell::kLstm) c.assign(static_cast<size_t>(B * H), 0.0f);
-  if (at.cell == Cell::kGru && at.linear_before_reset) rec.resize(static_cast<size_t>(B * GH));
-  for (int64_t b = 0; b < B; ++b) {
-    if (j.h0)
-      std::memcpy(&h[static_cast<size_t>(b * H)], j.h0 + state_row(j, b),
-                  sizeof(float) * static_cast<size_t>(H));
-    if (j.c0 && !c.empty())
-      std::memcpy(&c[static_cast<size_t>(b * H)], j.c0 + state_row(j, b),
-                  sizeof(float) * static_cast<size_t>(H));
-  }
-  // The time each batch entry reads at this step, -1 once it is done.
-  std::vector<int64_t> tb(static_cast<size_t>(B));
-
-  for (int64_t s = 0; s < j.max_len; ++s) {
-    // Gather this step's projected inputs.
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t len = (*j.lens)[static_cast<size_t>(b)];
-      float* g = gates.data() + b * GH;
-      if (s >= len) {
-        tb[static_cast<size_t>(b)] = -1;
-        std::fill(g, g + GH, 0.0f);
-        continue;
-      }
-      const int64_t t = j.reverse ? len - 1 - s : s;
-      tb[static_cast<size_t>(b)] = t;
-      const int64_t row = j.layout == 0 ? t * B + b : b * j.seq + t;
-      std::memcpy(g, j.xproj + row * ld + j.d * GH, sizeof(float) * static_cast<size_t>(GH));
-    }
-
-    if (at.cell == Cell::kRnn) {
-      kernels::sgemm_packed_b(B, h.data(), H, false, *j.r0, 1.0f, gates.data(), GH, {}, j.pool);
-      for (int64_t b = 0; b < B; ++b) {
-        if (tb[static_cast<size_t>(b)] < 0) continue;
-        float* g = gates.data() + b * H;
-        if (clip) clip_to(g, H, cl);
-        apply(acts[0], g, H);
-        std::memcpy(h.data() + b * H, g, sizeof(float) * static_cast<size_t>(H));
-      }
-    } else if (at.cell == Cell::kGru) {
-      if (!at.linear_before_reset) {
-        // z, r: + H_{t-1} R_zr^T; h: + (r . H_{t-1}) R_h^T.
-        kernels::sgemm_packed_b(B, h.data(), H, false, *j.r0, 1.0f, gates.data(), GH, {}, j.pool);
-        for (int64_t b = 0; b < B; ++b) {
-          float* g = gates.data() + b * GH;
-          if (clip) clip_to(g, 2 * H, cl);
-          apply(acts[0], g, 2 * H);
-          const float* r = g + H;
-          const float* hp = h.data() + b * H;
-          float* rh = tmp.data() + b * H;
-          for (int64_t k = 0; k < H; ++k) rh[k] = r[k] * hp[k];
-        }
-        kernels::sgemm_packed_b(B, tmp.data(), H, false, *j.r1, 1.0f, gates.data() + 2 * H, GH, {},
-                                j.pool);
-      } else {
-        // rec = H_{t-1} R^T; z, r: + rec; h: + r . (rec_h + Rbh).
-        kernels::sgemm_packed_b(B, h.data(), H, false, *j.r0, 0.0f, rec.data(), GH, {}, j.pool);
-        for (int64_t b = 0; b < B; ++b) {
-          float* g = gates.data() + b * GH;
-          const float* rc = rec.data() + b * GH;
-          for (int64_t k = 0; k < 2 * H; ++k) g[k] += rc[k];
-          if (clip) clip_to(g, 2 * H, cl);
-          apply(acts[0], g, 2 * H);
-          const float* r = g + H;
-          float* gh = g + 2 * H;
-          const float* rch = rc + 2 * H;
-          if (j.rbh)
-            for (int64_t k = 0; k < H; ++k) gh[k] += r[k] * (rch[k] + j.rbh[k]);
-          else
-            for (int64_t k = 0; k < H; ++k) gh[k] += r[k] * rch[k];
-        }
-      }
-      for (int64_t b = 0; b < B; ++b) {
-        if (tb[static_cast<size_t>(b)] < 0) continue;
-        float* g = gates.data() + b * GH;
-        float* gh = g + 2 * H;
-        if (clip) clip_to(gh, H, cl);
-        apply(acts[1], gh, H);
-        const float* z = g;
-        float* hp = h.data() + b * H;
-        for (int64_t k = 0; k < H; ++k) hp[k] = (1.0f - z[k]) * gh[k] + z[k] * hp[k];
-      }
-    } else {
-      kernels::sgemm_packed_b(B, h.data(), H, false, *j.r0, 1.0f, gates.data(), GH, {}, j.pool);
-      for (int64_t b = 0; b < B; ++b) {
-        if (tb[static_cast<size_t>(b)] < 0) continue;
-        float* gi = gates.data() + b * GH;
-        float* go = gi + H;
-        float* gf = gi + 2 * H;
-        float* gc = gi + 3 * H;
-        float* cs = c.data() + b * H;
-        if (j.P) {
-          // Peepholes: i and f see C_{t-1}, o sees C_t, so o waits.
-          const float* pi = j.P;
-          const float* pf = j.P + 2 * H;
-          for (int64_t k = 0; k < H; ++k) {
-            gi[k] += pi[k] * cs[k];
-            gf[k] += pf[k] * cs[k];
-          }
-          if (clip) {
-            clip_to(gi, H, cl);
-            clip_to(gf, 2 * H, cl);  // f and c
-          }
-          apply(acts[0], gi, H);
-          apply(acts[0], gf, H);
-        } else {
-          // i, o, f are contiguous and all take f().
-          if (clip) clip_to(gi, 4 * H, cl);
-          apply(acts[0], gi, 3 * H);
-        }
-        if (at.input_forget)
-          for (int64_t k = 0; k < H; ++k) gf[k] = 1.0f - gi[k];
-        apply(acts[1], gc, H);
-        for (int64_t k = 0; k < H; ++k) cs[k] = gf[k] * cs[k] + gi[k] * gc[k];
-        if (j.P) {
-          const float* po = j.P + H;
-          for (int64_t k = 0; k < H; ++k) go[k] += po[k] * cs[k];
-          if (clip) clip_to(go, H, cl);
-          apply(acts[0], go, H);
-        }
-        float* hc = tmp.data() + b * H;
-        std::memcpy(hc, cs, sizeof(float) * static_cast<size_t>(H));
-        apply(acts[2], hc, H);
-        float* hp = h.data() + b * H;
-        for (int64_t k = 0; k < H; ++k) hp[k] = go[k] * hc[k];
-      }
-    }
-
-    if (j.Y) {
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t t = tb[static_cast<size_t>(b)];
-        if (t < 0) continue;
-        const int64_t off =
-            j.layout == 0 ? ((t * j.dirs + j.d) * B + b) * H : ((b * j.seq + t) * j.dirs + j.d) * H;
-        std::memcpy(j.Y + off, h.data() + b * H, sizeof(float) * static_cast<size_t>(H));
-      }
-    }
-  }
-  for (int64_t b = 0; b < B; ++b) {
-    if ((*j.lens)[static_cast<size_t>(b)] == 0) {  // no step: zero, as ONNX Runtime gives
-      if (j.Yh) std::fill_n(j.Yh + state_row(j, b), H, 0.0f);
-      if (j.Yc) std::fill_n(j.Yc + state_row(j, b), H, 0.0f);
-      continue;
-    }
-    if (j.Yh)
-      std::memcpy(j.Yh + state_row(j, b), h.data() + b * H, sizeof(float) * static_cast<size_t>(H));
-    if (j.Yc)
-      std::memcpy(j.Yc + state_row(j, b), c.data() + b * H, sizeof(float) * static_cast<size_t>(H));
-  }
-}
-
-// ---- run ----
-
-const Tensor* opt_input(OpContext& ctx, int i) {
-  return ctx.has_input(i) ? &ctx.input(i) : nullptr;
-}
-
-void expect_f32(const ir::Node& node, const Tensor* t, const char* what) {
-  if (t && t->dtype() != DType::kF32) bad_type(node, what, t->dtype(), "f32");
-}
-
-void expect_shape(const ir::Node& node, const Tensor* t, const char* what, const Shape& want) {
-  if (!t) return;
-  if (t->shape() != want)
-    throw Error(Errc::kShapeMismatch, node.describe(),
-                std::string(what) + " has shape " + shape_str(t->shape()), shape_str(want));
-}
-
-int64_t checked_mul(const ir::Node& node, std::initializer_list<int64_t> dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) {
-    if (__builtin_mul_overflow(n, d, &n) || n > (int64_t{1} << 40))
-      throw Error(Errc::kShapeMismatch, node.describe(), "needs a buffer too large to allocate",
-                  "smaller sequence, batch or hidden sizes");
-  }
-  return n;
-}
 
 void rnn_run(OpContext& ctx, Cell cell) {
   const ir::Node& node = ctx.node();
-  const Attrs at = read_attrs(node, cell, ctx.opset());
-  const bool lstm = cell == Cell::kLstm;
+  const Attrs at = rnn::read_attrs(node, cell, ctx.opset(), true);
   const Tensor& X = ctx.input(0);
   const Tensor& W = ctx.input(1);
   const Tensor& R = ctx.input(2);
-  const Tensor* Bt = opt_input(ctx, 3);
-  const Tensor* lens_t = opt_input(ctx, 4);
-  const Tensor* h0 = opt_input(ctx, 5);
-  const Tensor* c0 = lstm ? opt_input(ctx, 6) : nullptr;
-  const Tensor* P = lstm ? opt_input(ctx, 7) : nullptr;
-  expect_f32(node, &X, "input X");
-  expect_f32(node, &W, "input W");
-  expect_f32(node, &R, "input R");
-  expect_f32(node, Bt, "input B");
-  expect_f32(node, h0, "input initial_h");
-  expect_f32(node, c0, "input initial_c");
-  expect_f32(node, P, "input P");
-  if (X.rank() != 3)
-    throw Error(Errc::kShapeMismatch, node.describe(), "input X has shape " + shape_str(X.shape()),
-                at.layout == 0 ? "[seq_length, batch_size, input_size]"
-                               : "[batch_size, seq_length, input_size]");
+  rnn::check_x(node, X, at);
+  if (W.dtype() != DType::kF32) bad_type(node, "input W", W.dtype(), "f32");
+  if (R.dtype() != DType::kF32) bad_type(node, "input R", R.dtype(), "f32");
   if (W.rank() != 3)
     throw Error(Errc::kShapeMismatch, node.describe(), "input W has shape " + shape_str(W.shape()),
                 "[num_directions, G*hidden_size, input_size]");
   if (R.rank() != 3)
     throw Error(Errc::kShapeMismatch, node.describe(), "input R has shape " + shape_str(R.shape()),
                 "[num_directions, G*hidden_size, hidden_size]");
-  const int64_t seq = at.layout == 0 ? X.dim(0) : X.dim(1);
-  const int64_t batch = at.layout == 0 ? X.dim(1) : X.dim(0);
-  const int64_t input = X.dim(2);
-  const int64_t dirs = at.dirs, G = gates_of(cell);
   const int64_t H = at.hidden >= 0 ? at.hidden : R.dim(2);
-  const int64_t GH = G * H;
-  expect_shape(node, &W, "input W", {dirs, GH, input});
-  expect_shape(node, &R, "input R", {dirs, GH, H});
-  expect_shape(node, Bt, "input B", {dirs, 2 * GH});
-  const Shape state_shape = at.layout == 0 ? Shape{dirs, batch, H} : Shape{batch, dirs, H};
-  expect_shape(node, h0, "input initial_h", state_shape);
-  expect_shape(node, c0, "input initial_c", state_shape);
-  expect_shape(node, P, "input P", {dirs, 3 * H});
-
-  std::vector<int64_t> lens(static_cast<size_t>(batch), seq);
-  if (lens_t) {
-    expect_shape(node, lens_t, "input sequence_lens", {batch});
-    lens = to_int64s(*lens_t, node, "input sequence_lens");
-    for (size_t b = 0; b < lens.size(); ++b)
-      if (lens[b] < 0 || lens[b] > seq)
-        throw Error(Errc::kInvalidArgument, node.describe(),
-                    "has sequence_lens[" + std::to_string(b) + "] = " + std::to_string(lens[b]),
-                    "lengths in [0, " + std::to_string(seq) + "] (the sequence length of X)");
-  }
-  int64_t max_len = 0;
-  for (int64_t l : lens) max_len = std::max(max_len, l);
-  const bool ragged = std::any_of(lens.begin(), lens.end(), [&](int64_t l) { return l != seq; });
-
-  // Outputs.
-  float* Y = nullptr;
-  float* Yh = nullptr;
-  float* Yc = nullptr;
-  if (ctx.wants_output(0)) {
-    const Shape ys = at.layout == 0 ? Shape{seq, dirs, batch, H} : Shape{batch, seq, dirs, H};
-    Y = ctx.output(0, DType::kF32, ys).data<float>();
-    if (ragged) {  // zero the times past each sequence's length
-      for (int64_t t = 0; t < seq; ++t)
-        for (int64_t d = 0; d < dirs; ++d)
-          for (int64_t b = 0; b < batch; ++b) {
-            if (t < lens[static_cast<size_t>(b)]) continue;
-            const int64_t off =
-                at.layout == 0 ? ((t * dirs + d) * batch + b) * H : ((b * seq + t) * dirs + d) * H;
-            std::fill(Y + off, Y + off + H, 0.0f);
-          }
-    }
-  }
-  if (ctx.wants_output(1)) Yh = ctx.output(1, DType::kF32, state_shape).data<float>();
-  if (lstm && ctx.wants_output(2)) Yc = ctx.output(2, DType::kF32, state_shape).data<float>();
-
-  // Biases: Wb + Rb as the projection's column bias, except a GRU's Rbh
-  // under linear_before_reset, which goes inside r . (...).
-  const bool lbr = cell == Cell::kGru && at.linear_before_reset;
-  std::vector<float> bias(static_cast<size_t>(dirs * GH), 0.0f), rbh;
-  if (Bt) {
-    const float* pb = Bt->data<float>();
-    if (lbr) rbh.resize(static_cast<size_t>(dirs * H));
-    for (int64_t d = 0; d < dirs; ++d)
-      for (int64_t k = 0; k < GH; ++k) {
-        const float wb = pb[d * 2 * GH + k], rb = pb[d * 2 * GH + GH + k];
-        if (lbr && k >= 2 * H) {
-          bias[static_cast<size_t>(d * GH + k)] = wb;
-          rbh[static_cast<size_t>(d * H + k - 2 * H)] = rb;
-        } else {
-          bias[static_cast<size_t>(d * GH + k)] = wb + rb;
-        }
-      }
-  }
+  const int64_t dirs = at.dirs, GH = gates_of(cell) * H;
+  rnn::expect_shape(node, &W, "input W", {dirs, GH, X.dim(2)});
+  rnn::expect_shape(node, &R, "input R", {dirs, GH, H});
+  const Recurrence rc = rnn::make_recurrence(ctx, at, H);
 
   // Prepacked weights if prepare made them for these shapes, else pack now.
   const auto* pre = static_cast<const Packed*>(ctx.state());
@@ -692,94 +794,27 @@ void rnn_run(OpContext& ctx, Cell cell) {
   }
 
   // The input projection for every step and direction: one GEMM.
-  const int64_t rows = checked_mul(node, {seq, batch});
-  const int64_t proj_n = checked_mul(node, {rows, dirs, GH});
-  std::unique_ptr<float[]> xproj(new float[static_cast<size_t>(std::max<int64_t>(proj_n, 1))]);
+  const int64_t rows = rc.seq * rc.batch;
+  std::unique_ptr<float[]> xproj(
+      new float[static_cast<size_t>(std::max<int64_t>(rows * dirs * GH, 1))]);
   kernels::GemmEpilogue ep;
-  ep.bias_n = bias.data();
-  if (max_len > 0) {
+  ep.bias_n = rc.bias.data();
+  if (rc.max_len > 0) {
     if (pre && !pre->w.empty() && pre->w_shape == W.shape())
-      kernels::sgemm_packed_b(rows, X.data<float>(), input, false, pre->w, 0.0f, xproj.get(),
-                              dirs * GH, ep, pool);
+      kernels::sgemm_packed_b(rows, rc.X, rc.input, false, pre->w, 0.0f, xproj.get(), dirs * GH, ep,
+                              pool);
     else
-      kernels::sgemm(false, true, rows, dirs * GH, input, 1.0f, X.data<float>(), input,
-                     W.data<float>(), input, 0.0f, xproj.get(), dirs * GH, ep, pool);
+      kernels::sgemm(false, true, rows, dirs * GH, rc.input, 1.0f, rc.X, rc.input, W.data<float>(),
+                     rc.input, 0.0f, xproj.get(), dirs * GH, ep, pool);
   }
 
-  // A step's recurrent GEMM is split over threads only from about 1M
-  // multiply-adds (tens of microseconds): below that, handing it to the pool
-  // at every step costs more than it saves.
-  const bool big_step = batch * GH * H >= (int64_t{1} << 20);
-  std::vector<DirJob> jobs(static_cast<size_t>(dirs));
-  for (int64_t d = 0; d < dirs; ++d) {
-    DirJob& j = jobs[static_cast<size_t>(d)];
-    j.at = &at;
-    j.d = d;
-    j.reverse = at.reverse || d == 1;
-    j.seq = seq;
-    j.batch = batch;
-    j.H = H;
-    j.G = G;
-    j.dirs = dirs;
-    j.layout = at.layout;
-    j.xproj = xproj.get();
-    const size_t per = cell == Cell::kGru && !at.linear_before_reset ? 2 : 1;
-    j.r0 = &(*rp)[static_cast<size_t>(d) * per];
-    j.r1 = per == 2 ? &(*rp)[static_cast<size_t>(d) * per + 1] : nullptr;
-    j.rbh = rbh.empty() ? nullptr : rbh.data() + d * H;
-    j.P = P ? P->data<float>() + d * 3 * H : nullptr;
-    j.lens = &lens;
-    j.max_len = max_len;
-    j.h0 = h0 ? h0->data<float>() : nullptr;
-    j.c0 = c0 ? c0->data<float>() : nullptr;
-    j.Y = Y;
-    j.Yh = Yh;
-    j.Yc = Yc;
-    j.pool = big_step ? pool : nullptr;
-  }
-  // Two directions at once when a step is too small to split over threads
-  // (then each step's GEMM runs on its direction's thread).
-  const bool par_dirs = dirs == 2 && pool && pool->threads() > 1 && !big_step;
-  if (par_dirs) {
-    pool->parallel_for(2, 1, [&](int64_t b, int64_t e) {
-      for (int64_t d = b; d < e; ++d) run_direction(jobs[static_cast<size_t>(d)]);
-    });
-  } else {
-    for (const DirJob& j : jobs) run_direction(j);
-  }
-}
-
-// ---- shape inference ----
-
-void rnn_infer(InferContext& c, Cell cell) {
-  const ir::Node& node = c.node();
-  const Attrs at = read_attrs(node, cell, c.opset());
-  const ir::ValueInfo& x = c.input(0);
-  const int64_t G = gates_of(cell);
-  ir::Dim seq, batch, H;
-  if (x.shape) {
-    if (x.shape->size() != 3)
-      throw Error(Errc::kShapeMismatch, node.describe(),
-                  "input X has shape " + ir::sym_shape_str(*x.shape), "rank 3");
-    seq = (*x.shape)[at.layout == 0 ? 0 : 1];
-    batch = (*x.shape)[at.layout == 0 ? 1 : 0];
-  }
-  if (at.hidden >= 0) {
-    H = at.hidden;
-  } else if (c.has_input(2) && c.input(2).shape && c.input(2).shape->size() == 3) {
-    H = (*c.input(2).shape)[2];
-  } else if (c.has_input(1) && c.input(1).shape && c.input(1).shape->size() == 3 &&
-             (*c.input(1).shape)[1].known()) {
-    H = (*c.input(1).shape)[1].size / G;
-  }
-  const ir::Dim dirs(at.dirs);
-  set_output(
-      c, 0, x.dtype,
-      at.layout == 0 ? ir::SymShape{seq, dirs, batch, H} : ir::SymShape{batch, seq, dirs, H});
-  const ir::SymShape st =
-      at.layout == 0 ? ir::SymShape{dirs, batch, H} : ir::SymShape{batch, dirs, H};
-  set_output(c, 1, x.dtype, st);
-  if (cell == Cell::kLstm) set_output(c, 2, x.dtype, st);
+  const size_t per = cell == Cell::kGru && !at.linear_before_reset ? 2 : 1;
+  std::vector<FloatProduct> products;
+  for (size_t d = 0; d < static_cast<size_t>(dirs); ++d)
+    products.emplace_back(&(*rp)[d * per], per == 2 ? &(*rp)[d * per + 1] : nullptr, H);
+  std::vector<rnn::StepProduct*> ptrs;
+  for (auto& p : products) ptrs.push_back(&p);
+  rnn::run_directions(rc, xproj.get(), ptrs, pool);
 }
 
 // Why a node can't run here: qforge's kernels are f32 only.
@@ -801,7 +836,7 @@ void register_rnn_ops(OpRegistry& r) {
            .op_type = name,
            .min_opset = 1,
            .max_opset = 21,
-           .infer = [cell](InferContext& c) { rnn_infer(c, cell); },
+           .infer = [cell](InferContext& c) { rnn::infer(c, cell, true, false); },
            .check = rnn_check,
            .prepare = [cell](const PrepareContext& pc) { return rnn_prepare(pc, cell); },
            .run = [cell](OpContext& c) { rnn_run(c, cell); }});

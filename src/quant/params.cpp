@@ -70,12 +70,18 @@ QuantParams choose_params(const QuantSpec& spec, std::span<const float> mins,
   const auto levels = static_cast<float>(qmax - qmin);
   for (size_t i = 0; i < mins.size(); ++i) {
     const float lo = mins[i], hi = maxs[i];
-    const std::string where = mins.size() == 1 ? subject : subject + " (group " + std::to_string(i) + ")";
-    check(std::isfinite(lo) && std::isfinite(hi), Errc::kInvalidArgument, where,
-          "range [" + fmt_float(lo) + ", " + fmt_float(hi) + "] is not finite",
-          "finite values; the data contains NaN or Inf");
-    check(lo <= hi, Errc::kInvalidArgument, where,
-          "min " + fmt_float(lo) + " is greater than max " + fmt_float(hi), "min <= max");
+    // The messages are built only on failure: dynamic quantization chooses
+    // parameters at every step of a recurrent layer.
+    auto where = [&] {
+      return mins.size() == 1 ? subject : subject + " (group " + std::to_string(i) + ")";
+    };
+    if (!(std::isfinite(lo) && std::isfinite(hi)))
+      throw Error(Errc::kInvalidArgument, where(),
+                  "range [" + fmt_float(lo) + ", " + fmt_float(hi) + "] is not finite",
+                  "finite values; the data contains NaN or Inf");
+    if (!(lo <= hi))
+      throw Error(Errc::kInvalidArgument, where(),
+                  "min " + fmt_float(lo) + " is greater than max " + fmt_float(hi), "min <= max");
     const float neg = std::min(lo, 0.0f), pos = std::max(hi, 0.0f);  // widen to contain 0
     float scale;
     int64_t zp;

@@ -14,6 +14,7 @@
 //  * shape ops and MaxPool take the parameters of their input, so the
 //    runtime can run them on the integers.
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <chrono>
 #include <cmath>
@@ -25,6 +26,7 @@
 
 #include "qforge/error.h"
 #include "qforge/evaluate.h"
+#include "qforge/op.h"
 #include "qforge/passes.h"
 #include "qforge/quant.h"
 #include "qforge/quantize.h"
@@ -85,6 +87,13 @@ const std::map<std::string, OpRule>& op_rules() {
 
 bool dynamic_op(const std::string& op) {
   return op == "MatMul" || op == "Gemm" || op == "Conv";
+}
+
+// LSTM and GRU have no static integer form; they become the dynamically
+// quantized com.microsoft DynamicQuantizeLSTM / ai.qforge DynamicQuantizeGRU
+// in either mode (see recurrent_node).
+bool recurrent_op(const std::string& op) {
+  return op == "LSTM" || op == "GRU";
 }
 
 // ---------------------------------------------------------------- helpers
@@ -259,6 +268,26 @@ bool weight_is_constant(const ir::Graph& g, const ir::Node& n) {
   return w && w->dtype() == DType::kF32;
 }
 
+// Why an LSTM or GRU can't become its dynamically quantized op ("" if it can).
+std::string recurrent_blocker(const ir::Graph& g, const ir::Node& n, QuantTarget target) {
+  if (n.op_type == "GRU" && target == QuantTarget::kOnnxRuntime)
+    return "ONNX Runtime has no dynamically quantized GRU (qforge's ai.qforge DynamicQuantizeGRU "
+           "runs in qforge only; --target qforge uses it)";
+  if (n.inputs.size() < 3 || !is_f32(g, n.inputs[0])) return "input is not float32";
+  const Tensor* W = g.initializer(n.inputs[1]);
+  const Tensor* R = g.initializer(n.inputs[2]);
+  if (!W || !R || W->dtype() != DType::kF32 || R->dtype() != DType::kF32)
+    return "W or R is not a float constant";
+  if (n.attr_int("layout", 0) != 0) return "layout 1 (batch first) has no quantized form";
+  const int64_t dirs = n.attr_string("direction", "forward") == "bidirectional" ? 2 : 1;
+  const int64_t G = n.op_type == "LSTM" ? 4 : 3;
+  const bool shaped = W->rank() == 3 && R->rank() == 3 && W->dim(0) == dirs && R->dim(0) == dirs &&
+                      R->dim(1) == G * R->dim(2) && W->dim(1) == R->dim(1) &&
+                      n.attr_int("hidden_size", R->dim(2)) == R->dim(2);
+  if (!shaped) return "W and R are not shaped as its attributes say";
+  return {};
+}
+
 Plan choose(const ir::Model& model, const QuantConfig& c, QuantizeReport& rep) {
   Plan p{model, {}, {}, {}, {}, {}, {}};
   ir::Model& m = p.model;
@@ -297,7 +326,26 @@ Plan choose(const ir::Model& model, const QuantConfig& c, QuantizeReport& rep) {
     else if (excluded.count(n.op_type)) why = "op type excluded";
     else if (!only.empty() && !only.count(n.op_type)) why = "op type not in the config's op_types";
     else if (s.mode == QuantMode::kFloat) why = "config says float";
-    else if (s.mode == QuantMode::kDynamic) {
+    else if (recurrent_op(n.op_type)) {
+      why = recurrent_blocker(g, n, c.target);
+      if (why.empty() && s.mode == QuantMode::kStatic) {
+        // Static quantization would need a fixed range for the hidden state
+        // of every step; PyTorch quantizes LSTM/GRU dynamically in its
+        // static flow too, and so does qforge.
+        s.mode = QuantMode::kDynamic;
+        rep.notes.push_back(
+            n.describe() + ": " + n.op_type +
+            " has no static integer form, so it is quantized dynamically (int8 "
+            "weights, activations quantized per step at run time), as PyTorch does");
+      }
+      if (why.empty() && c.target == QuantTarget::kOnnxRuntime && s.weight_type == DType::kU8 &&
+          s.per_channel) {
+        s.per_channel = false;
+        rep.notes.push_back(n.describe() +
+                            ": ONNX Runtime's DynamicQuantizeLSTM takes u8 weights with one zero "
+                            "point per direction, so its weights are u8 per direction");
+      }
+    } else if (s.mode == QuantMode::kDynamic) {
       if (!dynamic_op(n.op_type)) why = "dynamic quantization covers MatMul, Gemm and Conv";
       else if (!weight_is_constant(g, n)) why = "weight is not a constant";
       else if (!is_f32(g, n.inputs[0])) why = "input is not float32";
@@ -387,6 +435,8 @@ class Converter {
                    std::vector<ir::Node>& out);
   void static_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out);
   std::string dynamic_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out);
+  std::string recurrent_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out);
+  std::array<std::string, 3> recurrent_weight(const std::string& w, const Settings& s);
   void quantize_outputs(ir::Node& n, std::vector<ir::Node>& out);
   bool absorb(size_t i);
   std::string input(const std::string& v) const {
@@ -642,6 +692,68 @@ std::string Converter::dynamic_node(ir::Node& n, const Settings& s, std::vector<
   return conv ? "ConvInteger" : "MatMulInteger";
 }
 
+// A recurrent weight [dirs, G*H, K] (ONNX's W or R) as the quantized ops
+// take it: each direction transposed to [K, G*H] (so that it is the K x N
+// matrix of the product), quantized per output column (or with one scale per
+// direction); scales and zero points [dirs, G*H] (or [dirs]). Returns the
+// initializers: codes, scale, zero point.
+std::array<std::string, 3> Converter::recurrent_weight(const std::string& w, const Settings& s) {
+  const Tensor& wt = *g_.initializer(w);
+  const int64_t D = wt.dim(0), N = wt.dim(1), K = wt.dim(2);
+  const QuantSpec spec = weight_spec_for(c_, s, 0);  // axis 0 of one direction's [N, K]: per column
+  Tensor codes(spec.dtype, {D, K, N});
+  QuantParams all;  // every direction's parameters, one after the other
+  all.dtype = spec.dtype;
+  for (int64_t d = 0; d < D; ++d) {
+    const float* src = wt.data<float>() + d * N * K;
+    const Tensor slice = Tensor::from<float>({N, K}, std::vector<float>(src, src + N * K));
+    const QuantParams qp = choose_params_for(slice, spec);
+    const Tensor q = quantize(slice, qp);
+    const auto* qb = static_cast<const uint8_t*>(q.raw());  // 8-bit codes, one byte each
+    auto* cb = static_cast<uint8_t*>(codes.raw()) + d * K * N;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) cb[k * N + n] = qb[n * K + k];
+    all.scale.insert(all.scale.end(), qp.scale.begin(), qp.scale.end());
+    all.zero_point.insert(all.zero_point.end(), qp.zero_point.begin(), qp.zero_point.end());
+  }
+  const Shape ps = spec.axis >= 0 ? Shape{D, N} : Shape{D};
+  const std::string qn = name_(w + "_quantized"), sn = name_(w + "_scale"),
+                    zn = name_(w + "_zero_point");
+  g_.initializers[qn] = codes;
+  g_.initializers[sn] = scales(all, true).reshape(ps);
+  g_.initializers[zn] = zero_points(all, true).reshape(ps);
+  return {qn, sn, zn};
+}
+
+// LSTM -> com.microsoft DynamicQuantizeLSTM (ONNX Runtime's contrib op),
+// GRU -> ai.qforge DynamicQuantizeGRU: the same inputs with W and R
+// quantized ahead of time (recurrent_weight) and their scales and zero
+// points appended; X and each step's hidden state are quantized by the op
+// at run time. Returns the new op's type.
+std::string Converter::recurrent_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out) {
+  const bool lstm = n.op_type == "LSTM";
+  const std::string domain = lstm ? "com.microsoft" : ops::kQforgeDomain;
+  if (!n.has_attr("hidden_size"))  // ONNX Runtime's op requires it
+    n.attrs["hidden_size"] = ir::Attribute::of(g_.initializer(n.inputs[2])->dim(2));
+  const auto w = recurrent_weight(n.inputs[1], s);
+  const auto r = recurrent_weight(n.inputs[2], s);
+  // X as it is, even where static nodes read a quantized copy of a graph
+  // input: the op quantizes it itself.
+  std::vector<std::string> in = n.inputs;
+  in.resize(lstm ? 8 : 6);  // X W R B sequence_lens initial_h [initial_c P]
+  in[1] = w[0];
+  in[2] = r[0];
+  in.insert(in.end(), {w[1], w[2], r[1], r[2]});
+  n.inputs = std::move(in);
+  n.op_type = lstm ? "DynamicQuantizeLSTM" : "DynamicQuantizeGRU";
+  n.domain = domain;
+  n.attrs.erase("layout");           // always 0 here; the quantized ops have no such attribute
+  n.attrs.erase("output_sequence");  // LSTM-1's, which ONNX Runtime's kernel ignores too
+  if (!p_.model.opsets.count(domain)) p_.model.opsets[domain] = 1;
+  quantize_outputs(n, out);  // for static readers of Y, Y_h, Y_c
+  return n.op_type;
+}
+
 void Converter::run(std::vector<NodeDecision>& decisions) {
   const size_t count = g_.nodes.size();
   std::vector<bool> absorbed(count, false);
@@ -665,6 +777,8 @@ void Converter::run(std::vector<NodeDecision>& decisions) {
     } else if (p_.mode[i] == QuantMode::kStatic) {
       static_node(n, p_.settings[i], out);
       d.how = "QDQ";
+    } else if (p_.mode[i] == QuantMode::kDynamic && recurrent_op(n.op_type)) {
+      d.how = recurrent_node(n, p_.settings[i], out);
     } else if (p_.mode[i] == QuantMode::kDynamic) {
       d.how = dynamic_node(n, p_.settings[i], out);
     } else {

@@ -1,0 +1,419 @@
+// Dynamically quantized recurrent layers: the input and recurrent
+// projections run on the int8 GEMM, with weights quantized ahead of time
+// and activations quantized at run time; the gate equations are the float
+// ops' own (rnn.h).
+//
+//   com.microsoft DynamicQuantizeLSTM (ONNX Runtime's contrib op, version 1)
+//     X, W, R, B, sequence_lens, initial_h, initial_c, P,
+//     W_scale, W_zero_point, R_scale, R_zero_point  ->  Y, Y_h, Y_c
+//   ai.qforge DynamicQuantizeGRU (qforge's own; ONNX Runtime has no such op)
+//     X, W, R, B, sequence_lens, initial_h,
+//     W_scale, W_zero_point, R_scale, R_zero_point  ->  Y, Y_h
+//
+// Attributes are those of ONNX's LSTM / GRU without `layout` (always 0).
+// W is [dirs, input, G*H] and R [dirs, H, G*H] (u8 or s8): the transposes
+// of ONNX's W and R, so that a direction's W is the K x N matrix of
+// X[t] x W directly. Scales (f32) and zero points (W's / R's type) are
+// [dirs] (one per direction) or [dirs, G*H] (one per output column).
+// ONNX Runtime takes per-column zero points only when they are all 0 (s8)
+// or all equal (u8); qforge's GEMM takes any.
+//
+// What runs, as ONNX Runtime's kernel (dynamic_quantize_lstm.cc and the
+// quantized ComputeGemm of rnn_helpers.cc) computes it:
+//  * X is quantized once, u8 per tensor exactly as DynamicQuantizeLinear
+//    would (range widened to 0, scale = range / 255, zero point rounded half
+//    to even), over the times any sequence reaches (t < max(sequence_lens));
+//    the projection of every step and direction is then one int8 GEMM,
+//    dequantized in its epilogue: float(acc) * (x_scale * W_scale[n]) + bias[n].
+//  * At each step, H_{t-1} is quantized the same way, per tensor: the
+//    [batch, H] state the step reads, as Y holds it (zero rows for entries
+//    that ended before the previous step; initial_h, or zeros, at the first
+//    step). H_{t-1} x R then runs on the int8 GEMM against R packed once,
+//    dequantized to float and added to the gates.
+//  * A GRU without linear_before_reset multiplies (r . H_{t-1}) by R_h: that
+//    product is quantized on its own, per step, over the entries still
+//    running (the only ones it has a value for).
+// Sums are int32, as ONNX Runtime's (exact for any K up to 33025).
+//
+// ONNX Runtime splits a batch over threads when it is large enough and each
+// thread then quantizes H for its own rows, so its results depend on the
+// thread count; and when Y is not asked for, its rows of ended entries keep
+// their last state instead of zeros. With one thread (or one batch entry)
+// and Y asked for, it computes the definition above, which qforge follows
+// whatever the threads and outputs.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "kernels/qgemm.h"
+#include "ops/families.h"
+#include "ops/op_util.h"
+#include "ops/quant_gemm.h"
+#include "ops/rnn.h"
+#include "qforge/quant.h"
+
+namespace qforge::ops {
+namespace {
+
+using rnn::Attrs;
+using rnn::Cell;
+using rnn::Recurrence;
+
+size_t sz(int64_t v) {
+  return static_cast<size_t>(v);
+}
+
+bool is_8bit(DType t) {
+  return t == DType::kU8 || t == DType::kI8;
+}
+
+// Where the scales and zero points are: after P (LSTM) or initial_h (GRU).
+struct ParamInputs {
+  int w_scale, w_zero_point, r_scale, r_zero_point;
+};
+ParamInputs param_inputs(Cell cell) {
+  return cell == Cell::kLstm ? ParamInputs{8, 9, 10, 11} : ParamInputs{6, 7, 8, 9};
+}
+
+int64_t hidden_of(const Attrs& at, const Tensor& R) {
+  return at.hidden >= 0 ? at.hidden : R.dim(1);
+}
+
+// ---- checks ----
+
+// W [dirs, input, G*H] and R [dirs, H, G*H], u8 or s8 (R's rank is checked).
+void check_weights(const ir::Node& node, const Attrs& at, const Tensor& W, const Tensor& R,
+                   int64_t input, int64_t H) {
+  const int64_t dirs = at.dirs, GH = rnn::gates_of(at.cell) * H;
+  if (!is_8bit(W.dtype())) bad_type(node, "input W", W.dtype(), "u8 or s8");
+  if (!is_8bit(R.dtype())) bad_type(node, "input R", R.dtype(), "u8 or s8");
+  const std::string g = at.cell == Cell::kLstm ? "4" : "3";
+  rnn::expect_shape(node, &W,
+                    "input W (quantized, [num_directions, input_size, " + g + "*hidden_size])",
+                    {dirs, input, GH});
+  rnn::expect_shape(node, &R,
+                    "input R (quantized, [num_directions, hidden_size, " + g + "*hidden_size])",
+                    {dirs, H, GH});
+}
+
+// A scale or zero point: [dirs] (per direction) or [dirs, G*H] (per column).
+void check_param_shape(const ir::Node& node, const Tensor& t, const std::string& what, int64_t dirs,
+                       int64_t GH) {
+  const bool per_dir = t.rank() == 1 && t.dim(0) == dirs;
+  const bool per_col = t.rank() == 2 && t.dim(0) == dirs && t.dim(1) == GH;
+  if (!per_dir && !per_col)
+    throw Error(
+        Errc::kShapeMismatch, node.describe(), what + " has shape " + shape_str(t.shape()),
+        shape_str({dirs}) + " (per direction) or " + shape_str({dirs, GH}) + " (per column)");
+}
+
+// One value per column of every direction ([dirs * G*H]) from a [dirs] or
+// [dirs, G*H] input.
+template <typename T>
+std::vector<T> per_column(const std::vector<T>& v, int64_t dirs, int64_t GH) {
+  if (static_cast<int64_t>(v.size()) == dirs * GH) return v;
+  std::vector<T> r(sz(dirs * GH));
+  for (int64_t d = 0; d < dirs; ++d) std::fill_n(r.begin() + d * GH, GH, v[sz(d)]);
+  return r;
+}
+
+// The quantization of W or R as the GEMM uses it: per column of every direction.
+struct Columns {
+  std::vector<float> scale;
+  std::vector<int32_t> zero_point;
+};
+
+Columns read_columns(OpContext& ctx, int scale_i, int zp_i, const char* weight, const Tensor& w,
+                     int64_t dirs, int64_t GH) {
+  const ir::Node& node = ctx.node();
+  const std::string sw = std::string(weight) + "_scale", zw = std::string(weight) + "_zero_point";
+  const Tensor& s = ctx.input(scale_i);
+  const Tensor& z = ctx.input(zp_i);
+  if (s.dtype() != DType::kF32) bad_type(node, ("input " + sw).c_str(), s.dtype(), "f32");
+  if (z.dtype() != w.dtype())
+    throw Error(Errc::kTypeMismatch, node.describe(),
+                "input " + zw + " is " + std::string(dtype_name(z.dtype())) + " but " + weight +
+                    " is " + std::string(dtype_name(w.dtype())),
+                std::string(dtype_name(w.dtype())) + ", the type of " + weight);
+  check_param_shape(node, s, "input " + sw, dirs, GH);
+  check_param_shape(node, z, "input " + zw, dirs, GH);
+  Columns c;
+  c.scale = per_column(std::vector<float>(s.data<float>(), s.data<float>() + s.numel()), dirs, GH);
+  std::vector<int32_t> zp(sz(z.numel()));
+  for (int64_t i = 0; i < z.numel(); ++i)
+    zp[sz(i)] =
+        z.dtype() == DType::kI8 ? int32_t{z.data<int8_t>()[i]} : int32_t{z.data<uint8_t>()[i]};
+  c.zero_point = per_column(zp, dirs, GH);
+  return c;
+}
+
+// ---- packed weights ----
+
+// W of every direction side by side (K = input, N = dirs * G*H), so the
+// projection of all directions is one GEMM, as in the float ops; R per
+// direction (for a GRU without linear_before_reset, its z and r columns and
+// its h columns apart: the h gate multiplies r . H_{t-1}).
+kernels::QPackedB pack_input_weights(const Tensor& W) {
+  const int64_t dirs = W.dim(0), K = W.dim(1), GH = W.dim(2);
+  const bool s8 = W.dtype() == DType::kI8;
+  if (dirs == 1) return kernels::qpack_b(s8, false, K, GH, W.raw(), GH);
+  const auto* w = static_cast<const uint8_t*>(W.raw());
+  std::vector<uint8_t> side(sz(K * dirs * GH));
+  for (int64_t d = 0; d < dirs; ++d)
+    for (int64_t k = 0; k < K; ++k)
+      std::memcpy(side.data() + (k * dirs + d) * GH, w + (d * K + k) * GH, sz(GH));
+  return kernels::qpack_b(s8, false, K, dirs * GH, side.data(), dirs * GH);
+}
+
+std::vector<kernels::QPackedB> pack_recurrent_weights(const Tensor& R, Cell cell, bool lbr) {
+  const int64_t dirs = R.dim(0), H = R.dim(1), GH = R.dim(2);
+  const bool s8 = R.dtype() == DType::kI8;
+  const auto* r = static_cast<const uint8_t*>(R.raw());
+  std::vector<kernels::QPackedB> out;
+  for (int64_t d = 0; d < dirs; ++d) {
+    const uint8_t* rd = r + d * H * GH;
+    if (cell == Cell::kGru && !lbr) {
+      out.push_back(kernels::qpack_b(s8, false, H, 2 * H, rd, GH));
+      out.push_back(kernels::qpack_b(s8, false, H, H, rd + 2 * H, GH));
+    } else {
+      out.push_back(kernels::qpack_b(s8, false, H, GH, rd, GH));
+    }
+  }
+  return out;
+}
+
+int8::PackedWeights packed(const Tensor& t, std::vector<kernels::QPackedB> mats) {
+  int8::PackedWeights p;
+  p.source = t.raw();
+  p.dtype = t.dtype();
+  p.shape = t.shape();
+  p.mats = std::move(mats);
+  return p;
+}
+
+struct State {
+  int8::PackedWeights w, r;  // empty mats: not prepared
+};
+
+// Packs constant W and R of the shapes run expects; anything else is left
+// to run, which reports it.
+std::shared_ptr<const void> prepare(const PrepareContext& pc, Cell cell) {
+  try {
+    const Attrs at = rnn::read_attrs(pc.node, cell, pc.opset, false);
+    const Tensor* W = pc.constants.size() > 1 ? pc.constants[1] : nullptr;
+    const Tensor* R = pc.constants.size() > 2 ? pc.constants[2] : nullptr;
+    const int64_t G = rnn::gates_of(cell);
+    auto st = std::make_shared<State>();
+    if (R && is_8bit(R->dtype()) && R->rank() == 3 && R->dim(0) == at.dirs &&
+        R->dim(2) == G * hidden_of(at, *R))
+      st->r = packed(*R, pack_recurrent_weights(*R, cell, at.linear_before_reset));
+    if (W && is_8bit(W->dtype()) && W->rank() == 3 && W->dim(0) == at.dirs && W->dim(2) % G == 0) {
+      std::vector<kernels::QPackedB> mats;
+      mats.push_back(pack_input_weights(*W));
+      st->w = packed(*W, std::move(mats));
+    }
+    if (st->w.mats.empty() && st->r.mats.empty()) return nullptr;
+    return st;
+  } catch (const Error&) {
+    return nullptr;  // run reports the problem
+  }
+}
+
+// ---- dynamic quantization of activations ----
+
+// Quantizes rows x K floats at `a` to u8 codes at `q`, per tensor, as
+// DynamicQuantizeLinear would; the range comes from the rows r with
+// in_range == nullptr or (*in_range)[r] (the others count as zeros, which
+// the range holds anyway), every row is quantized. Returns the parameters;
+// a NaN or Inf in the range is an Error naming the node.
+QuantParams quantize_rows(const ir::Node& node, const char* what, const float* a, int64_t rows,
+                          int64_t K, const std::vector<char>* in_range, uint8_t* q) {
+  float lo = 0.0f, hi = 0.0f;  // the range is widened to contain 0 anyway
+  float poison = 0.0f;         // x * 0 is NaN for a NaN or an Inf x
+  for (int64_t r = 0; r < rows; ++r) {
+    if (in_range && !(*in_range)[sz(r)]) continue;
+    const float* x = a + r * K;
+    for (int64_t k = 0; k < K; ++k) {
+      lo = x[k] < lo ? x[k] : lo;
+      hi = x[k] > hi ? x[k] : hi;
+      poison += x[k] * 0.0f;
+    }
+  }
+  if (poison != 0.0f)
+    throw Error(Errc::kInvalidArgument, node.describe(), std::string(what) + " holds NaN or Inf",
+                "finite values to quantize");
+  const QuantParams p = choose_params(QuantSpec{}, lo, hi, what);
+  if (rows * K > 0)
+    kernels::kernels().quantize_u8(a, rows * K, p.scale[0], p.zero_point[0], 0, 255, q);
+  return p;
+}
+
+// H_{t-1} (or r . H_{t-1}) x R on the int8 GEMM, quantized per step.
+class QuantProduct : public rnn::StepProduct {
+ public:
+  QuantProduct(const ir::Node& node, int64_t d, const kernels::QPackedB* r0,
+               const kernels::QPackedB* r1, const Columns& cols, int64_t H, int64_t GH)
+      : node_(node), d_(d), r_{r0, r1}, cols_(cols), H_(H), GH_(GH) {}
+
+  void multiply(int mat, int64_t batch, const float* a, const std::vector<char>& rows, float* c,
+                int64_t ldc, bool accumulate, ThreadPool* pool) override {
+    const kernels::QPackedB& m = *r_[mat];
+    const int64_t N = m.N(), col0 = d_ * GH_ + (mat == 0 ? 0 : 2 * H_);
+    if (batch == 0 || N == 0) return;
+    codes_.resize(sz(batch * H_));
+    const QuantParams p = quantize_rows(node_, mat == 0 ? "hidden state" : "r . hidden state", a,
+                                        batch, H_, &rows, codes_.data());
+    scale_.resize(sz(N));
+    for (int64_t n = 0; n < N; ++n) scale_[sz(n)] = p.scale[0] * cols_.scale[sz(col0 + n)];
+    if (accumulate) out_.resize(sz(batch * N));
+    kernels::QGemmArgs g;
+    g.M = batch;
+    g.A = codes_.data();
+    g.lda = H_;
+    g.a_signed = false;
+    g.a_zp = p.zero_point[0];
+    g.B = &m;
+    g.b_zp = cols_.zero_point.data() + col0;
+    g.out = kernels::QOutput::kF32;
+    g.scale = scale_.data();
+    g.C = accumulate ? out_.data() : c;
+    g.ldc = accumulate ? N : ldc;
+    kernels::qgemm(g, pool);
+    if (!accumulate) return;
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* s = out_.data() + b * N;
+      float* dst = c + b * ldc;
+      for (int64_t n = 0; n < N; ++n) dst[n] += s[n];
+    }
+  }
+
+ private:
+  const ir::Node& node_;
+  int64_t d_;
+  const kernels::QPackedB* r_[2];
+  const Columns& cols_;
+  int64_t H_, GH_;
+  std::vector<uint8_t> codes_;
+  std::vector<float> scale_, out_;
+};
+
+// ---- run ----
+
+void run(OpContext& ctx, Cell cell) {
+  const ir::Node& node = ctx.node();
+  const Attrs at = rnn::read_attrs(node, cell, ctx.opset(), false);
+  const Tensor& X = ctx.input(0);
+  const Tensor& W = ctx.input(1);
+  const Tensor& R = ctx.input(2);
+  rnn::check_x(node, X, at);
+  if (R.rank() != 3)  // before its hidden size is read
+    throw Error(Errc::kShapeMismatch, node.describe(), "input R has shape " + shape_str(R.shape()),
+                "[num_directions, hidden_size, G*hidden_size]");
+  const int64_t H = hidden_of(at, R);
+  check_weights(node, at, W, R, X.dim(2), H);
+  const int64_t dirs = at.dirs, GH = rnn::gates_of(cell) * H;
+  const ParamInputs pi = param_inputs(cell);
+  const Columns wc = read_columns(ctx, pi.w_scale, pi.w_zero_point, "W", W, dirs, GH);
+  const Columns rc_cols = read_columns(ctx, pi.r_scale, pi.r_zero_point, "R", R, dirs, GH);
+  const Recurrence rc = rnn::make_recurrence(ctx, at, H);
+  ThreadPool* pool = ctx.pool();
+
+  // Prepacked weights if prepare made them from these very tensors, else pack now.
+  const auto* st = static_cast<const State*>(ctx.state());
+  kernels::QPackedB w_local;
+  const kernels::QPackedB* wp = nullptr;
+  if (st && !st->w.mats.empty() && st->w.matches(W)) {
+    wp = &st->w.mats[0];
+  } else {
+    w_local = pack_input_weights(W);
+    wp = &w_local;
+  }
+  std::vector<kernels::QPackedB> r_local;
+  const std::vector<kernels::QPackedB>* rp = nullptr;
+  if (st && !st->r.mats.empty() && st->r.matches(R)) {
+    rp = &st->r.mats;
+  } else {
+    r_local = pack_recurrent_weights(R, cell, at.linear_before_reset);
+    rp = &r_local;
+  }
+
+  // The input projection of every step any sequence reaches and of every
+  // direction: X quantized once, one GEMM, bias in the epilogue.
+  const int64_t rows = rc.max_len * rc.batch, N = dirs * GH;
+  std::unique_ptr<float[]> xproj(new float[sz(std::max<int64_t>(rc.seq * rc.batch * N, 1))]);
+  if (rows > 0 && N > 0) {
+    std::vector<uint8_t> xq(sz(rnn::checked_mul(node, {rows, rc.input})));
+    const QuantParams xp = quantize_rows(node, "input X", rc.X, rows, rc.input, nullptr, xq.data());
+    std::vector<float> scale(sz(N));
+    for (int64_t n = 0; n < N; ++n) scale[sz(n)] = xp.scale[0] * wc.scale[sz(n)];
+    kernels::QGemmArgs g;
+    g.M = rows;
+    g.A = xq.data();
+    g.lda = rc.input;
+    g.a_signed = false;
+    g.a_zp = xp.zero_point[0];
+    g.B = wp;
+    g.b_zp = wc.zero_point.data();
+    g.out = kernels::QOutput::kF32;
+    g.scale = scale.data();
+    g.fbias = rc.bias.data();
+    g.C = xproj.get();
+    g.ldc = N;
+    kernels::qgemm(g, pool);
+  }
+
+  const size_t per = cell == Cell::kGru && !at.linear_before_reset ? 2 : 1;
+  std::vector<QuantProduct> products;
+  products.reserve(sz(dirs));
+  for (int64_t d = 0; d < dirs; ++d)
+    products.emplace_back(node, d, &(*rp)[sz(d) * per],
+                          per == 2 ? &(*rp)[sz(d) * per + 1] : nullptr, rc_cols, H, GH);
+  std::vector<rnn::StepProduct*> ptrs;
+  for (auto& p : products) ptrs.push_back(&p);
+  rnn::run_directions(rc, xproj.get(), ptrs, pool);
+}
+
+// Why a node can't run here (types only; shapes are run's to check).
+std::string check(const InferContext& c, Cell cell) {
+  auto type = [&](int i) { return c.has_input(i) ? c.input(i).dtype : std::nullopt; };
+  for (int i : {1, 2})
+    if (auto t = type(i); t && !is_8bit(*t))
+      return "input " + std::to_string(i) + " is " + std::string(dtype_name(*t)) + "; " +
+             c.node().op_type + " takes u8 or s8 weights";
+  // X, B, initial_h (and initial_c, P).
+  const std::vector<int> floats =
+      cell == Cell::kLstm ? std::vector<int>{0, 3, 5, 6, 7} : std::vector<int>{0, 3, 5};
+  for (int i : floats)
+    if (auto t = type(i); t && *t != DType::kF32)
+      return "input " + std::to_string(i) + " is " + std::string(dtype_name(*t)) +
+             "; qforge runs " + c.node().op_type + " on f32 activations only";
+  return {};
+}
+
+}  // namespace
+
+void register_quant_rnn_ops(OpRegistry& r) {
+  r.add({.domain = "com.microsoft",
+         .op_type = "DynamicQuantizeLSTM",
+         .min_opset = 1,
+         .max_opset = 1,
+         .infer = [](InferContext& c) { rnn::infer(c, Cell::kLstm, false, true); },
+         .check = [](const InferContext& c) { return check(c, Cell::kLstm); },
+         .prepare = [](const PrepareContext& pc) { return prepare(pc, Cell::kLstm); },
+         .run = [](OpContext& c) { run(c, Cell::kLstm); }});
+  r.add({.domain = kQforgeDomain,
+         .op_type = "DynamicQuantizeGRU",
+         .min_opset = 1,
+         .max_opset = 1,
+         .infer = [](InferContext& c) { rnn::infer(c, Cell::kGru, false, true); },
+         .check = [](const InferContext& c) { return check(c, Cell::kGru); },
+         .prepare = [](const PrepareContext& pc) { return prepare(pc, Cell::kGru); },
+         .run = [](OpContext& c) { run(c, Cell::kGru); }});
+}
+
+}  // namespace qforge::ops
