@@ -155,6 +155,9 @@ Model parse_model(const std::string& bytes, const std::string& subject = "model"
 
 struct SaveOptions {
   bool run_checker = true;  // the ONNX checker (for the opsets it knows)
+  // The main graph's value_info (types and shapes of intermediate values).
+  // Readers infer them again; without them a small model's file is smaller.
+  bool value_info = true;
 };
 // Writes the model as ONNX, through a temporary file and a rename.
 void save_model(const Model& model, const std::string& path, const SaveOptions& options = {});

@@ -112,6 +112,7 @@ std::string serialize_model(const Model& m, const SaveOptions& options) {
     o->set_version(v);
   }
   graph_to_proto(m.graph, mp.mutable_graph());
+  if (!options.value_info) mp.mutable_graph()->clear_value_info();
   if (options.run_checker && m.opset("") <= kCheckerMaxOpset && m.ir_version <= kCheckerMaxIr) {
     try {
       onnx::checker::check_model(mp);

@@ -45,3 +45,13 @@ void check_model(const std::string& name, float tol) {
 TEST(BundledModels, FashionCnnMatchesPyTorch) { check_model("fashion_cnn", 1e-4f); }
 TEST(BundledModels, MobileNetDepthwiseMatchesPyTorch) { check_model("mobilenet_dw", 1e-4f); }
 TEST(BundledModels, TransformerMatchesPyTorch) { check_model("transformer4", 1e-4f); }
+
+// The Fashion-MNIST reference models (models/fmnist, trained by
+// scripts/train_fashion.py): qforge's float logits against PyTorch's on 8
+// test images, and qforge's top-1 over all 10k test images against the
+// accuracy PyTorch measured (models/fmnist/pytorch_results.json).
+TEST(FashionModels, MlpMatchesPyTorch) { check_model("fmnist/mlp", 1e-4f); }
+TEST(FashionModels, CnnBnMatchesPyTorch) { check_model("fmnist/cnn_bn", 1e-4f); }
+TEST(FashionModels, DepthwiseSeparableMatchesPyTorch) { check_model("fmnist/dwsep_cnn", 1e-4f); }
+TEST(FashionModels, LstmMatchesPyTorch) { check_model("fmnist/lstm", 1e-4f); }
+TEST(FashionModels, VitMatchesPyTorch) { check_model("fmnist/vit", 1e-4f); }

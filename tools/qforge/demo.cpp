@@ -38,7 +38,9 @@ std::string quantize_to(const ir::Model& model, QuantConfig c, CalibrationDataRe
     const ir::Model q = quantize_model(model, c, calib, &rep, [&](const CalibrationProgress& p) {
       bar.update(p.batches, p.total_batches, p.seconds, p.samples);
     });
-    ir::save_model(q, path);
+    ir::SaveOptions save;
+    save.value_info = false;  // as qforge quantize writes it
+    ir::save_model(q, path, save);
   }
   std::printf("%-8s %d node(s) quantized, %d kept float; weights %s -> %s; wrote %s\n", quant_mode_name(c.mode),
               rep.quantized, rep.kept_float, human_bytes(rep.bytes_before).c_str(),

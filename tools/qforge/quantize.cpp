@@ -151,7 +151,11 @@ int quantize_cmd(const Options& o, CLI::App& sub) {
                          },
                          total);
   }
-  ir::save_model(out, o.output);
+  // Without the intermediate values' types and shapes (readers infer them
+  // again): on small models they are a large part of the file.
+  ir::SaveOptions save;
+  save.value_info = false;
+  ir::save_model(out, o.output, save);
   if (!o.quiet) print_summary(report, c, o.output);
   return 0;
 }
