@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kernels.h"
 #include "kernels/qgemm.h"
 #include "ops/families.h"
 #include "ops/op_util.h"
@@ -121,7 +122,7 @@ float float_at(const Tensor& t, int64_t i) {
 
 std::vector<float> floats_of(const Tensor& t) {
   std::vector<float> v(sz(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[sz(i)] = float_at(t, i);
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) v[sz(i)] = float_at(t, i);
   return v;
 }
 
@@ -418,6 +419,17 @@ void quantize_linear_run(OpContext& ctx) {
             "y_scale[" + std::to_string(i) + "] is " + std::to_string(p.scale[i]),
             "finite, non-zero scales (x / y_scale must be defined)");
   const auto qmin = static_cast<int32_t>(dtype_min(out)), qmax = static_cast<int32_t>(dtype_max(out));
+  if (x.dtype() == DType::kF32 && p.scale.size() == 1 && p.scale_type == DType::kF32 &&
+      (out == DType::kU8 || out == DType::kI8)) {
+    // The common case on the SIMD kernel: the same round(x / scale) + zp.
+    Tensor& y = ctx.output(0, out, x.shape());
+    const auto& k = kernels::kernels();
+    if (out == DType::kU8)
+      k.quantize_u8(x.data<float>(), x.numel(), p.scale[0], p.zero_point[0], qmin, qmax, y.data<uint8_t>());
+    else
+      k.quantize_i8(x.data<float>(), x.numel(), p.scale[0], p.zero_point[0], qmin, qmax, y.data<int8_t>());
+    return;
+  }
   std::vector<int32_t> codes(sz(x.numel()));
   const int32_t* xi = x.dtype() == DType::kI32 ? x.data<int32_t>() : nullptr;
   const auto l = detail::layout_of(x.shape(), p.axis, p.block);
@@ -477,6 +489,19 @@ void dequantize_linear_run(OpContext& ctx) {
               "x_zero_point[" + std::to_string(i) + "] is " + std::to_string(p.zero_point[i]) +
                   " for int32 x",
               "0: int32 inputs have no zero point");
+  if ((x.dtype() == DType::kU8 || x.dtype() == DType::kI8) && p.scale.size() == 1 &&
+      p.scale_type == DType::kF32) {
+    // Per tensor, 8-bit: the 256 possible results, then one load per element.
+    float table[256];
+    const bool is_signed = x.dtype() == DType::kI8;
+    for (int b = 0; b < 256; ++b)
+      table[b] = dequantize_value(is_signed ? static_cast<int8_t>(b) : b, p.scale[0], p.zero_point[0]);
+    const auto* in = static_cast<const uint8_t*>(x.raw());
+    float* out = ctx.output(0, DType::kF32, x.shape()).data<float>();
+    const int64_t n = x.numel();  // (not in the loop condition: numel() multiplies the dims)
+    for (int64_t i = 0; i < n; ++i) out[i] = table[in[i]];
+    return;
+  }
   const std::vector<int32_t> codes = codes_of(x);
   std::vector<float> y(codes.size());
   const auto l = detail::layout_of(x.shape(), p.axis, p.block);
@@ -1229,9 +1254,52 @@ void qlinear_binary_run(OpContext& ctx, bool mul) {
   const int32_t cz = single_zero_point(ctx, 7, "C_zero_point", a.dtype(), "A");
   const auto qmin = static_cast<int32_t>(dtype_min(a.dtype())), qmax = static_cast<int32_t>(dtype_max(a.dtype()));
   const Shape out = broadcast_shapes(a.shape(), b.shape(), node);
+  const float ab = as * bs;
+  // An input whose shape, less leading 1s, is the output's trailing dims
+  // (the same shape; a bias [N] of [B, T, N]; a scalar) is read at i % its size.
+  auto trailing = [&](const Shape& in) {
+    size_t lead = 0;
+    while (lead < in.size() && in[lead] == 1) ++lead;
+    const size_t k = in.size() - lead;
+    return k <= out.size() && std::equal(in.begin() + static_cast<std::ptrdiff_t>(lead), in.end(),
+                                         out.end() - static_cast<std::ptrdiff_t>(k));
+  };
+  if (trailing(a.shape()) && trailing(b.shape())) {
+    // Residual connections and biases: the same float32 arithmetic per
+    // element, on bytes, without the broadcasting machinery.
+    Tensor& y = ctx.output(0, a.dtype(), out);
+    const auto* pa = static_cast<const uint8_t*>(a.raw());
+    const auto* pb = static_cast<const uint8_t*>(b.raw());
+    const bool is_signed = a.dtype() == DType::kI8;
+    int32_t code[256];
+    float da[256], db[256];
+    for (int v = 0; v < 256; ++v) {
+      code[v] = is_signed ? static_cast<int8_t>(v) : v;
+      da[v] = dequantize_value(code[v], as, az);
+      db[v] = dequantize_value(code[v], bs, bz);
+    }
+    auto* py = static_cast<uint8_t*>(y.raw());
+    const int64_t n = y.numel(), na = a.numel(), nb = b.numel();
+    if (n == 0) return;
+    // Results in float, a chunk at a time, then quantized by the SIMD kernel
+    // (round(v / C_scale) + C_zp, as quantize_value).
+    const auto& k = kernels::kernels();
+    constexpr int64_t kChunk = 1024;
+    float v[kChunk];
+    for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+      const int64_t len = std::min(kChunk, n - c0);
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t i = c0 + j;
+        const uint8_t xa = pa[na == n ? i : i % na], xb = pb[nb == n ? i : i % nb];
+        v[j] = mul ? static_cast<float>((code[xa] - az) * (code[xb] - bz)) * ab : da[xa] + db[xb];
+      }
+      if (is_signed) k.quantize_i8(v, len, cs, cz, qmin, qmax, reinterpret_cast<int8_t*>(py + c0));
+      else k.quantize_u8(v, len, cs, cz, qmin, qmax, py + c0);
+    }
+    return;
+  }
   const std::vector<int32_t> A = codes_of(a), B = codes_of(b);
   Tensor& y = ctx.output(0, a.dtype(), out);
-  const float ab = as * bs;
   for_each_broadcast(out, {broadcast_strides(a.shape(), out), broadcast_strides(b.shape(), out)},
                      [&](int64_t i, const std::vector<int64_t>& off) {
                        const int32_t qa = A[sz(off[0])], qb = B[sz(off[1])];

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <random>
+
 #include <gtest/gtest.h>
 
 #include "qforge/error.h"
@@ -794,6 +796,44 @@ TEST(OpsQuant, MicrosoftQLinearMul) {
                        {vi(DType::kI8, ir::SymShape{ir::Dim::sym("b"), 1}), std::nullopt, std::nullopt,
                         vi(DType::kI8, ir::SymShape{4}), std::nullopt, std::nullopt, std::nullopt, std::nullopt});
   EXPECT_EQ(*o[0].shape, (ir::SymShape{ir::Dim::sym("b"), 4}));
+}
+
+// QLinearAdd / QLinearMul on whole tensors (a residual connection: same
+// shapes; a bias: [N] against [B, T, N]; a scalar) take a byte-wise path;
+// each element must be the ContribOperators.md formula, evaluated here one
+// element at a time with quantize_value (round half to even, saturate).
+TEST(OpsQuant, MicrosoftQLinearAddMulWholeTensorsFollowTheFormula) {
+  std::mt19937 rng(7);
+  for (bool mul : {false, true})
+    for (bool is_signed : {false, true})
+      for (const Shape& bshape : {Shape{3, 5, 40}, Shape{40}, Shape{1, 1, 40}, Shape{}}) {
+        const Shape ashape{3, 5, 40};
+        auto codes = [&](const Shape& sh) {
+          Tensor t(is_signed ? DType::kI8 : DType::kU8, sh);
+          for (int64_t i = 0; i < t.numel(); ++i) static_cast<uint8_t*>(t.raw())[i] = static_cast<uint8_t>(rng());
+          return t;
+        };
+        const Tensor a = codes(ashape), b = codes(bshape);
+        const float as = 0.037f, bs = 0.021f, cs = mul ? 0.05f : 0.045f;
+        const int32_t az = is_signed ? -3 : 120, bz = is_signed ? 5 : 131, cz = is_signed ? 2 : 125;
+        auto zp = [&](int32_t z) {
+          return is_signed ? I8({}, {static_cast<int8_t>(z)}) : U8({}, {static_cast<uint8_t>(z)});
+        };
+        const Tensor c = run1(kMs, mul ? "QLinearMul" : "QLinearAdd", 1,
+                              {a, Fs(as), zp(az), b, Fs(bs), zp(bz), Fs(cs), zp(cz)});
+        ASSERT_EQ(c.shape(), ashape);
+        const int32_t qmin = is_signed ? -128 : 0, qmax = is_signed ? 127 : 255;
+        auto code = [&](const Tensor& t, int64_t i) {
+          return is_signed ? static_cast<int32_t>(t.data<int8_t>()[i]) : static_cast<int32_t>(t.data<uint8_t>()[i]);
+        };
+        for (int64_t i = 0; i < c.numel(); ++i) {
+          const int32_t qa = code(a, i), qb = code(b, i % std::max<int64_t>(1, b.numel()));
+          const float v = mul ? static_cast<float>((qa - az) * (qb - bz)) * (as * bs)
+                              : dequantize_value(qa, as, az) + dequantize_value(qb, bs, bz);
+          ASSERT_EQ(code(c, i), quantize_value(v, cs, cz, qmin, qmax))
+              << (mul ? "Mul" : "Add") << (is_signed ? " s8" : " u8") << " b " << shape_str(bshape) << " at " << i;
+        }
+      }
 }
 
 // ContribOperators.md: QLinearSigmoid f(x) = quantize(Sigmoid(dequantize(x))),

@@ -20,7 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Options {
-  std::string model = std::string(QFORGE_MODELS_DIR) + "/fashion_cnn.onnx";
+  std::string model = std::string(QFORGE_MODELS_DIR) + "/fmnist/cnn_bn.onnx";
   std::string data = "/usr/share/datasets/fashion-mnist";
   std::string out = "qforge-demo";
   int64_t test_samples = 0;  // 0: all 10k
