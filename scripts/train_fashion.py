@@ -28,13 +28,20 @@ models/fmnist/ gets
 
 and models/fmnist/pytorch_results.json holds, per model: the float top-1
 accuracy on the 10k test images; the accuracy after PyTorch's dynamic PTQ
-(quantize_dynamic over nn.Linear and nn.LSTM, qint8) and after eager-mode
-static PTQ (fused modules, get_default_qconfig(engine), calibrated on the
-first 1024 training images) with the 'onednn' and the 'qnnpack' engines;
-file and state_dict sizes; latency at batch 1 and 32 (median of 20 warm
-runs, one thread); and notes saying exactly what each mode quantized.
+(quantize_dynamic over nn.Linear and nn.LSTM, qint8; Conv stays float) and
+after eager-mode static PTQ (fused Conv-BN-ReLU / Linear-ReLU,
+get_default_qconfig(engine), calibrated on the first 1024 training images)
+with the 'onednn' and the 'qnnpack' engines; the ONNX file size and the
+torch.save'd state_dict size of each; latency at batch 1 and 32 (median of
+20 warm runs on one thread, the variants taking turns so that other load on
+the machine hits them alike); and notes saying exactly what each mode
+quantized. The lstm also gets "static_lstm_float" (only its final Linear
+static int8) next to "static" (nn.LSTM quantized too, through PyTorch's
+default eager custom-module path, nn.quantizable.LSTM -> nn.quantized.LSTM).
 
-Seeded (torch.manual_seed(0) before each model), two threads for training.
+Training: Adam with a one-cycle learning-rate schedule, batch 128, two
+threads, torch.manual_seed(0) before each model, so reruns give the same
+weights. About 13 minutes on two cores (cnn_bn and dwsep_cnn take most).
 
 Run: scripts/setup.sh --peers && /usr/bin/python3 scripts/train_fashion.py
      [--models mlp,cnn_bn,...]  (only those; others' results are kept)
@@ -61,7 +68,8 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torch.ao.quantization as tq  # noqa: E402
 
-OUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "fmnist"))
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+OUT = os.path.join(ROOT, "models", "fmnist")
 FMNIST = "/usr/share/datasets/fashion-mnist"
 BATCH = 128
 CALIB_IMAGES = 1024
