@@ -63,9 +63,14 @@ void print_summary(const QuantizeReport& r, const QuantConfig& c, const std::str
     std::printf("\nspeed check, batch %lld (median ms of warm runs; int8 includes its own quantize/dequantize):\n",
                 static_cast<long long>(c.speed_check_batch));
     std::printf("  %-32s %-14s %10s %10s  %s\n", "node", "op", "int8", "float", "kept");
-    for (const SpeedDecision& s : r.speed)
+    for (const SpeedDecision& s : r.speed) {
+      // A node the check kept may still end float: its input no longer is quantized.
+      bool is_float = s.kept_float;
+      for (const NodeDecision& d : r.nodes)
+        if (d.node == s.node) is_float = d.mode == QuantMode::kFloat;
       std::printf("  %-32s %-14s %10.4f %10.4f  %s\n", s.node.c_str(), s.op_type.c_str(), s.int_ms, s.float_ms,
-                  s.kept_float ? "float" : "int8");
+                  s.kept_float ? "float" : is_float ? "float (its input is float)" : "int8");
+    }
   }
   const double ratio = r.bytes_after > 0 ? static_cast<double>(r.bytes_before) / static_cast<double>(r.bytes_after) : 0;
   std::printf("\nweights: %s -> %s (%.2fx smaller)\nwrote %s\n", human_bytes(r.bytes_before).c_str(),
