@@ -33,37 +33,7 @@ ir::Attribute strings_attr(std::vector<std::string> v) {
   return a;
 }
 
-// One node; `inputs` become graph inputs (or initializers when listed in
-// `constants`), the node's non-empty outputs the graph outputs.
-struct OneNode {
-  ir::Node node;
-  std::vector<std::pair<std::string, Tensor>> inputs;
-  std::vector<std::string> constants;
-  int64_t opset = 14;
-
-  std::vector<Tensor> run(int threads = 1) const {
-    ir::Model m;
-    m.opsets[""] = opset;
-    m.graph.name = "g";
-    Session::NamedTensors feed;
-    for (const auto& [n, t] : inputs) {
-      if (std::find(constants.begin(), constants.end(), n) != constants.end()) {
-        m.graph.initializers[n] = t;
-        continue;
-      }
-      m.graph.inputs.push_back(n);
-      m.graph.values[n] = ir::ValueInfo{t.dtype(), ir::to_sym(t.shape())};
-      feed.emplace_back(n, t);
-    }
-    for (const std::string& o : node.outputs)
-      if (!o.empty()) m.graph.outputs.push_back(o);
-    m.graph.nodes.push_back(node);
-    SessionOptions so;
-    so.threads = threads;
-    Session s(std::move(m), so);
-    return s.run(feed);
-  }
-};
+using test::OneNode;
 
 // ---- the reference: the spec's equations, in double ----
 

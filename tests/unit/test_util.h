@@ -3,7 +3,9 @@
 
 #include <stdlib.h>  // mkdtemp
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -14,6 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "qforge/error.h"
+#include "qforge/ir.h"
+#include "qforge/session.h"
 #include "qforge/tensor.h"
 
 namespace qforge::test {
@@ -71,6 +75,39 @@ void expect_error(F&& fn, const std::string& needle) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
   }
 }
+
+// One node in a model of its own: `inputs` become graph inputs, or
+// initializers when named in `constants`; the node's non-empty outputs are
+// the graph's. run() runs it on `threads` threads.
+struct OneNode {
+  ir::Node node;
+  std::vector<std::pair<std::string, Tensor>> inputs;
+  std::vector<std::string> constants;
+  std::map<std::string, int64_t> opsets{{"", 17}, {"com.microsoft", 1}, {"ai.qforge", 1}};
+
+  std::vector<Tensor> run(int threads = 1) const {
+    ir::Model m;
+    m.opsets = opsets;
+    m.graph.name = "g";
+    Session::NamedTensors feed;
+    for (const auto& [n, t] : inputs) {
+      if (std::find(constants.begin(), constants.end(), n) != constants.end()) {
+        m.graph.initializers[n] = t;
+        continue;
+      }
+      m.graph.inputs.push_back(n);
+      m.graph.values[n] = ir::ValueInfo{t.dtype(), ir::to_sym(t.shape())};
+      feed.emplace_back(n, t);
+    }
+    for (const std::string& o : node.outputs)
+      if (!o.empty()) m.graph.outputs.push_back(o);
+    m.graph.nodes.push_back(node);
+    SessionOptions so;
+    so.threads = threads;
+    Session s(std::move(m), so);
+    return s.run(feed);
+  }
+};
 
 // A fixture with a fresh temporary directory per test (dir_), removed with
 // everything in it afterwards.
