@@ -75,6 +75,36 @@ TEST(SpeedCheck, StaticKeepsTheCalibratedRangesWhenItRequantizes) {
   for (int64_t i = 0; i < want.numel(); ++i) EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], 0.3) << i;
 }
 
+// A model whose inputs can't be made up from a batch size (a symbolic
+// sequence length): the check is skipped with a note, the model still quantized.
+TEST(SpeedCheck, SkippedWithANoteWhenInputsCantBeMadeUp) {
+  ir::Model m;
+  m.graph.name = "g";
+  m.graph.inputs = {"x"};
+  m.graph.values["x"] = ir::ValueInfo{DType::kF32, std::vector<ir::Dim>{ir::Dim::sym("batch"), ir::Dim::sym("seq"), 8}, {}};
+  Tensor w(DType::kF32, {8, 4});
+  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = 0.1f * static_cast<float>(i % 7) - 0.3f;
+  m.graph.initializers["W"] = w;
+  ir::Node mm;
+  mm.name = "mm";
+  mm.op_type = "MatMul";
+  mm.inputs = {"x", "W"};
+  mm.outputs = {"y"};
+  m.graph.nodes = {mm};
+  m.graph.outputs = {"y"};
+  ir::infer_shapes(m);
+  QuantConfig c;
+  c.mode = QuantMode::kDynamic;
+  c.speed_check = true;
+  QuantizeReport rep;
+  quantize_model(m, c, nullptr, &rep);
+  EXPECT_EQ(rep.quantized, 1);
+  EXPECT_TRUE(rep.speed.empty());
+  bool noted = false;
+  for (const auto& n : rep.notes) noted = noted || n.find("speed check skipped") != std::string::npos;
+  EXPECT_TRUE(noted);
+}
+
 TEST(SpeedCheck, ConfigKeysAndBadBatch) {
   const QuantConfig c = QuantConfig::from_json(R"({"speed_check": true, "speed_check_batch": 8})");
   EXPECT_TRUE(c.speed_check);
