@@ -18,11 +18,8 @@ namespace qforge {
 namespace {
 
 Tensor random_tensor(Shape shape, uint32_t seed, float lo, float hi) {
-  Tensor t(DType::kF32, std::move(shape));
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
-  return t;
+  const auto n = static_cast<size_t>(shape_numel(shape));
+  return test::f32_tensor(std::move(shape), test::random_floats(n, lo, hi, seed));
 }
 
 ir::Node node(const std::string& op, std::vector<std::string> in, const std::string& out) {
