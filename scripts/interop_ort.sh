@@ -80,6 +80,10 @@ run_case mobilenet_dw_dynamic mobilenet_dw 1 --mode dynamic
 # differ by one; four LayerNormalizations later that is a few output steps.
 run_case transformer4_static_qdq transformer4 4 --calib models/transformer4.input.npy
 run_case transformer4_dynamic transformer4 4 --mode dynamic
+# ConvTranspose (int32 bias, per-channel weights on axis 1), nearest Resize on
+# the integers, and Softmax over channels (ORT's QLinearSoftmax assumes an
+# output range of [0, 1) in steps of 1/256, which --target onnxruntime sets).
+run_case upsample_seg_static_qdq upsample_seg 1 --calib "$fashion" --calib-samples 64
 
 QFORGE_INTEROP_DIR="$out" build/tests/qforge_unit_tests --gtest_filter='Interop.*'
 
@@ -87,7 +91,7 @@ if [[ $update -eq 1 ]]; then
   golden=tests/data/interop
   rm -rf "$golden"
   mkdir -p "$golden"
-  grep -E '^#|^(fashion_cnn_static_qdq|fashion_cnn_static_qop_s8|fashion_cnn_dynamic|mobilenet_dw_static_qdq) ' \
+  grep -E '^#|^(fashion_cnn_static_qdq|fashion_cnn_static_qop_s8|fashion_cnn_dynamic|mobilenet_dw_static_qdq|upsample_seg_static_qdq) ' \
     "$manifest" >"$golden/manifest.txt"
   while read -r name _; do
     [[ "$name" == "#" ]] && continue

@@ -8,11 +8,15 @@
                         weights), input f32[N,3,96,96]
   transformer4.onnx     a 4-layer Transformer encoder, d=256, 4 heads, ff=1024
                         (random weights), input i64[N,64] token ids
+  upsample_seg.onnx     a small segmentation-style network (random weights):
+                        strided Conv, ConvTranspose, nearest Upsample, a 1x1
+                        Conv and Softmax over the channels; input f32[N,1,28,28]
 
 Next to each model, <name>.input.npy and <name>.output.npy hold an input
 (batch 2) and PyTorch's output for it: qforge's tests compare with them.
 
-Run: scripts/setup.sh --peers && /usr/bin/python3 scripts/make_models.py
+Run: scripts/setup.sh --peers && /usr/bin/python3 scripts/make_models.py [NAME...]
+(no names: all of them)
 """
 import gzip
 import math
@@ -117,6 +121,19 @@ class Transformer(nn.Module):
         return self.head(x.mean(dim=1))
 
 
+class UpsampleSeg(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+        self.head = nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        y = F.relu(self.up(F.relu(self.down(x))))
+        y = F.interpolate(y, scale_factor=2, mode="nearest")
+        return torch.softmax(self.head(y), dim=1)
+
+
 def train_fashion(model):
     x = read_idx(f"{FMNIST}/train-images-idx3-ubyte.gz").astype(np.float32) / 255.0
     y = read_idx(f"{FMNIST}/train-labels-idx1-ubyte.gz").astype(np.int64)
@@ -156,21 +173,30 @@ def export(model, example, name, input_name, dynamic):
 
 def main():
     os.makedirs(ROOT, exist_ok=True)
-    cnn = FashionCNN()
-    train_fashion(cnn)
-    xs = read_idx(f"{FMNIST}/t10k-images-idx3-ubyte.gz")[:2].astype(np.float32) / 255.0
-    export(cnn, torch.from_numpy(xs).unsqueeze(1).contiguous(), "fashion_cnn", "image", True)
+    want = set(sys.argv[1:]) or {"fashion_cnn", "mobilenet_dw", "transformer4", "upsample_seg"}
+    if "fashion_cnn" in want:
+        cnn = FashionCNN()
+        train_fashion(cnn)
+        xs = read_idx(f"{FMNIST}/t10k-images-idx3-ubyte.gz")[:2].astype(np.float32) / 255.0
+        export(cnn, torch.from_numpy(xs).unsqueeze(1).contiguous(), "fashion_cnn", "image", True)
 
-    mb = MobileNetDW()
-    with torch.no_grad():  # give BatchNorm non-trivial statistics
-        for m in mb.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    export(mb, torch.randn(2, 3, 96, 96), "mobilenet_dw", "image", True)
+    if "mobilenet_dw" in want:
+        mb = MobileNetDW()
+        with torch.no_grad():  # give BatchNorm non-trivial statistics
+            for m in mb.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.1, 0.1)
+                    m.running_var.uniform_(0.5, 1.5)
+        export(mb, torch.randn(2, 3, 96, 96), "mobilenet_dw", "image", True)
 
-    tr = Transformer()
-    export(tr, torch.randint(0, 1000, (2, 64)), "transformer4", "input_ids", True)
+    if "transformer4" in want:
+        tr = Transformer()
+        export(tr, torch.randint(0, 1000, (2, 64)), "transformer4", "input_ids", True)
+
+    if "upsample_seg" in want:
+        torch.manual_seed(3)
+        xs = read_idx(f"{FMNIST}/t10k-images-idx3-ubyte.gz")[:2].astype(np.float32) / 255.0
+        export(UpsampleSeg(), torch.from_numpy(xs).unsqueeze(1).contiguous(), "upsample_seg", "image", True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 // The neural-network family. This file registers all of it and holds Gemm,
-// MatMul, Softmax / LogSoftmax / Hardmax and the sliding-window geometry
+// MatMul, Softmax / LogSoftmax / Hardmax (and com.microsoft QLinearSoftmax)
+// and the sliding-window geometry
 // shared with nn_conv.cpp (Conv, ConvTranspose) and nn_pool.cpp (MaxPool,
 // AveragePool, global pools); nn_norm.cpp has the normalizations.
 //
@@ -9,11 +10,13 @@
 // chosen at run time from kernels().isa (so QFORGE_ISA=ref tests the
 // baseline code).
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/gemm.h"
 #include "kernels/kernels.h"
@@ -281,6 +284,44 @@ void soft_run(OpContext& ctx) {
                });
     }
   });
+}
+
+// com.microsoft QLinearSoftmax(X, X_scale, X_zero_point, Y_scale,
+// Y_zero_point), attributes axis and opset (the Softmax's opset, which sets
+// the axis semantics): Y = quantize(Softmax(dequantize(X))). One outer block
+// at a time: its codes through a 256-entry table into a float buffer, the
+// float Softmax kernel in place, then quantized on the SIMD kernel; so it
+// equals the DequantizeLinear -> Softmax -> QuantizeLinear group bit for
+// bit, with no float tensor in memory.
+void qlinear_softmax_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  const Q8 xq = read_q8(ctx, 1, 2, x.dtype(), "X");
+  const Q8 yq = read_q8(ctx, 3, 4, ctx.has_input(4) ? ctx.input(4).dtype() : x.dtype(), "Y");
+  const AxisView v = axis_view(x.shape(), node, node.attr_int("opset", 13));
+  Tensor& y = ctx.output(0, yq.type, x.shape());
+  const int64_t block = v.n * v.inner;
+  if (block == 0 || v.outer == 0) return;
+  const std::array<float, 256> table = dequant_table(xq);
+  const auto* px = static_cast<const uint8_t*>(x.raw());
+  auto* py = static_cast<uint8_t*>(y.raw());
+  parallel(ctx.pool(), v.outer, grain_for(block), [&](int64_t b, int64_t e) {
+    std::vector<float> buf(static_cast<size_t>(block));
+    float* f = buf.data();
+    for (int64_t o = b; o < e; ++o) {
+      const uint8_t* xo = px + o * block;
+      for (int64_t i = 0; i < block; ++i) f[i] = table[xo[i]];
+      run_vectorized([&]() NN_LAMBDA {
+        if (v.inner == 1) soft_rows<float, SoftKind::kSoftmax>(f, f, 1, v.n);
+        else soft_cols<float, SoftKind::kSoftmax>(f, f, v.n, v.inner, 0, v.inner);
+      });
+      quantize_q8(f, block, yq, py + o * block);
+    }
+  });
+}
+
+void qlinear_softmax_infer(InferContext& c) {
+  set_output(c, 0, c.has_input(4) ? c.input(4).dtype : c.input(0).dtype, c.input(0).shape);
 }
 
 void hardmax_run(OpContext& ctx) {
@@ -671,6 +712,8 @@ void register_nn_ops(OpRegistry& r) {
          .infer = infer_float_same, .run = soft_run<SoftKind::kSoftmax>});
   r.add({.domain = "", .op_type = "LogSoftmax", .min_opset = 1, .max_opset = 21,
          .infer = infer_float_same, .run = soft_run<SoftKind::kLogSoftmax>});
+  r.add({.domain = "com.microsoft", .op_type = "QLinearSoftmax", .min_opset = 1, .max_opset = 1,
+         .infer = qlinear_softmax_infer, .run = qlinear_softmax_run});
   r.add({.domain = "", .op_type = "Hardmax", .min_opset = 1, .max_opset = 21,
          .infer = infer_float_same, .run = hardmax_run});
   register_nn_conv_ops(r);

@@ -10,12 +10,15 @@
 // ConvTranspose: sgemm (W^T x X) into columns, then col2im adds them into
 // the output, parallel over output channels.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/gemm.h"
+#include "kernels/qgemm.h"
 #include "ops/families.h"
 #include "ops/nn_common.h"
 #include "ops/op_util.h"
+#include "ops/quant_gemm.h"
 #include "qforge/thread_pool.h"
 
 namespace qforge::ops {
@@ -572,15 +575,15 @@ std::shared_ptr<const void> convt_prepare(const PrepareContext& p) {
 
 // Adds columns [Mg * ksize rows] x [np input positions from p0] into the
 // output planes of channels [m0, m1) of one image and group.
-void col2im_channels(const ConvGeom& g, const float* col, int64_t p0, int64_t np, float* y,
-                     int64_t m0, int64_t m1) {
+template <typename T>
+void col2im_channels(const ConvGeom& g, const T* col, int64_t p0, int64_t np, T* y, int64_t m0, int64_t m1) {
   const size_t R = g.r, L = R - 1;
   const int64_t Wi = g.in[L], Wo = g.out[L], sl = g.s[L], dl = g.d[L], pl = g.pb[L];
   std::vector<int64_t> kk(R), o(R);
   for (int64_t m = m0; m < m1; ++m) {
-    float* ym = y + m * g.out_size;
+    T* ym = y + m * g.out_size;
     for (int64_t kidx0 = 0; kidx0 < g.ksize; ++kidx0) {
-      const float* src = col + (m * g.ksize + kidx0) * np;
+      const T* src = col + (m * g.ksize + kidx0) * np;
       int64_t kidx = kidx0;
       for (size_t i = R; i-- > 0;) {
         kk[i] = kidx % g.k[i];
@@ -606,8 +609,8 @@ void col2im_channels(const ConvGeom& g, const float* col, int64_t p0, int64_t np
           stride *= g.out[i];
         }
         if (valid) {
-          float* dst = ym + off + base;
-          const float* s0 = src - iw0;  // indexed by iw
+          T* dst = ym + off + base;
+          const T* s0 = src - iw0;  // indexed by iw
           const int64_t e = iw0 + seg;
           const int64_t a = std::clamp(lo, iw0, e), b = std::clamp(hi, a, e);
           if (sl == 1) {
@@ -679,15 +682,9 @@ void convt_run(OpContext& ctx) {
     }
 }
 
-void convt_infer(InferContext& ctx) {
-  const ir::Node& node = ctx.node();
-  const ir::ValueInfo& x = ctx.input(0);
-  const ir::ValueInfo& w = ctx.input(1);
-  const std::optional<DType> dt = x.dtype ? x.dtype : w.dtype;
-  if (!x.shape && !w.shape) {
-    set_output(ctx, 0, dt, std::nullopt);
-    return;
-  }
+// The output shape of a ConvTranspose of x by w, as far as it is known.
+std::optional<ir::SymShape> convt_shape(const ir::Node& node, const ir::ValueInfo& x, const ir::ValueInfo& w) {
+  if (!x.shape && !w.shape) return std::nullopt;
   const size_t rank = x.shape ? x.shape->size() : w.shape->size();
   check(rank >= 3 && (!x.shape || !w.shape || x.shape->size() == w.shape->size()),
         Errc::kShapeMismatch, node.describe(),
@@ -725,7 +722,210 @@ void convt_infer(InferContext& ctx) {
         out[2 + i] = (*x.shape)[2 + i];
     }
   }
-  set_output(ctx, 0, dt, out);
+  return out;
+}
+
+void convt_infer(InferContext& ctx) {
+  const ir::ValueInfo& x = ctx.input(0);
+  const ir::ValueInfo& w = ctx.input(1);
+  set_output(ctx, 0, x.dtype ? x.dtype : w.dtype, convt_shape(ctx.node(), x, w));
+}
+
+// ---- ai.qforge QLinearConvTranspose ----
+//
+// Inputs as QLinearConv's: x, x_scale, x_zero_point, w, w_scale,
+// w_zero_point, y_scale, y_zero_point, B (optional int32, in units of
+// x_scale * w_scale); attributes as ConvTranspose's. x and y are per-tensor
+// u8 or i8; w is i8 or u8, per tensor or (group 1) per output channel (W's
+// axis 1). With acc the integer ConvTranspose of (x - x_zp) by (w - w_zp)
+// plus B[m]:
+//   y = saturate(round_half_even(double(acc) * double(x_scale * w_scale[m] / y_scale)) + y_zp)
+// (QLinearConv's rule). passes::fuse_qdq writes it for a DequantizeLinear ->
+// ConvTranspose -> QuantizeLinear group.
+//
+// Per image and group, the int8 GEMM computes the columns (W_g^T, the
+// weights transposed once in prepare, as its row operand; the image's
+// channels as the packed column operand, x_zp as every column's zero point)
+// in int32, col2im adds them into int32 planes that start at the bias, and
+// each plane is requantized. The GEMM needs one weight zero point; per-channel
+// zero points that differ take the scalar reference (the tests' oracle too).
+
+struct QConvTParams {
+  Q8 x, y;
+  DType w_type = DType::kI8;
+  std::vector<float> w_scale;  // 1 or M values
+  std::vector<int32_t> w_zp;   // as many as w_scale
+  std::vector<int32_t> bias;   // M values (0 if absent)
+};
+
+QConvTParams qconvt_params(const OpContext& ctx, const ConvGeom& g) {
+  const ir::Node& node = ctx.node();
+  QConvTParams q;
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(3);
+  q.x = read_q8(ctx, 1, 2, x.dtype(), "x");
+  q.y = read_q8(ctx, 6, 7, ctx.has_input(7) ? ctx.input(7).dtype() : x.dtype(), "y");
+  if (w.dtype() != DType::kI8 && w.dtype() != DType::kU8) bad_type(node, "input w", w.dtype(), "i8 or u8");
+  q.w_type = w.dtype();
+  const Tensor& ws = ctx.input(4);
+  check(ws.dtype() == DType::kF32 && (ws.numel() == 1 || (ws.rank() == 1 && ws.numel() == g.M && g.group == 1)),
+        Errc::kShapeMismatch, node.describe(), "has w_scale of shape " + shape_str(ws.shape()),
+        "one f32 value, or one per output channel (" + std::to_string(g.M) + ") when group is 1");
+  q.w_scale.assign(ws.data<float>(), ws.data<float>() + ws.numel());
+  for (float v : q.w_scale)
+    check(std::isfinite(v) && v > 0, Errc::kInvalidArgument, node.describe(),
+          "has a w_scale of " + std::to_string(v), "finite, positive scales");
+  q.w_zp.assign(q.w_scale.size(), 0);
+  if (ctx.has_input(5)) {
+    const Tensor& wz = ctx.input(5);
+    check(wz.dtype() == w.dtype() && wz.numel() == ws.numel(), Errc::kShapeMismatch, node.describe(),
+          "has w_zero_point of type " + std::string(dtype_name(wz.dtype())) + " and shape " + shape_str(wz.shape()),
+          "w's type, as many values as w_scale");
+    for (size_t i = 0; i < q.w_zp.size(); ++i)
+      q.w_zp[i] = w.dtype() == DType::kU8 ? wz.data<uint8_t>()[i] : wz.data<int8_t>()[i];
+  }
+  q.bias.assign(static_cast<size_t>(g.M), 0);
+  if (ctx.has_input(8)) {
+    const Tensor& b = ctx.input(8);
+    check(b.dtype() == DType::kI32 && b.rank() == 1 && b.dim(0) == g.M, Errc::kShapeMismatch, node.describe(),
+          "has B of type " + std::string(dtype_name(b.dtype())) + " and shape " + shape_str(b.shape()),
+          "i32 of shape [" + std::to_string(g.M) + "]");
+    q.bias.assign(b.data<int32_t>(), b.data<int32_t>() + g.M);
+  }
+  return q;
+}
+
+// Per group: W_g^T, (Mg * ksize) x Cg bytes, row r = (m, kernel index).
+struct QConvTState {
+  std::vector<std::vector<uint8_t>> wt;
+};
+
+std::vector<std::vector<uint8_t>> transpose_weights(const uint8_t* w, int64_t group, int64_t Cg, int64_t rows) {
+  std::vector<std::vector<uint8_t>> wt(static_cast<size_t>(group));
+  for (int64_t gi = 0; gi < group; ++gi) {
+    wt[static_cast<size_t>(gi)].resize(static_cast<size_t>(rows * Cg));
+    kernels::transpose_u8(w + gi * Cg * rows, Cg, rows, rows, wt[static_cast<size_t>(gi)].data(), Cg);
+  }
+  return wt;
+}
+
+std::shared_ptr<const void> qconvt_prepare(const PrepareContext& p) {
+  const Tensor* w = p.constants.size() > 3 ? p.constants[3] : nullptr;
+  if (w == nullptr || (w->dtype() != DType::kI8 && w->dtype() != DType::kU8) || w->rank() < 3 || w->numel() == 0)
+    return nullptr;
+  const int64_t group = p.node.attr_int("group", 1), C = w->dim(0);
+  if (group < 1 || C % group != 0) return nullptr;
+  auto st = std::make_shared<QConvTState>();
+  st->wt = transpose_weights(static_cast<const uint8_t*>(w->raw()), group, C / group, w->numel() / C);
+  return st;
+}
+
+// y codes from the int32 accumulator planes [M, out_size] of one image.
+void qconvt_requantize(const ConvGeom& g, const QConvTParams& q, const int32_t* acc, uint8_t* y, ThreadPool* pool) {
+  const int32_t qmin = q.y.type == DType::kU8 ? 0 : -128, qmax = q.y.type == DType::kU8 ? 255 : 127;
+  parallel(pool, g.M, grain_for(g.out_size), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float mult = q.x.scale * q.w_scale[q.w_scale.size() == 1 ? 0 : static_cast<size_t>(m)] / q.y.scale;
+      const int32_t* a = acc + m * g.out_size;
+      uint8_t* o = y + m * g.out_size;
+      for (int64_t i = 0; i < g.out_size; ++i)
+        o[i] = static_cast<uint8_t>(kernels::requantize_double(a[i], mult, q.y.zp, qmin, qmax));
+    }
+  });
+}
+
+void qconvt_run_impl(OpContext& ctx, bool fast) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(3);
+  const ConvGeom g = convt_geom(node, x.shape(), w.shape());
+  const QConvTParams q = qconvt_params(ctx, g);
+  Shape ys = {g.N, g.M};
+  ys.insert(ys.end(), g.out.begin(), g.out.end());
+  Tensor& yt = ctx.output(0, q.y.type, ys);
+  if (yt.numel() == 0) return;
+  const auto* px = static_cast<const uint8_t*>(x.raw());
+  const auto* pw = static_cast<const uint8_t*>(w.raw());
+  auto* py = static_cast<uint8_t*>(yt.raw());
+  const bool x_signed = q.x.type == DType::kI8, w_signed = q.w_type == DType::kI8;
+  auto code = [](const uint8_t* p, int64_t i, bool sgn) -> int32_t {
+    return sgn ? static_cast<int8_t>(p[i]) : p[i];
+  };
+  const int64_t rows = g.Mg * g.ksize;
+  bool one_zp = true;
+  for (int32_t z : q.w_zp) one_zp = one_zp && z == q.w_zp[0];
+  // Accumulators (unsigned: int32 sums wrap, as the GEMM's do).
+  std::vector<uint32_t> acc(static_cast<size_t>(g.M * g.out_size));
+  ThreadPool* pool = ctx.pool();
+  std::vector<std::vector<uint8_t>> local;
+  const std::vector<std::vector<uint8_t>>* wt = nullptr;
+  if (fast && one_zp) {
+    if (ctx.state() != nullptr) {
+      wt = &ctx.state_as<QConvTState>().wt;
+    } else {
+      local = transpose_weights(pw, g.group, g.Cg, rows);
+      wt = &local;
+    }
+  }
+  const int64_t P = chunk_positions(rows, g.in_size);
+  std::vector<uint32_t> col;
+  for (int64_t n = 0; n < g.N; ++n) {
+    for (int64_t m = 0; m < g.M; ++m)
+      std::fill(acc.begin() + m * g.out_size, acc.begin() + (m + 1) * g.out_size, static_cast<uint32_t>(q.bias[static_cast<size_t>(m)]));
+    for (int64_t gi = 0; gi < g.group; ++gi) {
+      const uint8_t* xg = px + (n * g.C + gi * g.Cg) * g.in_size;
+      uint32_t* ag = acc.data() + gi * g.Mg * g.out_size;
+      if (wt == nullptr) {
+        // Reference: per input position, its column of products summed over
+        // the group's channels (wrapping), then added where it lands.
+        std::vector<uint32_t> c(static_cast<size_t>(rows));
+        for (int64_t p = 0; p < g.in_size; ++p) {
+          std::fill(c.begin(), c.end(), 0u);
+          for (int64_t ci = 0; ci < g.Cg; ++ci) {
+            const int64_t xv = code(xg, ci * g.in_size + p, x_signed) - q.x.zp;
+            const uint8_t* wr = pw + (gi * g.Cg + ci) * rows;
+            for (int64_t r = 0; r < rows; ++r) {
+              const size_t m = static_cast<size_t>(gi * g.Mg + r / g.ksize);
+              const int64_t wv = code(wr, r, w_signed) - q.w_zp[q.w_zp.size() == 1 ? 0 : m];
+              c[static_cast<size_t>(r)] += static_cast<uint32_t>(xv * wv);
+            }
+          }
+          col2im_channels<uint32_t>(g, c.data(), p, 1, ag, 0, g.Mg);
+        }
+        continue;
+      }
+      for (int64_t p0 = 0; p0 < g.in_size; p0 += P) {
+        const int64_t np = std::min(P, g.in_size - p0);
+        const kernels::QPackedB b = kernels::qpack_b(x_signed, false, g.Cg, np, xg + p0, g.in_size);
+        const std::vector<int32_t> b_zp(static_cast<size_t>(np), q.x.zp);
+        col.resize(static_cast<size_t>(rows * np));
+        kernels::QGemmArgs a;
+        a.M = rows;
+        a.A = (*wt)[static_cast<size_t>(gi)].data();
+        a.lda = g.Cg;
+        a.a_signed = w_signed;
+        a.a_zp = q.w_zp[0];
+        a.B = &b;
+        a.b_zp = b_zp.data();
+        a.out = kernels::QOutput::kS32;
+        a.C = col.data();
+        a.ldc = np;
+        kernels::qgemm(a, pool);
+        parallel(pool, g.Mg, grain_for(g.ksize * np), [&](int64_t m0, int64_t m1) {
+          col2im_channels<uint32_t>(g, col.data(), p0, np, ag, m0, m1);
+        });
+      }
+    }
+    qconvt_requantize(g, q, reinterpret_cast<const int32_t*>(acc.data()), py + n * g.M * g.out_size, pool);
+  }
+}
+
+void qconvt_run(OpContext& ctx) { qconvt_run_impl(ctx, true); }
+
+void qconvt_infer(InferContext& ctx) {
+  const ir::ValueInfo& y_zp = ctx.input(7);
+  set_output(ctx, 0, ctx.has_input(7) ? y_zp.dtype : ctx.input(0).dtype,
+             convt_shape(ctx.node(), ctx.input(0), ctx.input(3)));
 }
 
 }  // namespace
@@ -774,6 +974,12 @@ void register_nn_conv_ops(OpRegistry& r) {
          .infer = conv_infer, .check = conv_check, .prepare = conv_prepare, .run = conv_run});
   r.add({.domain = "", .op_type = "ConvTranspose", .min_opset = 1, .max_opset = 21,
          .infer = convt_infer, .check = conv_check, .prepare = convt_prepare, .run = convt_run});
+  r.add({.domain = "ai.qforge", .op_type = "QLinearConvTranspose", .min_opset = 1, .max_opset = 1,
+         .infer = qconvt_infer, .prepare = qconvt_prepare, .run = qconvt_run});
 }
+
+namespace reference {
+void qlinear_conv_transpose(OpContext& ctx) { qconvt_run_impl(ctx, false); }
+}  // namespace reference
 
 }  // namespace qforge::ops

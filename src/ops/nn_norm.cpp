@@ -1,11 +1,13 @@
 // Normalizations: BatchNormalization (inference), LayerNormalization,
-// InstanceNormalization, LpNormalization, LRN, MeanVarianceNormalization.
+// InstanceNormalization, LpNormalization, LRN, MeanVarianceNormalization,
+// and ai.qforge QLinearLayerNormalization (8-bit in and out).
 // Registered from register_nn_ops (nn.cpp).
 //
 // Statistics are taken in two passes (mean, then centred squares) with
 // several partial sums so the loops vectorise; planes or rows are the
 // parallel work items. The vector loops are compiled for AVX2 / AVX-512 too.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -245,6 +247,52 @@ void layernorm_run(OpContext& ctx) {
       }
     });
   });
+}
+
+// ai.qforge QLinearLayerNormalization(X, X_scale, X_zero_point, Scale, B,
+// Y_scale, Y_zero_point), attributes axis and epsilon: Y =
+// quantize(LayerNormalization(dequantize(X), Scale, B)), X and Y per-tensor
+// u8 or i8, Scale and B float. A row at a time: codes through a 256-entry
+// table into a float buffer, the float LayerNormalization's row kernel,
+// quantized on the SIMD kernel; bit for bit the DequantizeLinear ->
+// LayerNormalization -> QuantizeLinear group it replaces (passes::fuse_qdq).
+void qlinear_layernorm_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  const Q8 xq = read_q8(ctx, 1, 2, x.dtype(), "X");
+  const Q8 yq = read_q8(ctx, 5, 6, ctx.has_input(6) ? ctx.input(6).dtype() : x.dtype(), "Y");
+  const Tensor& sc = ctx.input(3);
+  if (sc.dtype() != DType::kF32) bad_type(node, "input Scale", sc.dtype(), "f32");
+  const int64_t axis = normalize_axis(node.attr_int("axis", -1), x.rank(), node);
+  const Shape norm_shape(x.shape().begin() + axis, x.shape().end());
+  const int64_t n = shape_numel(norm_shape);
+  const std::vector<float> scale = row_param<float>(sc, norm_shape, node, "Scale");
+  std::vector<float> bias;
+  if (ctx.has_input(4)) bias = row_param<float>(ctx.input(4), norm_shape, node, "B");
+  Tensor& y = ctx.output(0, yq.type, x.shape());
+  if (n == 0 || x.numel() == 0) return;
+  const int64_t rows = x.numel() / n;
+  const std::array<float, 256> table = dequant_table(xq);
+  const auto* px = static_cast<const uint8_t*>(x.raw());
+  auto* py = static_cast<uint8_t*>(y.raw());
+  const float* ps = scale.data();
+  const float* pb = bias.empty() ? nullptr : bias.data();
+  const auto eps = static_cast<float>(node.attr_float("epsilon", 1e-5f));
+  parallel(ctx.pool(), rows, grain_for(n), [&](int64_t b0, int64_t e0) {
+    std::vector<float> buf(static_cast<size_t>(n));
+    float* f = buf.data();
+    for (int64_t r = b0; r < e0; ++r) {
+      const uint8_t* xr = px + r * n;
+      for (int64_t i = 0; i < n; ++i) f[i] = table[xr[i]];
+      float mean = 0, inv = 0;
+      run_vectorized([&]() NN_LAMBDA { layernorm_row(f, f, n, ps, pb, eps, mean, inv); });
+      quantize_q8(f, n, yq, py + r * n);
+    }
+  });
+}
+
+void qlinear_layernorm_infer(InferContext& c) {
+  set_output(c, 0, c.has_input(6) ? c.input(6).dtype : c.input(0).dtype, c.input(0).shape);
 }
 
 void layernorm_infer(InferContext& ctx) {
@@ -525,6 +573,8 @@ void register_nn_norm_ops(OpRegistry& r) {
          .infer = batchnorm_infer, .check = batchnorm_check, .run = batchnorm_run});
   r.add({.domain = "", .op_type = "LayerNormalization", .min_opset = 17, .max_opset = 21,
          .infer = layernorm_infer, .run = layernorm_run});
+  r.add({.domain = "ai.qforge", .op_type = "QLinearLayerNormalization", .min_opset = 1, .max_opset = 1,
+         .infer = qlinear_layernorm_infer, .run = qlinear_layernorm_run});
   r.add({.domain = "", .op_type = "InstanceNormalization", .min_opset = 1, .max_opset = 21,
          .infer = infer_float_same, .run = instancenorm_run});
   r.add({.domain = "", .op_type = "LpNormalization", .min_opset = 1, .max_opset = 21,

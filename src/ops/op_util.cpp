@@ -1,6 +1,10 @@
 #include "ops/op_util.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include "kernels/kernels.h"
+#include "qforge/quant.h"
 
 namespace qforge::ops {
 
@@ -129,6 +133,42 @@ std::optional<std::vector<int64_t>> constant_ints(const InferContext& ctx, int i
   if (!t || (t->dtype() != DType::kI64 && t->dtype() != DType::kI32) || t->rank() > 1)
     return std::nullopt;
   return to_int64s(*t, ctx.node(), "input");
+}
+
+Q8 read_q8(const OpContext& ctx, int scale_in, int zp_in, DType type, const std::string& what) {
+  const ir::Node& node = ctx.node();
+  if (type != DType::kU8 && type != DType::kI8) bad_type(node, what.c_str(), type, "u8 or i8");
+  const Tensor& s = ctx.input(scale_in);
+  check(s.dtype() == DType::kF32 && s.numel() == 1 && s.rank() <= 1, Errc::kShapeMismatch, node.describe(),
+        "has " + what + "'s scale of type " + std::string(dtype_name(s.dtype())) + " and shape " + shape_str(s.shape()),
+        "one f32 value (per-tensor quantization)");
+  Q8 q;
+  q.type = type;
+  q.scale = s.data<float>()[0];
+  check(std::isfinite(q.scale) && q.scale > 0, Errc::kInvalidArgument, node.describe(),
+        "has " + what + "'s scale " + std::to_string(q.scale), "a finite, positive scale");
+  if (ctx.has_input(zp_in)) {
+    const Tensor& z = ctx.input(zp_in);
+    check(z.dtype() == type && z.numel() == 1 && z.rank() <= 1, Errc::kTypeMismatch, node.describe(),
+          "has " + what + "'s zero point of type " + std::string(dtype_name(z.dtype())) + " and shape " + shape_str(z.shape()),
+          "one " + std::string(dtype_name(type)) + " value");
+    q.zp = type == DType::kU8 ? z.data<uint8_t>()[0] : z.data<int8_t>()[0];
+  }
+  return q;
+}
+
+std::array<float, 256> dequant_table(const Q8& q) {
+  std::array<float, 256> t{};
+  for (int b = 0; b < 256; ++b)
+    t[static_cast<size_t>(b)] =
+        dequantize_value(q.type == DType::kI8 ? static_cast<int8_t>(b) : b, q.scale, q.zp);
+  return t;
+}
+
+void quantize_q8(const float* x, int64_t n, const Q8& q, void* y) {
+  const auto& k = kernels::kernels();
+  if (q.type == DType::kU8) k.quantize_u8(x, n, q.scale, q.zp, 0, 255, static_cast<uint8_t*>(y));
+  else k.quantize_i8(x, n, q.scale, q.zp, -128, 127, static_cast<int8_t*>(y));
 }
 
 }  // namespace qforge::ops

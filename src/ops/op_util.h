@@ -3,6 +3,7 @@
 // common shape-inference rules.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -64,5 +65,24 @@ void dispatch_any(DType dt, const ir::Node& node, F&& f) {
   else if (dt == DType::kF16 || dt == DType::kBF16) f(uint16_t{});
   else dispatch_numeric(dt, node, f);
 }
+
+// ---- 8-bit activations of the fused integer ops (QLinearSoftmax,
+// QLinearLayerNormalization): per-tensor u8 or i8 codes that the op turns
+// into float a row at a time, computes on, and quantizes back, exactly as
+// the DequantizeLinear -> op -> QuantizeLinear group it replaces.
+
+struct Q8 {
+  float scale = 1;
+  int32_t zp = 0;
+  DType type = DType::kU8;  // u8 or i8
+};
+// The scale (input scale_in: one finite, non-zero f32) and zero point (input
+// zp_in, optional: 0) of an 8-bit tensor of type `type`; `what` names it in errors.
+Q8 read_q8(const OpContext& ctx, int scale_in, int zp_in, DType type, const std::string& what);
+// The 256 dequantized values (code - zp) * scale, indexed by the code's byte.
+std::array<float, 256> dequant_table(const Q8& q);
+// y[i] = saturate(round_half_even(x[i] / scale) + zp) on the SIMD kernel
+// (QuantizeLinear's rule); y holds n bytes of q's type.
+void quantize_q8(const float* x, int64_t n, const Q8& q, void* y);
 
 }  // namespace qforge::ops

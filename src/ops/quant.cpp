@@ -46,6 +46,7 @@
 #include "ops/quant_gemm.h"
 #include "qforge/pack.h"
 #include "qforge/quant.h"
+#include "qforge/thread_pool.h"
 #include "quant/layout.h"
 
 namespace qforge::ops {
@@ -1271,31 +1272,40 @@ void qlinear_binary_run(OpContext& ctx, bool mul) {
     const auto* pa = static_cast<const uint8_t*>(a.raw());
     const auto* pb = static_cast<const uint8_t*>(b.raw());
     const bool is_signed = a.dtype() == DType::kI8;
-    int32_t code[256];
-    float da[256], db[256];
-    for (int v = 0; v < 256; ++v) {
-      code[v] = is_signed ? static_cast<int8_t>(v) : v;
-      da[v] = dequantize_value(code[v], as, az);
-      db[v] = dequantize_value(code[v], bs, bz);
+    // Per code: the dequantized value (Add) or code - zp (Mul: the integer
+    // product of two such values is exact in float32, as it is in int32).
+    float ta[256], tb[256];
+    for (int c = 0; c < 256; ++c) {
+      const int32_t q = is_signed ? static_cast<int8_t>(c) : c;
+      ta[c] = mul ? static_cast<float>(q - az) : dequantize_value(q, as, az);
+      tb[c] = mul ? static_cast<float>(q - bz) : dequantize_value(q, bs, bz);
     }
     auto* py = static_cast<uint8_t*>(y.raw());
     const int64_t n = y.numel(), na = a.numel(), nb = b.numel();
     if (n == 0) return;
     // Results in float, a chunk at a time, then quantized by the SIMD kernel
-    // (round(v / C_scale) + C_zp, as quantize_value).
+    // (round(v / C_scale) + C_zp, as quantize_value). A broadcast input's
+    // index wraps around instead of being taken modulo its size.
     const auto& k = kernels::kernels();
     constexpr int64_t kChunk = 1024;
-    float v[kChunk];
-    for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
-      const int64_t len = std::min(kChunk, n - c0);
-      for (int64_t j = 0; j < len; ++j) {
-        const int64_t i = c0 + j;
-        const uint8_t xa = pa[na == n ? i : i % na], xb = pb[nb == n ? i : i % nb];
-        v[j] = mul ? static_cast<float>((code[xa] - az) * (code[xb] - bz)) * ab : da[xa] + db[xb];
+    auto chunks = [&](int64_t c_begin, int64_t c_end) {
+      float v[kChunk];
+      for (int64_t c = c_begin; c < c_end; ++c) {
+        const int64_t c0 = c * kChunk, len = std::min(kChunk, n - c0);
+        int64_t ia = c0 % na, ib = c0 % nb;
+        for (int64_t j = 0; j < len; ++j) {
+          const float x = ta[pa[ia]], z = tb[pb[ib]];
+          v[j] = mul ? x * z * ab : x + z;
+          if (++ia == na) ia = 0;
+          if (++ib == nb) ib = 0;
+        }
+        if (is_signed) k.quantize_i8(v, len, cs, cz, qmin, qmax, reinterpret_cast<int8_t*>(py + c0));
+        else k.quantize_u8(v, len, cs, cz, qmin, qmax, py + c0);
       }
-      if (is_signed) k.quantize_i8(v, len, cs, cz, qmin, qmax, reinterpret_cast<int8_t*>(py + c0));
-      else k.quantize_u8(v, len, cs, cz, qmin, qmax, py + c0);
-    }
+    };
+    const int64_t num_chunks = (n + kChunk - 1) / kChunk;
+    if (ctx.pool() && n >= (int64_t{1} << 16)) ctx.pool()->parallel_for(num_chunks, 16, chunks);
+    else chunks(0, num_chunks);
     return;
   }
   const std::vector<int32_t> A = codes_of(a), B = codes_of(b);

@@ -115,4 +115,6 @@ void qlinear_conv(OpContext& ctx);
 void matmul_integer_to_float(OpContext& ctx);
 void dynamic_quantize_matmul(OpContext& ctx);
 void qgemm(OpContext& ctx);  // com.microsoft QGemm
+// ai.qforge QLinearConvTranspose (nn_conv.cpp): scalar sums per input position.
+void qlinear_conv_transpose(OpContext& ctx);
 }  // namespace qforge::ops::reference

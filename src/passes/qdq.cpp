@@ -69,7 +69,11 @@ bool is_int8(const ir::Graph& g, const QSide& s) {
 
 // Ops whose integer form is the same op on the integers, when input and
 // output share their parameters.
-bool passthrough(const std::string& op) {
+bool passthrough(const ir::Node& n) {
+  const std::string& op = n.op_type;
+  if (op == "Resize")  // nearest picks input elements; tf_crop_and_resize may fill with a float
+    return n.attr_string("mode", "nearest") == "nearest" &&
+           n.attr_string("coordinate_transformation_mode", "half_pixel") != "tf_crop_and_resize";
   return op == "MaxPool" || op == "Reshape" || op == "Transpose" || op == "Flatten" || op == "Squeeze" ||
          op == "Unsqueeze" || op == "Slice";
 }
@@ -228,13 +232,13 @@ int Fuser::fuse(size_t i) {
   auto x = dq_input(n, 0);
   if (!x || !x->per_tensor) return 0;
 
-  if (passthrough(op)) {
+  if (passthrough(n)) {
     if (!same_params(g_, *x, y)) return 0;
     ir::Node f = n;
     f.inputs[0] = x->q;
     return replace(i, qi, std::move(f));
   }
-  if (op == "Conv" || op == "MatMul" || op == "Gemm") {
+  if (op == "Conv" || op == "ConvTranspose" || op == "MatMul" || op == "Gemm") {
     auto w = dq_input(n, 1);
     if (!w || !g_.initializer(w->q)) return 0;
     const Tensor& ws = *g_.initializer(w->scale);
@@ -260,6 +264,16 @@ int Fuser::fuse(size_t i) {
         if (std::fabs(bs->data<float>()[k] - want) > 1e-6f * want) return 0;
       }
       bias = bp->inputs[0];
+    }
+    if (op == "ConvTranspose") {
+      // Per output channel is W's axis 1, which is all of them only with group 1.
+      if (!w->per_tensor && (w->axis != 1 || n.attr_int("group", 1) != 1)) return 0;
+      ir::Node f = make("QLinearConvTranspose", kQforge,
+                        {x->q, x->scale, x->zp, w->q, w->scale, w->zp, y.scale, y.zp});
+      if (!bias.empty()) f.inputs.push_back(bias);
+      f.attrs = n.attrs;
+      uses_qforge_ = true;
+      return replace(i, qi, std::move(f));
     }
     if (op == "Conv") {
       if (!w->per_tensor && w->axis != 0) return 0;
@@ -294,6 +308,22 @@ int Fuser::fuse(size_t i) {
   if (op == "Sigmoid" || op == "LeakyRelu" || op == "AveragePool" || op == "GlobalAveragePool") {
     ir::Node f = make("QLinear" + op, kMicrosoft, {x->q, x->scale, x->zp, y.scale, y.zp});
     f.attrs = n.attrs;
+    return replace(i, qi, std::move(f));
+  }
+  if (op == "Softmax") {
+    auto it = m_.opsets.find("");
+    ir::Node f = make("QLinearSoftmax", kMicrosoft, {x->q, x->scale, x->zp, y.scale, y.zp});
+    f.attrs = n.attrs;
+    f.attrs["opset"] = ir::Attribute::of(int64_t{it == m_.opsets.end() ? 13 : it->second});
+    return replace(i, qi, std::move(f));
+  }
+  if (op == "LayerNormalization") {
+    if (n.attr_int("stash_type", 1) != 1) return 0;
+    ir::Node f = make("QLinearLayerNormalization", kQforge,
+                      {x->q, x->scale, x->zp, n.inputs[1], n.has_input(2) ? n.inputs[2] : "", y.scale, y.zp});
+    f.attrs = n.attrs;
+    f.attrs.erase("stash_type");
+    uses_qforge_ = true;
     return replace(i, qi, std::move(f));
   }
   if (table_op(op) && n.outputs.size() == 1) {

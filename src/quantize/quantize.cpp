@@ -56,7 +56,7 @@ struct OpRule {
 const std::map<std::string, OpRule>& op_rules() {
   static const std::map<std::string, OpRule> rules = {
       {"Conv", {Role::kWeighted, false, true, true}},
-      {"ConvTranspose", {Role::kWeighted, false, false, true}},
+      {"ConvTranspose", {Role::kWeighted, false, true, true}},  // qforge: QLinearConvTranspose
       {"Gemm", {Role::kWeighted, false, true, true}},
       {"MatMul", {Role::kWeighted, false, true, true}},
       {"Add", {Role::kBinary, false, true, true}},
@@ -68,9 +68,9 @@ const std::map<std::string, OpRule>& op_rules() {
       {"LeakyRelu", {Role::kObserved, false, true, true}},
       {"HardSigmoid", {Role::kObserved, false, true, false}},  // qforge: a QLinearLookup table
       {"HardSwish", {Role::kObserved, false, true, false}},
-      {"Softmax", {Role::kObserved, false, false, true}},
-      {"LayerNormalization", {Role::kObserved, false, false, false}},
-      {"Resize", {Role::kObserved, false, false, true}},
+      {"Softmax", {Role::kObserved, false, true, true}},             // qforge: QLinearSoftmax
+      {"LayerNormalization", {Role::kObserved, false, true, false}},  // qforge: QLinearLayerNormalization
+      {"Resize", {Role::kObserved, false, false, true}},              // see rule_for
       {"MaxPool", {Role::kPassthrough, false, true, true}},
       {"Reshape", {Role::kPassthrough, false, true, true}},
       {"Transpose", {Role::kPassthrough, false, true, true}},
@@ -83,6 +83,19 @@ const std::map<std::string, OpRule>& op_rules() {
       {"Gather", {Role::kGather, false, true, true}},
   };
   return rules;
+}
+
+// The rule for one node. Resize in nearest mode only picks input elements,
+// so its output takes the input's parameters and qforge runs it on the
+// integers; its other modes compute new values (float in qforge).
+OpRule rule_for(const ir::Node& n) {
+  OpRule r = op_rules().at(n.op_type);
+  if (n.op_type == "Resize" && n.attr_string("mode", "nearest") == "nearest" &&
+      n.attr_string("coordinate_transformation_mode", "half_pixel") != "tf_crop_and_resize") {
+    r.role = Role::kPassthrough;
+    r.qforge_int = true;
+  }
+  return r;
 }
 
 bool dynamic_op(const std::string& op) {
@@ -228,6 +241,10 @@ struct Plan {
   std::map<std::string, DType> act_type;  // activation tensors to quantize -> type
   std::map<std::string, CalibMethod> act_method;
   std::map<std::string, std::string> shares;  // passthrough output -> input it takes params from
+  // Softmax outputs for ONNX Runtime: its QLinearSoftmax kernel assumes the
+  // output is [0, 1) in steps of 1/256 (zero point qmin), whatever the range
+  // calibration saw, and gives wrong codes otherwise (seen in ORT 1.30).
+  std::set<std::string> unit_range;
 };
 
 // Which activation tensors a static node quantizes (inputs, then outputs).
@@ -289,7 +306,7 @@ std::string recurrent_blocker(const ir::Graph& g, const ir::Node& n, QuantTarget
 }
 
 Plan choose(const ir::Model& model, const QuantConfig& c, QuantizeReport& rep) {
-  Plan p{model, {}, {}, {}, {}, {}, {}};
+  Plan p{model, {}, {}, {}, {}, {}, {}, {}};
   ir::Model& m = p.model;
   const passes::OptimizeReport o = [&] {
     passes::OptimizeReport r;
@@ -363,11 +380,12 @@ Plan choose(const ir::Model& model, const QuantConfig& c, QuantizeReport& rep) {
     } else if (rit == rules.end()) {
       why = "no quantized form of " + n.op_type;
     } else {
-      const OpRule& r = rit->second;
+      const OpRule r = rule_for(n);
       const bool has_int = c.target == QuantTarget::kQforge ? r.qforge_int : r.ort_int;
       if (!has_int)
         why = std::string(c.target == QuantTarget::kQforge ? "qforge" : "ONNX Runtime") +
-              " has no integer kernel for " + n.op_type;
+              " has no integer kernel for " + n.op_type +
+              (n.op_type == "Resize" ? " mode " + n.attr_string("mode", "nearest") : std::string());
       else if (n.inputs.empty() || !is_f32(g, n.inputs[0]) || n.outputs.empty() || !is_f32(g, n.outputs[0]))
         why = "not a float32 node";
       else if (r.role == Role::kPassthrough || r.role == Role::kActivation) {
@@ -389,7 +407,7 @@ Plan choose(const ir::Model& model, const QuantConfig& c, QuantizeReport& rep) {
     p.settings.push_back(s);
     p.reason.push_back(why);
     if (mode != QuantMode::kStatic) continue;
-    const OpRule& r = rules.at(n.op_type);
+    const OpRule r = rule_for(n);
     std::vector<std::string> ins, outs;
     static_tensors(g, n, r, ins, outs);
     for (const auto& t : ins) {
@@ -399,6 +417,11 @@ Plan choose(const ir::Model& model, const QuantConfig& c, QuantizeReport& rep) {
     }
     for (const auto& t : outs) {
       if (r.role == Role::kPassthrough || r.role == Role::kGather) p.shares[t] = n.inputs[0];
+      if (n.op_type == "Softmax" && c.target == QuantTarget::kOnnxRuntime) {
+        p.unit_range.insert(t);
+        rep.notes.push_back(n.describe() + ": its output is quantized to [0, 1) in steps of 1/256, "
+                            "the range ONNX Runtime's QLinearSoftmax assumes");
+      }
       p.act_type.emplace(t, s.activation_type);
       p.act_method.emplace(t, s.method);
       quantized.insert(t);
@@ -461,6 +484,10 @@ const QuantParams& Converter::act_params(const std::string& t) {
   QuantParams qp;
   if (auto s = p_.shares.find(t); s != p_.shares.end()) {
     qp = act_params(s->second);
+  } else if (p_.unit_range.count(t)) {
+    qp.dtype = p_.act_type.at(t);
+    qp.scale = {1.0f / 256.0f};
+    qp.zero_point = {static_cast<int32_t>(qp.qmin())};
   } else {
     auto r = ranges_.find(t);
     if (r == ranges_.end()) throw Error(Errc::kInternal, "tensor '" + t + "'", "has no calibrated range");
@@ -549,7 +576,7 @@ bool Converter::absorb(size_t i) {
   }
   if (producer == g_.nodes.size() || p_.mode[producer] != QuantMode::kStatic || reads != 1) return false;
   const std::string& pop = g_.nodes[producer].op_type;
-  if (pop != "Conv" && pop != "Gemm" && pop != "MatMul" && pop != "Add") return false;
+  if (pop != "Conv" && pop != "ConvTranspose" && pop != "Gemm" && pop != "MatMul" && pop != "Add") return false;
   if (std::count(g_.outputs.begin(), g_.outputs.end(), t)) return false;
   const QuantParams& y = act_params(r.outputs[0]);
   if (y.zero_point[0] != y.qmin()) return false;
@@ -586,7 +613,7 @@ void Converter::quantize_outputs(ir::Node& n, std::vector<ir::Node>& out) {
 }
 
 void Converter::static_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out) {
-  const OpRule& rule = op_rules().at(n.op_type);
+  const OpRule rule = rule_for(n);
   const std::vector<std::string> orig = n.inputs;
   for (auto& v : n.inputs) v = input(v);
   if (rule.role == Role::kWeighted && weight_is_constant(g_, n)) {
@@ -601,7 +628,7 @@ void Converter::static_node(ir::Node& n, const Settings& s, std::vector<ir::Node
     const Tensor* b = n.has_input(2) ? g_.initializer(orig[2]) : nullptr;
     const bool plain_gemm = n.op_type != "Gemm" ||
                             (n.attr_float("alpha", 1) == 1 && n.attr_float("beta", 1) == 1);
-    if (b && b->dtype() == DType::kF32 && b->rank() == 1 && plain_gemm && n.op_type != "ConvTranspose" &&
+    if (b && b->dtype() == DType::kF32 && b->rank() == 1 && plain_gemm &&
         p_.act_type.count(orig[0]) &&
         (wp.scale.size() == 1 || static_cast<int64_t>(wp.scale.size()) == b->numel()))
       n.inputs[2] = bias(orig[2], act_params(orig[0]), wp, out);

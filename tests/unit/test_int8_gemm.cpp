@@ -909,6 +909,60 @@ TEST(Int8GemmOps, QLinearConvFastPathIsTheReference) {
   }
 }
 
+// ai.qforge QLinearConvTranspose (written by fuse_qdq for a quantized
+// ConvTranspose): the GEMM + col2im path against its scalar reference, on
+// Conv's random geometries turned around (W is [C, M / group, k...]).
+TEST(Int8GemmOps, QLinearConvTransposeFastPathIsTheReference) {
+  Rng r(16);
+  for (int i = 0; i < 60; ++i) {
+    ConvCase cc = random_conv(r, i);
+    const int64_t group = cc.attrs.at("group").i, M = cc.w[0], Mg = M / group;
+    Shape w = {cc.x[1], Mg};
+    w.insert(w.end(), cc.w.begin() + 2, cc.w.end());
+    cc.w = w;
+    const size_t S = cc.x.size() - 2;
+    if (cc.attrs.count("pads")) {
+      // ConvTranspose pads crop the output: keep at least one position.
+      std::vector<int64_t> pads = cc.attrs.at("pads").ints;
+      for (size_t s = 0; s < S; ++s) {
+        const int64_t full = cc.attrs.at("strides").ints[s] * (cc.x[2 + s] - 1) +
+                             (cc.w[2 + s] - 1) * cc.attrs.at("dilations").ints[s] + 1;
+        if (pads[s] + pads[s + S] >= full) pads[s] = pads[s + S] = 0;
+      }
+      cc.attrs["pads"] = ais(pads);
+    }
+    if (i % 5 == 2) {
+      std::vector<int64_t> op;
+      for (size_t s = 0; s < S; ++s) op.push_back(cc.attrs.at("strides").ints[s] - 1);
+      cc.attrs["output_padding"] = ais(op);
+    }
+    const DType tx = r.type8(), tw = r.type8(), ty = r.type8();
+    const int64_t K = cc.x[1] / group * shape_numel(Shape(cc.w.begin() + 2, cc.w.end()));
+    const bool per_ch = group == 1 && i % 3 != 0;
+    // Per-channel zero points: equal ones take the GEMM, differing ones the reference.
+    Tensor wzp = per_ch ? r.codes(tw, {M}) : r.code(tw);
+    if (per_ch && i % 2 == 0)
+      for (int64_t k = 1; k < M; ++k) static_cast<uint8_t*>(wzp.raw())[k] = static_cast<uint8_t*>(wzp.raw())[0];
+    OpCall c;
+    c.domain = "ai.qforge";
+    c.op = "QLinearConvTranspose";
+    c.opset = 1;
+    c.attrs = cc.attrs;
+    c.in = {r.codes(tx, cc.x),
+            scalar_f32(r.real(0.5f, 2.0f)),
+            r.code(tx),
+            r.codes(tw, cc.w),
+            per_ch ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
+            std::move(wzp),
+            scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
+            r.code(ty),
+            std::nullopt};
+    if (i % 2 == 0) c.in[8] = r.i32({M}, -50000, 50000);
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_conv_transpose, conv_what(cc, i));
+  }
+}
+
 TEST(Int8GemmOps, ConvIntegerFastPathIsTheReference) {
   Rng r(7);
   for (int i = 0; i < 60; ++i) {

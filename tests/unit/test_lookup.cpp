@@ -18,17 +18,11 @@ namespace qforge {
 namespace {
 
 Tensor random_tensor(Shape shape, uint32_t seed, float lo, float hi) {
-  const auto n = static_cast<size_t>(shape_numel(shape));
-  return test::f32_tensor(std::move(shape), test::random_floats(n, lo, hi, seed));
+  return test::random_f32(std::move(shape), seed, lo, hi);
 }
 
 ir::Node node(const std::string& op, std::vector<std::string> in, const std::string& out) {
-  ir::Node n;
-  n.op_type = op;
-  n.name = op + "_" + out;
-  n.inputs = std::move(in);
-  n.outputs = {out};
-  return n;
+  return test::one_output_node(op, std::move(in), out);
 }
 
 // x f32[N,3,8,8] -> Conv -> c -> act -> a -> Conv -> y
@@ -45,11 +39,7 @@ ir::Model model_with(const ir::Node& act) {
   return m;
 }
 
-int count_op(const ir::Graph& g, const std::string& op) {
-  int n = 0;
-  for (const auto& x : g.nodes) n += x.op_type == op;
-  return n;
-}
+using test::count_op;
 
 void check_table(const ir::Node& act, DType activation_type) {
   QuantConfig c;

@@ -45,6 +45,7 @@ void check_model(const std::string& name, float tol) {
 TEST(BundledModels, FashionCnnMatchesPyTorch) { check_model("fashion_cnn", 1e-4f); }
 TEST(BundledModels, MobileNetDepthwiseMatchesPyTorch) { check_model("mobilenet_dw", 1e-4f); }
 TEST(BundledModels, TransformerMatchesPyTorch) { check_model("transformer4", 1e-4f); }
+TEST(BundledModels, UpsampleSegmentationMatchesPyTorch) { check_model("upsample_seg", 1e-5f); }
 
 // The Fashion-MNIST reference models (models/fmnist, trained by
 // scripts/train_fashion.py): qforge's float logits against PyTorch's on 8

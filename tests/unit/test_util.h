@@ -65,6 +65,28 @@ inline std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t s
   return v;
 }
 
+// A seeded random f32 tensor with values in [lo, hi).
+inline Tensor random_f32(Shape shape, uint32_t seed, float lo, float hi) {
+  const auto n = static_cast<size_t>(shape_numel(shape));
+  return f32_tensor(std::move(shape), random_floats(n, lo, hi, seed));
+}
+
+// A node of the default domain with one output, named after its op and output.
+inline ir::Node one_output_node(const std::string& op, std::vector<std::string> in, const std::string& out) {
+  ir::Node n;
+  n.op_type = op;
+  n.name = op + "_" + out;
+  n.inputs = std::move(in);
+  n.outputs = {out};
+  return n;
+}
+
+inline int count_op(const ir::Graph& g, const std::string& op) {
+  int n = 0;
+  for (const auto& x : g.nodes) n += x.op_type == op;
+  return n;
+}
+
 // Expects `fn` to throw qforge::Error whose message contains `needle`.
 template <typename F>
 void expect_error(F&& fn, const std::string& needle) {
