@@ -84,6 +84,9 @@ run_case transformer4_dynamic transformer4 4 --mode dynamic
 # the integers, and Softmax over channels (ORT's QLinearSoftmax assumes an
 # output range of [0, 1) in steps of 1/256, which --target onnxruntime sets).
 run_case upsample_seg_static_qdq upsample_seg 1 --calib "$fashion" --calib-samples 64
+# Dynamic and static in one model: the ViT's MatMuls and Gemm dynamic, the
+# Adds that read them static (their inputs quantized after the dynamic ops).
+run_case vit_mixed fmnist/vit 1 --calib "$fashion" --calib-samples 256 --config tests/data/mixed_dynamic_matmul.json
 
 QFORGE_INTEROP_DIR="$out" build/tests/qforge_unit_tests --gtest_filter='Interop.*'
 

@@ -461,6 +461,7 @@ class Converter {
   std::string recurrent_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out);
   std::array<std::string, 3> recurrent_weight(const std::string& w, const Settings& s);
   void quantize_outputs(ir::Node& n, std::vector<ir::Node>& out);
+  void quantize_emitted(std::vector<ir::Node>& out, size_t from);
   bool absorb(size_t i);
   std::string input(const std::string& v) const {
     auto it = renamed_.find(v);
@@ -598,17 +599,25 @@ bool Converter::absorb(size_t i) {
 }
 
 void Converter::quantize_outputs(ir::Node& n, std::vector<ir::Node>& out) {
-  std::vector<ir::Node> qdq;
-  for (auto& o : n.outputs) {
-    if (o.empty() || !p_.act_type.count(o) || emitted_.count(o)) continue;
-    emitted_.insert(o);
-    const QuantParams& qp = act_params(o);
-    const std::string pre = name_(o + "_prequant");
-    if (const ir::ValueInfo* vi = g_.info(o)) g_.values[pre] = *vi;
-    qdq_pair(o, pre, o, qp, qdq);
-    o = pre;
-  }
   out.push_back(n);
+  quantize_emitted(out, out.size() - 1);
+}
+
+// The outputs of out[from...] that static nodes read quantized get their
+// QuantizeLinear -> DequantizeLinear pair, after the node that writes them
+// (under a new name) and under their own name, for every reader.
+void Converter::quantize_emitted(std::vector<ir::Node>& out, size_t from) {
+  std::vector<ir::Node> qdq;
+  for (size_t k = from; k < out.size(); ++k)
+    for (auto& o : out[k].outputs) {
+      if (o.empty() || !p_.act_type.count(o) || emitted_.count(o)) continue;
+      emitted_.insert(o);
+      const QuantParams& qp = act_params(o);
+      const std::string pre = name_(o + "_prequant");
+      if (const ir::ValueInfo* vi = g_.info(o)) g_.values[pre] = *vi;
+      qdq_pair(o, pre, o, qp, qdq);
+      o = pre;
+    }
   for (auto& q : qdq) out.push_back(std::move(q));
 }
 
@@ -804,10 +813,11 @@ void Converter::run(std::vector<NodeDecision>& decisions) {
     } else if (p_.mode[i] == QuantMode::kStatic) {
       static_node(n, p_.settings[i], out);
       d.how = "QDQ";
-    } else if (p_.mode[i] == QuantMode::kDynamic && recurrent_op(n.op_type)) {
-      d.how = recurrent_node(n, p_.settings[i], out);
     } else if (p_.mode[i] == QuantMode::kDynamic) {
-      d.how = dynamic_node(n, p_.settings[i], out);
+      // Its float outputs may be quantized for the static nodes that read them.
+      const size_t from = out.size();
+      d.how = recurrent_op(n.op_type) ? recurrent_node(n, p_.settings[i], out) : dynamic_node(n, p_.settings[i], out);
+      quantize_emitted(out, from);
     } else {
       // Float: reads what it read (quantized graph inputs stay float for it);
       // its outputs may still be quantized for the static nodes that read them.

@@ -425,6 +425,36 @@ TEST(MixedQuantization, StaticConvsAndDynamicGemmsInOneModel) {
   EXPECT_GE(agree(run1(m, "image", x), run1(q, "image", x)).top1, 0.97);
 }
 
+// The other direction: static nodes (the bias and residual Adds) read the
+// float outputs of dynamically quantized MatMuls, and get their own
+// QuantizeLinear -> DequantizeLinear there.
+TEST(MixedQuantization, StaticAddsReadDynamicMatMulsInTheViT) {
+  const ir::Model m = ir::load_model(kModels + "/fmnist/vit.onnx");
+  const QuantConfig c = QuantConfig::from_json(R"({"op_type_overrides": {"MatMul": {"mode": "dynamic"}}})");
+  auto data = fashion(128);
+  QuantizeReport r;
+  const ir::Model q = quantize_model(m, c, data.get(), &r);
+  EXPECT_GT(count_op(q.graph, "MatMulInteger"), 0);
+  EXPECT_EQ(decision(r, "Add")->mode, QuantMode::kStatic);
+  // The MatMuls' float outputs are quantized for their static readers: under
+  // their own names they now come from a DequantizeLinear.
+  std::set<std::string> dynamic_outputs;  // the MatMuls' outputs keep their names
+  for (const auto& d : r.nodes)
+    if (d.op_type == "MatMul" && d.mode == QuantMode::kDynamic)
+      for (const auto& n : m.graph.nodes)
+        if (n.name == d.node) dynamic_outputs.insert(n.outputs[0]);
+  EXPECT_FALSE(dynamic_outputs.empty());
+  int requantized = 0;
+  for (const auto& n : q.graph.nodes)
+    requantized += n.op_type == "DequantizeLinear" && dynamic_outputs.count(n.outputs[0]);
+  EXPECT_EQ(requantized, static_cast<int>(dynamic_outputs.size()));
+  ir::Model fused = q;
+  passes::fuse_qdq(fused);
+  EXPECT_EQ(count_op(fused.graph, "Add"), 0) << "every Add runs as QLinearAdd";
+  const Tensor x = fashion_images(256);
+  EXPECT_GE(agree(run1(m, "image", x), run1(q, "image", x)).top1, 0.97);
+}
+
 TEST(MixedQuantization, ExcludedNodesStayFloatWithTheReason) {
   const ir::Model m = ir::load_model(kModels + "/fashion_cnn.onnx");
   QuantConfig c;
