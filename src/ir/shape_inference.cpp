@@ -40,8 +40,9 @@ ValueInfo merge(const ValueInfo& declared, const ValueInfo& inferred, const Node
   } else if (declared.shape && declared.shape->size() == r.shape->size()) {
     for (size_t i = 0; i < r.shape->size(); ++i)
       if (!(*r.shape)[i].known() && (*declared.shape)[i].known()) (*r.shape)[i] = (*declared.shape)[i];
-      else if ((*r.shape)[i].symbol.rfind("unk__", 0) == 0 && !(*declared.shape)[i].symbol.empty())
-        (*r.shape)[i] = (*declared.shape)[i];
+      else if (!(*r.shape)[i].known() && !(*declared.shape)[i].symbol.empty() &&
+               ((*r.shape)[i].symbol.empty() || (*r.shape)[i].symbol.rfind("unk__", 0) == 0))
+        (*r.shape)[i] = (*declared.shape)[i];  // a declared name beats "?" or an invented one
   }
   return r;
 }

@@ -77,6 +77,16 @@ TEST(IrImport, SmallModelWithSymbolicDims) {
   EXPECT_EQ(ir::sym_shape_str(*y->shape), "[N, 4]");
 }
 
+// Inference that knows less than the model keeps the names the model
+// declares: the ViT's logits are declared [batch, 10], inference alone
+// gives [?, 10] (the batch name is lost on the way), and the merge used to
+// keep the "?".
+TEST(IrShapes, DeclaredSymbolsBeatUnknownInferredDims) {
+  const ir::Model m = ir::load_model(std::string(QFORGE_MODELS_DIR) + "/fmnist/vit.onnx");
+  ASSERT_TRUE(m.graph.values.at("logits").shape);
+  EXPECT_EQ(ir::sym_shape_str(*m.graph.values.at("logits").shape), "[batch, 10]");
+}
+
 TEST(IrImport, ConstantNodesBecomeInitializers) {
   onnx::ModelProto mp = relu_model();
   auto* g = mp.mutable_graph();
