@@ -9,6 +9,7 @@
 #include <chrono>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -123,7 +124,10 @@ std::unique_ptr<GraphPlan> build_plan(const ir::Graph& g, const ir::Model& m, Th
   return plan;
 }
 
-// Buffers of dead values, reused within one run.
+// Buffers of dead values, reused within a run and kept for the next one (a
+// Session keeps one pool per concurrent run), so that a warm run takes its
+// intermediate buffers from memory already touched instead of from fresh
+// pages the kernel faults in one by one.
 class BufferPool {
  public:
   std::shared_ptr<Storage> get(size_t bytes) {
@@ -142,6 +146,12 @@ class BufferPool {
     if (s && s.use_count() == 1 && mine_.count(s.get())) free_.emplace(s->size(), s);
     t = Tensor();
   }
+  // After a run: forget the buffers given away (the outputs), whose
+  // addresses may come back as someone else's storage.
+  void end_run() {
+    mine_.clear();
+    for (const auto& [bytes, s] : free_) mine_.insert(s.get());
+  }
 
  private:
   std::multimap<size_t, std::shared_ptr<Storage>> free_;
@@ -149,7 +159,7 @@ class BufferPool {
 };
 
 struct RunState {
-  BufferPool pool;
+  BufferPool* pool = nullptr;
   RunProfile* profile = nullptr;
   const Session::ValueTap* tap = nullptr;  // main graph only
   ThreadPool* threads = nullptr;
@@ -204,7 +214,7 @@ class StepContext : public ops::OpContext {
           Errc::kShapeMismatch, node().describe(),
           "would allocate an output of " + std::string(dtype_name(dtype)) + shape_str(shape),
           "at most " + std::to_string(rs_.max_bytes) + " bytes (SessionOptions::max_tensor_bytes)");
-    return Tensor::view(dtype, shape, rs_.pool.get(static_cast<size_t>(bytes)));
+    return Tensor::view(dtype, shape, rs_.pool->get(static_cast<size_t>(bytes)));
   }
 
  private:
@@ -266,7 +276,7 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
       f.slots[static_cast<size_t>(s)] = std::move(o);
       if (tap) (*tap)(st.node->outputs[i], f.slots[static_cast<size_t>(s)]);
     }
-    for (int s : st.dead_after) rs.pool.release(f.slots[static_cast<size_t>(s)]);
+    for (int s : st.dead_after) rs.pool->release(f.slots[static_cast<size_t>(s)]);
   }
   std::vector<Tensor> out;
   for (size_t i = 0; i < plan.outputs.size(); ++i) {
@@ -293,6 +303,8 @@ struct Session::Impl {
   ThreadPool* pool = nullptr;
   std::unique_ptr<GraphPlan> plan;
   std::vector<IoInfo> inputs, outputs;
+  std::mutex pools_mu;  // buffer pools of finished runs, one taken per run
+  std::vector<std::unique_ptr<BufferPool>> pools;
 };
 
 Session::Session(ir::Model model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
@@ -389,13 +401,28 @@ std::vector<Tensor> Session::run(const NamedTensors& inputs, RunProfile* profile
       throw Error(Errc::kNotFound, "input '" + impl_->inputs[i].name + "'", "was not given",
                   "a value for every model input");
 
+  std::unique_ptr<BufferPool> buffers;
+  {
+    std::lock_guard<std::mutex> lock(impl_->pools_mu);
+    if (!impl_->pools.empty()) {
+      buffers = std::move(impl_->pools.back());
+      impl_->pools.pop_back();
+    }
+  }
+  if (!buffers) buffers = std::make_unique<BufferPool>();
   RunState rs;
+  rs.pool = buffers.get();
   rs.profile = profile;
   rs.tap = tap ? &tap : nullptr;
   rs.threads = impl_->pool;
   rs.max_bytes = impl_->options.max_tensor_bytes;
   if (profile) *profile = RunProfile{};
   std::vector<Tensor> out = execute(*impl_->plan, nullptr, ordered, rs);
+  buffers->end_run();
+  {
+    std::lock_guard<std::mutex> lock(impl_->pools_mu);
+    impl_->pools.push_back(std::move(buffers));
+  }
   if (profile)
     profile->total_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
