@@ -22,8 +22,11 @@
 # ROUNDS rounds (default 3; environment variable), the runtimes taking turns
 # within each round, and the tables show the median over the rounds of each
 # runtime's median. Ratio columns are time ratios qforge / peer: below 1
-# means qforge is faster. `all` takes about 10 minutes at 0.5 s on 2 cores.
-# Raw results stay under build-peers/int8/.
+# means qforge is faster. `all` takes 10-15 minutes at 0.5 s on 2 cores
+# (14 on a loaded 2-core VM); `gemm` about 1.5 minutes at 0.3 s. On a machine
+# shared with other work, `chrt -f 10 scripts/bench_int8.sh ...` (as root;
+# the children inherit the priority) keeps the others off the cores while it
+# runs. Raw results stay under build-peers/int8/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
