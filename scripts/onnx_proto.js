@@ -1,7 +1,8 @@
 // A minimal ONNX ModelProto writer for the golden-data scripts
-// (gen_qgemm_golden.js, gen_dqlstm_golden.js): one node whose inputs are all
-// graph inputs, written with a small protobuf encoder so that the scripts
-// need nothing but onnxruntime-node.
+// (gen_qgemm_golden.js, gen_dqlstm_golden.js) and the int8 GEMM peer
+// benchmark (bench/peers/ort_gemm.js): one node whose inputs are graph
+// inputs or initializers, written with a small protobuf encoder so that the
+// scripts need nothing but onnxruntime-node.
 'use strict';
 
 function varint(n) {
@@ -47,9 +48,23 @@ function attribute(name, a) {
   throw new Error('attribute ' + name + ': unknown kind');
 }
 
+// TensorProto with raw little-endian data (a Buffer): dims, data_type, name, raw_data.
+function tensorProto(name, type, shape, raw) {
+  const head = [...shape.map((d) => vfield(1, d)).flat(), ...vfield(2, ELEM[type]), ...sfield(8, name),
+    ...key(9, 2), ...varint(raw.length)];
+  return Buffer.concat([Buffer.from(head), raw]);
+}
+// A length-delimited field around a Buffer (for bodies too big to spread).
+const bufField = (field, buf) => Buffer.concat([Buffer.from([...key(field, 2), ...varint(buf.length)]), buf]);
+
 // A model of one node. inputs: [{name, type, shape} or null (absent)];
-// outputs: [{name, type, shape} or null]; attrs: [[name, attribute]].
-function oneNodeModel({opType, domain = '', nodeName, attrs = [], inputs, outputs, opsets, producer}) {
+// outputs: [{name, type, shape} or null]; attrs: [[name, attribute]];
+// initializers: [{name, type, shape, raw: Buffer}], constant inputs: list
+// them in `inputs` too; they become node inputs but not graph inputs (an
+// initializer that is also a graph input may be overridden, so runtimes
+// don't treat it as a constant, e.g. ONNX Runtime doesn't prepack it).
+function oneNodeModel({opType, domain = '', nodeName, attrs = [], inputs, outputs, opsets, producer,
+  initializers = []}) {
   const node = [
     ...inputs.map((t) => sfield(1, t ? t.name : '')).flat(),
     ...outputs.map((t) => sfield(2, t ? t.name : '')).flat(),
@@ -57,13 +72,19 @@ function oneNodeModel({opType, domain = '', nodeName, attrs = [], inputs, output
     ...attrs.map(([k, a]) => bfield(5, attribute(k, a))).flat(),
     ...(domain ? sfield(7, domain) : []),
   ];
-  const graph = [
-    ...bfield(1, node), ...sfield(2, 'g'),
-    ...inputs.map((t) => (t ? bfield(11, valueInfo(t.name, t.type, t.shape)) : [])).flat(),
-    ...outputs.map((t) => (t ? bfield(12, valueInfo(t.name, t.type, t.shape)) : [])).flat(),
-  ];
+  const constant = new Set(initializers.map((t) => t.name));
+  const graph = Buffer.concat([
+    Buffer.from([
+      ...bfield(1, node), ...sfield(2, 'g'),
+      ...inputs.filter((t) => t && !constant.has(t.name))
+          .map((t) => bfield(11, valueInfo(t.name, t.type, t.shape))).flat(),
+      ...outputs.map((t) => (t ? bfield(12, valueInfo(t.name, t.type, t.shape)) : [])).flat(),
+    ]),
+    ...initializers.map((t) => bufField(5, tensorProto(t.name, t.type, t.shape, t.raw))),
+  ]);
   const imports = opsets.map(([d, v]) => bfield(8, [...sfield(1, d), ...vfield(2, v)])).flat();
-  return Uint8Array.from([...vfield(1, 8), ...sfield(2, producer), ...bfield(7, graph), ...imports]);
+  return new Uint8Array(Buffer.concat([Buffer.from([...vfield(1, 8), ...sfield(2, producer)]), bufField(7, graph),
+    Buffer.from(imports)]));
 }
 
 // Seeded uniform [0, 1) numbers (mulberry32), so golden data replay.

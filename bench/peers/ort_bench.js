@@ -5,16 +5,13 @@
 // (default 2, at least 10 runs) and prints one JSON line with the median.
 'use strict';
 const path = require('path');
-const ort = require(path.join(__dirname, '../../build-peers/ort/node_modules/onnxruntime-node'));
+const {ort, createSession, timeRuns} = require('./ort_common');
 
 async function main() {
   const [model, dtype, shapeArg, threadsArg, secondsArg] = process.argv.slice(2);
   const shape = shapeArg.split(',').map(Number);
   const threads = Number(threadsArg), seconds = Number(secondsArg || 2);
-  const session = await ort.InferenceSession.create(model, {
-    intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-  });
+  const session = await createSession(model, threads);
   const n = shape.reduce((a, b) => a * b, 1);
   let tensor;
   if (dtype === 'i64') {
@@ -27,16 +24,7 @@ async function main() {
     tensor = new ort.Tensor('float32', data, shape);
   }
   const feeds = {[session.inputNames[0]]: tensor};
-  for (let i = 0; i < 5; ++i) await session.run(feeds);
-  const times = [];
-  const end = Date.now() + seconds * 1000;
-  while (Date.now() < end || times.length < 10) {
-    const t0 = process.hrtime.bigint();
-    await session.run(feeds);
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
-  times.sort((a, b) => a - b);
-  console.log(JSON.stringify({runtime: 'onnxruntime', model: path.basename(model), shape, threads,
-    ms_median: times[Math.floor(times.length / 2)], runs: times.length}));
+  const {ms_median, runs} = await timeRuns(session, feeds, seconds);
+  console.log(JSON.stringify({runtime: 'onnxruntime', model: path.basename(model), shape, threads, ms_median, runs}));
 }
 main().catch((e) => { console.error('ort_bench: ' + e.message); process.exit(1); });

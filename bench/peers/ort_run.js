@@ -7,7 +7,7 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const ort = require(path.join(__dirname, '../../build-peers/ort/node_modules/onnxruntime-node'));
+const {ort, createSession} = require('./ort_common');
 
 const NPY_TYPES = {
   '<f4': ['float32', Float32Array], '<f8': ['float64', Float64Array], '<i8': ['int64', BigInt64Array],
@@ -52,9 +52,7 @@ function writeNpy(file, tensor) {
 async function main() {
   const [model, outDir, ...inputs] = process.argv.slice(2);
   if (!model || !outDir) throw new Error('usage: node ort_run.js MODEL OUT_DIR NAME=FILE.npy ...');
-  const session = await ort.InferenceSession.create(model, {
-    intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
-  });
+  const session = await createSession(model, 1);
   const feeds = {};
   for (const spec of inputs) {
     const eq = spec.indexOf('=');

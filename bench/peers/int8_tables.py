@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""The Markdown tables of scripts/bench_int8.sh, from the raw results it left
+in OUT (build-peers/int8):
+
+  int8_tables.py peak|gemm|models OUT
+
+Each figure is the median over the rounds of one runtime's median; ratios
+are time ratios qforge / peer (below 1: qforge faster).
+"""
+import glob
+import json
+import re
+import statistics
+import sys
+from collections import defaultdict
+
+
+def gbench_rows(path):
+    return json.load(open(path))["benchmarks"]
+
+
+def peak_gops(out):
+    """{(benchmark, threads): (best GOPS, label)} from peak.json: the best of the
+    repetitions, as other load on the machine can only lower a peak."""
+    res = {}
+    for b in gbench_rows(f"{out}/peak.json"):
+        if "error_occurred" in b or b.get("run_type") == "aggregate":
+            continue
+        m = re.match(r"(BM_\w+)(?:/real_time)?(?:/threads:(\d+))?", b["run_name"])
+        key = (m.group(1), int(m.group(2) or 1))
+        # The GOPS counters count 1e-9 operations and are rates: GOPS as is.
+        if key not in res or b["GOPS"] > res[key][0]:
+            res[key] = (b["GOPS"], b.get("label", ""))
+    return res
+
+
+def peak(out):
+    print("| instruction | threads | GOPS (best of the rounds) | GOPS per core |")
+    print("|---|---:|---:|---:|")
+    for (name, threads), (g, label) in sorted(peak_gops(out).items()):
+        print(f"| {label} (`{name}`) | {threads} | {g:.0f} | {g / threads:.0f} |")
+
+
+def med(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a == a and b == b and b > 0 else "n/a"
+
+
+def gemm(out):
+    peak1 = peak_gops(out)[("BM_PeakInt8Dot", 1)][0]
+    q = defaultdict(list)  # (variant, M, K, N, threads) -> GOPS per round
+    for path in glob.glob(f"{out}/gemm/r*.qforge.json"):
+        for b in gbench_rows(path):
+            m = re.match(r"BM_(Int8Gemm|Int8GemmRequant)/M:(\d+)/N:(\d+)/K:(\d+)/threads:(\d+)/", b["name"])
+            if m and "error_occurred" not in b:
+                M, N, K, t = map(int, m.group(2, 3, 4, 5))
+                q[(m.group(1), M, K, N, t)].append(b["GOPS"])
+    peer = defaultdict(list)  # (runtime/engine, M, K, N, threads) -> GOPS; ms for the floor
+    for path in glob.glob(f"{out}/gemm/r*.ort.jsonl") + glob.glob(f"{out}/gemm/r*.torch.jsonl"):
+        for line in open(path):
+            r = json.loads(line)
+            who = r.get("engine", "ort")
+            value = r["ms_median"] if (r["M"], r["K"], r["N"]) == (1, 4, 4) else r["gops"]
+            peer[(who, r["M"], r["K"], r["N"], r["threads"])].append(value)
+    print("| M x K x N | threads | qforge GOPS | % of peak | ORT MatMulInteger GOPS | qforge / ORT "
+          "| qforge requant GOPS | PyTorch onednn GOPS | qforge / onednn | PyTorch qnnpack GOPS | qforge / qnnpack |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for M, K, N in [(1, 768, 768), (32, 768, 768), (128, 768, 3072), (512, 1024, 1024), (1, 4096, 4096)]:
+        for t in (1, 2):
+            g = med(q[("Int8Gemm", M, K, N, t)])
+            gr = med(q[("Int8GemmRequant", M, K, N, t)])
+            o, d, p = (med(peer[(w, M, K, N, t)]) for w in ("ort", "onednn", "qnnpack"))
+            # time ratio qforge / peer = peer GOPS / qforge GOPS
+            print(f"| {M} x {K} x {N} | {t} | {g:.0f} | {100 * g / (peak1 * t):.0f}% | {o:.0f} | {ratio(o, g)} "
+                  f"| {gr:.0f} | {d:.0f} | {ratio(d, gr)} | {p:.0f} | {ratio(p, gr)} |")
+    floor = {t: med(peer[("ort", 1, 4, 4, t)]) for t in (1, 2)}
+    print(f"\nPeak: {peak1:.0f} GOPS per core (vpdpbusd zmm, 1 thread); % of peak = qforge GOPS / (peak x threads). "
+          f"ORT's figures include a session.run through Node: a 1 x 4 x 4 MatMulInteger takes "
+          f"{1000 * floor[1]:.1f} us (1 thread) / {1000 * floor[2]:.1f} us (2 threads). PyTorch's include a "
+          f"Python call. qforge / ORT compares the int32-output kernels; qforge / PyTorch the u8-output "
+          f"(requantizing) ones.")
+
+
+def models(out):
+    ort = defaultdict(list)
+    for line in open(f"{out}/models/ort.jsonl"):
+        r = json.loads(line)
+        ort[(r["name"], r["batch"], r["ort"]["threads"])].append(r["ort"]["ms_median"])
+    qf, qi = defaultdict(list), defaultdict(list)
+    for path in glob.glob(f"{out}/models/*.qforge.json"):
+        m = re.search(r"/(\w+)\.b(\d+)\.t(\d+)\.r\d+\.qforge\.json$", path)
+        name, batch, t = m.group(1), int(m.group(2)), int(m.group(3))
+        rows = json.load(open(path))["models"]
+        qf[(name, batch, t)].append(rows[0]["p50_ms"])
+        qi[(name, batch, t)].append(rows[1]["p50_ms"])
+    pt = defaultdict(list)
+    for line in open(f"{out}/models/torch.jsonl"):
+        r = json.loads(line)
+        pt[(r["engine"], r["model"], r["batch"], r["threads"])].append(r["ms_median"])
+    modes = {"lstm": "dynamic", "transformer4": "dynamic"}
+    print("| model (qforge int8) | batch | threads | qforge fp32 ms | qforge int8 ms | int8 speed-up | ORT int8 ms "
+          "| qforge / ORT | PyTorch onednn ms | qforge / onednn | PyTorch qnnpack ms | qforge / qnnpack "
+          "| qforge / fastest of ORT, onednn |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in ["mlp", "cnn_bn", "dwsep_cnn", "vit", "lstm", "transformer4"]:
+        for batch in (1, 32):
+            for t in (1, 2):
+                f, i = med(qf[(name, batch, t)]), med(qi[(name, batch, t)])
+                o = med(ort[(name, batch, t)])
+                d, p = med(pt[("onednn", name, batch, t)]), med(pt[("qnnpack", name, batch, t)])
+                print(f"| {name} ({modes.get(name, 'static')}) | {batch} | {t} | {f:.3f} | {i:.3f} | {f / i:.2f}x "
+                      f"| {o:.3f} | {ratio(i, o)} | {d:.3f} | {ratio(i, d)} | {p:.3f} | {ratio(i, p)} "
+                      f"| {ratio(i, min(o, d))} |")
+
+
+def main():
+    what, out = sys.argv[1], sys.argv[2]
+    {"peak": peak, "gemm": gemm, "models": models}[what](out)
+
+
+if __name__ == "__main__":
+    main()
