@@ -1,6 +1,6 @@
 // The int8 GEMM (kernels/qgemm.h): every microkernel this CPU can run (the
-// scalar reference, AVX2, AVX-512 VNNI; missing ISAs are skipped at run
-// time) against a naive oracle written here from the
+// scalar reference, AVX2, AVX-512 VNNI, Arm NEON and dotprod; missing ISAs
+// are skipped at run time) against a naive oracle written here from the
 // contract in qgemm.h (exact int64 sums of (A - a_zp)(B - b_zp), wrapped to
 // int32, then each epilogue's formula), and against the reference kernel bit
 // for bit: all four signedness pairs (u8 x s8, s8 x s8, u8 x u8, s8 x u8); M,
@@ -424,6 +424,14 @@ TEST(Int8Gemm, KernelTableChoosesByIsaAndVnni) {
     f.avx512vnni = false;
     EXPECT_STREQ(kernels::kernels_for(kernels::Isa::kAvx512, f).qgemm->name,
                  "qu8_qs8_gemm_3x16c4__avx2");
+  }
+  if (has(kernels::Isa::kNeon)) {
+    EXPECT_STREQ(kernels::kernels_for(kernels::Isa::kNeon).qgemm->name,
+                 "qu8_qs8_gemm_3x16c4__neon");
+  }
+  if (has(kernels::Isa::kDotprod)) {
+    EXPECT_STREQ(kernels::kernels_for(kernels::Isa::kDotprod).qgemm->name,
+                 "qu8_qs8_gemm_4x16c4__neondot");
   }
   // The process's table holds one of the kernels this CPU runs.
   const auto all = kernels::qgemm_kernels();
