@@ -48,4 +48,4 @@ if out=$(QFORGE_ISA=dotprod "${a53[@]}" "$bin" --gtest_filter=KernelsTable.Avail
 fi
 grep -q "ISA dotprod.*is not supported by this CPU.*asimddp" <<<"$out" || {
   echo "$out"; echo "test_arm.sh: QFORGE_ISA=dotprod on a Cortex-A53: not the expected Error" >&2; exit 1; }
-echo "  -cpu cortex-a53, QFORGE_ISA=dotprod: refused ($(grep -o 'ISA dotprod[^(]*' <<<"$out" | head -1))"
+echo "  -cpu cortex-a53, QFORGE_ISA=dotprod: refused: $(grep -o 'ISA dotprod.*(asimddp))' <<<"$out" | head -1)"

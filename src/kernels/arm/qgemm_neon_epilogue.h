@@ -5,8 +5,9 @@
 //   - the integer terms are NEON adds and multiplies, which wrap modulo 2^32
 //     as the reference's uint32 sums do;
 //   - vcvtq_f32_s32 rounds to nearest like static_cast<float>(int32);
-//   - products and sums are separate vmulq / vaddq (the build turns off
-//     contraction to fused multiply-adds, so the reference has them too);
+//   - products and sums are separate vmulq / vaddq, each rounded, as in
+//     the reference (the AArch64 build passes -ffp-contract=off: GCC would
+//     otherwise fuse the pair into one fmla, rounding once);
 //   - the clamp is the reference's comparisons (x > lo ? x : lo, then
 //     c < hi ? c : hi) as compare-and-select, so NaN gives lo, and
 //     vcvtnq rounds half to even like nearbyint.
