@@ -15,6 +15,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev zlib1g-dev libstb-dev
   libonnx-testdata dataset-fashion-mnist
   chromium python3  # the report test renders HTML in headless Chromium
+  g++-aarch64-linux-gnu qemu-user  # the Arm kernel tests (scripts/test_arm.sh)
 )
 if [[ "${1:-}" == "--peers" ]]; then
   packages+=(python3-torch python3-numpy libopenblas0-pthread)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command (and CI's): set up, build with warnings as
 # errors, run every test; then build the unit tests with AddressSanitizer and
-# UndefinedBehaviorSanitizer and run them again. In between, the live
+# UndefinedBehaviorSanitizer and run them again. In between, the Arm kernels
+# cross-compiled and tested under qemu (scripts/test_arm.sh) and the live
 # interop check against ONNX Runtime (scripts/interop_ort.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ echo "== release build (warnings are errors)"
 scripts/build.sh
 echo "== tests"
 ctest --test-dir build --output-on-failure -j "$jobs"
+echo "== Arm kernels: cross-compiled for AArch64, tested under qemu-aarch64"
+scripts/test_arm.sh
 echo "== interop with ONNX Runtime 1.30 (live; says loudly when it has to skip)"
 scripts/interop_ort.sh
 

@@ -13,15 +13,28 @@ const char* isa_name(Isa isa) {
     case Isa::kRef: return "ref";
     case Isa::kAvx2: return "avx2";
     case Isa::kAvx512: return "avx512";
+    case Isa::kNeon: return "neon";
+    case Isa::kDotprod: return "dotprod";
+  }
+  return "?";
+}
+
+const char* isa_features(Isa isa) {
+  switch (isa) {
+    case Isa::kRef: return "nothing";
+    case Isa::kAvx2: return "AVX2, FMA and F16C";
+    case Isa::kAvx512: return "AVX-512 F, BW, VL and DQ";
+    case Isa::kNeon: return "AArch64 NEON (asimd)";
+    case Isa::kDotprod: return "AArch64 NEON with the dot product instructions (asimddp)";
   }
   return "?";
 }
 
 Isa parse_isa(const std::string& name) {
-  for (Isa i : {Isa::kRef, Isa::kAvx2, Isa::kAvx512})
+  for (Isa i : {Isa::kRef, Isa::kAvx2, Isa::kAvx512, Isa::kNeon, Isa::kDotprod})
     if (name == isa_name(i)) return i;
   throw Error(Errc::kInvalidArgument, "QFORGE_ISA='" + name + "'", "is not a known ISA",
-              "ref, avx2 or avx512");
+              "ref, avx2, avx512 (x86-64), neon or dotprod (AArch64)");
 }
 
 std::vector<Isa> available_isas(const CpuFeatures& f) {
@@ -29,6 +42,9 @@ std::vector<Isa> available_isas(const CpuFeatures& f) {
 #if defined(__x86_64__)
   if (f.avx2 && f.fma && f.f16c) r.push_back(Isa::kAvx2);
   if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq) r.push_back(Isa::kAvx512);
+#elif defined(__aarch64__)
+  if (f.neon) r.push_back(Isa::kNeon);
+  if (f.neon && f.dotprod) r.push_back(Isa::kDotprod);
 #else
   (void)f;  // no SIMD kernels for this architecture yet
 #endif
@@ -40,7 +56,7 @@ KernelTable kernels_for(Isa isa, const CpuFeatures& cpu) {
   for (Isa a : available_isas(cpu)) ok = ok || a == isa;
   check(ok, Errc::kUnsupported, std::string("ISA ") + isa_name(isa),
         "is not supported by this CPU (" + (cpu.model.empty() ? cpu.arch : cpu.model) + ")",
-        isa == Isa::kAvx512 ? "AVX-512 F, BW, VL and DQ" : "AVX2, FMA and F16C");
+        isa_features(isa));
   KernelTable t;
   t.isa = isa;
   // Step by step, as MLAS's platform object: start from the references and
@@ -61,9 +77,17 @@ KernelTable kernels_for(Isa isa, const CpuFeatures& cpu) {
     t.dequantize_u8 = qu8_f32_dequantize__avx512;
     t.dequantize_i8 = qs8_f32_dequantize__avx512;
   }
+#elif defined(__aarch64__)
+  if (isa == Isa::kNeon || isa == Isa::kDotprod) {
+    t.quantize_u8 = f32_qu8_quantize__neon;
+    t.quantize_i8 = f32_qs8_quantize__neon;
+    t.dequantize_u8 = qu8_f32_dequantize__neon;
+    t.dequantize_i8 = qs8_f32_dequantize__neon;
+  }
 #endif
   t.qgemm = qgemm_kernel_for(isa, cpu);
-  const std::string suffix = std::string("__") + isa_name(isa);
+  // dotprod's quantize / dequantize are the NEON kernels.
+  const std::string suffix = std::string("__") + isa_name(isa == Isa::kDotprod ? Isa::kNeon : isa);
   t.names = {{"quantize f32->u8 (per tensor)", "f32_qu8_quantize" + suffix},
              {"quantize f32->i8 (per tensor)", "f32_qs8_quantize" + suffix},
              {"dequantize u8->f32 (per tensor)", "qu8_f32_dequantize" + suffix},

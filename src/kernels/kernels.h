@@ -1,7 +1,7 @@
 // Kernel tables: for each operation, the implementation this CPU will use,
 // chosen once (at first use) from the detected features, and overridable with
-// the environment variable QFORGE_ISA=ref|avx2|avx512 so one machine can test
-// every path. Every SIMD kernel has a scalar reference (kernels/ref) and is
+// the environment variable QFORGE_ISA=ref|avx2|avx512 (x86-64) or
+// QFORGE_ISA=ref|neon|dotprod (AArch64) so one machine can test every path. Every SIMD kernel has a scalar reference (kernels/ref) and is
 // tested against it bit for bit.
 //
 // Kernel names spell their contract: input type, output type, operation,
@@ -16,8 +16,13 @@
 
 namespace qforge::kernels {
 
-enum class Isa { kRef, kAvx2, kAvx512 };
+// In order of preference within an architecture: x86-64 has avx2 and
+// avx512, AArch64 neon (Advanced SIMD) and dotprod (NEON plus the Armv8.2
+// dot product instructions, getauxval's asimddp).
+enum class Isa { kRef, kAvx2, kAvx512, kNeon, kDotprod };
 const char* isa_name(Isa isa);
+// The CPU features an ISA needs, in words (the message of a refusal).
+const char* isa_features(Isa isa);
 
 // y[i] = saturate(round_half_even(x[i] / scale) + zp) into [qmin, qmax], for
 // u8 or i8 output. NaN gives qmin.
@@ -54,7 +59,8 @@ KernelTable kernels_for(Isa isa, const CpuFeatures& cpu = cpu_features());
 std::vector<Isa> available_isas(const CpuFeatures& cpu = cpu_features());
 Isa parse_isa(const std::string& name);
 // The int8 GEMM kernel of an ISA on a CPU with these features: AVX-512 uses
-// VNNI (vpdpbusd) where the CPU has it, else the AVX2 kernel (qgemm.cpp).
+// VNNI (vpdpbusd) where the CPU has it, else the AVX2 kernel; dotprod uses
+// udot (qgemm.cpp).
 const QGemmKernel* qgemm_kernel_for(Isa isa, const CpuFeatures& cpu);
 
 // Reference kernels, always present.
@@ -78,6 +84,16 @@ void f32_qs8_quantize__avx512(const float* x, int64_t n, float scale, int32_t zp
                               int32_t qmax, int8_t* y);
 void qu8_f32_dequantize__avx512(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
 void qs8_f32_dequantize__avx512(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
+#endif
+
+#if defined(__aarch64__)
+// Used by both AArch64 ISAs: dotprod adds nothing to quantize / dequantize.
+void f32_qu8_quantize__neon(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
+                            int32_t qmax, uint8_t* y);
+void f32_qs8_quantize__neon(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
+                            int32_t qmax, int8_t* y);
+void qu8_f32_dequantize__neon(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
+void qs8_f32_dequantize__neon(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
 #endif
 
 }  // namespace qforge::kernels

@@ -1,7 +1,7 @@
 // The int8 GEMM driver: argument checks, packing of B (once) and of A (per
 // call), the per-call column terms of the zero-point folding, threading, and
 // the kernel list. The arithmetic and the layouts are described in qgemm.h;
-// the microkernels are in ref/qgemm_ref.cpp and x86/qgemm_*.cpp.
+// the microkernels are in ref/qgemm_ref.cpp, x86/qgemm_*.cpp and arm/qgemm_*.cpp.
 #include "kernels/qgemm.h"
 
 #include <algorithm>
@@ -222,6 +222,10 @@ bool has_avx2(const CpuFeatures& f) {
 bool has_avx512vnni(const CpuFeatures& f) {
   return f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
 }
+#elif defined(__aarch64__)
+const QGemmKernel kNeonKernel{"qu8_qs8_gemm_3x16c4__neon", 3, 16, qu8_qs8_gemm_3x16c4__neon};
+const QGemmKernel kNeonDotKernel{"qu8_qs8_gemm_4x16c4__neondot", 4, 16,
+                                 qu8_qs8_gemm_4x16c4__neondot};
 #endif
 
 }  // namespace
@@ -290,6 +294,9 @@ std::vector<const QGemmKernel*> qgemm_kernels(const CpuFeatures& cpu) {
 #if defined(__x86_64__)
   if (has_avx2(cpu)) r.push_back(&kAvx2Kernel);
   if (has_avx512vnni(cpu)) r.push_back(&kAvx512VnniKernel);
+#elif defined(__aarch64__)
+  if (cpu.neon) r.push_back(&kNeonKernel);
+  if (cpu.neon && cpu.dotprod) r.push_back(&kNeonDotKernel);
 #else
   (void)cpu;
 #endif
@@ -301,6 +308,9 @@ const QGemmKernel* qgemm_kernel_for(Isa isa, const CpuFeatures& cpu) {
   // AVX-512 without VNNI has no faster exact int8 product than AVX2's.
   if (isa == Isa::kAvx512) return has_avx512vnni(cpu) ? &kAvx512VnniKernel : &kAvx2Kernel;
   if (isa == Isa::kAvx2) return &kAvx2Kernel;
+#elif defined(__aarch64__)
+  if (isa == Isa::kDotprod && cpu.dotprod) return &kNeonDotKernel;
+  if (isa == Isa::kNeon || isa == Isa::kDotprod) return &kNeonKernel;
 #else
   (void)isa;
   (void)cpu;

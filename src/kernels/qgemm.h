@@ -35,7 +35,8 @@
 // holds K rounded up to a multiple of 4 (kp) rows, in groups of 4 rows; group
 // g of panel p is 64 bytes: for column j (0..15) the four bytes
 // B'[4g + 0..3, 16p + j]. So one 64-byte group is one AVX-512 register of 16
-// int32 lanes, each lane the 4 bytes vpdpbusd multiplies by 4 bytes of A'.
+// int32 lanes, each lane the 4 bytes vpdpbusd multiplies by 4 bytes of A'
+// (and four NEON registers of 4 lanes, as udot takes them).
 // Columns past N and rows past K are zero. The layout is the same for every
 // ISA, so a QPackedB made once serves whichever kernel runs.
 //
@@ -198,6 +199,10 @@ void qu8_qs8_gemm_4x16c4__ref(const QGemmTile& t);
 #if defined(__x86_64__)
 void qu8_qs8_gemm_3x16c4__avx2(const QGemmTile& t);        // widened to s16, vpmaddwd
 void qu8_qs8_gemm_8x32c4__avx512vnni(const QGemmTile& t);  // vpdpbusd
+#endif
+#if defined(__aarch64__)
+void qu8_qs8_gemm_3x16c4__neon(const QGemmTile& t);     // widened to s16, vmulq + vpadalq
+void qu8_qs8_gemm_4x16c4__neondot(const QGemmTile& t);  // udot (Armv8.2 dotprod)
 #endif
 
 // ---- inline definitions ----

@@ -154,7 +154,7 @@ class KernelsVsRef : public ::testing::TestWithParam<Isa> {
   void SetUp() override {
     if (!cpu_has(GetParam()))
       GTEST_SKIP() << "this CPU lacks " << kernels::isa_name(GetParam()) << " ("
-                   << (GetParam() == Isa::kAvx512 ? "AVX-512 F/BW/VL/DQ" : "AVX2/FMA/F16C") << ")";
+                   << kernels::isa_features(GetParam()) << ")";
     table_ = kernels::kernels_for(GetParam());
   }
   kernels::KernelTable table_;
@@ -167,9 +167,11 @@ TEST_P(KernelsVsRef, TableIsForThisIsa) {
   EXPECT_NE(table_.dequantize_u8, &kernels::qu8_f32_dequantize__ref);
   EXPECT_NE(table_.dequantize_i8, &kernels::qs8_f32_dequantize__ref);
   ASSERT_EQ(table_.names.size(), 5u);
+  // dotprod has no quantize kernels of its own: it uses the NEON ones.
+  const Isa quantize_isa = GetParam() == Isa::kDotprod ? Isa::kNeon : GetParam();
   for (size_t i = 0; i < 4; ++i) {
     const std::string& kernel = table_.names[i].second;
-    EXPECT_NE(kernel.find(std::string("__") + kernels::isa_name(GetParam())), std::string::npos) << kernel;
+    EXPECT_NE(kernel.find(std::string("__") + kernels::isa_name(quantize_isa)), std::string::npos) << kernel;
   }
   // The int8 GEMM entry names the kernel the table holds (AVX-512 without
   // VNNI uses the AVX2 one; test_int8_gemm.cpp checks the choice).
@@ -275,7 +277,13 @@ TEST_P(KernelsVsRef, TiesRoundToEvenAndValuesSaturate) {
   for (size_t i = 0; i < in.size(); ++i) ASSERT_EQ(yu[i], want[i] + 128) << "x=" << in[i];
 }
 
-INSTANTIATE_TEST_SUITE_P(AllSimdIsas, KernelsVsRef, ::testing::Values(Isa::kAvx2, Isa::kAvx512),
+// The SIMD ISAs of the architecture this is compiled for.
+#if defined(__aarch64__)
+#define QFORGE_SIMD_ISAS Isa::kNeon, Isa::kDotprod
+#else
+#define QFORGE_SIMD_ISAS Isa::kAvx2, Isa::kAvx512
+#endif
+INSTANTIATE_TEST_SUITE_P(AllSimdIsas, KernelsVsRef, ::testing::Values(QFORGE_SIMD_ISAS),
                          [](const ::testing::TestParamInfo<Isa>& i) {
                            return std::string(kernels::isa_name(i.param));
                          });
@@ -283,7 +291,8 @@ INSTANTIATE_TEST_SUITE_P(AllSimdIsas, KernelsVsRef, ::testing::Values(Isa::kAvx2
 // ---- the kernel table ----
 
 TEST(KernelsTable, IsaNamesParse) {
-  for (Isa i : {Isa::kRef, Isa::kAvx2, Isa::kAvx512}) EXPECT_EQ(kernels::parse_isa(kernels::isa_name(i)), i);
+  for (Isa i : {Isa::kRef, Isa::kAvx2, Isa::kAvx512, Isa::kNeon, Isa::kDotprod})
+    EXPECT_EQ(kernels::parse_isa(kernels::isa_name(i)), i);
   try {
     kernels::parse_isa("bogus");
     ADD_FAILURE() << "no error";
@@ -292,6 +301,7 @@ TEST(KernelsTable, IsaNamesParse) {
   }
   EXPECT_THROW(kernels::parse_isa(""), Error);
   EXPECT_THROW(kernels::parse_isa("AVX2"), Error);
+  EXPECT_THROW(kernels::parse_isa("sve"), Error);
 }
 
 TEST(KernelsTable, AvailableIsasAndDefault) {
@@ -308,10 +318,28 @@ TEST(KernelsTable, AvailableIsasAndDefault) {
   } else {
     EXPECT_EQ(kernels::kernels().isa, kernels::parse_isa(env));
   }
+  // scripts/test_arm.sh says which ISA the automatic choice must make on the
+  // CPU it emulates.
+  if (const char* want = std::getenv("QFORGE_EXPECT_ISA")) {
+    EXPECT_STREQ(kernels::isa_name(kernels::kernels().isa), want);
+  }
 }
 
-// A CPU without AVX2 or AVX-512 (posed with a CpuFeatures value, so this
-// runs on any machine): those ISAs are refused with an Error naming them.
+// kernels_for(isa, cpu) throws kUnsupported naming the ISA and the features it needs.
+void expect_refused(Isa isa, const CpuFeatures& cpu) {
+  try {
+    kernels::kernels_for(isa, cpu);
+    ADD_FAILURE() << "kernels_for(" << kernels::isa_name(isa) << ") did not throw on " << cpu.arch;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find(kernels::isa_name(isa)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(kernels::isa_features(isa)), std::string::npos) << e.what();
+  }
+}
+
+// A CPU without AVX2 or AVX-512, or an AArch64 one without NEON or dotprod
+// (posed with a CpuFeatures value, so this runs on any machine): those ISAs
+// are refused with an Error naming them; so are the other architecture's.
 TEST(KernelsTable, MissingIsaIsRefused) {
   CpuFeatures plain;
   plain.arch = "x86_64";
@@ -320,18 +348,27 @@ TEST(KernelsTable, MissingIsaIsRefused) {
   EXPECT_NO_THROW(kernels::kernels_for(Isa::kRef, plain));
   CpuFeatures avx2_only = plain;
   avx2_only.avx = avx2_only.avx2 = avx2_only.fma = avx2_only.f16c = true;
-  for (const auto& [cpu, isa] : {std::pair{plain, Isa::kAvx2}, std::pair{plain, Isa::kAvx512},
-                                 std::pair{avx2_only, Isa::kAvx512}}) {
-    try {
-      kernels::kernels_for(isa, cpu);
-      ADD_FAILURE() << "kernels_for(" << kernels::isa_name(isa) << ") did not throw";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), Errc::kUnsupported);
-      EXPECT_NE(std::string(e.what()).find(kernels::isa_name(isa)), std::string::npos) << e.what();
-    }
-  }
+  expect_refused(Isa::kAvx2, plain);
+  expect_refused(Isa::kAvx512, plain);
+  expect_refused(Isa::kAvx512, avx2_only);
+  CpuFeatures arm_plain;
+  arm_plain.arch = "aarch64";
+  CpuFeatures neon_only = arm_plain;
+  neon_only.neon = true;
+  expect_refused(Isa::kNeon, arm_plain);
+  expect_refused(Isa::kDotprod, arm_plain);
+  expect_refused(Isa::kDotprod, neon_only);
 #if defined(__x86_64__)
   EXPECT_NO_THROW(kernels::kernels_for(Isa::kAvx2, avx2_only));
+  expect_refused(Isa::kNeon, cpu_features());
+  expect_refused(Isa::kDotprod, cpu_features());
+#elif defined(__aarch64__)
+  EXPECT_EQ(kernels::available_isas(neon_only), (std::vector<Isa>{Isa::kRef, Isa::kNeon}));
+  CpuFeatures dot = neon_only;
+  dot.dotprod = true;
+  EXPECT_EQ(kernels::available_isas(dot), (std::vector<Isa>{Isa::kRef, Isa::kNeon, Isa::kDotprod}));
+  expect_refused(Isa::kAvx2, dot);
+  expect_refused(Isa::kAvx512, dot);
 #endif
   // On this CPU: every ISA it reports can be built.
   for (Isa i : kernels::available_isas()) EXPECT_NO_THROW(kernels::kernels_for(i));

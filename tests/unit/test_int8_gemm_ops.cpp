@@ -1,0 +1,809 @@
+// The fast paths of the integer matrix ops built on the int8 GEMM
+// (ops/quant_gemm.h); the kernels themselves are tested in test_int8_gemm.cpp.
+//
+// Each fast op against the reference implementation in quant.cpp
+// (ops::reference), bit for bit, on random shapes: batching and broadcasting
+// for the matmuls, pads / strides / dilations / groups / depthwise / 1-D to
+// 3-D for the convolutions, per-tensor and per-column parameters, weights
+// packed in prepare, packed per run, and overridden after packing, on 1 and
+// 3 threads. QGemm also against values computed by hand from its definition
+// in ONNX Runtime's ContribOperators.md, and against ONNX Runtime 1.30's own
+// output (tests/golden/qgemm_ort.json, made by scripts/gen_qgemm_golden.js).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ops/quant_gemm.h"
+#include "qforge/error.h"
+#include "qforge/ir.h"
+#include "qforge/op.h"
+#include "qforge/quant.h"
+#include "qforge/session.h"
+#include "qforge/thread_pool.h"
+#include "test_util.h"
+
+namespace qforge {
+namespace {
+
+// ---------------------------------------------------------------- the ops
+
+using Attrs = std::map<std::string, ir::Attribute>;
+using Inputs = std::vector<std::optional<Tensor>>;
+using RefFn = void (*)(ops::OpContext&);
+const std::string kMs = "com.microsoft";
+
+ir::Attribute ai(int64_t v) {
+  return ir::Attribute::of(v);
+}
+ir::Attribute ais(std::vector<int64_t> v) {
+  return ir::Attribute::of(std::move(v));
+}
+ir::Attribute af(float v) {
+  return ir::Attribute::of(v);
+}
+
+ir::Node make_node(const std::string& domain, const std::string& op, const Inputs& in,
+                   Attrs attrs) {
+  ir::Node node;
+  node.name = "n";
+  node.op_type = op;
+  node.domain = domain;
+  for (size_t i = 0; i < in.size(); ++i)
+    node.inputs.push_back(in[i] ? "in" + std::to_string(i) : "");
+  node.outputs.push_back("out0");
+  node.attrs = std::move(attrs);
+  return node;
+}
+
+std::vector<const Tensor*> pointers(const Inputs& in) {
+  std::vector<const Tensor*> r;
+  for (const auto& t : in) r.push_back(t ? &*t : nullptr);
+  return r;
+}
+
+// One op call: the registered definition (the fast path) with weights packed
+// in prepare when `packed` lists constant inputs (or packed from `pack_from`
+// when given: a stale packing that must not be used), and the reference.
+struct OpCall {
+  std::string domain = "";
+  std::string op;
+  int64_t opset = 21;
+  Inputs in;
+  Attrs attrs;
+  std::vector<int> packed;          // inputs prepare sees as constants
+  std::optional<Inputs> pack_from;  // prepare on these inputs instead
+};
+
+Tensor run_fast(const OpCall& c, ThreadPool* pool) {
+  const ir::Node node = make_node(c.domain, c.op, c.in, c.attrs);
+  const ops::OpDef* def = ops::OpRegistry::global().find(c.domain, c.op, c.opset);
+  if (def == nullptr) throw std::runtime_error("no OpDef for " + c.op);
+  std::shared_ptr<const void> state;
+  if (!c.packed.empty()) {
+    const Inputs& src = c.pack_from ? *c.pack_from : c.in;
+    std::vector<const Tensor*> consts(src.size(), nullptr);
+    for (int i : c.packed)
+      consts[static_cast<size_t>(i)] =
+          src[static_cast<size_t>(i)] ? &*src[static_cast<size_t>(i)] : nullptr;
+    EXPECT_TRUE(def->prepare) << c.op << " has no prepare";
+    if (def->prepare) state = def->prepare(ops::PrepareContext{node, c.opset, consts, pool});
+  }
+  ops::OpContext ctx(node, c.opset, pointers(c.in), state.get(), pool);
+  def->run(ctx);
+  return ctx.outputs().at(0);
+}
+
+Tensor run_reference(const OpCall& c, RefFn ref) {
+  const ir::Node node = make_node(c.domain, c.op, c.in, c.attrs);
+  ops::OpContext ctx(node, c.opset, pointers(c.in), nullptr, nullptr);
+  ref(ctx);
+  return ctx.outputs().at(0);
+}
+
+std::string value_at(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DType::kU8:
+      return std::to_string(int{static_cast<const uint8_t*>(t.raw())[i]});
+    case DType::kI8:
+      return std::to_string(int{static_cast<const int8_t*>(t.raw())[i]});
+    case DType::kI32:
+      return std::to_string(t.data<int32_t>()[i]);
+    case DType::kF32:
+      return std::to_string(t.data<float>()[i]);
+    default:
+      return "?";
+  }
+}
+
+// Same dtype, shape and bytes; else the first difference.
+::testing::AssertionResult same_tensor(const Tensor& got, const Tensor& want) {
+  if (got.dtype() != want.dtype() || got.shape() != want.shape())
+    return ::testing::AssertionFailure()
+           << "got " << dtype_name(got.dtype()) << shape_str(got.shape()) << ", expected "
+           << dtype_name(want.dtype()) << shape_str(want.shape());
+  if (got.nbytes() == 0 || std::memcmp(got.raw(), want.raw(), got.nbytes()) == 0)
+    return ::testing::AssertionSuccess();
+  const int64_t es = static_cast<int64_t>(want.nbytes()) / want.numel();
+  for (int64_t i = 0; i < want.numel(); ++i)
+    if (std::memcmp(static_cast<const uint8_t*>(got.raw()) + i * es,
+                    static_cast<const uint8_t*>(want.raw()) + i * es, static_cast<size_t>(es)) != 0)
+      return ::testing::AssertionFailure()
+             << "element " << i << " of " << shape_str(want.shape()) << " is " << value_at(got, i)
+             << ", the reference gives " << value_at(want, i);
+  return ::testing::AssertionFailure() << "bytes differ";
+}
+
+// The fast path on 1 and 3 threads, with and without packing, equals the reference.
+void expect_fast_is_reference(OpCall c, RefFn ref, const std::string& what) {
+  SCOPED_TRACE(c.op + ": " + what);
+  const Tensor want = run_reference(c, ref);
+  ThreadPool pool(3);
+  const std::vector<int> packed = c.packed;
+  for (const bool pack : {false, true}) {
+    c.packed = pack ? packed : std::vector<int>{};
+    for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+      ASSERT_TRUE(same_tensor(run_fast(c, p), want))
+          << (pack ? "packed in prepare" : "packed per run") << (p ? ", 3 threads" : ", 1 thread");
+    }
+  }
+}
+
+class Rng {
+ public:
+  explicit Rng(uint32_t seed) : g_(seed) {}
+  int64_t range(int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(g_);
+  }
+  bool coin() { return range(0, 1) == 1; }
+  float real(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_); }
+  DType type8() { return coin() ? DType::kI8 : DType::kU8; }
+  // Codes over the type's whole range.
+  Tensor codes(DType t, Shape s) {
+    Tensor x(t, std::move(s));
+    auto* d = static_cast<uint8_t*>(x.raw());
+    for (int64_t i = 0; i < x.numel(); ++i) d[i] = static_cast<uint8_t>(range(0, 255));
+    return x;
+  }
+  Tensor code(DType t) { return codes(t, {}); }
+  Tensor i32(Shape s, int32_t lo, int32_t hi) {
+    Tensor x(DType::kI32, std::move(s));
+    for (int64_t i = 0; i < x.numel(); ++i)
+      x.data<int32_t>()[i] = static_cast<int32_t>(range(lo, hi));
+    return x;
+  }
+  Tensor f32(Shape s, float lo, float hi) {
+    Tensor x(DType::kF32, std::move(s));
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = real(lo, hi);
+    return x;
+  }
+
+ private:
+  std::mt19937 g_;
+};
+
+Tensor scalar_f32(float v) {
+  return Tensor::from<float>({}, {v});
+}
+
+// The typical |sum| of K products of uniform codes: the scale that spreads
+// requantized outputs over the code range.
+float spread_scale(int64_t K) {
+  return 40.0f / (74.0f * 74.0f * std::sqrt(static_cast<float>(std::max<int64_t>(K, 1))));
+}
+
+// Matmul shapes: 2-D, batched A with 2-D B (folded into one GEMM), both
+// batched with broadcasting, 1-D A or B.
+std::pair<Shape, Shape> matmul_shapes(Rng& r, int i) {
+  const int64_t M = r.range(1, 40), K = r.range(1, 90), N = r.range(1, 70);
+  switch (i % 5) {
+    case 0:
+      return {{M, K}, {K, N}};
+    case 1:
+      return {{r.range(1, 3), M, K}, {K, N}};
+    case 2:
+      return {{2, 1, M, K}, {3, K, N}};
+    case 3:
+      return {{K}, {r.range(1, 2), K, N}};
+    default:
+      return {{M, K}, {K}};
+  }
+}
+
+TEST(Int8GemmOps, MatMulIntegerFastPathIsTheReference) {
+  Rng r(1);
+  for (int i = 0; i < 40; ++i) {
+    const auto [as, bs] = matmul_shapes(r, i);
+    const DType ta = r.type8(), tb = r.type8();
+    const int64_t N = bs.size() == 1 ? 1 : bs.back();
+    OpCall c;
+    c.op = "MatMulInteger";
+    c.opset = 10;
+    c.in = {r.codes(ta, as), r.codes(tb, bs), std::nullopt, std::nullopt};
+    if (i % 4 != 0) c.in[2] = r.code(ta);
+    if (i % 3 == 1) c.in[3] = r.code(tb);
+    if (i % 3 == 2) c.in[3] = r.codes(tb, {N});  // per column
+    c.packed = {1};
+    expect_fast_is_reference(c, ops::reference::matmul_integer, "case " + std::to_string(i));
+  }
+}
+
+TEST(Int8GemmOps, QLinearMatMulFastPathIsTheReference) {
+  Rng r(2);
+  for (int i = 0; i < 40; ++i) {
+    const auto [as, bs] = matmul_shapes(r, i);
+    const DType ta = r.type8(), tb = r.type8(), ty = r.type8();
+    const int64_t K = as.back(), N = bs.size() == 1 ? 1 : bs.back();
+    OpCall c;
+    c.op = "QLinearMatMul";
+    c.opset = i % 2 == 0 ? 10 : 21;
+    const bool per_col = i % 3 != 0;
+    Tensor b_scale = per_col ? r.f32({N}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f));
+    c.in = {r.codes(ta, as),
+            scalar_f32(r.real(0.5f, 2.0f)),
+            r.code(ta),
+            r.codes(tb, bs),
+            b_scale,
+            per_col ? r.codes(tb, {N}) : r.code(tb),
+            scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
+            r.code(ty)};
+    if (i % 7 == 3) {  // multipliers of exactly 0.5: ties everywhere
+      c.in[1] = scalar_f32(1.0f);
+      c.in[4] = scalar_f32(1.0f);
+      c.in[6] = scalar_f32(2.0f);
+    }
+    if (i % 8 == 5) {  // opset 21: f16 scales (the multiplier is rounded to f16 twice)
+      for (const int k : {1, 4, 6}) {
+        const Tensor& f = *c.in[static_cast<size_t>(k)];
+        Tensor h(DType::kF16, f.shape());
+        for (int64_t e = 0; e < f.numel(); ++e)
+          static_cast<uint16_t*>(h.raw())[e] = f32_to_f16(f.data<float>()[e]);
+        c.in[static_cast<size_t>(k)] = h;
+      }
+    }
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_matmul, "case " + std::to_string(i));
+  }
+}
+
+// Where the int32 sum could differ from the reference's int64 one (K past
+// the bound with extreme zero points), the op must still give the reference
+// result: it falls back.
+TEST(Int8GemmOps, QLinearMatMulBeyondTheInt32BoundFallsBack) {
+  Rng r(3);
+  const int64_t K = 33100;
+  Tensor a(DType::kU8, {2, K}), b(DType::kI8, {K, 3});
+  std::memset(a.raw(), 255, a.nbytes());
+  std::memset(b.raw(), 0x80, b.nbytes());  // -128
+  OpCall c;
+  c.op = "QLinearMatMul";
+  c.opset = 10;
+  c.in = {a,
+          scalar_f32(1.0f),
+          Tensor::from<uint8_t>({}, {0}),
+          b,
+          scalar_f32(1.0f),
+          Tensor::from<int8_t>({}, {127}),
+          scalar_f32(1e7f),
+          Tensor::from<uint8_t>({}, {128})};
+  c.packed = {3};
+  expect_fast_is_reference(c, ops::reference::qlinear_matmul, "K = 33100, worst zero points");
+  // The exact sum is -255 * 255 * 33100 = -2152327500 (below int32's range):
+  // times 1e-7 that is -215.23, and with zero point 128 saturates to 0.
+  EXPECT_EQ(static_cast<const uint8_t*>(run_fast(c, nullptr).raw())[0], 0);
+}
+
+TEST(Int8GemmOps, MatMulIntegerToFloatFastPathIsTheReference) {
+  Rng r(4);
+  for (int i = 0; i < 30; ++i) {
+    const auto [as, bs] = matmul_shapes(r, i);
+    const DType ta = r.type8(), tb = r.type8();
+    const int64_t N = bs.size() == 1 ? 1 : bs.back();
+    OpCall c;
+    c.domain = kMs;
+    c.op = "MatMulIntegerToFloat";
+    c.opset = 1;
+    const bool per_col = i % 2 == 1;
+    c.in = {r.codes(ta, as),
+            r.codes(tb, bs),
+            scalar_f32(r.real(1e-3f, 1e-2f)),
+            per_col ? r.f32({N}, -1e-2f, 1e-2f) : scalar_f32(r.real(1e-3f, 1e-2f)),
+            std::nullopt,
+            std::nullopt,
+            std::nullopt};
+    if (i % 3 != 0) c.in[4] = r.code(ta);
+    if (i % 4 == 1) c.in[5] = r.code(tb);
+    if (i % 4 == 2) c.in[5] = r.codes(tb, {N});
+    if (i % 2 == 0) c.in[6] = r.f32({N}, -2.0f, 2.0f);
+    c.packed = {1};
+    expect_fast_is_reference(c, ops::reference::matmul_integer_to_float,
+                             "case " + std::to_string(i));
+  }
+}
+
+TEST(Int8GemmOps, DynamicQuantizeMatMulFastPathIsTheReference) {
+  Rng r(5);
+  for (int i = 0; i < 20; ++i) {
+    const auto [as, bs] = matmul_shapes(r, i);
+    const DType tb = r.type8();
+    const int64_t N = bs.size() == 1 ? 1 : bs.back();
+    OpCall c;
+    c.domain = kMs;
+    c.op = "DynamicQuantizeMatMul";
+    c.opset = 1;
+    const float lo = i % 3 == 0 ? 0.5f : -3.0f;  // ranges with and without 0 inside
+    c.in = {r.f32(as, lo, 2.0f), r.codes(tb, bs),
+            i % 2 ? r.f32({N}, 1e-3f, 1e-2f) : scalar_f32(0.01f), std::nullopt, std::nullopt};
+    if (i % 3 == 1) c.in[3] = r.code(tb);
+    if (i % 3 == 2) c.in[3] = r.codes(tb, {N});
+    if (i % 2 == 0) c.in[4] = r.f32({N}, -1.0f, 1.0f);
+    c.packed = {1};
+    expect_fast_is_reference(c, ops::reference::dynamic_quantize_matmul,
+                             "case " + std::to_string(i));
+  }
+}
+
+// A random convolution: 1-D to 3-D, groups (and depthwise), kernel sizes,
+// strides, dilations, pads or auto_pad.
+struct ConvCase {
+  Shape x, w;
+  Attrs attrs;
+};
+
+ConvCase random_conv(Rng& r, int i) {
+  const size_t S = i % 6 == 5 ? 1 : (i % 6 == 4 ? 3 : 2);
+  const bool depthwise = S == 2 && i % 4 == 1;
+  const int64_t group = depthwise ? r.range(1, 6) : r.range(1, 3);
+  const int64_t Cg = depthwise ? 1 : r.range(1, 5), Mg = depthwise ? 1 : r.range(1, 7);
+  ConvCase c;
+  c.x = {r.range(1, 2), Cg * group};
+  c.w = {Mg * group, Cg};
+  std::vector<int64_t> strides, dil, pads(2 * S);
+  for (size_t s = 0; s < S; ++s) {
+    const int64_t k = r.range(1, S == 3 ? 2 : 3);
+    strides.push_back(r.range(1, 2));
+    dil.push_back(r.range(1, 2));
+    pads[s] = r.range(0, 2);
+    pads[s + S] = r.range(0, 2);
+    c.w.push_back(k);
+    c.x.push_back((k - 1) * dil.back() + 1 + r.range(0, S == 3 ? 3 : 8));
+  }
+  c.attrs = {{"group", ai(group)}, {"strides", ais(strides)}, {"dilations", ais(dil)}};
+  if (i % 7 == 6)
+    c.attrs["auto_pad"] = ir::Attribute::of(std::string(i % 2 ? "SAME_UPPER" : "SAME_LOWER"));
+  else
+    c.attrs["pads"] = ais(pads);
+  return c;
+}
+
+std::string conv_what(const ConvCase& cc, int i) {
+  return "case " + std::to_string(i) + ": x " + shape_str(cc.x) + " w " + shape_str(cc.w) +
+         " group " + std::to_string(cc.attrs.at("group").i);
+}
+
+TEST(Int8GemmOps, QLinearConvFastPathIsTheReference) {
+  Rng r(6);
+  for (int i = 0; i < 60; ++i) {
+    const ConvCase cc = random_conv(r, i);
+    const DType tx = r.type8(), tw = r.type8(), ty = r.type8();
+    const int64_t M = cc.w[0], K = cc.w[1] * shape_numel(Shape(cc.w.begin() + 2, cc.w.end()));
+    const bool per_ch = i % 3 != 0;
+    OpCall c;
+    c.op = "QLinearConv";
+    c.opset = 10;
+    c.attrs = cc.attrs;
+    c.in = {r.codes(tx, cc.x),
+            scalar_f32(r.real(0.5f, 2.0f)),
+            r.code(tx),
+            r.codes(tw, cc.w),
+            per_ch ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
+            per_ch ? r.codes(tw, {M}) : r.code(tw),
+            scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
+            r.code(ty),
+            std::nullopt};
+    if (i % 2 == 0) c.in[8] = r.i32({M}, -50000, 50000);
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_conv, conv_what(cc, i));
+  }
+}
+
+// ai.qforge QLinearConvTranspose (written by fuse_qdq for a quantized
+// ConvTranspose): the GEMM + col2im path against its scalar reference, on
+// Conv's random geometries turned around (W is [C, M / group, k...]).
+TEST(Int8GemmOps, QLinearConvTransposeFastPathIsTheReference) {
+  Rng r(16);
+  for (int i = 0; i < 60; ++i) {
+    ConvCase cc = random_conv(r, i);
+    const int64_t group = cc.attrs.at("group").i, M = cc.w[0], Mg = M / group;
+    Shape w = {cc.x[1], Mg};
+    w.insert(w.end(), cc.w.begin() + 2, cc.w.end());
+    cc.w = w;
+    const size_t S = cc.x.size() - 2;
+    if (cc.attrs.count("pads")) {
+      // ConvTranspose pads crop the output: keep at least one position.
+      std::vector<int64_t> pads = cc.attrs.at("pads").ints;
+      for (size_t s = 0; s < S; ++s) {
+        const int64_t full = cc.attrs.at("strides").ints[s] * (cc.x[2 + s] - 1) +
+                             (cc.w[2 + s] - 1) * cc.attrs.at("dilations").ints[s] + 1;
+        if (pads[s] + pads[s + S] >= full) pads[s] = pads[s + S] = 0;
+      }
+      cc.attrs["pads"] = ais(pads);
+    }
+    if (i % 5 == 2) {
+      std::vector<int64_t> op;
+      for (size_t s = 0; s < S; ++s) op.push_back(cc.attrs.at("strides").ints[s] - 1);
+      cc.attrs["output_padding"] = ais(op);
+    }
+    const DType tx = r.type8(), tw = r.type8(), ty = r.type8();
+    const int64_t K = cc.x[1] / group * shape_numel(Shape(cc.w.begin() + 2, cc.w.end()));
+    const bool per_ch = group == 1 && i % 3 != 0;
+    // Per-channel zero points: equal ones take the GEMM, differing ones the reference.
+    Tensor wzp = per_ch ? r.codes(tw, {M}) : r.code(tw);
+    if (per_ch && i % 2 == 0)
+      for (int64_t k = 1; k < M; ++k) static_cast<uint8_t*>(wzp.raw())[k] = static_cast<uint8_t*>(wzp.raw())[0];
+    OpCall c;
+    c.domain = "ai.qforge";
+    c.op = "QLinearConvTranspose";
+    c.opset = 1;
+    c.attrs = cc.attrs;
+    c.in = {r.codes(tx, cc.x),
+            scalar_f32(r.real(0.5f, 2.0f)),
+            r.code(tx),
+            r.codes(tw, cc.w),
+            per_ch ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
+            std::move(wzp),
+            scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
+            r.code(ty),
+            std::nullopt};
+    if (i % 2 == 0) c.in[8] = r.i32({M}, -50000, 50000);
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_conv_transpose, conv_what(cc, i));
+  }
+}
+
+TEST(Int8GemmOps, ConvIntegerFastPathIsTheReference) {
+  Rng r(7);
+  for (int i = 0; i < 60; ++i) {
+    const ConvCase cc = random_conv(r, i);
+    const DType tx = r.type8(), tw = r.type8();
+    OpCall c;
+    c.op = "ConvInteger";
+    c.opset = 10;
+    c.attrs = cc.attrs;
+    c.in = {r.codes(tx, cc.x), r.codes(tw, cc.w), std::nullopt, std::nullopt};
+    if (i % 3 != 0) c.in[2] = r.code(tx);
+    const int zp_kind = i / 3 % 3;  // not i % 3: depthwise cases get all three
+    if (zp_kind == 1) c.in[3] = r.code(tw);
+    if (zp_kind == 2) c.in[3] = r.codes(tw, {cc.w[0]});
+    c.packed = {1};
+    expect_fast_is_reference(c, ops::reference::conv_integer, conv_what(cc, i));
+  }
+}
+
+// Bigger layers: several chunks of output positions, several groups.
+TEST(Int8GemmOps, ConvLayersOfRealisticSize) {
+  Rng r(8);
+  const std::vector<ConvCase> cases = {
+      {{1, 16, 30, 30}, {32, 16, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},
+      {{2, 32, 14, 14},
+       {64, 8, 3, 3},
+       {{"group", ai(4)}, {"strides", ais({2, 2})}, {"pads", ais({1, 1, 1, 1})}}},
+      {{1, 24, 20, 20}, {24, 1, 5, 5}, {{"group", ai(24)}, {"pads", ais({2, 2, 2, 2})}}},
+      {{1, 64, 9, 9}, {48, 64, 1, 1}, {}},
+  };
+  int i = 0;
+  for (const ConvCase& cc : cases) {
+    const int64_t M = cc.w[0], K = cc.w[1] * cc.w[2] * cc.w[3];
+    OpCall c;
+    c.op = "QLinearConv";
+    c.opset = 10;
+    c.attrs = cc.attrs;
+    c.in = {r.codes(DType::kU8, cc.x),
+            scalar_f32(0.02f),
+            r.code(DType::kU8),
+            r.codes(DType::kI8, cc.w),
+            r.f32({M}, 0.01f, 0.02f),
+            Tensor(DType::kI8, {M}),
+            scalar_f32(0.02f * 0.015f / spread_scale(K) * 3),
+            r.code(DType::kU8),
+            r.i32({M}, -5000, 5000)};
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_conv, "layer " + std::to_string(i++));
+  }
+}
+
+// Weights packed in prepare are used only for the tensor they were packed
+// from: an initializer overridden at run time (same shape) is packed anew.
+TEST(Int8GemmOps, PackedWeightsOfAnotherTensorAreNotUsed) {
+  Rng r(9);
+  OpCall c;
+  c.op = "MatMulInteger";
+  c.opset = 10;
+  c.in = {r.codes(DType::kU8, {5, 40}), r.codes(DType::kI8, {40, 20}), std::nullopt, std::nullopt};
+  c.packed = {1};
+  c.pack_from = Inputs{c.in[0], r.codes(DType::kI8, {40, 20}), std::nullopt, std::nullopt};
+  ASSERT_TRUE(same_tensor(run_fast(c, nullptr), run_reference(c, ops::reference::matmul_integer)));
+  OpCall v;
+  v.op = "QLinearConv";
+  v.opset = 10;
+  v.in = {r.codes(DType::kU8, {1, 4, 6, 6}),
+          scalar_f32(1.0f),
+          r.code(DType::kU8),
+          r.codes(DType::kI8, {6, 4, 3, 3}),
+          scalar_f32(1.0f),
+          r.code(DType::kI8),
+          scalar_f32(300.0f),
+          r.code(DType::kU8),
+          std::nullopt};
+  v.packed = {3};
+  v.pack_from = v.in;
+  (*v.pack_from)[3] = r.codes(DType::kI8, {6, 4, 3, 3});
+  ASSERT_TRUE(same_tensor(run_fast(v, nullptr), run_reference(v, ops::reference::qlinear_conv)));
+}
+
+// Through a Session: weights as initializers (packed once in prepare) on a
+// 2-thread pool, the same as the reference.
+TEST(Int8GemmOps, SessionPacksInitializerWeights) {
+  Rng r(10);
+  const Tensor x = r.codes(DType::kU8, {2, 8, 12, 12}), w = r.codes(DType::kI8, {16, 8, 3, 3});
+  const Tensor xs = scalar_f32(0.05f), xz = r.code(DType::kU8), ws = r.f32({16}, 0.01f, 0.02f),
+               wz = Tensor(DType::kI8, {16}), ys = scalar_f32(0.1f), yz = r.code(DType::kU8),
+               bias = r.i32({16}, -1000, 1000);
+  ir::Model m;
+  m.opsets[""] = 13;
+  m.graph.name = "main";
+  m.graph.inputs = {"x"};
+  m.graph.values["x"] = ir::ValueInfo{DType::kU8, ir::to_sym(x.shape())};
+  const std::vector<std::pair<std::string, Tensor>> inits = {{"xs", xs}, {"xz", xz}, {"w", w},
+                                                             {"ws", ws}, {"wz", wz}, {"ys", ys},
+                                                             {"yz", yz}, {"b", bias}};
+  for (const auto& [name, t] : inits) m.graph.initializers[name] = t;
+  ir::Node n;
+  n.name = "n";
+  n.op_type = "QLinearConv";
+  n.inputs = {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"};
+  n.outputs = {"y"};
+  n.attrs = {{"pads", ais({1, 1, 1, 1})}};
+  m.graph.nodes.push_back(n);
+  m.graph.outputs = {"y"};
+  SessionOptions so;
+  so.threads = 2;
+  Session s(std::move(m), so);
+  const Tensor got = s.run({{"x", x}}).at(0);
+  OpCall c;
+  c.op = "QLinearConv";
+  c.opset = 13;
+  c.attrs = n.attrs;
+  c.in = {x, xs, xz, w, ws, wz, ys, yz, bias};
+  EXPECT_TRUE(same_tensor(got, run_reference(c, ops::reference::qlinear_conv)));
+}
+
+// ---------------------------------------------------------------- QGemm
+
+OpCall qgemm_call(Inputs in, Attrs attrs = {}) {
+  OpCall c;
+  c.domain = kMs;
+  c.op = "QGemm";
+  c.opset = 1;
+  c.in = std::move(in);
+  c.attrs = std::move(attrs);
+  c.packed = {3};
+  return c;
+}
+
+// Worked by hand from ContribOperators.md's definition: acc = C + (A - a_zp)(B - b_zp),
+// Y = acc * alpha * a_scale * b_scale[n] (/ y_scale, rounded half to even, + y_zp).
+TEST(Int8GemmOps, QGemmByHand) {
+  // A - 10 = [[0, 10, 20], [-10, 245, 118]]; B = [[1, -1], [2, 0], [-3, 4]] (b_zp 0):
+  // sums [[0 + 20 - 60, 0 + 0 + 80], [-10 + 490 - 354, 10 + 0 + 472]] = [[-40, 80], [126, 482]].
+  const Tensor A = Tensor::from<uint8_t>({2, 3}, {10, 20, 30, 0, 255, 128});
+  const Tensor At = Tensor::from<uint8_t>({3, 2}, {10, 0, 20, 255, 30, 128});
+  const Tensor B = Tensor::from<int8_t>({3, 2}, {1, -1, 2, 0, -3, 4});
+  const Tensor Bt = Tensor::from<int8_t>({2, 3}, {1, 2, -3, -1, 0, 4});
+  const Tensor a_zp = Tensor::from<uint8_t>({}, {10}), b_zp = Tensor::from<int8_t>({}, {0});
+  const Tensor C = Tensor::from<int32_t>({2}, {5, -6});  // acc [[-35, 74], [131, 476]]
+  const Tensor b_scale = Tensor::from<float>({2}, {2.0f, 1.0f});
+  const Attrs half = {{"alpha", af(0.5f)}};
+  // Float: scale = 0.5 * 0.25 * [2, 1] = [0.25, 0.125].
+  for (const bool ta : {false, true})
+    for (const bool tb : {false, true}) {
+      Attrs at = half;
+      at["transA"] = ai(ta);
+      at["transB"] = ai(tb);
+      const Inputs in = {ta ? At : A, scalar_f32(0.25f), a_zp, tb ? Bt : B, b_scale, b_zp, C};
+      for (RefFn fn : {static_cast<RefFn>(nullptr), ops::reference::qgemm}) {
+        const OpCall call = qgemm_call(in, at);
+        const Tensor y = fn ? run_reference(call, fn) : run_fast(call, nullptr);
+        ASSERT_EQ(y.dtype(), DType::kF32);
+        ASSERT_EQ(y.shape(), (Shape{2, 2}));
+        const float* v = y.data<float>();
+        EXPECT_EQ(v[0], -8.75f);
+        EXPECT_EQ(v[1], 9.25f);
+        EXPECT_EQ(v[2], 32.75f);
+        EXPECT_EQ(v[3], 59.5f);
+      }
+    }
+  // Quantized, y_scale 0.5: acc * [0.5, 0.25] = [[-17.5, 18.5], [65.5, 119]],
+  // rounded half to even [[-18, 18], [66, 119]], + y_zp.
+  for (RefFn fn : {static_cast<RefFn>(nullptr), ops::reference::qgemm}) {
+    OpCall call = qgemm_call({A, scalar_f32(0.25f), a_zp, B, b_scale, b_zp, C, scalar_f32(0.5f),
+                              Tensor::from<uint8_t>({}, {100})},
+                             half);
+    Tensor y = fn ? run_reference(call, fn) : run_fast(call, nullptr);
+    ASSERT_EQ(y.dtype(), DType::kU8);
+    EXPECT_EQ(std::vector<uint8_t>(y.data<uint8_t>(), y.data<uint8_t>() + 4),
+              (std::vector<uint8_t>{82, 118, 166, 219}));
+    // y_zp 200 saturates the second row: 266, 319 -> 255.
+    call.in[8] = Tensor::from<uint8_t>({}, {200});
+    y = fn ? run_reference(call, fn) : run_fast(call, nullptr);
+    EXPECT_EQ(std::vector<uint8_t>(y.data<uint8_t>(), y.data<uint8_t>() + 4),
+              (std::vector<uint8_t>{182, 218, 255, 255}));
+    // C as a column [M, 1] = [[5], [-6]]: acc [[-35, 85], [120, 476]] -> *[0.5, 0.25] =
+    // [[-17.5, 21.25], [60, 119]] -> [[-18, 21], [60, 119]] + 100.
+    call.in[6] = Tensor::from<int32_t>({2, 1}, {5, -6});
+    call.in[8] = Tensor::from<uint8_t>({}, {100});
+    y = fn ? run_reference(call, fn) : run_fast(call, nullptr);
+    EXPECT_EQ(std::vector<uint8_t>(y.data<uint8_t>(), y.data<uint8_t>() + 4),
+              (std::vector<uint8_t>{82, 121, 160, 219}));
+  }
+}
+
+TEST(Int8GemmOps, QGemmFastPathIsTheReference) {
+  Rng r(11);
+  for (int i = 0; i < 60; ++i) {
+    const int64_t M = r.range(1, 40), K = r.range(0, 80), N = r.range(1, 50);
+    const bool ta = r.coin(), tb = r.coin();
+    const DType tA = r.type8(), tB = r.type8(), tY = r.type8();
+    const bool per_col = i % 2 == 1;
+    Inputs in = {r.codes(tA, ta ? Shape{K, M} : Shape{M, K}),
+                 scalar_f32(r.real(0.01f, 0.1f)),
+                 r.code(tA),
+                 r.codes(tB, tb ? Shape{N, K} : Shape{K, N}),
+                 per_col ? r.f32({N}, 0.01f, 0.1f) : scalar_f32(r.real(0.01f, 0.1f)),
+                 per_col ? r.codes(tB, {N}) : r.code(tB),
+                 std::nullopt,
+                 std::nullopt,
+                 std::nullopt};
+    const Shape c_shapes[] = {{}, {N}, {1, N}, {M, 1}, {M, N}, {1}};
+    if (i % 7 != 0) in[6] = r.i32(c_shapes[i % 6], -100000, 100000);
+    const float y_scale = 0.05f * 0.05f / spread_scale(K) / 40.0f * 4.0f;
+    if (i % 3 != 0) {
+      in[7] = scalar_f32(y_scale * r.real(0.5f, 2.0f));
+      in[8] = r.code(tY);
+    } else if (i % 6 == 3) {
+      in[7] =
+          scalar_f32(y_scale);  // y_scale without y_zero_point: float output divided by it (ORT)
+    }
+    if (i % 5 == 2) in[5] = std::nullopt;  // b_zero_point absent: 0
+    const Attrs at = {
+        {"transA", ai(ta)}, {"transB", ai(tb)}, {"alpha", af(i % 4 == 1 ? -1.5f : 1.0f)}};
+    expect_fast_is_reference(qgemm_call(in, at), ops::reference::qgemm,
+                             "case " + std::to_string(i));
+  }
+}
+
+TEST(Int8GemmOps, QGemmRefusesBadInput) {
+  Rng r(12);
+  const Tensor A = r.codes(DType::kU8, {2, 3}), B = r.codes(DType::kI8, {3, 4});
+  const Tensor az = r.code(DType::kU8), bz = r.code(DType::kI8), s = scalar_f32(0.1f);
+  auto expect_error = [](const OpCall& c, Errc code) {
+    for (RefFn fn : {static_cast<RefFn>(nullptr), ops::reference::qgemm}) {
+      try {
+        if (fn)
+          run_reference(c, fn);
+        else
+          run_fast(c, nullptr);
+        ADD_FAILURE() << "no error";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), code) << e.what();
+        EXPECT_NE(e.subject().find("node 'n'"), std::string::npos) << e.what();
+      }
+    }
+  };
+  expect_error(qgemm_call({A, s, az, r.codes(DType::kI8, {4, 4}), s, bz}),
+               Errc::kShapeMismatch);  // K
+  expect_error(qgemm_call({A, s, az, B, s, bz}, {{"transA", ai(1)}}), Errc::kShapeMismatch);
+  expect_error(qgemm_call({r.codes(DType::kU8, {2, 3, 1}), s, az, B, s, bz}), Errc::kShapeMismatch);
+  expect_error(qgemm_call({A, s, az, B, r.f32({3}, 0.1f, 0.2f), bz}),
+               Errc::kShapeMismatch);  // b_scale
+  expect_error(qgemm_call({A, s, az, B, s, r.codes(DType::kI8, {2})}), Errc::kShapeMismatch);
+  expect_error(qgemm_call({A, s, r.code(DType::kI8), B, s, bz}), Errc::kTypeMismatch);  // a_zp type
+  expect_error(qgemm_call({A, s, az, B, s, bz, r.i32({3}, 0, 1)}), Errc::kShapeMismatch);  // C
+  expect_error(qgemm_call({A, s, az, B, s, bz, r.f32({4}, 0, 1)}), Errc::kTypeMismatch);
+  expect_error(qgemm_call({A, s, az, B, s, bz, std::nullopt, std::nullopt, az}),
+               Errc::kInvalidArgument);
+  expect_error(qgemm_call({A, s, az, B, s, bz, std::nullopt, scalar_f32(0.0f), az}),
+               Errc::kInvalidArgument);
+  expect_error(qgemm_call({r.f32({2, 3}, 0, 1), s, az, B, s, bz}), Errc::kTypeMismatch);
+}
+
+TEST(Int8GemmOps, QGemmInfersShapeAndType) {
+  auto vi = [](std::optional<DType> t, ir::SymShape s) {
+    ir::ValueInfo v;
+    v.dtype = t;
+    v.shape = std::move(s);
+    return v;
+  };
+  const ir::ValueInfo a = vi(DType::kU8, {ir::Dim(7), ir::Dim()}),
+                      b = vi(DType::kI8, {ir::Dim(5), ir::Dim(9)});
+  const ir::ValueInfo f = vi(DType::kF32, {}), z8 = vi(DType::kI8, {});
+  auto infer = [&](std::vector<const ir::ValueInfo*> in, Attrs attrs) {
+    Inputs present;
+    for (const auto* p : in) present.push_back(p ? std::optional<Tensor>(Tensor()) : std::nullopt);
+    const ir::Node node = make_node(kMs, "QGemm", present, std::move(attrs));
+    ops::InferContext ctx(node, 1, in, std::vector<const Tensor*>(in.size(), nullptr));
+    ops::OpRegistry::global().find(kMs, "QGemm", 1)->infer(ctx);
+    return ctx.outputs().at(0);
+  };
+  ir::ValueInfo y = infer({&a, &f, &z8, &b, &f, &z8}, {});
+  EXPECT_EQ(y.dtype, DType::kF32);
+  EXPECT_EQ(ir::sym_shape_str(*y.shape), "[7, 9]");
+  y = infer({&a, &f, &z8, &b, &f, &z8, nullptr, &f, &z8}, {{"transA", ai(1)}, {"transB", ai(1)}});
+  EXPECT_EQ(y.dtype, DType::kI8);
+  EXPECT_EQ(y.shape->at(1).size, 5);
+  EXPECT_FALSE(y.shape->at(0).known());
+}
+
+// ONNX Runtime 1.30's own QGemm outputs (CPU provider, on an AVX-512 VNNI
+// machine, where its u8 x s8 products are exact), for inputs and models made
+// by scripts/gen_qgemm_golden.js: float and quantized outputs, transA /
+// transB, alpha, per-column B, every C shape.
+TEST(Int8GemmOps, QGemmMatchesOnnxRuntime) {
+  const nlohmann::json j = test::load_json(std::string(QFORGE_GOLDEN_DIR) + "/qgemm_ort.json");
+  ASSERT_GE(j.at("cases").size(), 8u);
+  for (const auto& c : j.at("cases")) {
+    SCOPED_TRACE(c.at("name").get<std::string>());
+    Inputs in;
+    for (const auto& t : c.at("inputs")) {
+      if (t.is_null()) {
+        in.push_back(std::nullopt);
+        continue;
+      }
+      const std::string type = t.at("type");
+      const Shape shape = t.at("shape").get<Shape>();
+      if (type == "float32") {
+        in.push_back(Tensor::from<float>(shape, test::floats(t.at("data"))));
+      } else if (type == "int32") {
+        in.push_back(Tensor::from<int32_t>(shape, t.at("data").get<std::vector<int32_t>>()));
+      } else {
+        const auto v = t.at("data").get<std::vector<int32_t>>();
+        Tensor x(type == "int8" ? DType::kI8 : DType::kU8, shape);
+        for (size_t i = 0; i < v.size(); ++i)
+          static_cast<uint8_t*>(x.raw())[i] = static_cast<uint8_t>(v[i]);
+        in.push_back(x);
+      }
+    }
+    Attrs at = {{"transA", ai(c.at("transA").get<int64_t>())},
+                {"transB", ai(c.at("transB").get<int64_t>())},
+                {"alpha", af(c.at("alpha").get<float>())}};
+    const OpCall call = qgemm_call(in, at);
+    const auto& want = c.at("output");
+    for (RefFn fn : {static_cast<RefFn>(nullptr), ops::reference::qgemm}) {
+      const Tensor y = fn ? run_reference(call, fn) : run_fast(call, nullptr);
+      ASSERT_EQ(y.shape(), want.at("shape").get<Shape>());
+      if (want.at("type") == "float32") {
+        ASSERT_EQ(y.dtype(), DType::kF32);
+        const std::vector<float> w = test::floats(want.at("data"));
+        for (size_t i = 0; i < w.size(); ++i)
+          ASSERT_EQ(y.data<float>()[i], w[i]) << "element " << i;
+      } else {
+        ASSERT_EQ(dtype_name(y.dtype()), std::string(want.at("type") == "int8" ? "i8" : "u8"));
+        const auto w = want.at("data").get<std::vector<int32_t>>();
+        for (size_t i = 0; i < w.size(); ++i)
+          ASSERT_EQ(std::stoi(value_at(y, static_cast<int64_t>(i))), w[i]) << "element " << i;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qforge
