@@ -923,8 +923,7 @@ void qconvt_run_impl(OpContext& ctx, bool fast) {
 void qconvt_run(OpContext& ctx) { qconvt_run_impl(ctx, true); }
 
 void qconvt_infer(InferContext& ctx) {
-  const ir::ValueInfo& y_zp = ctx.input(7);
-  set_output(ctx, 0, ctx.has_input(7) ? y_zp.dtype : ctx.input(0).dtype,
+  set_output(ctx, 0, ctx.has_input(7) ? ctx.input(7).dtype : ctx.input(0).dtype,
              convt_shape(ctx.node(), ctx.input(0), ctx.input(3)));
 }
 
