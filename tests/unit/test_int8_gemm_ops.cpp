@@ -498,6 +498,13 @@ TEST(Int8GemmOps, ConvLayersOfRealisticSize) {
        {64, 8, 3, 3},
        {{"group", ai(4)}, {"strides", ais({2, 2})}, {"pads", ais({1, 1, 1, 1})}}},
       {{1, 24, 20, 20}, {24, 1, 5, 5}, {{"group", ai(24)}, {"pads", ais({2, 2, 2, 2})}}},
+      // Depthwise with rows long enough for the per-row loop (>= 32 outputs),
+      // strided and dilated, and a strided one on the flat grid.
+      {{2, 6, 11, 80},
+       {6, 1, 3, 3},
+       {{"group", ai(6)}, {"strides", ais({2, 1})}, {"dilations", ais({1, 2})}, {"pads", ais({1, 2, 0, 1})}}},
+      {{1, 5, 9, 100}, {5, 1, 3, 4}, {{"group", ai(5)}, {"strides", ais({1, 3})}, {"pads", ais({0, 1, 2, 0})}}},
+      {{2, 7, 13, 17}, {7, 1, 3, 3}, {{"group", ai(7)}, {"strides", ais({2, 2})}, {"pads", ais({1, 1, 1, 1})}}},
       {{1, 64, 9, 9}, {48, 64, 1, 1}, {}},
   };
   int i = 0;
