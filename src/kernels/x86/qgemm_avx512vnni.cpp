@@ -92,6 +92,16 @@ inline __attribute__((always_inline)) void epilogue(const QGemmTile& t, int64_t 
   }
 }
 
+// acc += vpdpbusd(a (u8), b (s8)) in inline asm: g++ 12 compiles
+// _mm512_dpbusd_epi32 in this loop with a vmovdqa32 copy of the accumulator
+// before and after it (it does not keep the destructive operand in place),
+// which held the kernel to ~60% of the instruction's peak (the peak
+// benchmark, bench/bench_peak.cpp, uses asm for the same reason).
+inline __attribute__((always_inline)) __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+}
+
 // MR rows (the tile's m), NP panels of 16 columns, U interleaved k groups.
 template <int MR, int NP, int U>
 void tile(const QGemmTile& t) {
@@ -110,7 +120,7 @@ void tile(const QGemmTile& t) {
       for (int p = 0; p < NP; ++p) bv[p] = _mm512_load_si512(b + p * pstride + (g + u) * 64);
       for (int i = 0; i < MR; ++i) {
         const __m512i av = _mm512_set1_epi32(load4(a + i * t.lda + (g + u) * kQGroup));
-        for (int p = 0; p < NP; ++p) acc[u][i][p] = _mm512_dpbusd_epi32(acc[u][i][p], av, bv[p]);
+        for (int p = 0; p < NP; ++p) acc[u][i][p] = dpbusd(acc[u][i][p], av, bv[p]);
       }
     }
   }
@@ -119,7 +129,7 @@ void tile(const QGemmTile& t) {
     for (int p = 0; p < NP; ++p) bv[p] = _mm512_load_si512(b + p * pstride + g * 64);
     for (int i = 0; i < MR; ++i) {
       const __m512i av = _mm512_set1_epi32(load4(a + i * t.lda + g * kQGroup));
-      for (int p = 0; p < NP; ++p) acc[0][i][p] = _mm512_dpbusd_epi32(acc[0][i][p], av, bv[p]);
+      for (int p = 0; p < NP; ++p) acc[0][i][p] = dpbusd(acc[0][i][p], av, bv[p]);
     }
   }
   for (int u = 1; u < U; ++u)
