@@ -10,7 +10,9 @@
 // any more go away. The fused node keeps the float op's name.
 #include <cmath>
 #include <cstring>
+#include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "passes/pass_util.h"
 #include "qforge/op.h"
@@ -350,10 +352,208 @@ int Fuser::fuse(size_t i) {
   return 0;
 }
 
+// ---------------------------------------------------------------- chains as tables
+
+// Elementwise ops a chain may hold: each output element depends only on the
+// same element of the inputs (scalar constants broadcast).
+bool chain_op(const ir::Node& n) {
+  static const std::unordered_set<std::string> ops = {
+      "Add", "Sub", "Mul", "Div", "Pow", "Min", "Max", "Erf", "Tanh", "Sigmoid", "Relu", "Exp", "Log", "Neg",
+      "Abs", "Sqrt", "Reciprocal", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus", "Softsign", "Clip",
+      "LeakyRelu", "Gelu", "Celu", "Floor", "Ceil", "Round", "Identity"};
+  return n.domain.empty() && n.outputs.size() == 1 && ops.count(n.op_type) > 0;
+}
+
+// A scalar constant: an initializer of one element and rank <= 1 (so that
+// it can't grow the result's rank when it broadcasts).
+bool scalar_constant(const ir::Graph& g, const Uses& uses, const std::string& v) {
+  const Tensor* t = g.initializer(v);
+  return t && t->numel() == 1 && t->rank() <= 1 && !uses.pinned.count(v);
+}
+
+// Elementwise chains that start from one 8-bit tensor and end in a
+// QuantizeLinear (GELU written as Div, Erf, Add, Mul, Mul with Q/DQ pairs
+// between; x * sigmoid(x); ...) become one ai.qforge QLinearLookup: the
+// chain run once on the 256 codes is its table. The chain is grown back
+// from the QuantizeLinear, through elementwise ops, scalar constants and
+// QuantizeLinear -> DequantizeLinear pairs (rounding is elementwise too),
+// as far as it still reads a single quantized tensor. Its nodes stay for
+// any other reader; dead_code removes the rest.
+class ChainTables {
+ public:
+  explicit ChainTables(ir::Model& m) : m_(m), g_(m.graph), uses_(g_) {
+    for (size_t i = 0; i < g_.nodes.size(); ++i)
+      for (const auto& o : g_.nodes[i].outputs)
+        if (!o.empty()) made_by_[o] = i;
+  }
+
+  int run() {
+    int fused = 0;
+    // Latest first, so a chain is taken whole rather than in pieces; the
+    // QuantizeLinears inside a chain already taken are left to dead_code.
+    std::set<size_t> taken;
+    for (size_t i = g_.nodes.size(); i-- > 0;) {
+      const ir::Node& q = g_.nodes[i];
+      if (q.op_type != "QuantizeLinear" || !q.domain.empty() || taken.count(i)) continue;
+      auto y = side_of(g_, q);
+      if (!y || !y->per_tensor || !is_int8(g_, *y)) continue;
+      std::vector<size_t> cone;
+      std::string leaf;
+      if (!grow(i, cone, leaf)) continue;
+      std::optional<Tensor> table = run_chain(cone, leaf, q.outputs[0]);
+      if (!table) continue;
+      taken.insert(cone.begin(), cone.end());
+      std::string name = q.outputs[0] + "_table";
+      while (g_.initializers.count(name) || made_by_.count(name)) name.push_back('_');
+      g_.initializers[name] = std::move(*table);
+      ir::Node f;
+      f.op_type = "QLinearLookup";
+      f.domain = kQforge;
+      f.name = q.name.empty() ? name : q.name;
+      f.inputs = {leaf, name};
+      f.outputs = q.outputs;
+      g_.nodes[i] = std::move(f);
+      ++fused;
+    }
+    if (fused > 0 && !m_.opsets.count(kQforge)) m_.opsets[kQforge] = 1;
+    return fused;
+  }
+
+ private:
+  // The QuantizeLinear and the DequantizeLinear of a pair with constant per-tensor 8-bit parameters.
+  bool qdq_node(const ir::Node& n) const {
+    if ((n.op_type != "QuantizeLinear" && n.op_type != "DequantizeLinear") || !n.domain.empty()) return false;
+    auto s = side_of(g_, n);
+    return s && s->per_tensor && is_int8(g_, *s);
+  }
+
+  // The chain ending in QuantizeLinear node qi: its nodes in graph order and
+  // the one quantized tensor it reads. False if there is none of two or more ops.
+  bool grow(size_t qi, std::vector<size_t>& cone, std::string& leaf) const {
+    // Leaves: 8-bit tensors read by a DequantizeLinear of the chain. Expand
+    // the latest-made leaf (through its QuantizeLinear) until one is left.
+    std::set<size_t> nodes{qi};
+    std::set<std::string> leaves;
+    std::vector<std::string> todo{g_.nodes[qi].inputs[0]};
+    auto walk = [&]() -> bool {
+      while (!todo.empty()) {
+        const std::string v = todo.back();
+        todo.pop_back();
+        if (scalar_constant(g_, uses_, v)) continue;
+        auto it = made_by_.find(v);
+        if (it == made_by_.end()) return false;
+        const ir::Node& n = g_.nodes[it->second];
+        if (nodes.count(it->second)) continue;
+        if (n.op_type == "DequantizeLinear" && qdq_node(n)) {
+          nodes.insert(it->second);
+          if (!scalar_constant(g_, uses_, n.inputs[0])) leaves.insert(n.inputs[0]);
+          continue;
+        }
+        if (!chain_op(n)) return false;
+        nodes.insert(it->second);
+        for (const auto& in : n.inputs)
+          if (!in.empty()) todo.push_back(in);
+      }
+      return true;
+    };
+    if (!walk()) return false;
+    std::optional<std::pair<std::set<size_t>, std::string>> best;
+    for (int step = 0; step < 32 && !leaves.empty(); ++step) {
+      int ops = 0;
+      for (size_t k : nodes) ops += g_.nodes[k].op_type != "QuantizeLinear" && g_.nodes[k].op_type != "DequantizeLinear";
+      if (leaves.size() == 1 && ops >= 2) best = std::make_pair(nodes, *leaves.begin());
+      // Expand the leaf made last, through its QuantizeLinear.
+      std::string last;
+      size_t last_at = 0;
+      for (const auto& l : leaves) {
+        auto it = made_by_.find(l);
+        if (it != made_by_.end() && it->second >= last_at) {
+          last = l;
+          last_at = it->second;
+        }
+      }
+      if (last.empty() || !qdq_node(g_.nodes[last_at]) || g_.nodes[last_at].op_type != "QuantizeLinear") break;
+      leaves.erase(last);
+      nodes.insert(last_at);
+      todo.push_back(g_.nodes[last_at].inputs[0]);
+      if (!walk()) break;
+    }
+    if (!best) return false;
+    cone.assign(best->first.begin(), best->first.end());  // node indices: graph order
+    leaf = best->second;
+    return true;
+  }
+
+  // The chain run on every code of the leaf: the table of 256 output codes.
+  std::optional<Tensor> run_chain(const std::vector<size_t>& cone, const std::string& leaf,
+                                  const std::string& out) const {
+    const Tensor* zp_probe = nullptr;
+    for (size_t k : cone)
+      if (g_.nodes[k].op_type == "DequantizeLinear" && g_.nodes[k].inputs[0] == leaf)
+        zp_probe = g_.initializer(g_.nodes[k].inputs[2]);
+    if (!zp_probe) return std::nullopt;
+    const DType t = zp_probe->dtype();
+    Tensor codes(t, {256});
+    for (int i = 0; i < 256; ++i) static_cast<uint8_t*>(codes.raw())[i] = static_cast<uint8_t>(i ^ (t == DType::kI8 ? 0x80 : 0));
+    ir::Model one;
+    one.opsets = m_.opsets;
+    one.graph.name = "chain";
+    one.graph.inputs = {leaf};
+    one.graph.values[leaf] = ir::ValueInfo{t, ir::to_sym({256}), {}};
+    for (size_t k : cone) {
+      const ir::Node& n = g_.nodes[k];
+      one.graph.nodes.push_back(n);
+      for (const auto& in : n.inputs)
+        if (const Tensor* c = g_.initializer(in)) one.graph.initializers[in] = *c;
+    }
+    one.graph.outputs = {out};
+    std::vector<Tensor> r;
+    try {
+      ir::infer_shapes(one);
+      SessionOptions so;
+      so.optimize = false;
+      r = Session(std::move(one), so).run({{leaf, codes}});
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+    if (r.size() != 1 || r[0].numel() != 256 || (r[0].dtype() != DType::kU8 && r[0].dtype() != DType::kI8))
+      return std::nullopt;
+    // Entry i is for the code i (u8) or i - 128 (i8), as QLinearLookup reads it.
+    return r[0];
+  }
+
+  ir::Model& m_;
+  ir::Graph& g_;
+  Uses uses_;
+  std::unordered_map<std::string, size_t> made_by_;
+};
+
+// Drops nodes none of whose outputs anything reads (or a graph output is).
+int dead_code(ir::Graph& g) {
+  int removed = 0;
+  for (bool again = true; again;) {
+    again = false;
+    const Uses uses(g);
+    std::vector<bool> dead(g.nodes.size(), false);
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      bool used = false;
+      for (const auto& o : g.nodes[i].outputs) used = used || (!o.empty() && (uses.readers.count(o) || uses.pinned.count(o)));
+      if (!used) {
+        dead[i] = true;
+        again = true;
+        ++removed;
+      }
+    }
+    if (again) erase_nodes(g, dead);
+  }
+  return removed;
+}
+
 }  // namespace
 
 int fuse_qdq(ir::Model& model) {
-  int total = 0;
+  int total = ChainTables(model).run();
+  if (total > 0) dead_code(model.graph);
   // A fusion can expose another (a passthrough after a fused Conv).
   for (int round = 0; round < 8; ++round) {
     Fuser f(model);

@@ -905,7 +905,12 @@ ir::Model convert(Plan& plan, const QuantConfig& config, const std::map<std::str
   for (auto& d : rep.nodes) {
     if (d.how != "QDQ") continue;
     auto it = node_of.find(d.node);
-    if (it == node_of.end()) continue;
+    if (it == node_of.end()) {
+      // fuse_qdq removes a float node only when an elementwise chain it is
+      // part of became one table.
+      d.how = "in an elementwise chain run as one QLinearLookup";
+      continue;
+    }
     const ir::Node& n = *it->second;
     // Unfused, a shape op or MaxPool writes floats that a QuantizeLinear reads.
     bool int8_out = true;

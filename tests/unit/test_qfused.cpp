@@ -1,10 +1,11 @@
 // The QDQ groups qforge runs as fused integer ops under --target qforge:
 // Softmax -> com.microsoft QLinearSoftmax, LayerNormalization -> ai.qforge
 // QLinearLayerNormalization, Resize (nearest) -> Resize on the integers,
-// ConvTranspose -> ai.qforge QLinearConvTranspose. Reference: the same
+// ConvTranspose -> ai.qforge QLinearConvTranspose, and elementwise chains
+// of one quantized input (GELU, SiLU) -> one ai.qforge QLinearLookup. Reference: the same
 // quantized QDQ graph run unfused (DequantizeLinear, the float op,
 // QuantizeLinear: ONNX ops each checked by the conformance tests). The first
-// three must reproduce it code for code; QLinearConvTranspose sums in int32
+// ones (and the chains) must reproduce it code for code; QLinearConvTranspose sums in int32
 // instead of float, so its codes may differ from the float path's by one
 // quantization step where the float sum lands next to a rounding boundary.
 #include <cstdlib>
@@ -29,9 +30,9 @@ ir::Node node(const std::string& op, std::vector<std::string> in, const std::str
   return test::one_output_node(op, std::move(in), out);
 }
 
-// x f32[N,3,8,8] -> Conv -> c [N,4,8,8] -> op -> a [N,C,...] -> Conv (1x1, 2 outputs) -> y.
-// `extra` holds the op's constant inputs.
-ir::Model model_with(const ir::Node& op, int64_t a_channels, std::map<std::string, Tensor> extra) {
+// x f32[N,3,8,8] -> Conv -> c [N,4,8,8] -> ops -> a [N,C,...] -> Conv (1x1, 2 outputs) -> y.
+// `extra` holds the ops' constant inputs.
+ir::Model model_with(const std::vector<ir::Node>& ops, int64_t a_channels, std::map<std::string, Tensor> extra) {
   ir::Model m;
   m.graph.name = "g";
   m.graph.inputs = {"x"};
@@ -41,7 +42,9 @@ ir::Model model_with(const ir::Node& op, int64_t a_channels, std::map<std::strin
   for (auto& [k, v] : extra) m.graph.initializers[k] = std::move(v);
   ir::Node c1 = node("Conv", {"x", "W1"}, "c");
   c1.attrs["pads"] = ir::Attribute::of(std::vector<int64_t>{1, 1, 1, 1});
-  m.graph.nodes = {c1, op, node("Conv", {"a", "W2"}, "y")};
+  m.graph.nodes = {c1};
+  m.graph.nodes.insert(m.graph.nodes.end(), ops.begin(), ops.end());
+  m.graph.nodes.push_back(node("Conv", {"a", "W2"}, "y"));
   m.graph.outputs = {"y"};
   ir::infer_shapes(m);
   return m;
@@ -52,6 +55,10 @@ using test::count_op;
 // Quantizes the model statically, checks that the op becomes `fused`, and
 // returns the largest difference between the codes of `a` from the unfused
 // and the fused run (a wide random input).
+ir::Model model_with(const ir::Node& op, int64_t a_channels, std::map<std::string, Tensor> extra) {
+  return model_with(std::vector<ir::Node>{op}, a_channels, std::move(extra));
+}
+
 int max_code_difference(const ir::Model& model, const std::string& op_type, const std::string& fused, DType act) {
   QuantConfig c;
   c.activation_type = act;
@@ -168,6 +175,25 @@ TEST(QFused, ConvTransposeIsQLinearConvTransposeWithinOneStep) {
                                   "ConvTranspose", "QLinearConvTranspose", t),
               1);
   }
+}
+
+// GELU as PyTorch exports it: x * 0.5 * (1 + erf(x / sqrt(2))), five ops
+// (Div and Erf stay float, the rest are quantized with Q/DQ pairs between).
+TEST(QFused, GeluChainIsOneLookup) {
+  const std::map<std::string, Tensor> k = {{"sqrt2", test::f32_tensor({}, {1.4142135f})},
+                                           {"one", test::f32_tensor({}, {1.0f})},
+                                           {"half", test::f32_tensor({}, {0.5f})}};
+  const std::vector<ir::Node> gelu = {node("Div", {"c", "sqrt2"}, "d"), node("Erf", {"d"}, "e"),
+                                      node("Add", {"e", "one"}, "f"), node("Mul", {"c", "f"}, "g"),
+                                      node("Mul", {"g", "half"}, "a")};
+  for (DType t : {DType::kU8, DType::kI8})
+    EXPECT_EQ(max_code_difference(model_with(gelu, 4, k), "Mul", "QLinearLookup", t), 0);
+}
+
+// SiLU: x * sigmoid(x), the input read twice.
+TEST(QFused, SiluChainIsOneLookup) {
+  const std::vector<ir::Node> silu = {node("Sigmoid", {"c"}, "s"), node("Mul", {"c", "s"}, "a")};
+  EXPECT_EQ(max_code_difference(model_with(silu, 4, {}), "Mul", "QLinearLookup", DType::kU8), 0);
 }
 
 }  // namespace
