@@ -154,7 +154,10 @@ class KernelsVsRef : public ::testing::TestWithParam<Isa> {
   void SetUp() override {
     if (!cpu_has(GetParam()))
       GTEST_SKIP() << "this CPU lacks " << kernels::isa_name(GetParam()) << " ("
-                   << (GetParam() == Isa::kAvx512 ? "AVX-512 F/BW/VL/DQ" : "AVX2/FMA/F16C") << ")";
+                   << (GetParam() == Isa::kAvx512    ? "AVX-512 F/BW/VL/DQ"
+                       : GetParam() == Isa::kAvxVnni ? "AVX2/FMA/F16C/AVX-VNNI"
+                                                     : "AVX2/FMA/F16C")
+                   << ")";
     table_ = kernels::kernels_for(GetParam());
   }
   kernels::KernelTable table_;
@@ -169,12 +172,15 @@ TEST_P(KernelsVsRef, TableIsForThisIsa) {
   ASSERT_EQ(table_.names.size(), 5u);
   for (size_t i = 0; i < 4; ++i) {
     const std::string& kernel = table_.names[i].second;
-    EXPECT_NE(kernel.find(std::string("__") + kernels::isa_name(GetParam())), std::string::npos) << kernel;
+    // avxvnni uses avx2's kernels for all but the int8 GEMM.
+    EXPECT_NE(kernel.find(std::string("__") + kernels::isa_name(kernels::base_isa(GetParam()))),
+              std::string::npos)
+        << kernel;
   }
-  // The int8 GEMM entry names the kernel the table holds (AVX-512 without
-  // VNNI uses the AVX2 one; test_int8_gemm.cpp checks the choice).
+  // The int8 GEMM entry names the kernel the table holds, first (AVX-512
+  // without VNNI uses another ISA's; test_int8_gemm.cpp checks the choice).
   ASSERT_NE(table_.qgemm, nullptr);
-  EXPECT_EQ(table_.names[4].second, table_.qgemm->name);
+  EXPECT_EQ(table_.names[4].second.rfind(table_.qgemm->name, 0), 0u) << table_.names[4].second;
 }
 
 // One quantize kernel against its reference over every case; T is the code type.
@@ -275,7 +281,7 @@ TEST_P(KernelsVsRef, TiesRoundToEvenAndValuesSaturate) {
   for (size_t i = 0; i < in.size(); ++i) ASSERT_EQ(yu[i], want[i] + 128) << "x=" << in[i];
 }
 
-INSTANTIATE_TEST_SUITE_P(AllSimdIsas, KernelsVsRef, ::testing::Values(Isa::kAvx2, Isa::kAvx512),
+INSTANTIATE_TEST_SUITE_P(AllSimdIsas, KernelsVsRef, ::testing::Values(Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512),
                          [](const ::testing::TestParamInfo<Isa>& i) {
                            return std::string(kernels::isa_name(i.param));
                          });
@@ -283,7 +289,8 @@ INSTANTIATE_TEST_SUITE_P(AllSimdIsas, KernelsVsRef, ::testing::Values(Isa::kAvx2
 // ---- the kernel table ----
 
 TEST(KernelsTable, IsaNamesParse) {
-  for (Isa i : {Isa::kRef, Isa::kAvx2, Isa::kAvx512}) EXPECT_EQ(kernels::parse_isa(kernels::isa_name(i)), i);
+  for (Isa i : {Isa::kRef, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512})
+    EXPECT_EQ(kernels::parse_isa(kernels::isa_name(i)), i);
   try {
     kernels::parse_isa("bogus");
     ADD_FAILURE() << "no error";
@@ -320,8 +327,9 @@ TEST(KernelsTable, MissingIsaIsRefused) {
   EXPECT_NO_THROW(kernels::kernels_for(Isa::kRef, plain));
   CpuFeatures avx2_only = plain;
   avx2_only.avx = avx2_only.avx2 = avx2_only.fma = avx2_only.f16c = true;
-  for (const auto& [cpu, isa] : {std::pair{plain, Isa::kAvx2}, std::pair{plain, Isa::kAvx512},
-                                 std::pair{avx2_only, Isa::kAvx512}}) {
+  for (const auto& [cpu, isa] :
+       {std::pair{plain, Isa::kAvx2}, std::pair{plain, Isa::kAvx512}, std::pair{plain, Isa::kAvxVnni},
+        std::pair{avx2_only, Isa::kAvx512}, std::pair{avx2_only, Isa::kAvxVnni}}) {
     try {
       kernels::kernels_for(isa, cpu);
       ADD_FAILURE() << "kernels_for(" << kernels::isa_name(isa) << ") did not throw";
@@ -332,6 +340,13 @@ TEST(KernelsTable, MissingIsaIsRefused) {
   }
 #if defined(__x86_64__)
   EXPECT_NO_THROW(kernels::kernels_for(Isa::kAvx2, avx2_only));
+  // AVX-VNNI needs AVX2 as well (its kernel's other instructions are AVX2's).
+  CpuFeatures vnni = avx2_only;
+  vnni.avxvnni = true;
+  EXPECT_EQ(kernels::available_isas(vnni), (std::vector<Isa>{Isa::kRef, Isa::kAvx2, Isa::kAvxVnni}));
+  EXPECT_NO_THROW(kernels::kernels_for(Isa::kAvxVnni, vnni));
+  vnni.avx2 = false;
+  EXPECT_EQ(kernels::available_isas(vnni), std::vector<Isa>{Isa::kRef});
 #endif
   // On this CPU: every ISA it reports can be built.
   for (Isa i : kernels::available_isas()) EXPECT_NO_THROW(kernels::kernels_for(i));
