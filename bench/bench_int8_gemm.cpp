@@ -1,12 +1,15 @@
 // The int8 GEMM (kernels/qgemm.h) on the transformer shapes of bench_gemm.cpp,
 // B (weights) packed once, A u8 (zero point 128) by B s8:
 //   ./build/bench/qforge_bench --benchmark_filter=Int8Gemm
-// Arguments: M, N, K, threads, kernel (index into qgemm_kernels(): 0 the
-// scalar reference, 1 AVX2, 2 AVX-512 VNNI; kernels the CPU lacks are
-// skipped; -1 the kernel the process chose, kernels().qgemm). The shapes are
-// issue 5's: M x K x N = 1 x 768 x 768, 32 x 768 x 768, 128 x 768 x 3072,
-// 512 x 1024 x 1024 and 1 x 4096 x 4096 (scripts/bench_int8.sh times the
-// chosen kernel on them next to ONNX Runtime and PyTorch). GOPS counts 2*M*N*K operations per call over wall-clock time,
+// Arguments: M, N, K, threads, kernel (index into kKernels below: 0 the
+// scalar reference, 1 AVX2 vpmaddwd, 2 AVX2 vpmaddubsw, 3 AVX-VNNI, 4 AVX-512
+// VNNI; kernels the CPU lacks are skipped; -1 the kernel the process chose,
+// kernels().qgemm, on issue 5's shapes M x K x N = 1 x 768 x 768,
+// 32 x 768 x 768, 128 x 768 x 3072, 512 x 1024 x 1024 and 1 x 4096 x 4096,
+// which scripts/bench_int8.sh times next to ONNX Runtime and PyTorch), bits of the s8 weights (8: full
+// range, where the vpmaddubsw kernel falls back to vpmaddwd, as the label
+// says; 7: [-64, 63], reduce_range's, where it runs itself). GOPS counts
+// 2*M*N*K operations per call over wall-clock time,
 // as bench_gemm.cpp's GFLOPS does for the float GEMM on the same shapes.
 // BM_Int8Gemm writes the raw int32 sums; BM_Int8GemmRequant also
 // requantizes them to u8 in the epilogue (QLinearMatMul's float64 rule).
@@ -24,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kernels.h"
 #include "kernels/qgemm.h"
 #include "ops/quant_gemm.h"
 #include "qforge/ir.h"
@@ -33,6 +37,21 @@
 namespace {
 
 namespace k = qforge::kernels;
+
+// Kernel names after their "__", in the order of the benchmarks' index.
+constexpr const char* kKernels[] = {"ref", "avx2", "avx2_maddubs", "avxvnni", "avx512vnni"};
+
+const k::QGemmKernel* find_kernel(int64_t index) {
+  if (index == -1) return k::kernels().qgemm;
+  if (index < 0 || index >= static_cast<int64_t>(std::size(kKernels))) return nullptr;
+  const std::string want = std::string("__") + kKernels[index];
+  for (const k::QGemmKernel* kr : k::qgemm_kernels()) {
+    const std::string name = kr->name;
+    if (name.size() >= want.size() && name.compare(name.size() - want.size(), want.size(), want) == 0)
+      return kr;
+  }
+  return nullptr;
+}
 
 std::vector<uint8_t> random_bytes(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -45,16 +64,18 @@ std::vector<uint8_t> random_bytes(int64_t n, uint32_t seed) {
 void run(benchmark::State& state, k::QOutput out) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   const auto threads = static_cast<int>(state.range(3));
-  const auto kernels = k::qgemm_kernels();
-  if (state.range(4) >= static_cast<int64_t>(kernels.size())) {
+  const k::QGemmKernel* found = find_kernel(state.range(4));
+  if (found == nullptr) {
     state.SkipWithError("this CPU lacks the kernel");
     return;
   }
-  const k::QGemmKernel& kernel =
-      state.range(4) < 0 ? *k::kernels().qgemm : *kernels[static_cast<size_t>(state.range(4))];
+  const k::QGemmKernel& kernel = *found;
   std::unique_ptr<qforge::ThreadPool> pool;
   if (threads > 1) pool = std::make_unique<qforge::ThreadPool>(threads);
-  const std::vector<uint8_t> A = random_bytes(M * K, 1), B = random_bytes(K * N, 2);
+  const std::vector<uint8_t> A = random_bytes(M * K, 1);
+  std::vector<uint8_t> B = random_bytes(K * N, 2);
+  if (state.range(5) == 7)
+    for (auto& v : B) v = static_cast<uint8_t>(v % 128 - 64);  // s8 [-64, 63]
   const k::QPackedB pb = k::qpack_b(true, false, K, N, B.data(), N);
   const std::vector<int32_t> b_zp(static_cast<size_t>(N), 0);
   const std::vector<float> scale(static_cast<size_t>(N), 1e-4f);
@@ -79,7 +100,9 @@ void run(benchmark::State& state, k::QOutput out) {
   state.counters["GOPS"] = benchmark::Counter(
       2e-9 * static_cast<double>(M * N * K) * static_cast<double>(state.iterations()),
       benchmark::Counter::kIsRate);
-  state.SetLabel(kernel.name);
+  const bool fallback = kernel.exact != nullptr && !pb.maddubs_exact();
+  state.SetLabel(fallback ? std::string(kernel.exact->name) + " (fallback: pairs could saturate)"
+                          : std::string(kernel.name));
 }
 
 void BM_Int8Gemm(benchmark::State& state) {
@@ -89,20 +112,24 @@ void BM_Int8GemmRequant(benchmark::State& state) {
   run(state, k::QOutput::kQ8Double);
 }
 
-// M, N, K.
-constexpr std::array<std::array<int64_t, 3>, 5> kShapes{
+constexpr std::array<std::array<int64_t, 3>, 5> kIssueShapes = {
     {{1, 768, 768}, {32, 768, 768}, {128, 3072, 768}, {512, 1024, 1024}, {1, 4096, 4096}}};
 
 void shapes(benchmark::internal::Benchmark* b) {
-  for (int64_t kernel : {-1, 0, 1, 2})
+  for (int64_t threads : {1, 2})
+    for (auto [m, n, kk] : kIssueShapes) b->Args({m, n, kk, threads, -1, 8});
+  for (int64_t kernel : {0, 1, 2, 3, 4})
     for (int64_t threads : {1, 2})
-      for (auto [m, n, kk] : kShapes) b->Args({m, n, kk, threads, kernel});
-  b->ArgNames({"M", "N", "K", "threads", "kernel"})->UseRealTime();
+      for (auto [m, n, kk] :
+           {std::array<int64_t, 3>{1, 768, 768}, {32, 768, 768}, {128, 3072, 768}})
+        for (int64_t bits : {8, 7})
+          if (bits == 8 || kernel == 2) b->Args({m, n, kk, threads, kernel, bits});
+  b->ArgNames({"M", "N", "K", "threads", "kernel", "bits"})->UseRealTime();
 }
 void chosen_shapes(benchmark::internal::Benchmark* b) {
   for (int64_t threads : {1, 2})
-    for (auto [m, n, kk] : kShapes) b->Args({m, n, kk, threads, -1});
-  b->ArgNames({"M", "N", "K", "threads", "kernel"})->UseRealTime();
+    for (auto [m, n, kk] : kIssueShapes) b->Args({m, n, kk, threads, -1, 8});
+  b->ArgNames({"M", "N", "K", "threads", "kernel", "bits"})->UseRealTime();
 }
 
 BENCHMARK(BM_Int8Gemm)->Apply(shapes);

@@ -58,8 +58,8 @@ const Impl kAvx512Impl{.isa = Isa::kAvx512, .mr = kAvx512Mr, .nr = kAvx512Nr,
 
 const Impl& impl_of(Isa isa) {
 #if defined(__x86_64__)
-  if (isa == Isa::kAvx512) return kAvx512Impl;
-  if (isa == Isa::kAvx2) return kAvx2Impl;
+  if (base_isa(isa) == Isa::kAvx512) return kAvx512Impl;
+  if (base_isa(isa) == Isa::kAvx2) return kAvx2Impl;
 #endif
   (void)isa;
   return kRefImpl;

@@ -1,7 +1,11 @@
 // Kernel tables: for each operation, the implementation this CPU will use,
 // chosen once (at first use) from the detected features, and overridable with
-// the environment variable QFORGE_ISA=ref|avx2|avx512 (x86-64) or
-// QFORGE_ISA=ref|neon|dotprod (AArch64) so one machine can test every path. Every SIMD kernel has a scalar reference (kernels/ref) and is
+// the environment variable QFORGE_ISA=ref|avx2|avxvnni|avx512 (x86-64) or
+// QFORGE_ISA=ref|neon|dotprod (AArch64) so one machine can test every path.
+// avxvnni is avx2 with the int8 GEMM on AVX-VNNI's 256-bit vpdpbusd (CPUs
+// with AVX-VNNI but no AVX-512 choose it); avx2 itself never uses VNNI, so
+// that its int8 GEMM (vpmaddubsw where the weights allow, else vpmaddwd) can
+// be tested on any CPU. Every SIMD kernel has a scalar reference (kernels/ref) and is
 // tested against it bit for bit.
 //
 // Kernel names spell their contract: input type, output type, operation,
@@ -16,10 +20,10 @@
 
 namespace qforge::kernels {
 
-// In order of preference within an architecture: x86-64 has avx2 and
-// avx512, AArch64 neon (Advanced SIMD) and dotprod (NEON plus the Armv8.2
-// dot product instructions, getauxval's asimddp).
-enum class Isa { kRef, kAvx2, kAvx512, kNeon, kDotprod };
+// In order of preference within an architecture: x86-64 has avx2, avxvnni
+// and avx512, AArch64 neon (Advanced SIMD) and dotprod (NEON plus the
+// Armv8.2 dot product instructions, getauxval's asimddp).
+enum class Isa { kRef, kAvx2, kAvxVnni, kAvx512, kNeon, kDotprod };
 const char* isa_name(Isa isa);
 // The CPU features an ISA needs, in words (the message of a refusal).
 const char* isa_features(Isa isa);
@@ -58,9 +62,13 @@ KernelTable kernels_for(Isa isa, const CpuFeatures& cpu = cpu_features());
 // ISAs a CPU with these features can run, best last.
 std::vector<Isa> available_isas(const CpuFeatures& cpu = cpu_features());
 Isa parse_isa(const std::string& name);
-// The int8 GEMM kernel of an ISA on a CPU with these features: AVX-512 uses
-// VNNI (vpdpbusd) where the CPU has it, else the AVX2 kernel; dotprod uses
-// udot (qgemm.cpp).
+// The ISA whose kernels an ISA uses for everything but the int8 GEMM (float
+// GEMM, quantize, ops): itself, except avxvnni: avx2.
+Isa base_isa(Isa isa);
+// The int8 GEMM kernel of an ISA on a CPU with these features: avxvnni uses
+// AVX-VNNI; AVX-512 uses AVX512_VNNI (vpdpbusd) where the CPU has it, else
+// AVX-VNNI, else AVX2's; avx2 uses vpmaddubsw where the packed weights
+// can't saturate it, else vpmaddwd; dotprod uses udot (qgemm.h, qgemm.cpp).
 const QGemmKernel* qgemm_kernel_for(Isa isa, const CpuFeatures& cpu);
 
 // Reference kernels, always present.

@@ -171,9 +171,12 @@ void check_args(const QGemmArgs& a) {
   if (a.bias_ld < 0) bad("has bias_ld " + std::to_string(a.bias_ld), "bias_ld >= 0");
 }
 
-void run(const QGemmKernel& kr, const QGemmArgs& a, ThreadPool* pool) {
+void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
   check_args(a);
   const QPackedB& B = *a.B;
+  // A vpmaddubsw kernel only where no pair of these weights can saturate.
+  const QGemmKernel& kr =
+      chosen.exact != nullptr && !B.maddubs_exact() ? *chosen.exact : chosen;
   const int64_t M = a.M, N = B.N(), K = B.K();
   if (M == 0 || N == 0) return;
 
@@ -214,10 +217,17 @@ void run(const QGemmKernel& kr, const QGemmArgs& a, ThreadPool* pool) {
 const QGemmKernel kRefKernel{"qu8_qs8_gemm_4x16c4__ref", 4, 16, qu8_qs8_gemm_4x16c4__ref};
 #if defined(__x86_64__)
 const QGemmKernel kAvx2Kernel{"qu8_qs8_gemm_3x16c4__avx2", 3, 16, qu8_qs8_gemm_3x16c4__avx2};
+const QGemmKernel kAvx2MaddubsKernel{"qu8_qs8_gemm_4x16c4__avx2_maddubs", 4, 16,
+                                     qu8_qs8_gemm_4x16c4__avx2_maddubs, &kAvx2Kernel};
+const QGemmKernel kAvxVnniKernel{"qu8_qs8_gemm_6x16c4__avxvnni", 6, 16,
+                                 qu8_qs8_gemm_6x16c4__avxvnni};
 const QGemmKernel kAvx512VnniKernel{"qu8_qs8_gemm_8x32c4__avx512vnni", 8, 32,
                                     qu8_qs8_gemm_8x32c4__avx512vnni};
 bool has_avx2(const CpuFeatures& f) {
   return f.avx2 && f.fma && f.f16c;
+}
+bool has_avxvnni(const CpuFeatures& f) {
+  return has_avx2(f) && f.avxvnni;
 }
 bool has_avx512vnni(const CpuFeatures& f) {
   return f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
@@ -276,6 +286,10 @@ QPackedB qpack_b(bool b_signed, bool trans_b, int64_t K, int64_t N, const void* 
     }
     p.col_sums_[static_cast<size_t>(n)] = static_cast<int32_t>(s);
   }
+  // The pairs vpmaddubsw sums: bytes 2i, 2i + 1 of the packed data (qgemm.h).
+  const int8_t* d = p.data_.get();
+  for (size_t i = 0; i < bytes && p.maddubs_exact_; i += 2)
+    p.maddubs_exact_ = maddubs_pair_exact(d[i], d[i + 1]);
   return p;
 }
 
@@ -292,7 +306,11 @@ void qgemm_with(const QGemmKernel& kernel, const QGemmArgs& args, ThreadPool* po
 std::vector<const QGemmKernel*> qgemm_kernels(const CpuFeatures& cpu) {
   std::vector<const QGemmKernel*> r{&kRefKernel};
 #if defined(__x86_64__)
-  if (has_avx2(cpu)) r.push_back(&kAvx2Kernel);
+  if (has_avx2(cpu)) {
+    r.push_back(&kAvx2Kernel);
+    r.push_back(&kAvx2MaddubsKernel);
+  }
+  if (has_avxvnni(cpu)) r.push_back(&kAvxVnniKernel);
   if (has_avx512vnni(cpu)) r.push_back(&kAvx512VnniKernel);
 #elif defined(__aarch64__)
   if (cpu.neon) r.push_back(&kNeonKernel);
@@ -305,9 +323,12 @@ std::vector<const QGemmKernel*> qgemm_kernels(const CpuFeatures& cpu) {
 
 const QGemmKernel* qgemm_kernel_for(Isa isa, const CpuFeatures& cpu) {
 #if defined(__x86_64__)
-  // AVX-512 without VNNI has no faster exact int8 product than AVX2's.
-  if (isa == Isa::kAvx512) return has_avx512vnni(cpu) ? &kAvx512VnniKernel : &kAvx2Kernel;
-  if (isa == Isa::kAvx2) return &kAvx2Kernel;
+  // Without VNNI: vpmaddubsw on weights that can't saturate it, else the
+  // exact vpmaddwd kernel (kAvx2MaddubsKernel.exact). AVX-512 without
+  // AVX512_VNNI has no faster int8 product than AVX2's (or AVX-VNNI's).
+  if (isa == Isa::kAvx512 && has_avx512vnni(cpu)) return &kAvx512VnniKernel;
+  if (isa == Isa::kAvxVnni || (isa == Isa::kAvx512 && has_avxvnni(cpu))) return &kAvxVnniKernel;
+  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) return &kAvx2MaddubsKernel;
 #elif defined(__aarch64__)
   if (isa == Isa::kDotprod && cpu.dotprod) return &kNeonDotKernel;
   if (isa == Isa::kNeon || isa == Isa::kDotprod) return &kNeonKernel;

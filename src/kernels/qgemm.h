@@ -40,6 +40,29 @@
 // Columns past N and rows past K are zero. The layout is the same for every
 // ISA, so a QPackedB made once serves whichever kernel runs.
 //
+// Saturation (AVX2 without VNNI). vpmaddubsw multiplies u8 by s8 bytes and
+// sums the products of bytes 2i and 2i + 1 into int16 lane i, saturating.
+// The 256-bit kernel loads the packed groups at even offsets and broadcasts
+// A's 4 bytes, so the pairs are bytes 2i, 2i + 1 of the packed data: in
+// the c4 layout B'[4g, n] with B'[4g + 1, n] and B'[4g + 2, n] with
+// B'[4g + 3, n] (the same column, consecutive k; padding rows are 0). For a
+// pair (b0, b1), a0 b0 + a1 b1 over all a0, a1 in [0, 255] spans
+//   [255 (min(b0, 0) + min(b1, 0)),  255 (max(b0, 0) + max(b1, 0))]
+// and reaches both ends (a = 255 where b has that sign, else 0). That fits
+// int16 [-32768, 32767] iff the positive parts sum to <= 128 (255 * 128 =
+// 32640; 129 gives 32895) and the negative parts to >= -128 (-32640; -129
+// gives -32895 < -32768): int16's extra negative value doesn't loosen the
+// bound (that would need 128.5). So a pair of opposite signs never
+// saturates (|b| <= 128), and a pair of one sign is exact iff |b0 + b1| <=
+// 128: the bound is tight, and looser than |b0| + |b1| <= 128. qpack_b
+// checks every pair (maddubs_pair_exact) and records the result
+// (QPackedB::maddubs_exact()); a QGemmKernel built on vpmaddubsw names an
+// exact kernel (QGemmKernel::exact, vpmaddwd on widened int16) that runs
+// instead on weights that could saturate. 7-bit s8 weights, [-64, 63] (the
+// quantizer's reduce_range), always pass. u8 weights don't, even 7-bit
+// ones: B' = B - 128 makes them all negative. VNNI's vpdpbusd accumulates
+// in int32 and needs no check.
+//
 // Packed A (made per call, per thread): rows of A' with K padded with zeros
 // to kp, and their sums rowsum(A')[m].
 //
@@ -83,6 +106,8 @@ class QPackedB {
   const int8_t* data() const { return data_.get(); }
   // sum_k B'[k, n] for n < N rounded up to 32 (0 past N).
   const int32_t* col_sums() const { return col_sums_.data(); }
+  // No pair of packed bytes vpmaddubsw sums can leave int16 (see above).
+  bool maddubs_exact() const { return maddubs_exact_; }
 
  private:
   friend QPackedB qpack_b(bool b_signed, bool trans_b, int64_t K, int64_t N, const void* B,
@@ -94,7 +119,17 @@ class QPackedB {
   std::vector<int32_t> col_sums_;
   int64_t K_ = 0, N_ = 0, kp_ = 0;
   bool b_signed_ = true;
+  bool maddubs_exact_ = true;
 };
+
+// True if a0 * b0 + a1 * b1 lies in int16 for every a0, a1 in [0, 255]:
+// the sum of the positive ones of b0, b1 is <= 128 and of the negative ones
+// >= -128 (the derivation above).
+constexpr bool maddubs_pair_exact(int b0, int b1) {
+  const int pos = (b0 > 0 ? b0 : 0) + (b1 > 0 ? b1 : 0);
+  const int neg = (b0 < 0 ? b0 : 0) + (b1 < 0 ? b1 : 0);
+  return pos <= 128 && neg >= -128;
+}
 
 // Packs B (K x N, or N x K when trans_b; row-major with leading dimension
 // ldb; s8 when b_signed, else u8). Throws Error on negative sizes or a
@@ -140,10 +175,16 @@ struct QGemmKernel {
   const char* name = "";
   int64_t mr = 1, nr = 16;  // register tile; nr is 16 or 32 (whole panels)
   QGemmTileFn tile = nullptr;
+  // For a kernel exact only on weights whose pairs can't saturate vpmaddubsw
+  // (QPackedB::maddubs_exact()): the exact kernel qgemm and qgemm_with run
+  // instead on other weights. nullptr: this kernel is exact on any weights.
+  const QGemmKernel* exact = nullptr;
 };
 
 // C = epilogue(acc) with the process's kernel (kernels().qgemm), on `pool`
 // (nullptr: the calling thread). Throws Error on inconsistent arguments.
+// Both entry points honour QGemmKernel::exact, so neither gives a saturated
+// result.
 void qgemm(const QGemmArgs& args, ThreadPool* pool = nullptr);
 // The same with a given kernel (tests, benchmarks).
 void qgemm_with(const QGemmKernel& kernel, const QGemmArgs& args, ThreadPool* pool = nullptr);
@@ -198,6 +239,9 @@ struct QGemmTile {
 void qu8_qs8_gemm_4x16c4__ref(const QGemmTile& t);
 #if defined(__x86_64__)
 void qu8_qs8_gemm_3x16c4__avx2(const QGemmTile& t);        // widened to s16, vpmaddwd
+// vpmaddubsw + vpmaddwd: wrong where a pair saturates (maddubs_exact() false).
+void qu8_qs8_gemm_4x16c4__avx2_maddubs(const QGemmTile& t);
+void qu8_qs8_gemm_6x16c4__avxvnni(const QGemmTile& t);     // VEX vpdpbusd, 256-bit
 void qu8_qs8_gemm_8x32c4__avx512vnni(const QGemmTile& t);  // vpdpbusd
 #endif
 #if defined(__aarch64__)

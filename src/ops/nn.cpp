@@ -35,7 +35,7 @@ void register_nn_norm_ops(OpRegistry& r);  // nn_norm.cpp
 namespace nn_detail {
 
 int vector_isa() {
-  switch (kernels::kernels().isa) {
+  switch (kernels::base_isa(kernels::kernels().isa)) {
     case kernels::Isa::kAvx512: return 2;
     case kernels::Isa::kAvx2: return 1;
     default: return 0;

@@ -1,16 +1,22 @@
 // The int8 GEMM (kernels/qgemm.h): every microkernel this CPU can run (the
-// scalar reference, AVX2, AVX-512 VNNI, Arm NEON and dotprod; missing ISAs
-// are skipped at run time) against a naive oracle written here from the
-// contract in qgemm.h (exact int64 sums of (A - a_zp)(B - b_zp), wrapped to
-// int32, then each epilogue's formula), and against the reference kernel bit
-// for bit: all four signedness pairs (u8 x s8, s8 x s8, u8 x u8, s8 x u8); M,
-// N, K below, at and past every tile edge (K not a multiple of 4 or of the
-// vector width, M = 1, N = 1, K = 0); padded lda / ldc with guard values that
-// must survive; adversarial operands (255 x -128, -128 x 127, zero points at
-// the ends of their range), the int32 edge (K = 33025 with the largest
-// deviations: exact; beyond: the wrap the contract promises); every pair of
-// byte values exhaustively; and threads. Random inputs are seeded so
-// failures replay.
+// scalar reference, AVX2 vpmaddwd and vpmaddubsw, AVX-VNNI, AVX-512 VNNI,
+// Arm NEON and dotprod; missing ISAs are skipped at run time) against a
+// naive oracle written here from the contract in qgemm.h (exact int64 sums
+// of (A - a_zp)(B - b_zp), wrapped to int32, then each epilogue's formula),
+// and against the reference kernel bit for bit: all four signedness pairs
+// (u8 x s8, s8 x s8, u8 x u8, s8 x u8); M, N, K below, at and past every
+// tile edge (K not a multiple of 4 or of the vector width, M = 1, N = 1,
+// K = 0); padded lda / ldc with guard values that must survive; adversarial
+// operands (255 x -128, -128 x 127, zero points at the ends of their range),
+// the int32 edge (K = 33025 with the largest deviations: exact; beyond: the
+// wrap the contract promises); every pair of byte values exhaustively;
+// threads; and s8 weights of 7 bits (where vpmaddubsw runs itself rather
+// than its exact stand-in). Random inputs are seeded so failures replay.
+//
+// vpmaddubsw saturation: the pair bound of qgemm.h over all 65536 weight
+// pairs (sufficient and tight, and qpack_b's flag agrees), and adversarial
+// weights that would saturate it, taken through the dispatch exactly while
+// the kernel without its check is shown to be wrong on them.
 //
 // Only the kernel layer: this file is part of the kernel-only (Arm cross)
 // test build; the integer ops on top are in test_int8_gemm_ops.cpp.
@@ -405,25 +411,61 @@ TEST_P(QGemmKernels, ThreadsDoNotChangeResults) {
     }
 }
 
+// s8 weights in [-64, 63] (the quantizer's reduce_range): vpmaddubsw can't
+// saturate on them (qgemm.h), so the AVX2 maddubs kernel itself runs here,
+// not its exact stand-in; tile edges as above, every A type and epilogue.
+TEST_P(QGemmKernels, SevenBitWeightsOverTileEdges) {
+  const QGemmKernel& kr = *GetParam();
+  const QOutput outs[] = {QOutput::kS32, QOutput::kQ8Double, QOutput::kQ8Float, QOutput::kF32};
+  uint32_t seed = 500;
+  for (const int64_t M : {1, 2, 3, 4, 5, 9})
+    for (const int64_t N : {1, 16, 17, 33})
+      for (const int64_t K : {1, 3, 4, 5, 64, 259})
+        for (const bool as : {false, true}) {
+          Problem p = random_problem(M, N, K, as, true, outs[seed % 4], seed);
+          ++seed;
+          for (auto& v : p.B) v = static_cast<uint8_t>(static_cast<int8_t>(v % 128 - 64));
+          const QPackedB pb = kernels::qpack_b(true, p.trans_b, K, N, p.B.data(), p.ldb);
+          ASSERT_TRUE(pb.maddubs_exact()) << describe(p);
+          ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard), oracle(p, kGuard))) << kr.name;
+        }
+}
+
 INSTANTIATE_TEST_SUITE_P(Int8Gemm, QGemmKernels, ::testing::ValuesIn(kernels::qgemm_kernels()),
                          kernel_param_name);
 
 TEST(Int8Gemm, KernelTableChoosesByIsaAndVnni) {
-  EXPECT_STREQ(kernels::kernels_for(kernels::Isa::kRef).qgemm->name, "qu8_qs8_gemm_4x16c4__ref");
+  using kernels::Isa;
+  EXPECT_STREQ(kernels::kernels_for(Isa::kRef).qgemm->name, "qu8_qs8_gemm_4x16c4__ref");
   const auto isas = kernels::available_isas();
-  auto has = [&](kernels::Isa i) { return std::find(isas.begin(), isas.end(), i) != isas.end(); };
-  if (has(kernels::Isa::kAvx2)) {
-    EXPECT_STREQ(kernels::kernels_for(kernels::Isa::kAvx2).qgemm->name,
-                 "qu8_qs8_gemm_3x16c4__avx2");
+  auto has = [&](Isa i) { return std::find(isas.begin(), isas.end(), i) != isas.end(); };
+  if (has(Isa::kAvx2)) {
+    // vpmaddubsw, with the exact vpmaddwd kernel for weights that could saturate it.
+    const QGemmKernel* k = kernels::kernels_for(Isa::kAvx2).qgemm;
+    EXPECT_STREQ(k->name, "qu8_qs8_gemm_4x16c4__avx2_maddubs");
+    ASSERT_NE(k->exact, nullptr);
+    EXPECT_STREQ(k->exact->name, "qu8_qs8_gemm_3x16c4__avx2");
+    EXPECT_EQ(k->exact->exact, nullptr);
+    // The AVX2 table never uses VNNI, even where the CPU has it.
+    CpuFeatures f = cpu_features();
+    f.avxvnni = true;
+    EXPECT_EQ(kernels::kernels_for(Isa::kAvx2, f).qgemm, k);
+    EXPECT_STREQ(kernels::kernels_for(Isa::kAvxVnni, f).qgemm->name,
+                 "qu8_qs8_gemm_6x16c4__avxvnni");
+    EXPECT_EQ(kernels::kernels_for(Isa::kAvxVnni, f).qgemm->exact, nullptr);
   }
-  if (has(kernels::Isa::kAvx512)) {
+  if (has(Isa::kAvx512)) {
     CpuFeatures f = cpu_features();
     f.avx512vnni = true;
-    EXPECT_STREQ(kernels::kernels_for(kernels::Isa::kAvx512, f).qgemm->name,
+    EXPECT_STREQ(kernels::kernels_for(Isa::kAvx512, f).qgemm->name,
                  "qu8_qs8_gemm_8x32c4__avx512vnni");
     f.avx512vnni = false;
-    EXPECT_STREQ(kernels::kernels_for(kernels::Isa::kAvx512, f).qgemm->name,
-                 "qu8_qs8_gemm_3x16c4__avx2");
+    f.avxvnni = true;
+    EXPECT_STREQ(kernels::kernels_for(Isa::kAvx512, f).qgemm->name,
+                 "qu8_qs8_gemm_6x16c4__avxvnni");
+    f.avxvnni = false;
+    EXPECT_STREQ(kernels::kernels_for(Isa::kAvx512, f).qgemm->name,
+                 "qu8_qs8_gemm_4x16c4__avx2_maddubs");
   }
   if (has(kernels::Isa::kNeon)) {
     EXPECT_STREQ(kernels::kernels_for(kernels::Isa::kNeon).qgemm->name,
@@ -436,6 +478,162 @@ TEST(Int8Gemm, KernelTableChoosesByIsaAndVnni) {
   // The process's table holds one of the kernels this CPU runs.
   const auto all = kernels::qgemm_kernels();
   EXPECT_NE(std::find(all.begin(), all.end(), kernels::kernels().qgemm), all.end());
+}
+
+// ---------------------------------------------------------------- vpmaddubsw saturation
+
+// The AVX2 vpmaddubsw kernel, or nullptr on a CPU without AVX2.
+const QGemmKernel* maddubs_kernel() {
+  for (const QGemmKernel* k : kernels::qgemm_kernels())
+    if (k->exact != nullptr) return k;
+  return nullptr;
+}
+
+// The same kernel with its safety check removed: what qgemm would compute
+// if it trusted vpmaddubsw on any weights.
+QGemmKernel unchecked(const QGemmKernel& k) {
+  QGemmKernel raw = k;
+  raw.exact = nullptr;
+  return raw;
+}
+
+// The bound in qgemm.h, exhaustively: for each of the 65536 pairs (b0, b1)
+// of s8 weights in consecutive k of one column, the maddubs kernel run
+// directly (no check) is exact for every A' in [0, 255]^2 (the extremes of
+// a linear form are at the corners, so A' rows (255, 255), (255, 0),
+// (0, 255) and (0, 0) cover them) exactly when maddubs_pair_exact says so:
+// the bound is sufficient and tight. qpack_b's flag agrees pair by pair,
+// for the pair in rows k = 0, 1 and in rows k = 2, 3 of a group.
+TEST(Int8GemmSaturation, PairBoundIsExactAndTight) {
+  const QGemmKernel* mk = maddubs_kernel();
+  if (mk == nullptr) GTEST_SKIP() << "this CPU lacks AVX2";
+  constexpr int64_t N = 65536, K = 4;
+  for (const int64_t k0 : {0, 2}) {
+    std::vector<uint8_t> B(static_cast<size_t>(K * N), 0);
+    for (int64_t n = 0; n < N; ++n) {
+      B[static_cast<size_t>(k0 * N + n)] = static_cast<uint8_t>(n >> 8);
+      B[static_cast<size_t>((k0 + 1) * N + n)] = static_cast<uint8_t>(n & 255);
+    }
+    const QPackedB pb = kernels::qpack_b(true, false, K, N, B.data(), N);
+    EXPECT_FALSE(pb.maddubs_exact());
+    // Four rows of A' (k0, k0 + 1 set to a corner; the other pair 0).
+    const uint8_t corners[4][2] = {{255, 255}, {255, 0}, {0, 255}, {0, 0}};
+    std::array<uint8_t, 16> a{};
+    for (int i = 0; i < 4; ++i) {
+      a[static_cast<size_t>(4 * i + k0)] = corners[i][0];
+      a[static_cast<size_t>(4 * i + k0 + 1)] = corners[i][1];
+    }
+    const std::vector<int32_t> zeros(32, 0);
+    std::vector<int32_t> c(4 * 16);
+    kernels::QGemmTile t;
+    t.a = a.data();
+    t.lda = 4;
+    t.kp = K;
+    t.m = mk->mr < 4 ? mk->mr : 4;
+    t.n = 16;
+    t.row_sum = zeros.data();
+    t.col_off = zeros.data();
+    t.neg_b_zp = zeros.data();
+    t.c = c.data();
+    t.ldc = 16;
+    int64_t exact_pairs = 0;
+    for (int64_t panel = 0; panel < N / 16; ++panel) {
+      t.b = pb.data() + panel * K * 16;
+      mk->tile(t);
+      for (int64_t j = 0; j < 16; ++j) {
+        const int64_t n = panel * 16 + j;
+        const int b0 = static_cast<int8_t>(n >> 8), b1 = static_cast<int8_t>(n & 255);
+        bool right = true;
+        for (int64_t i = 0; i < t.m; ++i)
+          right = right && c[static_cast<size_t>(i * 16 + j)] ==
+                               corners[i][0] * b0 + corners[i][1] * b1;
+        ASSERT_EQ(right, kernels::maddubs_pair_exact(b0, b1)) << "pair " << b0 << ", " << b1;
+        exact_pairs += right ? 1 : 0;
+      }
+    }
+    // Opposite signs: 2 * 127 * 128 = 32512. Both in [0, 127] with sum <=
+    // 128: 128 + (128 + 127 + ... + 2) = 8383. Both in [-128, 0] with sum
+    // >= -128: 129 + 128 + ... + 1 = 8385. (0, 0) is in both: 49279 in all.
+    EXPECT_EQ(exact_pairs, 32512 + 8383 + 8385 - 1);
+  }
+  // qpack_b's flag, one pair at a time, in either half of a group.
+  for (int b0 = -128; b0 < 128; b0 += 3)
+    for (int b1 = -128; b1 < 128; ++b1)
+      for (const int64_t k0 : {0, 2}) {
+        std::array<uint8_t, 5> col{};  // K = 5: the padding rows count too
+        col[static_cast<size_t>(k0)] = static_cast<uint8_t>(b0);
+        col[static_cast<size_t>(k0 + 1)] = static_cast<uint8_t>(b1);
+        const QPackedB pb = kernels::qpack_b(true, true, 5, 1, col.data(), 5);
+        ASSERT_EQ(pb.maddubs_exact(), kernels::maddubs_pair_exact(b0, b1)) << b0 << ", " << b1;
+      }
+}
+
+// Weights built to saturate vpmaddubsw, against A' at its extremes (u8 255,
+// or s8 127 which packs to 255), K large: the flag from packing is as
+// derived, qgemm through the AVX2 table (and qgemm_with on the maddubs
+// kernel) equals the int64 oracle exactly, while the maddubs kernel without
+// its check is wrong on every unsafe pattern: the detection matters.
+TEST(Int8GemmSaturation, AdversarialWeightsTakeTheExactPath) {
+  const QGemmKernel* mk = maddubs_kernel();
+  if (mk == nullptr) GTEST_SKIP() << "this CPU lacks AVX2";
+  const QGemmKernel& avx2 = *kernels::kernels_for(kernels::Isa::kAvx2).qgemm;
+  ASSERT_EQ(&avx2, mk);
+  const QGemmKernel raw = unchecked(*mk);
+  struct Case {
+    std::array<int, 4> b;  // B' down each column, repeated over k (s8 weights)
+    bool exact;            // what the bound says
+  };
+  const Case cases[] = {
+      {{-128, -128, -128, -128}, false},  // 255 * -256: the worst case
+      {{127, 127, 127, 127}, false},      // 255 * 254
+      {{-128, -1, 0, 0}, false},          // -129: one past the bound
+      {{64, 65, 0, 0}, false},            // 129
+      {{0, 0, 100, 29}, false},           // the second pair of a group
+      {{-128, 127, -128, 127}, true},     // opposite signs never saturate
+      {{0, -128, -128, 0}, true},         // k = 1, 2 are not a pair
+      {{64, 64, -64, -64}, true},         // exactly 128 and -128
+      {{-128, 0, 0, -128}, true},
+      {{63, 63, -64, -64}, true},         // 7-bit extremes
+  };
+  for (const Case& c : cases)
+    for (const bool a_signed : {false, true})
+      for (const int64_t K : {4, 1000, 33025}) {
+        const int64_t M = 3, N = 33;
+        Problem p = random_problem(M, N, K, a_signed, true, QOutput::kS32, 9);
+        p.trans_b = false;
+        p.ldb = N;
+        p.B.assign(static_cast<size_t>(K * N), 0);
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t n = 0; n < N; ++n)
+            p.B[static_cast<size_t>(k * N + n)] = static_cast<uint8_t>(c.b[k % 4]);
+        std::fill(p.A.begin(), p.A.end(), static_cast<uint8_t>(a_signed ? 127 : 255));
+        p.a_zp = 0;
+        std::fill(p.b_zp.begin(), p.b_zp.end(), 0);
+        p.bias.clear();
+        const std::string what = describe(p) + " B' " + std::to_string(c.b[0]) + " " +
+                                 std::to_string(c.b[1]) + " " + std::to_string(c.b[2]) + " " +
+                                 std::to_string(c.b[3]);
+        const QPackedB pb = kernels::qpack_b(true, false, K, N, p.B.data(), N);
+        EXPECT_EQ(pb.maddubs_exact(), c.exact) << what;
+        const auto want = oracle(p, kGuard);
+        EXPECT_TRUE(same_c(p, run_kernel(avx2, p, kGuard), want)) << what;
+        // The process's own choice, whatever QFORGE_ISA made it (ctest also
+        // runs this suite under QFORGE_ISA=avx2).
+        EXPECT_TRUE(same_c(p, run_kernel(*kernels::kernels().qgemm, p, kGuard), want)) << what;
+        if (c.exact) {
+          EXPECT_TRUE(same_c(p, run_kernel(raw, p, kGuard), want)) << what;
+        } else {
+          EXPECT_FALSE(same_c(p, run_kernel(raw, p, kGuard), want))
+              << what << ": vpmaddubsw did not saturate, so this case proves nothing";
+        }
+      }
+  // u8 weights, even 7-bit ones ([0, 127], B' = B - 128 in [-128, -1]),
+  // can saturate: they take the exact path.
+  std::vector<uint8_t> u7(64);
+  for (size_t i = 0; i < u7.size(); ++i) u7[i] = static_cast<uint8_t>(i * 2);
+  EXPECT_FALSE(kernels::qpack_b(false, false, 8, 8, u7.data(), 8).maddubs_exact());
+  const std::vector<uint8_t> centred(64, 128);  // B' = 0
+  EXPECT_TRUE(kernels::qpack_b(false, false, 8, 8, centred.data(), 8).maddubs_exact());
 }
 
 // The byte transpose (convolution layouts, QGemm's transA) against the

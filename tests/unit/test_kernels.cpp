@@ -167,16 +167,17 @@ TEST_P(KernelsVsRef, TableIsForThisIsa) {
   EXPECT_NE(table_.dequantize_u8, &kernels::qu8_f32_dequantize__ref);
   EXPECT_NE(table_.dequantize_i8, &kernels::qs8_f32_dequantize__ref);
   ASSERT_EQ(table_.names.size(), 5u);
-  // dotprod has no quantize kernels of its own: it uses the NEON ones.
-  const Isa quantize_isa = GetParam() == Isa::kDotprod ? Isa::kNeon : GetParam();
   for (size_t i = 0; i < 4; ++i) {
     const std::string& kernel = table_.names[i].second;
-    EXPECT_NE(kernel.find(std::string("__") + kernels::isa_name(quantize_isa)), std::string::npos) << kernel;
+    // avxvnni uses avx2's kernels for all but the int8 GEMM, dotprod NEON's.
+    EXPECT_NE(kernel.find(std::string("__") + kernels::isa_name(kernels::base_isa(GetParam()))),
+              std::string::npos)
+        << kernel;
   }
-  // The int8 GEMM entry names the kernel the table holds (AVX-512 without
-  // VNNI uses the AVX2 one; test_int8_gemm.cpp checks the choice).
+  // The int8 GEMM entry names the kernel the table holds, first (AVX-512
+  // without VNNI uses another ISA's; test_int8_gemm.cpp checks the choice).
   ASSERT_NE(table_.qgemm, nullptr);
-  EXPECT_EQ(table_.names[4].second, table_.qgemm->name);
+  EXPECT_EQ(table_.names[4].second.rfind(table_.qgemm->name, 0), 0u) << table_.names[4].second;
 }
 
 // One quantize kernel against its reference over every case; T is the code type.
@@ -281,7 +282,7 @@ TEST_P(KernelsVsRef, TiesRoundToEvenAndValuesSaturate) {
 #if defined(__aarch64__)
 #define QFORGE_SIMD_ISAS Isa::kNeon, Isa::kDotprod
 #else
-#define QFORGE_SIMD_ISAS Isa::kAvx2, Isa::kAvx512
+#define QFORGE_SIMD_ISAS Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512
 #endif
 INSTANTIATE_TEST_SUITE_P(AllSimdIsas, KernelsVsRef, ::testing::Values(QFORGE_SIMD_ISAS),
                          [](const ::testing::TestParamInfo<Isa>& i) {
@@ -291,7 +292,7 @@ INSTANTIATE_TEST_SUITE_P(AllSimdIsas, KernelsVsRef, ::testing::Values(QFORGE_SIM
 // ---- the kernel table ----
 
 TEST(KernelsTable, IsaNamesParse) {
-  for (Isa i : {Isa::kRef, Isa::kAvx2, Isa::kAvx512, Isa::kNeon, Isa::kDotprod})
+  for (Isa i : {Isa::kRef, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon, Isa::kDotprod})
     EXPECT_EQ(kernels::parse_isa(kernels::isa_name(i)), i);
   try {
     kernels::parse_isa("bogus");
@@ -351,6 +352,8 @@ TEST(KernelsTable, MissingIsaIsRefused) {
   expect_refused(Isa::kAvx2, plain);
   expect_refused(Isa::kAvx512, plain);
   expect_refused(Isa::kAvx512, avx2_only);
+  expect_refused(Isa::kAvxVnni, plain);
+  expect_refused(Isa::kAvxVnni, avx2_only);
   CpuFeatures arm_plain;
   arm_plain.arch = "aarch64";
   CpuFeatures neon_only = arm_plain;
@@ -360,6 +363,13 @@ TEST(KernelsTable, MissingIsaIsRefused) {
   expect_refused(Isa::kDotprod, neon_only);
 #if defined(__x86_64__)
   EXPECT_NO_THROW(kernels::kernels_for(Isa::kAvx2, avx2_only));
+  // AVX-VNNI needs AVX2 as well (its kernel's other instructions are AVX2's).
+  CpuFeatures vnni = avx2_only;
+  vnni.avxvnni = true;
+  EXPECT_EQ(kernels::available_isas(vnni), (std::vector<Isa>{Isa::kRef, Isa::kAvx2, Isa::kAvxVnni}));
+  EXPECT_NO_THROW(kernels::kernels_for(Isa::kAvxVnni, vnni));
+  vnni.avx2 = false;
+  EXPECT_EQ(kernels::available_isas(vnni), std::vector<Isa>{Isa::kRef});
   expect_refused(Isa::kNeon, cpu_features());
   expect_refused(Isa::kDotprod, cpu_features());
 #elif defined(__aarch64__)

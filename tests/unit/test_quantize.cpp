@@ -10,9 +10,11 @@
 // Runtime on the same quantized model is in test_interop.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
+#include "kernels/qgemm.h"
 #include "qforge/data.h"
 #include "qforge/error.h"
 #include "qforge/npy.h"
@@ -387,6 +389,41 @@ TEST(DynamicQuantization, TransformerMatMulsRunAsMatMulInteger) {
   EXPECT_LE(a.max_err, 0.05 * a.max_ref);
   EXPECT_GT(a.max_err, 0.0);
   EXPECT_LT(r.bytes_after * 3, r.bytes_before);
+}
+
+// reduce_range: 7-bit s8 weights ([-63, 63]), which the AVX2 int8 GEMM
+// packs as safe for vpmaddubsw (kernels/qgemm.h); full-range ones are not.
+TEST(DynamicQuantization, ReduceRangeGivesWeightsVpmaddubswCanTake) {
+  const ir::Model m = ir::load_model(kModels + "/transformer4.onnx");
+  for (const bool reduce : {false, true}) {
+    QuantConfig c;
+    c.mode = QuantMode::kDynamic;
+    c.reduce_range = reduce;
+    const ir::Model q = quantize_model(m, c);
+    int weights = 0, safe = 0;
+    for (const auto& n : q.graph.nodes) {
+      if (n.op_type != "MatMulInteger") continue;
+      const Tensor* w = q.graph.initializer(n.inputs[1]);
+      ASSERT_NE(w, nullptr);
+      ASSERT_EQ(w->dtype(), DType::kI8);
+      ASSERT_EQ(w->shape().size(), 2u);
+      const auto* codes = w->data<int8_t>();
+      const auto [lo, hi] = std::minmax_element(codes, codes + w->numel());
+      if (reduce) {
+        EXPECT_GE(*lo, -63) << n.name;
+        EXPECT_LE(*hi, 63) << n.name;
+      }
+      const int64_t K = w->shape()[0], N = w->shape()[1];
+      ++weights;
+      safe += kernels::qpack_b(true, false, K, N, codes, N).maddubs_exact() ? 1 : 0;
+    }
+    ASSERT_GT(weights, 0);
+    EXPECT_EQ(safe, reduce ? weights : 0) << (reduce ? "reduce_range" : "full range");
+    if (reduce) {
+      const Tensor x = read_npy(kModels + "/transformer4.input.npy");
+      EXPECT_EQ(agree(run1(m, "input_ids", x), run1(q, "input_ids", x)).top1, 1.0);
+    }
+  }
 }
 
 TEST(DynamicQuantization, ConvForOnnxRuntimeGetsU8WeightsAndSaysSo) {

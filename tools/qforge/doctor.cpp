@@ -23,7 +23,7 @@ Command add_doctor(CLI::App& app) {
     std::printf("\nKernel ISAs this CPU can run:");
     for (auto isa : kernels::available_isas()) std::printf(" %s", kernels::isa_name(isa));
     const auto& k = kernels::kernels();
-    std::printf("\nSelected: %s (%s; QFORGE_ISA=ref|avx2|avx512 overrides)\n\nKernels\n",
+    std::printf("\nSelected: %s (%s; QFORGE_ISA=ref|avx2|avxvnni|avx512 overrides)\n\nKernels\n",
                 kernels::isa_name(k.isa), k.reason.c_str());
     for (const auto& [op, name] : k.names) std::printf("  %-34s %s\n", op.c_str(), name.c_str());
     return 0;

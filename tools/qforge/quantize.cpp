@@ -22,7 +22,7 @@ struct Options {
   std::vector<std::string> exclude, op_types;
   std::string ranking;       // --keep-float-from: a sensitivity JSON (qforge compare --sensitivity --json)
   int keep_float = 0;        // how many of its top layers stay float
-  bool per_tensor = false, quiet = false, no_speed_check = false;
+  bool per_tensor = false, reduce_range = false, quiet = false, no_speed_check = false;
   int64_t speed_batch = 1;
   int64_t calib_batch = 32, calib_samples = 0;
   bool shuffle = false;
@@ -30,8 +30,9 @@ struct Options {
 };
 
 void print_summary(const QuantizeReport& r, const QuantConfig& c, const std::string& output) {
-  std::printf("quantized %d node(s), kept %d float; %s, %s format, target %s\n", r.quantized, r.kept_float,
-              quant_mode_name(c.mode), quant_format_name(c.format), quant_target_name(c.target));
+  std::printf("quantized %d node(s), kept %d float; %s, %s format, target %s%s\n", r.quantized, r.kept_float,
+              quant_mode_name(c.mode), quant_format_name(c.format), quant_target_name(c.target),
+              c.reduce_range ? ", 7-bit weights (reduce_range)" : "");
   if (r.calibration_batches)
     std::printf("calibration: %lld samples in %lld batches, %.2f s, method %s\n",
                 static_cast<long long>(r.calibration_samples), static_cast<long long>(r.calibration_batches),
@@ -111,6 +112,7 @@ int quantize_cmd(const Options& o, CLI::App& sub) {
   if (sub.count("--mode")) c.mode = parse_quant_mode(o.mode, "--mode");
   if (sub.count("--calib-method")) c.method = parse_calib_method(o.method, "--calib-method");
   if (sub.count("--per-tensor")) c.per_channel = !o.per_tensor;
+  if (sub.count("--reduce-range")) c.reduce_range = o.reduce_range;
   if (sub.count("--activation-type")) {
     c.activation_type = QuantConfig::from_json("{\"activation_type\": \"" + o.activation_type + "\"}",
                                                "--activation-type").activation_type;
@@ -181,6 +183,8 @@ Command add_quantize(CLI::App& app) {
   sub->add_flag("--shuffle", o->shuffle, "calibrate on a shuffled order (with --calib-samples: a random subset)");
   sub->add_option("--seed", o->seed, "seed for --shuffle (default 0)");
   sub->add_flag("--per-tensor", o->per_tensor, "one scale per weight tensor instead of per output channel");
+  sub->add_flag("--reduce-range", o->reduce_range,
+                "7-bit weights (s8 [-63, 63]): exact on AVX2's fast vpmaddubsw int8 path");
   sub->add_option("--activation-type", o->activation_type, "u8 (default) or s8");
   sub->add_option("--weight-type", o->weight_type, "s8 (default) or u8");
   sub->add_option("--exclude", o->exclude, "keep these node names or op types float")->take_all();
