@@ -5,8 +5,9 @@
 // convolutions) then sgemm with the weights as the left operand, packed once
 // in prepare when they are constant, and the bias fused in the epilogue. The
 // columns are built for a bounded range of output positions at a time.
-// Depthwise 2-D convolutions (group == C == M) take a direct path, vectorised
-// along output rows and parallel over channels, with 3x3 kernels unrolled.
+// Depthwise 2-D convolutions (group == C == M) take a direct path, per
+// channel plane, parallel over planes: the padded plane split into stride
+// phases so that every tap is a contiguous vectorised read (see below).
 // ConvTranspose: sgemm (W^T x X) into columns, then col2im adds them into
 // the output, parallel over output channels.
 #include <algorithm>
@@ -211,120 +212,166 @@ void im2col_2d(const ConvGeom& g, const float* x, int64_t p0, int64_t np, float*
 }
 
 // ---- Conv: depthwise 2-D ----
+//
+// Per channel plane. The input plane is copied, with its zero padding, into
+// sh * sw phase planes: phase (a, b) holds the padded pixels P[r*sh + a][c*sw + b],
+// Hq x Wq of them (Hq = ceil(Hp / sh), Wq = ceil(Wp / sw) for the padded
+// Hp x Wp plane). Output pixel (oh, ow) reads P[oh*sh + kh*dh][ow*sw + kw*dw],
+// which is phase ((kh*dh) % sh, (kw*dw) % sw) at
+//   (oh + (kh*dh) / sh) * Wq + ow + (kw*dw) / sw,
+// i.e. at flat index i = oh*Wq + ow plus an offset fixed per tap. So the
+// outputs are computed on a flat grid of Ho x Wq (the last Wq - Wo of each row
+// are discarded), each tap a contiguous read: one vectorised loop over the
+// grid with all taps of a group summed in registers. Strided layers compute
+// only the outputs they keep. The grid is then copied into the output rows
+// with the activation. Each plane is followed by Wq + kLanes zeros, so the
+// discarded columns and the rounding up of the grid to whole vectors read
+// inside the buffer.
+
+constexpr int64_t kLanes = 16;  // the grid is rounded up to whole vectors of this many
 
 struct DwPlane {
   int64_t Hi, Wi, Ho, Wo, KH, KW, sh, sw, dh, dw, pt, pl;
+  int64_t Hq = 0, Wq = 0;  // phase plane size
+  int64_t plane() const { return Hq * Wq + Wq + kLanes; }  // floats per phase plane, tail included
+  int64_t grid() const { return (Ho * Wq + kLanes - 1) / kLanes * kLanes; }
 };
 
-// One output row of a KxK kernel (K constant): all K*K taps summed per
-// output, so the output is written once. rows[kh] points at the (padded)
-// input row of tap kh. SW: the column stride if 1 or 2, else 0 (read sw_rt).
-template <int K, int SW>
-NN_INLINE void dw_row_fused(const float* const* rows, const float* w, float bias, float* yr,
-                            int64_t wo, int64_t sw_rt, int64_t dw) {
-  const int64_t sw = SW > 0 ? SW : sw_rt;
-  float wk[K * K];
-  for (int i = 0; i < K * K; ++i) wk[i] = w[i];
-  const float* r[K];
-  for (int kh = 0; kh < K; ++kh) r[kh] = rows[kh];
-  if constexpr (K == 3) {
-    // All 9 taps per output in one pass.
-    for (int64_t ow = 0; ow < wo; ++ow) {
-      const int64_t i = ow * sw;
-      float acc = bias;
-#pragma GCC unroll 4
-      for (int kh = 0; kh < K; ++kh)
-#pragma GCC unroll 4
-        for (int kw = 0; kw < K; ++kw) acc += wk[kh * K + kw] * r[kh][i + kw * dw];
-      yr[ow] = acc;
+DwPlane dw_plane_geom(const ConvGeom& g) {
+  DwPlane p{g.in[0], g.in[1], g.out[0], g.out[1], g.k[0], g.k[1], g.s[0], g.s[1],
+            g.d[0], g.d[1], g.pb[0], g.pb[1]};
+  const int64_t Hp = (p.Ho - 1) * p.sh + (p.KH - 1) * p.dh + 1;
+  const int64_t Wp = (p.Wo - 1) * p.sw + (p.KW - 1) * p.dw + 1;
+  p.Hq = (Hp + p.sh - 1) / p.sh;
+  p.Wq = (Wp + p.sw - 1) / p.sw;
+  return p;
+}
+
+// One padded row: row[c] = padded column c (input column c - pl, or 0) for
+// c in [0, n), of input row xr (nullptr: a padding row).
+NN_INLINE void dw_padded_row(const DwPlane& p, const float* xr, float* row, int64_t n) {
+  const int64_t c0 = xr != nullptr ? std::clamp<int64_t>(p.pl, 0, n) : n;
+  const int64_t c1 = xr != nullptr ? std::clamp<int64_t>(p.pl + p.Wi, c0, n) : n;
+  for (int64_t c = 0; c < c0; ++c) row[c] = 0.0f;
+  for (int64_t c = c0; c < c1; ++c) row[c] = xr[c - p.pl];
+  for (int64_t c = c1; c < n; ++c) row[c] = 0.0f;
+}
+
+// Copies plane x into the phase planes at q (phase (a, b) at q + (a*sw + b) *
+// plane()), a padded row at a time; `row` holds Wq * sw floats.
+NN_INLINE void dw_phases(const DwPlane& p, const float* x, float* q, float* row) {
+  const int64_t stride = p.plane(), n = p.Wq * p.sw;
+  for (int64_t R = 0; R < p.Hq * p.sh; ++R) {
+    const int64_t a = R % p.sh, r = R / p.sh, ir = R - p.pt;
+    const float* xr = ir >= 0 && ir < p.Hi ? x + ir * p.Wi : nullptr;
+    float* d = q + a * p.sw * stride + r * p.Wq;
+    if (p.sw == 1) {
+      dw_padded_row(p, xr, d, n);
+      continue;
     }
-  } else {
-    // One pass per kernel row (K taps each): the compiler keeps the column
-    // loop innermost and vectorises it.
-    for (int64_t ow = 0; ow < wo; ++ow) yr[ow] = bias;
-    for (int kh = 0; kh < K; ++kh) {
-      const float* rr = r[kh];
-      const float* wr = wk + kh * K;
-      for (int64_t ow = 0; ow < wo; ++ow) {
-        const int64_t i = ow * sw;
-        float acc = yr[ow];
-#pragma GCC unroll 8
-        for (int kw = 0; kw < K; ++kw) acc += wr[kw] * rr[i + kw * dw];
-        yr[ow] = acc;
+    dw_padded_row(p, xr, row, n);
+    if (p.sw == 2) {  // a constant stride, so that the split vectorises
+      float* d1 = d + stride;
+      for (int64_t j = 0; j < p.Wq; ++j) {
+        d[j] = row[2 * j];
+        d1[j] = row[2 * j + 1];
       }
+    } else {
+      for (int64_t b = 0; b < p.sw; ++b)
+        for (int64_t j = 0; j < p.Wq; ++j) d[b * stride + j] = row[j * p.sw + b];
+    }
+  }
+  for (int64_t ph = 0; ph < p.sh * p.sw; ++ph)
+    for (int64_t j = p.Hq * p.Wq; j < stride; ++j) q[ph * stride + j] = 0.0f;
+}
+
+// grid[i] (+)= sum over T taps of w[t] * src[t][i], i in [0, n); the first
+// group of taps starts from the bias.
+template <int T>
+NN_INLINE void dw_taps(const float* const* src, const float* w, float* __restrict grid, int64_t n,
+                       bool first, float bias) {
+  const float* s[T];
+  float wt[T];
+  for (int t = 0; t < T; ++t) s[t] = src[t], wt[t] = w[t];
+  for (int64_t i = 0; i < n; ++i) {
+    float acc = first ? bias : grid[i];
+#pragma GCC unroll 9
+    for (int t = 0; t < T; ++t) acc += wt[t] * s[t][i];
+    grid[i] = acc;
+  }
+}
+
+// The grid's rows into the output plane, with the activation.
+template <kernels::Epilogue A>
+NN_INLINE void dw_store(const DwPlane& p, const float* grid, float* y, float lo, float hi) {
+  for (int64_t oh = 0; oh < p.Ho; ++oh) {
+    const float* g = grid + oh * p.Wq;
+    float* yr = y + oh * p.Wo;
+    for (int64_t ow = 0; ow < p.Wo; ++ow) {
+      const float v = g[ow];
+      if constexpr (A == kernels::Epilogue::kRelu) yr[ow] = v > 0.0f ? v : 0.0f;
+      else if constexpr (A == kernels::Epilogue::kClip) yr[ow] = std::min(std::max(v, lo), hi);
+      else yr[ow] = v;
     }
   }
 }
 
-// Rows and columns of the zero-padded input plane that the windows read.
-int64_t dw_padded_rows(const DwPlane& p) { return (p.Ho - 1) * p.sh + (p.KH - 1) * p.dh + 1; }
-int64_t dw_padded_cols(const DwPlane& p) { return (p.Wo - 1) * p.sw + (p.KW - 1) * p.dw + 1; }
-
-// One channel plane. The plane is first copied into `pad` with its zero
-// padding (so no tap needs a bounds check); square 3x3, 5x5 and 7x7 kernels
-// then take the fused row kernel, others accumulate the output row one tap
-// at a time. SW: the column stride if 1 or 2, else 0 (read p.sw).
-template <int SW>
-NN_INLINE void dw_plane(const DwPlane& p, const float* x, const float* w, float bias, float* y,
-                        float* pad) {
-  const int64_t sw = SW > 0 ? SW : p.sw;
-  const int64_t Hp = dw_padded_rows(p), Wp = dw_padded_cols(p);
-  const int64_t c0 = std::clamp<int64_t>(p.pl, 0, Wp), c1 = std::clamp<int64_t>(p.pl + p.Wi, c0, Wp);
-  for (int64_t r = 0; r < Hp; ++r) {
-    float* dst = pad + r * Wp;
-    const int64_t ir = r - p.pt;
-    if (ir < 0 || ir >= p.Hi) {
-      for (int64_t c = 0; c < Wp; ++c) dst[c] = 0.0f;
-      continue;
+// One channel plane: x (Hi x Wi) into y (Ho x Wo); `work` holds the phase
+// planes, the grid and a padded row.
+NN_INLINE void dw_plane(const DwPlane& p, const int64_t* offsets, const float* x, const float* w,
+                        float bias, float* y, float* work, const kernels::GemmEpilogue& act) {
+  float* phases = work;
+  float* grid = phases + p.sh * p.sw * p.plane();
+  dw_phases(p, x, phases, grid + p.grid());
+  const int64_t taps = p.KH * p.KW, n = p.grid();
+  const float* src[9];
+  for (int64_t t0 = 0; t0 < taps; t0 += 9) {
+    const int64_t T = std::min<int64_t>(9, taps - t0);
+    for (int64_t t = 0; t < T; ++t) src[t] = phases + offsets[t0 + t];
+    const bool first = t0 == 0;
+    switch (T) {
+      case 9: dw_taps<9>(src, w + t0, grid, n, first, bias); break;
+      case 8: dw_taps<8>(src, w + t0, grid, n, first, bias); break;
+      case 7: dw_taps<7>(src, w + t0, grid, n, first, bias); break;
+      case 6: dw_taps<6>(src, w + t0, grid, n, first, bias); break;
+      case 5: dw_taps<5>(src, w + t0, grid, n, first, bias); break;
+      case 4: dw_taps<4>(src, w + t0, grid, n, first, bias); break;
+      case 3: dw_taps<3>(src, w + t0, grid, n, first, bias); break;
+      case 2: dw_taps<2>(src, w + t0, grid, n, first, bias); break;
+      default: dw_taps<1>(src, w + t0, grid, n, first, bias); break;
     }
-    const float* src = x + ir * p.Wi - p.pl;  // indexed by padded column
-    for (int64_t c = 0; c < c0; ++c) dst[c] = 0.0f;
-    for (int64_t c = c0; c < c1; ++c) dst[c] = src[c];
-    for (int64_t c = c1; c < Wp; ++c) dst[c] = 0.0f;
   }
-  const int fused = p.KH == p.KW && (p.KH == 3 || p.KH == 5 || p.KH == 7) ? static_cast<int>(p.KH) : 0;
-  const float* rows[7];
-  for (int64_t oh = 0; oh < p.Ho; ++oh) {
-    float* yr = y + oh * p.Wo;
-    const float* top = pad + oh * p.sh * Wp;
-    if (fused != 0) {
-      for (int64_t kh = 0; kh < p.KH; ++kh) rows[kh] = top + kh * p.dh * Wp;
-      if (fused == 3) dw_row_fused<3, SW>(rows, w, bias, yr, p.Wo, sw, p.dw);
-      else if (fused == 5) dw_row_fused<5, SW>(rows, w, bias, yr, p.Wo, sw, p.dw);
-      else dw_row_fused<7, SW>(rows, w, bias, yr, p.Wo, sw, p.dw);
-      continue;
-    }
-    for (int64_t ow = 0; ow < p.Wo; ++ow) yr[ow] = bias;
-    for (int64_t kh = 0; kh < p.KH; ++kh) {
-      const float* pr = top + kh * p.dh * Wp;
-      for (int64_t kw = 0; kw < p.KW; ++kw) {
-        const float wv = w[kh * p.KW + kw];
-        const float* src = pr + kw * p.dw;
-        for (int64_t ow = 0; ow < p.Wo; ++ow) yr[ow] += wv * src[ow * sw];
-      }
-    }
+  switch (act.act) {
+    case kernels::Epilogue::kRelu: dw_store<kernels::Epilogue::kRelu>(p, grid, y, 0, 0); break;
+    case kernels::Epilogue::kClip:
+      dw_store<kernels::Epilogue::kClip>(p, grid, y, act.clip_min, act.clip_max);
+      break;
+    default: dw_store<kernels::Epilogue::kNone>(p, grid, y, 0, 0); break;
   }
 }
 
 void depthwise_run(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y,
                    const kernels::GemmEpilogue& act, ThreadPool* pool) {
-  DwPlane p{g.in[0], g.in[1], g.out[0], g.out[1], g.k[0], g.k[1], g.s[0], g.s[1],
-            g.d[0], g.d[1], g.pb[0], g.pb[1]};
+  const DwPlane p = dw_plane_geom(g);
+  // Where each tap (kh, kw) reads, relative to the first phase plane.
+  std::vector<int64_t> offsets;
+  for (int64_t kh = 0; kh < p.KH; ++kh)
+    for (int64_t kw = 0; kw < p.KW; ++kw) {
+      const int64_t a = kh * p.dh % p.sh, b = kw * p.dw % p.sw;
+      offsets.push_back((a * p.sw + b) * p.plane() + (kh * p.dh / p.sh) * p.Wq + kw * p.dw / p.sw);
+    }
   const int64_t planes = g.N * g.C;
   const int64_t per = p.Ho * p.Wo * p.KH * p.KW;
-  const int64_t pad_size = dw_padded_rows(p) * dw_padded_cols(p);
+  const int64_t work_size = p.sh * p.sw * p.plane() + p.grid() + p.Wq * p.sw;
   parallel(pool, planes, grain_for(per, 1 << 16), [&](int64_t b, int64_t e) {
-    float* pad = scratch(pad_size);
+    float* work = scratch(work_size);
     for (int64_t t = b; t < e; ++t) {
       const int64_t c = t % g.C;
       const float* xp = x + t * g.in_size;
       const float* wp = w + c * p.KH * p.KW;
       const float bv = bias != nullptr ? bias[c] : 0.0f;
       float* yp = y + t * g.out_size;
-      if (p.sw == 1) run_vectorized([&]() NN_LAMBDA { dw_plane<1>(p, xp, wp, bv, yp, pad); });
-      else if (p.sw == 2) run_vectorized([&]() NN_LAMBDA { dw_plane<2>(p, xp, wp, bv, yp, pad); });
-      else run_vectorized([&]() NN_LAMBDA { dw_plane<0>(p, xp, wp, bv, yp, pad); });
-      kernels::apply_activation(act, yp, g.out_size);  // while the plane is in cache
+      run_vectorized([&]() NN_LAMBDA { dw_plane(p, offsets.data(), xp, wp, bv, yp, work, act); });
     }
   });
 }

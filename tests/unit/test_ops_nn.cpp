@@ -225,6 +225,11 @@ TEST(ConvOp, MatchesDirectLoopsOnEveryPath) {
       {"depthwise 5x5 p2", {1, 4, 11, 20}, {4, 1, 5, 5}, 4, {}, {}, {2, 2, 2, 2}},
       {"depthwise 3x3 no padding, narrow", {1, 2, 3, 3}, {2, 1, 3, 3}, 2},
       {"depthwise 3x3 SAME_UPPER s2", {1, 3, 8, 9}, {3, 1, 3, 3}, 3, {2, 2}, {}, {}, "SAME_UPPER"},
+      {"depthwise 7x7 p3 s2", {1, 3, 17, 19}, {3, 1, 7, 7}, 3, {2, 2}, {}, {3, 3, 3, 3}},
+      {"depthwise 1x3 strides 2x1", {2, 3, 9, 10}, {3, 1, 1, 3}, 3, {2, 1}, {}, {0, 1, 0, 1}},
+      {"depthwise 3x3 strides 1x3 dilation 2x1", {1, 2, 11, 13}, {2, 1, 3, 3}, 2, {1, 3}, {2, 1}, {2, 0, 1, 2}},
+      {"depthwise 3x3 on a 1x1 plane", {2, 4, 1, 1}, {4, 1, 3, 3}, 4, {}, {}, {1, 1, 1, 1}},
+      {"depthwise 3x3 s2 pads wider than the plane", {1, 2, 2, 3}, {2, 1, 3, 3}, 2, {2, 2}, {}, {2, 3, 2, 3}},
       {"channel multiplier 2", {1, 4, 6, 7}, {8, 1, 3, 3}, 4, {}, {}, {1, 1, 1, 1}},
       {"1d", {2, 3, 23}, {5, 3, 4}, 1, {3}, {2}, {2, 1}},
       {"1d no bias", {1, 2, 10}, {3, 2, 3}, 1, {}, {}, {1, 1}, "NOTSET", false},
@@ -252,6 +257,53 @@ TEST(ConvOp, MatchesDirectLoopsOnEveryPath) {
       Session::NamedTensors consts = {{"w", w}};
       if (c.bias) consts.push_back({"b", b});
       expect_close(run(n, {{"x", x}}, 17, consts, threads)[0], want, 1e-4, 1e-5, c.name + " (W constant)");
+    }
+  }
+}
+
+// com.microsoft FusedConv (the graph passes' Conv + Relu / Clip) on the
+// depthwise path, which applies the activation as it writes each plane:
+// against the direct loops followed by max(v, 0) / min(max(v, lo), hi).
+TEST(ConvOp, FusedActivationOnTheDepthwisePath) {
+  const std::vector<ConvCase> cases = {
+      {"3x3 s1", {2, 5, 9, 21}, {5, 1, 3, 3}, 5, {}, {}, {1, 1, 1, 1}},
+      {"3x3 s2", {1, 4, 12, 11}, {4, 1, 3, 3}, 4, {2, 2}, {}, {1, 1, 1, 1}},
+      {"5x5 s1", {1, 3, 10, 18}, {3, 1, 5, 5}, 3, {}, {}, {2, 2, 2, 2}},
+  };
+  uint32_t seed = 101;
+  for (const ConvCase& c : cases) {
+    const Tensor x = f32(c.x, seed++, -2.0f, 2.0f);
+    const Tensor w = f32(c.w, seed++);
+    const Tensor b = f32({c.w[0]}, seed++);
+    const Shape in(c.x.begin() + 2, c.x.end());
+    const Window win = window(in, ints(c.w.begin() + 2, c.w.end()), c.strides, c.dilations, c.pads, c.auto_pad);
+    const Tensor conv = naive_conv(x, w, &b, c.group, win);
+    for (const std::string act : {"Relu", "Clip"}) {
+      ir::Node n = conv_node(c, true);
+      n.op_type = "FusedConv";
+      n.domain = "com.microsoft";
+      n.attrs["activation"] = ir::Attribute::of(act);
+      const float lo = -0.25f, hi = 0.5f;
+      if (act == "Clip") n.attrs["activation_params"] = ir::Attribute::of(floats{lo, hi});
+      Tensor want = conv.clone();
+      float* pw = want.data<float>();
+      for (int64_t i = 0; i < want.numel(); ++i)
+        pw[i] = act == "Relu" ? std::max(pw[i], 0.0f) : std::min(std::max(pw[i], lo), hi);
+      for (int threads : {1, 2}) {
+        ir::Model m;
+        m.opsets[""] = 17;
+        m.opsets["com.microsoft"] = 1;
+        m.graph.name = "main";
+        m.graph.inputs.push_back("x");
+        m.graph.values["x"] = ir::ValueInfo{x.dtype(), ir::to_sym(x.shape())};
+        m.graph.initializers["w"] = w;
+        m.graph.initializers["b"] = b;
+        m.graph.outputs.push_back("y");
+        m.graph.nodes.push_back(n);
+        SessionOptions so;
+        so.threads = threads;
+        expect_close(Session(std::move(m), so).run({{"x", x}})[0], want, 1e-4, 1e-5, c.name + " " + act);
+      }
     }
   }
 }
