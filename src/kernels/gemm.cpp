@@ -612,6 +612,46 @@ void sgemm_packed_b(int64_t M, const float* A, int64_t lda, bool trans_a, const 
   run_gemm(g, pool);
 }
 
+int64_t panel_columns(Isa isa) {
+  return impl_of(isa).nr;
+}
+
+void sgemm_packed_a_rows(const PackedMatrix& A, int64_t N, const float* B, const int64_t* b_rows,
+                         float* C, int64_t ldc, const GemmEpilogue& ep, ThreadPool* pool) {
+  if (A.side() != PackedMatrix::Side::kA)
+    throw Error(Errc::kInvalidArgument, "sgemm_packed_a_rows", "was given a matrix packed as B",
+                "a matrix from pack_a");
+  const int64_t M = A.rows(), K = A.cols();
+  check_dims(M, N, K);
+  if (M == 0 || N == 0) return;
+  const Impl& im = checked_impl(A.isa());
+  const int64_t mr = im.mr, nr = im.nr;
+  // Each tile takes all of K: B's rows are scattered, so a K block would not
+  // be one contiguous slice of them anyway.
+  for_each_tile(M, N, mr, nr, 32, pool, M * N * K >= kMinParallelMacs,
+                [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+                  MicroTile t;
+                  t.b_rows = b_rows;
+                  t.k = K;
+                  t.ldc = ldc;
+                  t.act = ep.act;
+                  t.clip_min = ep.clip_min;
+                  t.clip_max = ep.clip_max;
+                  for (int64_t jr = n0; jr < n1; jr += nr) {
+                    t.b = B + jr;
+                    t.n = std::min(nr, n1 - jr);
+                    t.bias_n = ep.bias_n != nullptr ? ep.bias_n + jr : nullptr;
+                    for (int64_t ir = m0; ir < m1; ir += mr) {
+                      t.m = std::min(mr, m1 - ir);
+                      t.a = A.data() + (ir / mr) * K * mr;
+                      t.c = C + ir * ldc + jr;
+                      t.bias_m = ep.bias_m != nullptr ? ep.bias_m + ir : nullptr;
+                      im.tile(t);
+                    }
+                  }
+                });
+}
+
 // ---- scalar reference kernels ----
 
 void pack_transpose__ref(const float* src, int64_t ld, int64_t rows, int64_t kc, float* dst,
@@ -626,12 +666,11 @@ void sgemm_tile__ref(const MicroTile& t) {
   constexpr int64_t MR = kRefMr, NR = kRefNr;
   float acc[MR][NR] = {};
   const float* a = t.a;
-  const float* b = t.b;
   for (int64_t k = 0; k < t.k; ++k) {
+    const float* b = t.b + (t.b_rows != nullptr ? t.b_rows[k] : k * t.b_stride);
     for (int64_t i = 0; i < MR; ++i)
       for (int64_t j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
     a += MR;
-    b += t.b_stride;
   }
   GemmEpilogue ep;
   ep.act = t.act;

@@ -140,6 +140,17 @@ void sgemm_packed_b(int64_t M, const float* A, int64_t lda, bool trans_a, const 
                     float beta, float* C, int64_t ldc, const GemmEpilogue& ep = {},
                     ThreadPool* pool = nullptr);
 
+// C[M, N] = A * B (+ bias, activation) where A is packed (M x K) and B's row
+// k is the N floats at B + b_rows[k]: a convolution's im2col matrix read in
+// place from a zero-padded image, each row a run of it at a fixed offset
+// (src/ops/nn_conv.cpp). Past each row's N floats, up to a whole panel
+// (round_up(N, NR)) is read and ignored. C is not read.
+void sgemm_packed_a_rows(const PackedMatrix& A, int64_t N, const float* B, const int64_t* b_rows,
+                         float* C, int64_t ldc, const GemmEpilogue& ep = {},
+                         ThreadPool* pool = nullptr);
+// NR of the ISA A was packed for: the columns read past N are fewer than this.
+int64_t panel_columns(Isa isa);
+
 // ---- kernel contracts (internal: gemm.cpp and the per-ISA files) ----
 
 inline constexpr int64_t kRefMr = 4, kRefNr = 16;
@@ -157,6 +168,9 @@ struct MicroTile {
   const float* a = nullptr;
   const float* b = nullptr;
   int64_t b_stride = 0;
+  // When set, B's row k starts at b + b_rows[k] instead of b + k * b_stride
+  // (rows gathered from an image: sgemm_packed_a_rows).
+  const int64_t* b_rows = nullptr;
   int64_t k = 0;
   float* c = nullptr;
   int64_t ldc = 0;

@@ -30,11 +30,13 @@ namespace {
 using namespace nn_detail;
 
 
-// A grow-only per-thread buffer (columns of im2col / col2im).
-float* scratch(int64_t n) {
-  thread_local std::vector<float> buf;
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
-  return buf.data();
+// Grow-only per-thread buffers (columns of im2col / col2im, padded planes);
+// `slot` tells apart up to three in use at once.
+float* scratch(int64_t n, int slot = 0) {
+  thread_local std::vector<float> buf[3];
+  std::vector<float>& b = buf[slot];
+  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  return b.data();
 }
 
 // Floats of columns built at once: bounds the scratch memory per thread.
@@ -399,6 +401,61 @@ std::shared_ptr<const void> conv_prepare(const PrepareContext& p) {
   return st;
 }
 
+// Floats of a padded image beyond which conv_padded leaves the work to im2col.
+constexpr int64_t kMaxPadded = int64_t{1} << 20;
+
+// 2-D convolution without im2col. Each image is copied once into
+// zero-padded planes split into stride phases (as for the depthwise path:
+// per channel sh * sw phase planes of Hq x Wq, pitch plane()). Output
+// position (oh, ow) of the grid of Ho x Wq positions (Wq - Wo of each row
+// discarded) reads tap (c, kh, kw) in phase ((kh*dh) % sh, (kw*dw) % sw) of
+// channel c at (kh*dh / sh) * Wq + (kw*dw) / sw + oh*Wq + ow: so the im2col
+// matrix's row for (c, kh, kw) is that phase plane from a fixed offset, and
+// the GEMM (sgemm_packed_a_rows, the weights packed in prepare) reads it in
+// place. The grid's valid columns are then copied into Y. Images run in
+// parallel on `images`, or one at a time with the GEMM on `inner`.
+void conv_padded(const ConvGeom& g, const DwPlane& p, const ConvState& st, const float* x,
+                 const float* bias, const kernels::GemmEpilogue& act, float* y,
+                 ThreadPool* images, ThreadPool* inner) {
+  const int64_t plane = p.plane(), chan = p.sh * p.sw * plane, grid = p.Ho * p.Wq;
+  std::vector<int64_t> rows;
+  for (int64_t c = 0; c < g.Cg; ++c)
+    for (int64_t kh = 0; kh < p.KH; ++kh)
+      for (int64_t kw = 0; kw < p.KW; ++kw) {
+        const int64_t a = kh * p.dh % p.sh, b = kw * p.dw % p.sw;
+        rows.push_back(c * chan + (a * p.sw + b) * plane + (kh * p.dh / p.sh) * p.Wq + kw * p.dw / p.sw);
+      }
+  // The last tile reads up to a panel past the grid: zeros after the last plane.
+  const int64_t tail = kernels::panel_columns(st.packed[0].isa()) + p.KW * p.dw;
+  auto image = [&](int64_t n) {
+    float* xp = scratch(g.C * chan + tail, 0);
+    float* out = scratch(g.Mg * grid, 1);
+    float* row = scratch(p.Wq * p.sw, 2);
+    run_vectorized([&]() NN_LAMBDA {
+      for (int64_t c = 0; c < g.C; ++c) dw_phases(p, x + (n * g.C + c) * g.in_size, xp + c * chan, row);
+    });
+    std::fill(xp + g.C * chan, xp + g.C * chan + tail, 0.0f);
+    for (int64_t gi = 0; gi < g.group; ++gi) {
+      kernels::GemmEpilogue ep = act;
+      ep.bias_m = bias != nullptr ? bias + gi * g.Mg : nullptr;
+      kernels::sgemm_packed_a_rows(st.packed[static_cast<size_t>(gi)], grid, xp + gi * g.Cg * chan,
+                                   rows.data(), out, grid, ep, inner);
+      float* yg = y + (n * g.M + gi * g.Mg) * g.out_size;
+      for (int64_t m = 0; m < g.Mg; ++m)
+        for (int64_t oh = 0; oh < p.Ho; ++oh)
+          std::memcpy(yg + m * g.out_size + oh * p.Wo, out + m * grid + oh * p.Wq,
+                      static_cast<size_t>(p.Wo) * sizeof(float));
+    }
+  };
+  if (images != nullptr) {
+    images->parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) image(n);
+    });
+  } else {
+    for (int64_t n = 0; n < g.N; ++n) image(n);
+  }
+}
+
 void conv_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
@@ -437,6 +494,17 @@ void conv_run(OpContext& ctx) {
   for (size_t i = 0; i < g.r; ++i)
     direct = direct && g.k[i] == 1 && g.s[i] == 1 && g.pb[i] == 0 && g.pe[i] == 0;
   const int64_t P = direct ? g.out_size : chunk_positions(K, g.out_size);
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  const int64_t macs = g.M * K * g.out_size;
+  const bool by_image = threads > 1 && g.N > 1 &&
+                        (g.N % threads == 0 || g.N >= 4 * threads || macs < (int64_t{1} << 20));
+  if (st != nullptr && !direct && g.r == 2) {
+    const DwPlane p = dw_plane_geom(g);
+    if (g.C * p.sh * p.sw * p.plane() <= kMaxPadded) {
+      conv_padded(g, p, *st, px, bias, act, py, by_image ? pool : nullptr, by_image ? nullptr : pool);
+      return;
+    }
+  }
 
   auto image = [&](int64_t n, ThreadPool* inner) {
     for (int64_t gi = 0; gi < g.group; ++gi) {
@@ -460,7 +528,20 @@ void conv_run(OpContext& ctx) {
         } else {
           cols = xg + p0;
         }
-        if (st != nullptr)
+        if (st != nullptr && direct) {
+          // 1x1: B is the image itself, row k (channel k) at k * in_size; the
+          // whole panels read it in place, the last partial one is packed.
+          const kernels::PackedMatrix& a = st->packed[static_cast<size_t>(gi)];
+          const int64_t nr = kernels::panel_columns(a.isa());
+          const int64_t full = np / nr * nr;
+          thread_local std::vector<int64_t> offs;
+          offs.resize(static_cast<size_t>(K));
+          for (int64_t k = 0; k < K; ++k) offs[static_cast<size_t>(k)] = k * ldb;
+          if (full > 0) kernels::sgemm_packed_a_rows(a, full, cols, offs.data(), yg + p0, g.out_size, ep, inner);
+          if (full < np)
+            kernels::sgemm_packed_a(a, np - full, cols + full, ldb, false, 0.0f, yg + p0 + full,
+                                    g.out_size, ep, inner);
+        } else if (st != nullptr)
           kernels::sgemm_packed_a(st->packed[static_cast<size_t>(gi)], np, cols, ldb, false, 0.0f,
                                   yg + p0, g.out_size, ep, inner);
         else
@@ -469,10 +550,6 @@ void conv_run(OpContext& ctx) {
       }
     }
   };
-  const int threads = pool != nullptr ? pool->threads() : 1;
-  const int64_t macs = g.M * K * g.out_size;
-  const bool by_image = threads > 1 && g.N > 1 &&
-                        (g.N % threads == 0 || g.N >= 4 * threads || macs < (int64_t{1} << 20));
   if (by_image) {
     pool->parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
       for (int64_t n = b; n < e; ++n) image(n, nullptr);

@@ -103,6 +103,14 @@ NN_INLINE bool greater(T a, T b) {
   else return a > b;
 }
 
+// A grow-only per-thread buffer of n values.
+template <typename T>
+T* pool_rows(int64_t n) {
+  thread_local std::vector<T> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  return buf.data();
+}
+
 template <typename T, PoolKind K, int SL>
 NN_INLINE void accumulate_row(T* acc, const T* src, int64_t a, int64_t b, int64_t sl_rt) {
   const int64_t sl = SL > 0 ? SL : sl_rt;
@@ -227,6 +235,29 @@ NN_INLINE void maxpool2d_plane(const PoolGeom& g, const T* x, T* y, const int64_
   const int64_t ph = g.pb[0], pw = g.pb[1];
   const T ninf = std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity()
                                                        : std::numeric_limits<T>::lowest();
+  if (SW == 2 && KH == 2 && KW == 2 && sh == 2 && ph == 0 && pw == 0 && Hi >= 2 * Ho &&
+      Wi == 2 * Wo) {
+    // The larger of each pair of rows into tmp (Ho x Wi), then of each pair
+    // of neighbours in tmp: output q is tmp[2q], tmp[2q + 1], so the second
+    // pass runs over the plane as one vectorised loop. Like the loops
+    // below, NaN is never taken as the larger.
+    T* tmp = pool_rows<T>(Ho * Wi);
+    for (int64_t oh = 0; oh < Ho; ++oh) {
+      const T* r0 = x + 2 * oh * Wi;
+      const T* r1 = r0 + Wi;
+      T* t = tmp + oh * Wi;
+      for (int64_t c = 0; c < Wi; ++c) {
+        const T m = greater(r0[c], ninf) ? r0[c] : ninf;
+        t[c] = greater(r1[c], m) ? r1[c] : m;
+      }
+    }
+    const int64_t n = Ho * Wo;
+    for (int64_t q = 0; q < n; ++q) {
+      const T a = tmp[2 * q], b = tmp[2 * q + 1];
+      y[q] = greater(b, a) ? b : a;
+    }
+    return;
+  }
   if (SW == 2 && KH == 2 && KW == 2 && sh == 2 && ph == 0 && pw == 0 && Hi >= 2 * Ho && Wi >= 2 * Wo) {
     for (int64_t oh = 0; oh < Ho; ++oh) {
       const T* r0 = x + 2 * oh * Wi;

@@ -75,6 +75,18 @@ void tile(const MicroTile& t) {
   // First the k steps that also prefetch two lines each into L2 (of the
   // operand panel the next tiles will use), then the rest.
   const char* pf = reinterpret_cast<const char*>(t.prefetch);
+  if (t.b_rows != nullptr) {  // B's rows at given offsets; no prefetching
+    const int64_t* off = t.b_rows;
+    for (; k >= 4; k -= 4) {
+      step(rows, a, b + off[0], c0, c1);
+      step(rows, a + MR, b + off[1], c0, c1);
+      step(rows, a + 2 * MR, b + off[2], c0, c1);
+      step(rows, a + 3 * MR, b + off[3], c0, c1);
+      a += 4 * MR;
+      off += 4;
+    }
+    for (; k > 0; --k) step(rows, a, b + *off++, c0, c1), a += MR;
+  }
   for (int64_t left = t.prefetch_lines; k >= 4 && left > 0; k -= 4, left -= 8) {
 #pragma GCC unroll 8
     for (int l = 0; l < 8; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
