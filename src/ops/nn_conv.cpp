@@ -559,10 +559,15 @@ void conv_padded(const ConvGeom& g, const DwPlane& p, const ConvState& st, const
       kernels::sgemm_packed_a_rows(st.packed[static_cast<size_t>(gi)], grid, xp + gi * g.Cg * chan,
                                    rows.data(), out, grid, ep, inner);
       float* yg = y + (n * g.M + gi * g.Mg) * g.out_size;
-      for (int64_t m = 0; m < g.Mg; ++m)
-        for (int64_t oh = 0; oh < p.Ho; ++oh)
-          std::memcpy(yg + m * g.out_size + oh * p.Wo, out + m * grid + oh * p.Wq,
-                      static_cast<size_t>(p.Wo) * sizeof(float));
+      // Rows are short (Wo floats): a vectorised loop, not a memcpy call each.
+      run_vectorized([&]() NN_LAMBDA {
+        const int64_t rows_out = g.Mg * p.Ho, Wo = p.Wo, Wq = p.Wq;
+        for (int64_t r = 0; r < rows_out; ++r) {
+          const float* src = out + r * Wq;
+          float* dst = yg + r * Wo;
+          for (int64_t ow = 0; ow < Wo; ++ow) dst[ow] = src[ow];
+        }
+      });
     }
   };
   if (images != nullptr) {
