@@ -241,20 +241,26 @@ NN_INLINE void maxpool2d_plane(const PoolGeom& g, const T* x, T* y, const int64_
     // of neighbours in tmp: output q is tmp[2q], tmp[2q + 1], so the second
     // pass runs over the plane as one vectorised loop. Like the loops
     // below, NaN is never taken as the larger.
-    T* tmp = pool_rows<T>(Ho * Wi);
+    T* __restrict tmp = pool_rows<T>(Ho * Wi);
     for (int64_t oh = 0; oh < Ho; ++oh) {
-      const T* r0 = x + 2 * oh * Wi;
-      const T* r1 = r0 + Wi;
-      T* t = tmp + oh * Wi;
-      for (int64_t c = 0; c < Wi; ++c) {
-        const T m = greater(r0[c], ninf) ? r0[c] : ninf;
-        t[c] = greater(r1[c], m) ? r1[c] : m;
+      const T* __restrict r0 = x + 2 * oh * Wi;
+      const T* __restrict r1 = r0 + Wi;
+      T* __restrict t = tmp + oh * Wi;
+      if constexpr (std::is_floating_point_v<T>) {
+        for (int64_t c = 0; c < Wi; ++c) {
+          const T m = greater(r0[c], ninf) ? r0[c] : ninf;
+          t[c] = greater(r1[c], m) ? r1[c] : m;
+        }
+      } else {
+        for (int64_t c = 0; c < Wi; ++c) t[c] = std::max(r0[c], r1[c]);
       }
     }
     const int64_t n = Ho * Wo;
+    T* __restrict yo = y;
     for (int64_t q = 0; q < n; ++q) {
       const T a = tmp[2 * q], b = tmp[2 * q + 1];
-      y[q] = greater(b, a) ? b : a;
+      if constexpr (std::is_floating_point_v<T>) yo[q] = greater(b, a) ? b : a;
+      else yo[q] = std::max(a, b);
     }
     return;
   }
