@@ -6,7 +6,8 @@
 // `mu_` (counting themselves in `job->active`), claim chunks from the job's
 // atomic counter, and leave under `mu_`. The caller also claims chunks; when
 // none are left it unpublishes the job, so no further worker can join, and
-// waits until `active` drops to zero. Only then does the job (and with it
+// waits (spinning, then on done_cv_) until `active` drops to zero. Only
+// then does the job (and with it
 // the chunk counter and the caller's fn) go out of scope, so a slow worker
 // can never touch a finished job.
 #include "qforge/thread_pool.h"
@@ -73,7 +74,9 @@ struct ThreadPool::Impl {
     int64_t nchunks = 0;  // ceil(n / chunk)
     std::atomic<int64_t> next{0};  // next chunk index to hand out
     std::atomic<bool> failed{false};  // set once fn threw; stops new chunks
-    int active = 0;                   // workers inside the job; guarded by Impl::mu_
+    // Workers inside the job: changed under Impl::mu_, read without it by the
+    // caller's spin-wait.
+    std::atomic<int> active{0};
     std::mutex error_mu;
     std::exception_ptr error;  // the first exception; guarded by error_mu
   };
@@ -150,14 +153,14 @@ struct ThreadPool::Impl {
         if (stop_) return;
         seen = generation_.load(std::memory_order_relaxed);
         job = job_;
-        ++job->active;
+        job->active.fetch_add(1, std::memory_order_relaxed);
       }
       run_chunks(*job);
       {
         std::lock_guard<std::mutex> lk(mu_);
         // Notify under the lock: once `active` is 0 the caller may return
         // and destroy the job, but the pool (and done_cv_) outlive it.
-        if (--job->active == 0) done_cv_.notify_all();
+        if (job->active.fetch_sub(1, std::memory_order_acq_rel) == 1) done_cv_.notify_all();
       }
     }
   }
@@ -184,9 +187,17 @@ struct ThreadPool::Impl {
     run_chunks(job);
 
     {
-      std::unique_lock<std::mutex> lk(mu_);
+      std::lock_guard<std::mutex> lk(mu_);
       job_ = nullptr;  // every chunk is claimed; late workers must not join
-      done_cv_.wait(lk, [&] { return job.active == 0; });
+    }
+    // Wait for the workers still running chunks: spin first, as the workers
+    // do for new jobs (in a VM, sleeping on done_cv_ and being woken costs
+    // tens of microseconds, as much as a small GEMM), then sleep.
+    for (int i = 0; i < kSpinIterations && job.active.load(std::memory_order_acquire) != 0; ++i)
+      cpu_relax();
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [&] { return job.active.load(std::memory_order_relaxed) == 0; });
     }
     // All workers have left the job, so `error` is no longer written.
     if (job.error) std::rethrow_exception(job.error);
