@@ -6,10 +6,9 @@
 // `mu_` (counting themselves in `job->active`), claim chunks from the job's
 // atomic counter, and leave under `mu_`. The caller also claims chunks; when
 // none are left it unpublishes the job, so no further worker can join, and
-// waits (spinning, then on done_cv_) until `active` drops to zero. Only
-// then does the job (and with it
-// the chunk counter and the caller's fn) go out of scope, so a slow worker
-// can never touch a finished job.
+// waits (spinning, then on done_cv_) until `active` drops to zero. Only then
+// does the job (and with it the chunk counter and the caller's fn) go out of
+// scope, so a slow worker can never touch a finished job.
 #include "qforge/thread_pool.h"
 
 #include <algorithm>
