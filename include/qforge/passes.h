@@ -39,6 +39,13 @@ int fold_batchnorm(ir::Model& model);
 // registers. Clip bounds must be constants.
 int fuse_activations(ir::Model& model);
 
+// Conv or FusedConv (2-D, f32, constant weights) whose only reader is a
+// MaxPool 2x2 / 2 without padding, dilation, ceil_mode or Indices -> one
+// ai.qforge ConvMaxPool, which pools as it writes the convolution's output
+// (its output never goes through memory at full size). A qforge-only op:
+// Session's optimize runs this pass; quantization's prepare step doesn't.
+int fuse_conv_maxpool(ir::Model& model);
+
 // QDQ groups -> integer ops: DequantizeLinear -> op -> QuantizeLinear with
 // constant quantization parameters becomes QLinearConv, QLinearMatMul,
 // com.microsoft QGemm, QLinearAdd, QLinearMul, QLinearSigmoid,
@@ -68,7 +75,7 @@ struct OptimizeReport {
 
 // The passes above in order: eliminate_identity, fold_constants,
 // fold_batchnorm, fuse_qdq, fuse_dynamic_matmul, fuse_activations,
-// remove_unused_initializers.
+// fuse_conv_maxpool, remove_unused_initializers.
 OptimizeReport optimize(ir::Model& model);
 
 }  // namespace qforge::passes

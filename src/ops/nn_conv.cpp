@@ -31,9 +31,9 @@ using namespace nn_detail;
 
 
 // Grow-only per-thread buffers (columns of im2col / col2im, padded planes);
-// `slot` tells apart up to three in use at once.
+// `slot` tells apart up to four in use at once.
 float* scratch(int64_t n, int slot = 0) {
-  thread_local std::vector<float> buf[3];
+  thread_local std::vector<float> buf[4];
   std::vector<float>& b = buf[slot];
   if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
   return b.data();
@@ -519,6 +519,24 @@ std::shared_ptr<const void> conv_prepare(const PrepareContext& p) {
   return st;
 }
 
+// MaxPool 2x2 / 2 (no padding, floor) of a plane with row pitch `pitch` into
+// y (Hh x Wh): the window taken in MaxPool's order, a NaN never the larger
+// (as nn_pool.cpp's loops).
+NN_INLINE void pool2x2_plane(const float* x, int64_t pitch, int64_t Hh, int64_t Wh, float* y) {
+  auto larger = [](float v, float m) { return __builtin_isgreater(v, m) ? v : m; };
+  for (int64_t i = 0; i < Hh; ++i) {
+    const float* r0 = x + 2 * i * pitch;
+    const float* r1 = r0 + pitch;
+    float* yr = y + i * Wh;
+    for (int64_t j = 0; j < Wh; ++j) {
+      float m = larger(r0[2 * j], -INFINITY);
+      m = larger(r0[2 * j + 1], m);
+      m = larger(r1[2 * j], m);
+      yr[j] = larger(r1[2 * j + 1], m);
+    }
+  }
+}
+
 // Floats of a padded image beyond which conv_padded leaves the work to im2col.
 constexpr int64_t kMaxPadded = int64_t{1} << 20;
 
@@ -533,7 +551,7 @@ constexpr int64_t kMaxPadded = int64_t{1} << 20;
 // place. The grid's valid columns are then copied into Y. Images run in
 // parallel on `images`, or one at a time with the GEMM on `inner`.
 void conv_padded(const ConvGeom& g, const DwPlane& p, const ConvState& st, const float* x,
-                 const float* bias, const kernels::GemmEpilogue& act, float* y,
+                 const float* bias, const kernels::GemmEpilogue& act, bool pool2, float* y,
                  ThreadPool* images, ThreadPool* inner) {
   const int64_t plane = p.plane(), chan = p.sh * p.sw * plane, grid = p.Ho * p.Wq;
   std::vector<int64_t> rows;
@@ -558,6 +576,40 @@ void conv_padded(const ConvGeom& g, const DwPlane& p, const ConvState& st, const
       ep.bias_m = bias != nullptr ? bias + gi * g.Mg : nullptr;
       kernels::sgemm_packed_a_rows(st.packed[static_cast<size_t>(gi)], grid, xp + gi * g.Cg * chan,
                                    rows.data(), out, grid, ep, inner);
+      if (pool2) {
+        const int64_t Hh = p.Ho / 2, Wh = p.Wo / 2;
+        float* yp = y + (n * g.M + gi * g.Mg) * Hh * Wh;
+        if (p.Wq % 2 != 0) {
+          run_vectorized([&]() NN_LAMBDA {
+            for (int64_t m = 0; m < g.Mg; ++m)
+              pool2x2_plane(out + m * grid, p.Wq, Hh, Wh, yp + m * Hh * Wh);
+          });
+          continue;
+        }
+        // Wq even: every window is out[2q], out[2q + 1] and the same a row
+        // below, so one flat vectorised pass computes the window of every
+        // even position of the grid (half[q]); then the rows the pooling
+        // keeps are copied out.
+        const int64_t nq = (g.Mg * grid - p.Wq) / 2;
+        float* half = scratch(nq, 3);
+        run_vectorized([&]() NN_LAMBDA {
+          const int64_t Wq = p.Wq;
+          auto larger = [](float v, float m) { return __builtin_isgreater(v, m) ? v : m; };
+          for (int64_t q = 0; q < nq; ++q) {
+            float m = larger(out[2 * q], -INFINITY);
+            m = larger(out[2 * q + 1], m);
+            m = larger(out[2 * q + Wq], m);
+            half[q] = larger(out[2 * q + Wq + 1], m);
+          }
+          for (int64_t m = 0; m < g.Mg; ++m)
+            for (int64_t i = 0; i < Hh; ++i) {
+              const float* src = half + (m * grid + 2 * i * Wq) / 2;
+              float* dst = yp + (m * Hh + i) * Wh;
+              for (int64_t j = 0; j < Wh; ++j) dst[j] = src[j];
+            }
+        });
+        continue;
+      }
       float* yg = y + (n * g.M + gi * g.Mg) * g.out_size;
       // Rows are short (Wo floats): a vectorised loop, not a memcpy call each.
       run_vectorized([&]() NN_LAMBDA {
@@ -579,7 +631,8 @@ void conv_padded(const ConvGeom& g, const DwPlane& p, const ConvState& st, const
   }
 }
 
-void conv_run(OpContext& ctx) {
+// Conv, or (pool2: ai.qforge ConvMaxPool) Conv then MaxPool 2x2 / 2.
+void conv_run_impl(OpContext& ctx, bool pool2) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(1);
@@ -596,6 +649,12 @@ void conv_run(OpContext& ctx) {
   }
   Shape ys = {g.N, g.M};
   ys.insert(ys.end(), g.out.begin(), g.out.end());
+  if (pool2) {
+    check(g.r == 2, Errc::kShapeMismatch, node.describe(), "has X of rank " + std::to_string(g.r + 2),
+          "a 2-D convolution (X of rank 4)");
+    ys[2] /= 2;
+    ys[3] /= 2;
+  }
   Tensor& yt = ctx.output(0, DType::kF32, ys);
   if (yt.numel() == 0) return;
   const float* px = x.data<float>();
@@ -603,20 +662,15 @@ void conv_run(OpContext& ctx) {
   float* py = yt.data<float>();
   ThreadPool* pool = ctx.pool();
   const kernels::GemmEpilogue act = fused_activation(node);
-  if (is_depthwise(g)) {
-    depthwise_run(g, px, pw, bias, py, act, pool);
-    return;
-  }
   const ConvState* st = ctx.state() != nullptr ? &ctx.state_as<ConvState>() : nullptr;
   const int64_t K = g.Cg * g.ksize;
   if (st != nullptr)
     check(static_cast<int64_t>(st->packed.size()) == g.group && st->packed[0].rows() == g.Mg &&
               st->packed[0].cols() == K,
           Errc::kInternal, node.describe(), "has packed weights that do not match W");
-  bool direct = true;
+  bool direct = true;  // 1x1, stride 1, no padding: the image is the GEMM's B
   for (size_t i = 0; i < g.r; ++i)
     direct = direct && g.k[i] == 1 && g.s[i] == 1 && g.pb[i] == 0 && g.pe[i] == 0;
-  const int64_t P = direct ? g.out_size : chunk_positions(K, g.out_size);
   const int threads = pool != nullptr ? pool->threads() : 1;
   const int64_t macs = g.M * K * g.out_size;
   const bool by_image = threads > 1 && g.N > 1 &&
@@ -624,63 +678,83 @@ void conv_run(OpContext& ctx) {
   if (st != nullptr && !direct && g.r == 2) {
     const DwPlane p = dw_plane_geom(g);
     if (g.C * p.sh * p.sw * p.plane() <= kMaxPadded) {
-      conv_padded(g, p, *st, px, bias, act, py, by_image ? pool : nullptr, by_image ? nullptr : pool);
+      conv_padded(g, p, *st, px, bias, act, pool2, py, by_image ? pool : nullptr,
+                  by_image ? nullptr : pool);
       return;
     }
   }
-
-  auto image = [&](int64_t n, ThreadPool* inner) {
-    for (int64_t gi = 0; gi < g.group; ++gi) {
-      const float* xg = px + (n * g.C + gi * g.Cg) * g.in_size;
-      float* yg = py + (n * g.M + gi * g.Mg) * g.out_size;
-      kernels::GemmEpilogue ep = act;
-      ep.bias_m = bias != nullptr ? bias + gi * g.Mg : nullptr;
-      for (int64_t p0 = 0; p0 < g.out_size; p0 += P) {
-        const int64_t np = std::min(P, g.out_size - p0);
-        const float* cols = xg;
-        int64_t ldb = g.in_size;
-        if (!direct) {
-          float* buf = scratch(K * np);
-          parallel(inner, K, grain_for(np, 1 << 14),
-                   [&](int64_t r0, int64_t r1) {
-                     if (g.r == 2) im2col_2d(g, xg, p0, np, buf, r0, r1);
-                     else im2col_rows(g, xg, p0, np, buf, r0, r1);
-                   });
-          cols = buf;
-          ldb = np;
-        } else {
-          cols = xg + p0;
-        }
-        if (st != nullptr && direct) {
-          // 1x1: B is the image itself, row k (channel k) at k * in_size; the
-          // whole panels read it in place, the last partial one is packed.
-          const kernels::PackedMatrix& a = st->packed[static_cast<size_t>(gi)];
-          const int64_t nr = kernels::panel_columns(a.isa());
-          const int64_t full = np / nr * nr;
-          thread_local std::vector<int64_t> offs;
-          offs.resize(static_cast<size_t>(K));
-          for (int64_t k = 0; k < K; ++k) offs[static_cast<size_t>(k)] = k * ldb;
-          if (full > 0) kernels::sgemm_packed_a_rows(a, full, cols, offs.data(), yg + p0, g.out_size, ep, inner);
-          if (full < np)
-            kernels::sgemm_packed_a(a, np - full, cols + full, ldb, false, 0.0f, yg + p0 + full,
-                                    g.out_size, ep, inner);
-        } else if (st != nullptr)
-          kernels::sgemm_packed_a(st->packed[static_cast<size_t>(gi)], np, cols, ldb, false, 0.0f,
-                                  yg + p0, g.out_size, ep, inner);
-        else
-          kernels::sgemm(false, false, g.Mg, np, K, 1.0f, pw + gi * g.Mg * K, K, cols, ldb, 0.0f,
-                         yg + p0, g.out_size, ep, inner);
-      }
-    }
-  };
-  if (by_image) {
-    pool->parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
-      for (int64_t n = b; n < e; ++n) image(n, nullptr);
-    });
+  // The other paths write the convolution's whole output; ConvMaxPool then
+  // pools it.
+  std::vector<float> unpooled;
+  if (pool2) {
+    unpooled.resize(static_cast<size_t>(g.N * g.M * g.out_size));
+    py = unpooled.data();
+  }
+  if (is_depthwise(g)) {
+    depthwise_run(g, px, pw, bias, py, act, pool);
   } else {
-    for (int64_t n = 0; n < g.N; ++n) image(n, pool);
+    const int64_t P = direct ? g.out_size : chunk_positions(K, g.out_size);
+    auto image = [&](int64_t n, ThreadPool* inner) {
+      for (int64_t gi = 0; gi < g.group; ++gi) {
+        const float* xg = px + (n * g.C + gi * g.Cg) * g.in_size;
+        float* yg = py + (n * g.M + gi * g.Mg) * g.out_size;
+        kernels::GemmEpilogue ep = act;
+        ep.bias_m = bias != nullptr ? bias + gi * g.Mg : nullptr;
+        for (int64_t p0 = 0; p0 < g.out_size; p0 += P) {
+          const int64_t np = std::min(P, g.out_size - p0);
+          const float* cols = xg;
+          int64_t ldb = g.in_size;
+          if (!direct) {
+            float* buf = scratch(K * np);
+            parallel(inner, K, grain_for(np, 1 << 14),
+                     [&](int64_t r0, int64_t r1) {
+                       if (g.r == 2) im2col_2d(g, xg, p0, np, buf, r0, r1);
+                       else im2col_rows(g, xg, p0, np, buf, r0, r1);
+                     });
+            cols = buf;
+            ldb = np;
+          } else {
+            cols = xg + p0;
+          }
+          if (st != nullptr && direct) {
+            // 1x1: B is the image itself, row k (channel k) at k * in_size; the
+            // whole panels read it in place, the last partial one is packed.
+            const kernels::PackedMatrix& a = st->packed[static_cast<size_t>(gi)];
+            const int64_t nr = kernels::panel_columns(a.isa());
+            const int64_t full = np / nr * nr;
+            thread_local std::vector<int64_t> offs;
+            offs.resize(static_cast<size_t>(K));
+            for (int64_t k = 0; k < K; ++k) offs[static_cast<size_t>(k)] = k * ldb;
+            if (full > 0) kernels::sgemm_packed_a_rows(a, full, cols, offs.data(), yg + p0, g.out_size, ep, inner);
+            if (full < np)
+              kernels::sgemm_packed_a(a, np - full, cols + full, ldb, false, 0.0f, yg + p0 + full,
+                                      g.out_size, ep, inner);
+          } else if (st != nullptr)
+            kernels::sgemm_packed_a(st->packed[static_cast<size_t>(gi)], np, cols, ldb, false, 0.0f,
+                                    yg + p0, g.out_size, ep, inner);
+          else
+            kernels::sgemm(false, false, g.Mg, np, K, 1.0f, pw + gi * g.Mg * K, K, cols, ldb, 0.0f,
+                           yg + p0, g.out_size, ep, inner);
+        }
+      }
+    };
+    if (by_image) {
+      pool->parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
+        for (int64_t n = b; n < e; ++n) image(n, nullptr);
+      });
+    } else {
+      for (int64_t n = 0; n < g.N; ++n) image(n, pool);
+    }
+  }
+  if (pool2) {
+    const int64_t Hh = g.out[0] / 2, Wh = g.out[1] / 2;
+    for (int64_t c = 0; c < g.N * g.M; ++c)
+      pool2x2_plane(unpooled.data() + c * g.out_size, g.out[1], Hh, Wh, yt.data<float>() + c * Hh * Wh);
   }
 }
+
+void conv_run(OpContext& ctx) { conv_run_impl(ctx, false); }
+void conv_maxpool_run(OpContext& ctx) { conv_run_impl(ctx, true); }
 
 // ---- shape inference (Conv and ConvTranspose) ----
 
@@ -697,7 +771,8 @@ ir::Dim sym_window_dim(const ir::Node& node, const ir::Dim& in, int64_t k, int64
   return ir::Dim();
 }
 
-void conv_infer(InferContext& ctx) {
+// The Conv's output shape, or (pool2) after MaxPool 2x2 / 2 (floor).
+void conv_infer_impl(InferContext& ctx, bool pool2) {
   const ir::Node& node = ctx.node();
   const ir::ValueInfo& x = ctx.input(0);
   const ir::ValueInfo& w = ctx.input(1);
@@ -739,8 +814,16 @@ void conv_infer(InferContext& ctx) {
     out[2 + i] = x.shape ? sym_window_dim(node, (*x.shape)[2 + i], k[i], s[i], d[i], auto_pad,
                                           false, pads[i], pads[r + i])
                          : ir::Dim();
+  if (pool2) {
+    check(rank == 4, Errc::kShapeMismatch, node.describe(), "has X of rank " + std::to_string(rank),
+          "a 2-D convolution (X of rank 4)");
+    for (size_t i = 2; i < 4; ++i) out[i] = out[i].known() ? ir::Dim(out[i].size / 2) : ir::Dim();
+  }
   set_output(ctx, 0, dt, out);
 }
+
+void conv_infer(InferContext& ctx) { conv_infer_impl(ctx, false); }
+void conv_maxpool_infer(InferContext& ctx) { conv_infer_impl(ctx, true); }
 
 std::string conv_check(const InferContext& ctx) {
   if (std::string why = fused_activation_check(ctx.node()); !why.empty()) return why;
@@ -1180,7 +1263,7 @@ namespace nn_detail {
 
 kernels::GemmEpilogue fused_activation(const ir::Node& node) {
   kernels::GemmEpilogue ep;
-  if (node.domain != "com.microsoft") return ep;
+  if (node.domain.empty()) return ep;  // FusedConv / FusedGemm (com.microsoft), ConvMaxPool (ai.qforge)
   const std::string a = node.attr_string("activation", "");
   if (a == "Relu") {
     ep.act = kernels::Epilogue::kRelu;
@@ -1200,7 +1283,7 @@ kernels::GemmEpilogue fused_activation(const ir::Node& node) {
 }
 
 std::string fused_activation_check(const ir::Node& node) {
-  if (node.domain != "com.microsoft") return {};
+  if (node.domain.empty()) return {};
   try {
     (void)fused_activation(node);
   } catch (const Error& e) {
@@ -1218,6 +1301,12 @@ void register_nn_conv_ops(OpRegistry& r) {
   // fusion pass (passes::fuse_activations).
   r.add({.domain = "com.microsoft", .op_type = "FusedConv", .min_opset = 1, .max_opset = 1,
          .infer = conv_infer, .check = conv_check, .prepare = conv_prepare, .run = conv_run});
+  // qforge's own: Conv (activation as FusedConv's) then MaxPool 2x2 / 2
+  // (no padding, floor), the pooling done as the output is written; made by
+  // passes::fuse_conv_maxpool, which runs in Session only.
+  r.add({.domain = "ai.qforge", .op_type = "ConvMaxPool", .min_opset = 1, .max_opset = 1,
+         .infer = conv_maxpool_infer, .check = conv_check, .prepare = conv_prepare,
+         .run = conv_maxpool_run});
   r.add({.domain = "", .op_type = "ConvTranspose", .min_opset = 1, .max_opset = 21,
          .infer = convt_infer, .check = conv_check, .prepare = convt_prepare, .run = convt_run});
   r.add({.domain = "ai.qforge", .op_type = "QLinearConvTranspose", .min_opset = 1, .max_opset = 1,

@@ -290,6 +290,49 @@ int fuse_activations(ir::Model& model) {
   return changed;
 }
 
+int fuse_conv_maxpool(ir::Model& model) {
+  ir::Graph& g = model.graph;
+  const Uses uses(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  int changed = 0;
+  using ints = std::vector<int64_t>;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    ir::Node& c = g.nodes[i];
+    const bool conv = (c.op_type == "Conv" && c.domain.empty()) ||
+                      (c.op_type == "FusedConv" && c.domain == kMicrosoft);
+    if (!conv || dead[i] || c.outputs.size() != 1 || c.inputs.size() < 2 || c.inputs.size() > 3)
+      continue;
+    // 2-D, f32, constant weights (so that prepare packs them).
+    const auto w = g.initializers.find(c.inputs[1]);
+    if (w == g.initializers.end() || w->second.rank() != 4 || uses.pinned.count(c.inputs[1])) continue;
+    const ir::ValueInfo* vi = g.info(c.outputs[0]);
+    if (vi == nullptr || vi->dtype != DType::kF32) continue;
+    const auto r = uses.sole_reader(c.outputs[0]);
+    if (!r || dead[*r]) continue;
+    const ir::Node& m = g.nodes[*r];
+    if (m.op_type != "MaxPool" || !m.domain.empty() || m.inputs.empty() || m.inputs[0] != c.outputs[0])
+      continue;
+    if (m.outputs.size() > 1 && !m.outputs[1].empty()) continue;  // Indices
+    const bool plain = m.attr_ints("kernel_shape") == ints{2, 2} &&
+                       m.attr_ints("strides", {1, 1}) == ints{2, 2} &&
+                       m.attr_ints("dilations", {1, 1}) == ints{1, 1} &&
+                       m.attr_ints("pads", {0, 0, 0, 0}) == ints{0, 0, 0, 0} &&
+                       m.attr_string("auto_pad", "NOTSET") == "NOTSET" &&
+                       m.attr_int("ceil_mode", 0) == 0 && m.attr_int("storage_order", 0) == 0;
+    if (!plain) continue;
+    c.domain = kQforge;
+    c.op_type = "ConvMaxPool";
+    c.outputs[0] = m.outputs[0];
+    dead[*r] = true;
+    ++changed;
+  }
+  if (changed) {
+    erase_nodes(g, dead);
+    if (!model.opsets.count(kQforge)) model.opsets[kQforge] = 1;
+  }
+  return changed;
+}
+
 int remove_unused_initializers(ir::Model& model) {
   ir::Graph& g = model.graph;
   const Uses uses(g);
@@ -318,6 +361,7 @@ OptimizeReport optimize(ir::Model& model) {
   step("fuse_qdq", fuse_qdq(model));
   step("fuse_dynamic_matmul", fuse_dynamic_matmul(model));
   step("fuse_activations", fuse_activations(model));
+  step("fuse_conv_maxpool", fuse_conv_maxpool(model));
   step("remove_unused_initializers", remove_unused_initializers(model));
   return r;
 }

@@ -208,3 +208,91 @@ TEST(Passes, RemovesIdentityAndInferenceDropout) {
   EXPECT_EQ(passes::fuse_activations(m), 1);
   expect_same_results(m);
 }
+
+namespace {
+
+struct ConvPoolCase {
+  std::string name;
+  Shape x, w;
+  int64_t group = 1;
+  std::vector<int64_t> strides, pads;
+  bool relu = true;
+  bool fused = true;  // whether fuse_conv_maxpool applies
+  std::vector<int64_t> pool_pads = {};
+  bool pool_indices = false;
+  bool conv_is_output = false;
+};
+
+// x -> Conv (W, B constant) [-> Relu] -> MaxPool 2x2 / 2 -> y.
+ir::Model conv_pool_model(const ConvPoolCase& c) {
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.graph.name = "g";
+  m.graph.inputs = {"x"};
+  m.graph.values["x"] = ir::ValueInfo{DType::kF32, ir::to_sym(c.x), {}};
+  m.graph.initializers["W"] = random_tensor(c.w, 11);
+  m.graph.initializers["B"] = random_tensor({c.w[0]}, 12);
+  ir::Node conv = node("Conv", {"x", "W", "B"}, {"c"}, "conv");
+  if (c.group != 1) conv.attrs["group"] = ir::Attribute::of(c.group);
+  if (!c.strides.empty()) conv.attrs["strides"] = ir::Attribute::of(c.strides);
+  if (!c.pads.empty()) conv.attrs["pads"] = ir::Attribute::of(c.pads);
+  m.graph.nodes.push_back(conv);
+  std::string in = "c";
+  if (c.relu) {
+    m.graph.nodes.push_back(node("Relu", {"c"}, {"r"}));
+    in = "r";
+  }
+  ir::Node pool = node("MaxPool", {in}, {"y"}, "pool");
+  if (c.pool_indices) pool.outputs.push_back("idx");
+  pool.attrs["kernel_shape"] = ir::Attribute::of(std::vector<int64_t>{2, 2});
+  pool.attrs["strides"] = ir::Attribute::of(std::vector<int64_t>{2, 2});
+  if (!c.pool_pads.empty()) pool.attrs["pads"] = ir::Attribute::of(c.pool_pads);
+  m.graph.nodes.push_back(pool);
+  m.graph.outputs = {"y"};
+  if (c.pool_indices) m.graph.outputs.push_back("idx");
+  if (c.conv_is_output) m.graph.outputs.push_back(in);
+  ir::infer_shapes(m);
+  return m;
+}
+
+}  // namespace
+
+// The fused ConvMaxPool against the unfused Conv -> (Relu) -> MaxPool graph
+// run by the plain ops, on the padded-plane path (pooling as the grid is
+// copied out) and on the paths that pool afterwards (1x1, depthwise), with
+// odd output sizes (the last row / column dropped, floor), 1 and 2 threads;
+// and the cases the pass must leave alone.
+TEST(Passes, FusesConvWithMaxPool2x2) {
+  const std::vector<ConvPoolCase> cases = {
+      {"3x3 pad 1", {2, 3, 10, 12}, {8, 3, 3, 3}, 1, {}, {1, 1, 1, 1}},
+      {"3x3 odd output, no relu", {3, 2, 9, 11}, {5, 2, 3, 3}, 1, {}, {1, 1, 1, 1}, false},
+      {"5x5 stride 2", {1, 4, 21, 18}, {6, 4, 5, 5}, 1, {2, 2}, {2, 2, 2, 2}},
+      {"grouped", {2, 4, 8, 8}, {6, 2, 3, 3}, 2, {}, {1, 1, 1, 1}},
+      {"1x1 (pools after)", {2, 5, 7, 8}, {4, 5, 1, 1}},
+      {"depthwise (pools after)", {2, 6, 12, 13}, {6, 1, 3, 3}, 6, {}, {1, 1, 1, 1}},
+      {"pool with pads: left alone", {1, 3, 8, 8}, {4, 3, 3, 3}, 1, {}, {1, 1, 1, 1}, true, false, {1, 1, 1, 1}},
+      {"pool with Indices: left alone", {1, 3, 8, 8}, {4, 3, 3, 3}, 1, {}, {1, 1, 1, 1}, true, false, {}, true},
+      {"conv output also a graph output: left alone", {1, 3, 8, 8}, {4, 3, 3, 3}, 1, {}, {1, 1, 1, 1}, true, false, {}, false, true},
+  };
+  uint32_t seed = 40;
+  for (const ConvPoolCase& c : cases) {
+    const ir::Model raw = conv_pool_model(c);
+    ir::Model m = raw;
+    passes::optimize(m);
+    EXPECT_EQ(count_op(m, "ConvMaxPool"), c.fused ? 1 : 0) << c.name;
+    EXPECT_EQ(count_op(m, "MaxPool"), c.fused ? 0 : 1) << c.name;
+    const Tensor x = random_tensor(c.x, seed++, -2.0f, 2.0f);
+    SessionOptions plain;
+    plain.optimize = false;
+    const std::vector<Tensor> want = Session(raw, plain).run({{"x", x}});
+    for (int threads : {1, 2}) {
+      SessionOptions so;
+      so.threads = threads;
+      const std::vector<Tensor> got = Session(raw, so).run({{"x", x}});
+      ASSERT_EQ(got[0].shape(), want[0].shape()) << c.name;
+      for (int64_t i = 0; i < want[0].numel(); ++i)
+        ASSERT_NEAR(got[0].data<float>()[i], want[0].data<float>()[i], 1e-4f)
+            << c.name << " threads " << threads << " at " << i;
+    }
+  }
+}
