@@ -19,6 +19,7 @@
 #include "ops/quant_gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "ops/nn_common.h"
@@ -266,6 +267,32 @@ void store_value(const Epilogue& ep, int64_t c, uint32_t acc, void* y, int64_t a
 constexpr int64_t kDwLanes = 16;
 constexpr int64_t kDwBandBytes = int64_t{96} << 10;  // band buffer per task (L2)
 
+// One output row of depthwise sums, channels-last: for ow < OW and every
+// channel c < cp, s[ow * cp + c] = base[c] + sum_t x[ow * step + off[t] + c]
+// * wz[t * cp + c], wrapping; x: the band row of the windows' first taps.
+// KT: the number of taps when known at compile time (the loop unrolled), else
+// 0 and `taps`.
+template <int KT, typename XT>
+NN_INLINE void dw_sums_row(const XT* x, int64_t OW, int64_t step, const int64_t* off,
+                           int64_t taps, const int32_t* wz, const uint32_t* base, int64_t cp,
+                           uint32_t* s) {
+  const int64_t T = KT > 0 ? KT : taps;
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const XT* win = x + ow * step;
+    for (int64_t c0 = 0; c0 < cp; c0 += kDwLanes) {
+      uint32_t acc[kDwLanes];
+      for (int64_t j = 0; j < kDwLanes; ++j) acc[j] = base[c0 + j];
+      for (int64_t t = 0; t < T; ++t) {
+        const XT* xt = win + off[t] + c0;
+        const int32_t* wt = wz + t * cp + c0;
+        for (int64_t j = 0; j < kDwLanes; ++j)
+          acc[j] += static_cast<uint32_t>(int32_t{xt[j]} * wt[j]);
+      }
+      std::memcpy(s + ow * cp + c0, acc, sizeof acc);
+    }
+  }
+}
+
 template <typename XT, typename WT>
 void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
   const WT* w = static_cast<const WT*>(p.w->raw());
@@ -282,7 +309,7 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
   // Weights less their zero points, [T][Cp]; base[c] as above.
   std::vector<int32_t> wz(sz(T * Cp), 0);
   std::vector<uint32_t> base(sz(Cp), 0);
-  std::vector<float> scale(sz(Cp), 0.0f);
+  std::vector<double> scale(sz(Cp), 0.0);  // float multipliers, widened (exactly)
   for (int64_t c = 0; c < C; ++c) {
     uint32_t wsum = 0;
     for (int64_t t = 0; t < T; ++t) {
@@ -292,7 +319,7 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
     }
     base[sz(c)] = (ep.bias.empty() ? 0u : static_cast<uint32_t>(ep.bias[sz(c)])) -
                   static_cast<uint32_t>(p.x_zp) * wsum;
-    if (!ep.scale.empty()) scale[sz(c)] = ep.scale[sz(c)];
+    if (!ep.scale.empty()) scale[sz(c)] = static_cast<double>(ep.scale[sz(c)]);
   }
   // Tap offsets in the band, in bytes from the window's first position.
   std::vector<int64_t> off(sz(T));
@@ -321,7 +348,15 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
       const int64_t ih0 = std::max<int64_t>(0, oh0 * sh - ph);
       const int64_t ih1 = std::min(H, oh0 * sh - ph + R);
       uint8_t* band = scratch(band_buf, sz(R * row_bytes));
-      std::memset(band, zp_byte, sz(R * row_bytes));
+      // The zero point's byte where no input row or column lands.
+      const int64_t r0 = std::min(R, ih0 + ph - oh0 * sh);
+      const int64_t r1 = std::clamp(ih1 + ph - oh0 * sh, r0, R);
+      std::memset(band, zp_byte, sz(r0 * row_bytes));
+      std::memset(band + r1 * row_bytes, zp_byte, sz((R - r1) * row_bytes));
+      for (int64_t r = r0; r < r1; ++r) {
+        std::memset(band + r * row_bytes, zp_byte, sz(pw * Cp));
+        std::memset(band + (r * Wp + pw + W) * Cp, zp_byte, sz((Wp - pw - W) * Cp));
+      }
       if (ih1 > ih0) {
         // The input rows channels-last, then each row into its band row.
         uint8_t* cl = scratch(rows_buf, sz((ih1 - ih0) * W * Cp));
@@ -332,30 +367,19 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
           std::memcpy(band + ((ih + ph - oh0 * sh) * Wp + pw) * Cp, cl + (ih - ih0) * W * Cp,
                       sz(W * Cp));
       }
-      // The sums, channels-last: sums[i * Cp + c], i < np.
+      // The sums, channels-last: sums[i * Cp + c], i < np (3 x 3 kernels
+      // with the tap loop unrolled).
       auto* sums = reinterpret_cast<uint32_t*>(scratch(sum_buf, sz(np * Cp) * 4));
       nn_detail::run_vectorized([&]() NN_LAMBDA {
         const XT* const xb = reinterpret_cast<const XT*>(band);
-        const int32_t* const wp = wz.data();
-        const int64_t* const offs = off.data();
-        const uint32_t* const bp = base.data();
-        const int64_t cp = Cp, t_n = T;
-        for (int64_t oh = oh0; oh < oh1; ++oh)
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const XT* win = xb + ((oh - oh0) * sh * Wp + ow * sw) * cp;
-            uint32_t* s = sums + ((oh - oh0) * OW + ow) * cp;
-            for (int64_t c0 = 0; c0 < cp; c0 += kDwLanes) {
-              uint32_t acc[kDwLanes];
-              for (int64_t j = 0; j < kDwLanes; ++j) acc[j] = bp[c0 + j];
-              for (int64_t t = 0; t < t_n; ++t) {
-                const XT* xt = win + offs[t] + c0;
-                const int32_t* wt = wp + t * cp + c0;
-                for (int64_t j = 0; j < kDwLanes; ++j)
-                  acc[j] += static_cast<uint32_t>(int32_t{xt[j]} * wt[j]);
-              }
-              std::memcpy(s + c0, acc, sizeof acc);
-            }
-          }
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          const XT* row = xb + (oh - oh0) * sh * Wp * Cp;
+          uint32_t* s = sums + (oh - oh0) * OW * Cp;
+          if (T == 9)
+            dw_sums_row<9>(row, OW, sw * Cp, off.data(), T, wz.data(), base.data(), Cp, s);
+          else
+            dw_sums_row<0>(row, OW, sw * Cp, off.data(), T, wz.data(), base.data(), Cp, s);
+        }
       });
       // To NCHW: channel c's band is np contiguous outputs from oh0 * OW.
       const int64_t first = n * C * P + oh0 * OW;
@@ -365,19 +389,27 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
             store_value(ep, c, sums[i * Cp + c], y, first + c * P + i);
         continue;
       }
-      // Requantized (the locals keep the byte stores from aliasing what the
-      // loop reads), then transposed.
+      // Requantized as kernels::requantize_double (the float multiplier
+      // widened to double beforehand, which is exact): the double product,
+      // clamped to [qmin - y_zp, qmax - y_zp] in its operand order (NaN gives
+      // qmin - y_zp), rounded half to even by nearbyint (the default
+      // rounding mode), plus y_zp. The locals keep the byte stores from
+      // aliasing what the loop reads. Then transposed to NCHW.
       uint8_t* const q = scratch(out_buf, sz(np * Cp));
       nn_detail::run_vectorized([&]() NN_LAMBDA {
         const uint32_t* const sv = sums;
-        const float* const sp = scale.data();
+        const double* const sp = scale.data();
         uint8_t* const qv = q;
         const int64_t cp = Cp, count = np;
-        const int32_t yzp = ep.y_zp, lo = qmin, hi = qmax;
+        const int32_t yzp = ep.y_zp;
+        const double lo = static_cast<double>(qmin - yzp), hi = static_cast<double>(qmax - yzp);
         for (int64_t i = 0; i < count; ++i)
-          for (int64_t c = 0; c < cp; ++c)
-            qv[i * cp + c] = static_cast<uint8_t>(kernels::requantize_double(
-                static_cast<int32_t>(sv[i * cp + c]), sp[c], yzp, lo, hi));
+          for (int64_t c = 0; c < cp; ++c) {
+            const double v = static_cast<double>(static_cast<int32_t>(sv[i * cp + c])) * sp[c];
+            double r = v > lo ? v : lo;
+            r = r < hi ? r : hi;
+            qv[i * cp + c] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(r)) + yzp);
+          }
       });
       kernels::transpose_u8(q, np, C, Cp, static_cast<uint8_t*>(y) + first, P);
     }
