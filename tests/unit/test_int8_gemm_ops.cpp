@@ -628,6 +628,38 @@ TEST(Int8GemmOps, DepthwiseConvIntegerIsTheReference) {
   expect_fast_is_reference(c, ops::reference::conv_integer, "sums past int32");
 }
 
+// Ties: multipliers 0.5 and 0.25 (exact in float and double) on small sums,
+// so many products end in .5 and must round half to even (2.5 -> 2, 3.5 ->
+// 4, -2.5 -> -2), and outputs that saturate at both ends.
+TEST(Int8GemmOps, DepthwiseRoundsHalfToEven) {
+  Rng r(24);
+  for (const DType ty : {DType::kU8, DType::kI8}) {
+    const int64_t C = 20;
+    Tensor x(DType::kU8, {2, C, 9, 11}), w(DType::kI8, {C, 1, 3, 3});
+    for (int64_t i = 0; i < x.numel(); ++i)
+      static_cast<uint8_t*>(x.raw())[i] = static_cast<uint8_t>(r.range(124, 132));
+    for (int64_t i = 0; i < w.numel(); ++i)
+      static_cast<int8_t*>(w.raw())[i] = static_cast<int8_t>(r.range(-3, 3));
+    Tensor ws(DType::kF32, {C});
+    for (int64_t m = 0; m < C; ++m) ws.data<float>()[m] = m % 3 == 2 ? 40.0f : (m % 2 ? 0.5f : 0.25f);
+    OpCall c;
+    c.op = "QLinearConv";
+    c.opset = 10;
+    c.attrs = {{"group", ai(C)}, {"pads", ais({1, 1, 1, 1})}, {"strides", ais({1, 2})}};
+    c.in = {x,
+            scalar_f32(1.0f),
+            Tensor::from<uint8_t>({}, {128}),
+            w,
+            ws,
+            Tensor(DType::kI8, {C}),
+            scalar_f32(1.0f),
+            ty == DType::kU8 ? Tensor::from<uint8_t>({}, {128}) : Tensor::from<int8_t>({}, {0}),
+            r.i32({C}, -7, 7)};
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_conv, std::string(dtype_name(ty)) + " output");
+  }
+}
+
 // Layers of the Fashion-MNIST depthwise-separable CNN (models/fmnist/
 // dwsep_cnn.onnx) and bigger planes cut into several bands of output rows
 // (per image, and more on 3 threads with one image).
