@@ -270,13 +270,11 @@ constexpr int64_t kDwBandBytes = int64_t{96} << 10;  // band buffer per task (L2
 // One output row of depthwise sums, channels-last: for ow < OW and every
 // channel c < cp, s[ow * cp + c] = base[c] + sum_t x[ow * step + off[t] + c]
 // * wz[t * cp + c], wrapping; x: the band row of the windows' first taps.
-// KT: the number of taps when known at compile time (the loop unrolled), else
-// 0 and `taps`.
-template <int KT, typename XT>
+// (The accumulator block stays in one register through the tap loop.)
+template <typename XT>
 NN_INLINE void dw_sums_row(const XT* x, int64_t OW, int64_t step, const int64_t* off,
-                           int64_t taps, const int32_t* wz, const uint32_t* base, int64_t cp,
+                           int64_t T, const int32_t* wz, const uint32_t* base, int64_t cp,
                            uint32_t* s) {
-  const int64_t T = KT > 0 ? KT : taps;
   for (int64_t ow = 0; ow < OW; ++ow) {
     const XT* win = x + ow * step;
     for (int64_t c0 = 0; c0 < cp; c0 += kDwLanes) {
@@ -367,18 +365,14 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
           std::memcpy(band + ((ih + ph - oh0 * sh) * Wp + pw) * Cp, cl + (ih - ih0) * W * Cp,
                       sz(W * Cp));
       }
-      // The sums, channels-last: sums[i * Cp + c], i < np (3 x 3 kernels
-      // with the tap loop unrolled).
+      // The sums, channels-last: sums[i * Cp + c], i < np.
       auto* sums = reinterpret_cast<uint32_t*>(scratch(sum_buf, sz(np * Cp) * 4));
       nn_detail::run_vectorized([&]() NN_LAMBDA {
         const XT* const xb = reinterpret_cast<const XT*>(band);
         for (int64_t oh = oh0; oh < oh1; ++oh) {
           const XT* row = xb + (oh - oh0) * sh * Wp * Cp;
           uint32_t* s = sums + (oh - oh0) * OW * Cp;
-          if (T == 9)
-            dw_sums_row<9>(row, OW, sw * Cp, off.data(), T, wz.data(), base.data(), Cp, s);
-          else
-            dw_sums_row<0>(row, OW, sw * Cp, off.data(), T, wz.data(), base.data(), Cp, s);
+          dw_sums_row(row, OW, sw * Cp, off.data(), T, wz.data(), base.data(), Cp, s);
         }
       });
       // To NCHW: channel c's band is np contiguous outputs from oh0 * OW.
