@@ -498,8 +498,8 @@ TEST(Int8GemmOps, ConvLayersOfRealisticSize) {
        {64, 8, 3, 3},
        {{"group", ai(4)}, {"strides", ais({2, 2})}, {"pads", ais({1, 1, 1, 1})}}},
       {{1, 24, 20, 20}, {24, 1, 5, 5}, {{"group", ai(24)}, {"pads", ais({2, 2, 2, 2})}}},
-      // Depthwise with rows long enough for the per-row loop (>= 32 outputs),
-      // strided and dilated, and a strided one on the flat grid.
+      // Depthwise with long rows, strided and dilated, asymmetric pads, and
+      // a short-rowed strided one (6 and 5 channels: one partial lane block).
       {{2, 6, 11, 80},
        {6, 1, 3, 3},
        {{"group", ai(6)}, {"strides", ais({2, 1})}, {"dilations", ais({1, 2})}, {"pads", ais({1, 2, 0, 1})}}},
