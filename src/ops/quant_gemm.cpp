@@ -14,10 +14,12 @@
 // The chunk's result (positions x channels) is transposed into NCHW. Chunks
 // run in parallel. Depthwise 2-D convolutions (one input and one output
 // channel per group) have too little depth for a GEMM and take a direct
-// int32 loop.
+// loop, also channels-last, with the channels across the vector lanes
+// (depthwise_2d).
 #include "ops/quant_gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "ops/nn_common.h"
@@ -213,9 +215,9 @@ void transpose_out4(const uint8_t* src, int64_t np, int64_t Mg, uint8_t* dst, in
   }
 }
 
-// One output element of the direct path from its wrapped int32 sum.
-void store_one(const Epilogue& ep, int64_t c, uint32_t acc, void* y, int64_t at) {
-  if (!ep.bias.empty()) acc += static_cast<uint32_t>(ep.bias[sz(c)]);
+// One output element of the depthwise path from its wrapped int32 sum, bias
+// included (kQ8Double is done in the vector loop; this serves the rest).
+void store_value(const Epilogue& ep, int64_t c, uint32_t acc, void* y, int64_t at) {
   const auto v = static_cast<int32_t>(acc);
   const int32_t qmin = ep.y_signed ? -128 : 0, qmax = ep.y_signed ? 127 : 255;
   switch (ep.out) {
@@ -239,125 +241,171 @@ void store_one(const Epilogue& ep, int64_t c, uint32_t acc, void* y, int64_t at)
   }
 }
 
-// n output elements from their int32 sums: store_one's rule, with the
-// common requantizing case in a loop the compiler vectorises.
-void store_row(const Epilogue& ep, int64_t c, const int32_t* acc, int64_t n, void* y, int64_t at) {
-  if (ep.out != QOutput::kQ8Double) {
-    for (int64_t j = 0; j < n; ++j) store_one(ep, c, static_cast<uint32_t>(acc[j]), y, at + j);
-    return;
+// Depthwise 2-D (C / group == M / group == 1), channels-last. Channels go
+// across the vector lanes, in blocks of kDwLanes (C rounded up to Cp, the
+// padding channels having weight 0 and their outputs dropped).
+//
+// Per task (one image, one band of output rows):
+//  - band: the padded input rows the band's taps read, [rows][Wp][Cp] bytes,
+//    the codes as they are (u8 or s8) and the zero point's byte in the
+//    padding. The image's rows are transposed to channels-last (transpose_u8)
+//    and copied in at column pw.
+//  - sums: for each output position and block of channels,
+//      acc = base[c] + sum_taps x[tap][c] * wz[tap][c]   (uint32, wrapping)
+//    where wz = w - w_zp[c] and base[c] = bias[c] - x_zp * sum_taps wz[tap][c]:
+//    sum (x - x_zp) wz = sum x wz - x_zp sum wz, and a tap in the padding
+//    reads x_zp, adding (x_zp - x_zp) wz = 0 as the reference's skipped tap.
+//    Everything is modulo 2^32 (the products x * wz fit int32), so acc is the
+//    reference's wrapped sum plus bias, hence its exact one whenever that
+//    fits int32 (what quant.cpp checks for the requantizing ops).
+//  - epilogue: kQ8Double (QLinearConv) as kernels::requantize_double, lane by
+//    lane (double product, clamp, nearbyint: round half to even), into a
+//    channels-last byte tile that transpose_u8 writes to the NCHW output;
+//    the other outputs (ConvInteger's int32) element by element.
+// The loops over a block's kDwLanes channels are fixed-length, so
+// run_vectorized compiles each to one AVX-512 register (two AVX2 ones).
+constexpr int64_t kDwLanes = 16;
+constexpr int64_t kDwBandBytes = int64_t{96} << 10;  // band buffer per task (L2)
+
+// One output row of depthwise sums, channels-last: for ow < OW and every
+// channel c < cp, s[ow * cp + c] = base[c] + sum_t x[ow * step + off[t] + c]
+// * wz[t * cp + c], wrapping; x: the band row of the windows' first taps.
+// (The accumulator block stays in one register through the tap loop.)
+template <typename XT>
+NN_INLINE void dw_sums_row(const XT* x, int64_t OW, int64_t step, const int64_t* off,
+                           int64_t T, const int32_t* wz, const uint32_t* base, int64_t cp,
+                           uint32_t* s) {
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const XT* win = x + ow * step;
+    for (int64_t c0 = 0; c0 < cp; c0 += kDwLanes) {
+      uint32_t acc[kDwLanes];
+      for (int64_t j = 0; j < kDwLanes; ++j) acc[j] = base[c0 + j];
+      for (int64_t t = 0; t < T; ++t) {
+        const XT* xt = win + off[t] + c0;
+        const int32_t* wt = wz + t * cp + c0;
+        for (int64_t j = 0; j < kDwLanes; ++j)
+          acc[j] += static_cast<uint32_t>(int32_t{xt[j]} * wt[j]);
+      }
+      std::memcpy(s + ow * cp + c0, acc, sizeof acc);
+    }
   }
-  const uint32_t bias = ep.bias.empty() ? 0u : static_cast<uint32_t>(ep.bias[sz(c)]);
-  const float scale = ep.scale[sz(c)];
-  const int32_t zp = ep.y_zp, qmin = ep.y_signed ? -128 : 0, qmax = ep.y_signed ? 127 : 255;
-  uint8_t* o = static_cast<uint8_t*>(y) + at;
-  nn_detail::run_vectorized([&]() NN_LAMBDA {
-    for (int64_t j = 0; j < n; ++j)
-      o[j] = static_cast<uint8_t>(kernels::requantize_double(
-          static_cast<int32_t>(static_cast<uint32_t>(acc[j]) + bias), scale, zp, qmin, qmax));
-  });
 }
 
-// Depthwise 2-D (C / group == M / group == 1), per plane. The input less
-// its zero point goes into a zero-padded int16 copy (a tap in the padding
-// then adds 0, as (x_zp - x_zp) * w does), and each output row is summed
-// tap by tap along the row, a loop the compiler vectorises (contiguous for
-// stride 1). The int32 sums are exact when KH * KW * 255 * 255 fits in
-// int32 (any kernel up to 181 x 181), so they equal the reference's
-// wrapped ones; bigger kernels take the scalar loop with wrapping sums.
 template <typename XT, typename WT>
 void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
-  const XT* x = static_cast<const XT*>(p.x->raw());
   const WT* w = static_cast<const WT*>(p.w->raw());
-  const int64_t H = p.in[0], W = p.in[1], OH = p.out[0], OW = p.out[1];
-  const int64_t KH = p.kernel[0], KW = p.kernel[1];
+  const int64_t C = p.C, H = p.in[0], W = p.in[1], OH = p.out[0], OW = p.out[1];
+  const int64_t KH = p.kernel[0], KW = p.kernel[1], T = KH * KW;
   const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0], dw = p.dilation[1];
   const int64_t ph = p.pad_begin[0], pw = p.pad_begin[1];
-  const int32_t xz = p.x_zp;
-  const bool exact = KH * KW <= (int64_t{1} << 31) / (255 * 255) - 1;
-  // The padded plane covers every tap of every output position.
-  const int64_t Hp = std::max(ph + H, (OH - 1) * sh + (KH - 1) * dh + 1);
+  const int64_t Cp = ceil_div(C, kDwLanes) * kDwLanes;
+  // The padded width covers every tap of every output column.
   const int64_t Wp = std::max(pw + W, (OW - 1) * sw + (KW - 1) * dw + 1);
-  // The flat grid for stride 1, and for short rows (the per-row loop can't fill a vector).
-  const bool flat = (sh == 1 && sw == 1) || OW < 32;
-  parallel(pool, p.N * p.C, [&](int64_t b, int64_t e) {
-    std::vector<int32_t> wv(sz(KH * KW));
-    // (the flat grid's last taps read up to (KW - 1) * dw past the plane)
-    std::vector<int16_t> xs(exact ? sz(Hp * Wp + (KW - 1) * dw) : 0);
-    std::vector<int32_t> acc(sz(flat ? ((OH - 1) * sh + 1) * Wp : OW)), picked(sz(OW));
-    for (int64_t plane = b; plane < e; ++plane) {
-      const int64_t c = plane % p.C;
-      const XT* xp = x + plane * H * W;
-      for (int64_t kk = 0; kk < KH * KW; ++kk)
-        wv[sz(kk)] = int32_t{w[c * KH * KW + kk]} - p.w_zp[sz(c)];
-      if (!exact) {
-        for (int64_t oh = 0; oh < OH; ++oh)
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            uint32_t a = 0;
-            for (int64_t kh = 0; kh < KH; ++kh) {
-              const int64_t ih = oh * sh - ph + kh * dh;
-              if (ih < 0 || ih >= H) continue;
-              for (int64_t kw = 0; kw < KW; ++kw) {
-                const int64_t iw = ow * sw - pw + kw * dw;
-                if (iw < 0 || iw >= W) continue;
-                a += static_cast<uint32_t>((int32_t{xp[ih * W + iw]} - xz) * wv[sz(kh * KW + kw)]);
-              }
-            }
-            store_one(p.ep, c, a, y, (plane * OH + oh) * OW + ow);
-          }
-        continue;
+  const int64_t P = OH * OW;
+  const Epilogue& ep = p.ep;
+
+  // Weights less their zero points, [T][Cp]; base[c] as above.
+  std::vector<int32_t> wz(sz(T * Cp), 0);
+  std::vector<uint32_t> base(sz(Cp), 0);
+  std::vector<double> scale(sz(Cp), 0.0);  // float multipliers, widened (exactly)
+  for (int64_t c = 0; c < C; ++c) {
+    uint32_t wsum = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t v = int32_t{w[c * T + t]} - p.w_zp[sz(c)];
+      wz[sz(t * Cp + c)] = v;
+      wsum += static_cast<uint32_t>(v);
+    }
+    base[sz(c)] = (ep.bias.empty() ? 0u : static_cast<uint32_t>(ep.bias[sz(c)])) -
+                  static_cast<uint32_t>(p.x_zp) * wsum;
+    if (!ep.scale.empty()) scale[sz(c)] = static_cast<double>(ep.scale[sz(c)]);
+  }
+  // Tap offsets in the band, in bytes from the window's first position.
+  std::vector<int64_t> off(sz(T));
+  for (int64_t kh = 0; kh < KH; ++kh)
+    for (int64_t kw = 0; kw < KW; ++kw) off[sz(kh * KW + kw)] = (kh * dh * Wp + kw * dw) * Cp;
+
+  // Bands of output rows: a bounded band buffer each, enough of them to keep
+  // every thread busy.
+  const int64_t row_bytes = Wp * Cp;
+  const int64_t span = (KH - 1) * dh + 1;  // band rows of one output row
+  int64_t rows = std::clamp<int64_t>((kDwBandBytes / row_bytes - span) / sh + 1, 1, OH);
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  if (p.N * ceil_div(OH, rows) < threads)
+    rows = std::max<int64_t>(1, ceil_div(OH, ceil_div(threads, p.N)));
+  const int64_t bands = ceil_div(OH, rows);
+  const auto zp_byte = static_cast<uint8_t>(p.x_zp);
+  const int32_t qmin = ep.y_signed ? -128 : 0, qmax = ep.y_signed ? 127 : 255;
+
+  parallel(pool, p.N * bands, [&](int64_t b, int64_t e) {
+    thread_local std::vector<uint8_t> band_buf, rows_buf, sum_buf, out_buf;
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t n = task / bands, oh0 = (task % bands) * rows;
+      const int64_t oh1 = std::min(OH, oh0 + rows), np = (oh1 - oh0) * OW;
+      // Band row r is padded row oh0 * sh + r, input row oh0 * sh + r - ph.
+      const int64_t R = (oh1 - 1 - oh0) * sh + span;
+      const int64_t ih0 = std::max<int64_t>(0, oh0 * sh - ph);
+      const int64_t ih1 = std::min(H, oh0 * sh - ph + R);
+      uint8_t* band = scratch(band_buf, sz(R * row_bytes));
+      // The zero point's byte where no input row or column lands.
+      const int64_t r0 = std::min(R, ih0 + ph - oh0 * sh);
+      const int64_t r1 = std::clamp(ih1 + ph - oh0 * sh, r0, R);
+      std::memset(band, zp_byte, sz(r0 * row_bytes));
+      std::memset(band + r1 * row_bytes, zp_byte, sz((R - r1) * row_bytes));
+      for (int64_t r = r0; r < r1; ++r) {
+        std::memset(band + r * row_bytes, zp_byte, sz(pw * Cp));
+        std::memset(band + (r * Wp + pw + W) * Cp, zp_byte, sz((Wp - pw - W) * Cp));
       }
-      std::fill(xs.begin(), xs.end(), int16_t{0});
-      for (int64_t ih = 0; ih < H && ph + ih < Hp; ++ih) {
-        int16_t* dst = xs.data() + (ph + ih) * Wp + pw;
-        const XT* src = xp + ih * W;
-        const int64_t n = std::min(W, Wp - pw);
-        for (int64_t iw = 0; iw < n; ++iw) dst[iw] = static_cast<int16_t>(int32_t{src[iw]} - xz);
+      if (ih1 > ih0) {
+        // The input rows channels-last, then each row into its band row.
+        uint8_t* cl = scratch(rows_buf, sz((ih1 - ih0) * W * Cp));
+        if (Cp != C) std::memset(cl, zp_byte, sz((ih1 - ih0) * W * Cp));
+        kernels::transpose_u8(bytes(*p.x) + (n * C * H + ih0) * W, C, (ih1 - ih0) * W, H * W, cl,
+                              Cp);
+        for (int64_t ih = ih0; ih < ih1; ++ih)  // (Wp >= pw + W)
+          std::memcpy(band + ((ih + ph - oh0 * sh) * Wp + pw) * Cp, cl + (ih - ih0) * W * Cp,
+                      sz(W * Cp));
       }
-      int32_t* a = acc.data();
-      const int16_t* xv = xs.data();
-      const int32_t* wp = wv.data();
-      if (flat) {
-        // The stride-1 convolution on a grid as wide as the padded plane:
-        // grid element r * Wp + q is the sum at padded position (r, q), and
-        // every tap reads the plane at that index plus a fixed offset, so
-        // each tap is one contiguous loop over the whole grid. Output (oh,
-        // ow) is grid element (oh * sh) * Wp + ow * sw; the rest is dropped
-        // (with stride 2, 3 of 4 sums: still faster on rows too short to
-        // vectorise).
-        nn_detail::run_vectorized([&]() NN_LAMBDA {
-          const int64_t n = ((OH - 1) * sh + 1) * Wp;
-          for (int64_t i = 0; i < n; ++i) a[i] = 0;
-          for (int64_t kh = 0; kh < KH; ++kh)
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              const int32_t wk = wp[kh * KW + kw];
-              const int16_t* xk = xv + kh * dh * Wp + kw * dw;
-              for (int64_t i = 0; i < n; ++i) a[i] += wk * xk[i];
-            }
-        });
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          const int32_t* row = a + oh * sh * Wp;
-          if (sw != 1) {
-            for (int64_t ow = 0; ow < OW; ++ow) picked[sz(ow)] = row[ow * sw];
-            row = picked.data();
-          }
-          store_row(p.ep, c, row, OW, y, (plane * OH + oh) * OW);
+      // The sums, channels-last: sums[i * Cp + c], i < np.
+      auto* sums = reinterpret_cast<uint32_t*>(scratch(sum_buf, sz(np * Cp) * 4));
+      nn_detail::run_vectorized([&]() NN_LAMBDA {
+        const XT* const xb = reinterpret_cast<const XT*>(band);
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          const XT* row = xb + (oh - oh0) * sh * Wp * Cp;
+          uint32_t* s = sums + (oh - oh0) * OW * Cp;
+          dw_sums_row(row, OW, sw * Cp, off.data(), T, wz.data(), base.data(), Cp, s);
         }
+      });
+      // To NCHW: channel c's band is np contiguous outputs from oh0 * OW.
+      const int64_t first = n * C * P + oh0 * OW;
+      if (ep.out != QOutput::kQ8Double) {
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = 0; i < np; ++i)
+            store_value(ep, c, sums[i * Cp + c], y, first + c * P + i);
         continue;
       }
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        nn_detail::run_vectorized([&]() NN_LAMBDA {
-          for (int64_t ow = 0; ow < OW; ++ow) a[ow] = 0;
-          for (int64_t kh = 0; kh < KH; ++kh) {
-            const int16_t* xr = xv + (oh * sh + kh * dh) * Wp;
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              const int32_t wk = wp[kh * KW + kw];
-              const int16_t* xk = xr + kw * dw;
-              for (int64_t ow = 0; ow < OW; ++ow) a[ow] += wk * xk[ow * sw];
-            }
+      // Requantized as kernels::requantize_double (the float multiplier
+      // widened to double beforehand, which is exact): the double product,
+      // clamped to [qmin - y_zp, qmax - y_zp] in its operand order (NaN gives
+      // qmin - y_zp), rounded half to even by nearbyint (the default
+      // rounding mode), plus y_zp. The locals keep the byte stores from
+      // aliasing what the loop reads. Then transposed to NCHW.
+      uint8_t* const q = scratch(out_buf, sz(np * Cp));
+      nn_detail::run_vectorized([&]() NN_LAMBDA {
+        const uint32_t* const sv = sums;
+        const double* const sp = scale.data();
+        uint8_t* const qv = q;
+        const int64_t cp = Cp, count = np;
+        const int32_t yzp = ep.y_zp;
+        const double lo = static_cast<double>(qmin - yzp), hi = static_cast<double>(qmax - yzp);
+        for (int64_t i = 0; i < count; ++i)
+          for (int64_t c = 0; c < cp; ++c) {
+            const double v = static_cast<double>(static_cast<int32_t>(sv[i * cp + c])) * sp[c];
+            double r = v > lo ? v : lo;
+            r = r < hi ? r : hi;
+            qv[i * cp + c] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(r)) + yzp);
           }
-        });
-        store_row(p.ep, c, a, OW, y, (plane * OH + oh) * OW);
-      }
+      });
+      kernels::transpose_u8(q, np, C, Cp, static_cast<uint8_t*>(y) + first, P);
     }
   });
 }

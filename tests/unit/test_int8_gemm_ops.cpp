@@ -498,8 +498,8 @@ TEST(Int8GemmOps, ConvLayersOfRealisticSize) {
        {64, 8, 3, 3},
        {{"group", ai(4)}, {"strides", ais({2, 2})}, {"pads", ais({1, 1, 1, 1})}}},
       {{1, 24, 20, 20}, {24, 1, 5, 5}, {{"group", ai(24)}, {"pads", ais({2, 2, 2, 2})}}},
-      // Depthwise with rows long enough for the per-row loop (>= 32 outputs),
-      // strided and dilated, and a strided one on the flat grid.
+      // Depthwise with long rows, strided and dilated, asymmetric pads, and
+      // a short-rowed strided one (6 and 5 channels: one partial lane block).
       {{2, 6, 11, 80},
        {6, 1, 3, 3},
        {{"group", ai(6)}, {"strides", ais({2, 1})}, {"dilations", ais({1, 2})}, {"pads", ais({1, 2, 0, 1})}}},
@@ -510,6 +510,173 @@ TEST(Int8GemmOps, ConvLayersOfRealisticSize) {
   int i = 0;
   for (const ConvCase& cc : cases) {
     const int64_t M = cc.w[0], K = cc.w[1] * cc.w[2] * cc.w[3];
+    OpCall c;
+    c.op = "QLinearConv";
+    c.opset = 10;
+    c.attrs = cc.attrs;
+    c.in = {r.codes(DType::kU8, cc.x),
+            scalar_f32(0.02f),
+            r.code(DType::kU8),
+            r.codes(DType::kI8, cc.w),
+            r.f32({M}, 0.01f, 0.02f),
+            Tensor(DType::kI8, {M}),
+            scalar_f32(0.02f * 0.015f / spread_scale(K) * 3),
+            r.code(DType::kU8),
+            r.i32({M}, -5000, 5000)};
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_conv, "layer " + std::to_string(i++));
+  }
+}
+
+// ---------------------------------------------------------------- depthwise
+
+// A random depthwise 2-D convolution (group == C == M, one channel per
+// group): the channels-last direct path (depthwise_2d in quant_gemm.cpp).
+// Channel counts off the 16-lane blocks, tiny planes (1 x 1, 2 x 3), kernels
+// 3 x 3, 5 x 5, 1 x 3 and random, strides 1-3, dilations 1-2, asymmetric
+// pads (or auto_pad), batches 1-3.
+ConvCase random_depthwise(Rng& r, int i) {
+  static const int64_t kChannels[] = {1, 3, 16, 17, 32, 33, 5, 48};
+  static const int64_t kKernels[][2] = {{3, 3}, {5, 5}, {1, 3}, {3, 1}, {2, 4}, {1, 1}};
+  const int64_t C = kChannels[i % 8];
+  const int64_t KH = i % 7 == 6 ? r.range(1, 5) : kKernels[i % 6][0];
+  const int64_t KW = i % 7 == 6 ? r.range(1, 5) : kKernels[i % 6][1];
+  const std::vector<int64_t> strides = {r.range(1, 3), r.range(1, 3)};
+  const std::vector<int64_t> dil = {r.range(1, 2), r.range(1, 2)};
+  std::vector<int64_t> pads = {r.range(0, 2), r.range(0, 2), r.range(0, 2), r.range(0, 2)};
+  int64_t H = 0, W = 0;
+  switch (i % 5) {
+    case 0:  // a 1 x 1 or 2 x 3 plane: most taps in the padding
+      H = i % 2 ? 1 : 2;
+      W = i % 2 ? 1 : 3;
+      pads = {KH - 1, KW - 1, KH - 1, KW - 1};  // (at least one output)
+      break;
+    default:
+      H = (KH - 1) * dil[0] + r.range(1, 12);
+      W = (KW - 1) * dil[1] + r.range(1, 30);
+  }
+  ConvCase c;
+  c.x = {r.range(1, 3), C, H, W};
+  c.w = {C, 1, KH, KW};
+  c.attrs = {{"group", ai(C)}, {"strides", ais(strides)}, {"dilations", ais(dil)}};
+  if (i % 11 == 10)
+    c.attrs["auto_pad"] = ir::Attribute::of(std::string(i % 2 ? "SAME_UPPER" : "SAME_LOWER"));
+  else
+    c.attrs["pads"] = ais(pads);
+  return c;
+}
+
+// QLinearConv: u8 / s8 activations, weights and outputs, per-tensor and
+// per-channel weight scales and zero points, with and without bias; on 1 and
+// 3 threads (expect_fast_is_reference). Under QFORGE_ISA=ref (ctest
+// Int8GemmOps.depthwise_isa_ref) the same loops run without vectors.
+TEST(Int8GemmOps, DepthwiseQLinearConvIsTheReference) {
+  Rng r(21);
+  for (int i = 0; i < 120; ++i) {
+    const ConvCase cc = random_depthwise(r, i);
+    const DType tx = r.type8(), tw = r.type8(), ty = r.type8();
+    const int64_t M = cc.w[0], K = cc.w[2] * cc.w[3];
+    const bool per_ch = i % 3 != 0;
+    OpCall c;
+    c.op = "QLinearConv";
+    c.opset = 10;
+    c.attrs = cc.attrs;
+    c.in = {r.codes(tx, cc.x),
+            scalar_f32(r.real(0.5f, 2.0f)),
+            r.code(tx),
+            r.codes(tw, cc.w),
+            per_ch ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
+            per_ch ? r.codes(tw, {M}) : r.code(tw),
+            scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
+            r.code(ty),
+            std::nullopt};
+    if (i % 2 == 0) c.in[8] = r.i32({M}, -50000, 50000);
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_conv, conv_what(cc, i));
+  }
+}
+
+// ConvInteger: int32 outputs, wrapping sums (no exactness condition), zero
+// points absent, per tensor or per channel.
+TEST(Int8GemmOps, DepthwiseConvIntegerIsTheReference) {
+  Rng r(22);
+  for (int i = 0; i < 60; ++i) {
+    const ConvCase cc = random_depthwise(r, i);
+    const DType tx = r.type8(), tw = r.type8();
+    OpCall c;
+    c.op = "ConvInteger";
+    c.opset = 10;
+    c.attrs = cc.attrs;
+    c.in = {r.codes(tx, cc.x), r.codes(tw, cc.w), std::nullopt, std::nullopt};
+    if (i % 3 != 0) c.in[2] = r.code(tx);
+    const int zp_kind = i / 3 % 3;
+    if (zp_kind == 1) c.in[3] = r.code(tw);
+    if (zp_kind == 2) c.in[3] = r.codes(tw, {cc.w[0]});
+    c.packed = {1};
+    expect_fast_is_reference(c, ops::reference::conv_integer, conv_what(cc, i));
+  }
+  // A sum past int32: 1 x 34000 taps of (0 - 255) * (0 - 255) = 65025 each
+  // (2.2e9), which the reference wraps to int32; two channels, one window
+  // and a second one shifted by the padding.
+  OpCall c;
+  c.op = "ConvInteger";
+  c.opset = 10;
+  c.attrs = {{"group", ai(2)}, {"pads", ais({0, 1, 0, 0})}};
+  c.in = {Tensor(DType::kU8, {1, 2, 1, 34000}), Tensor(DType::kU8, {2, 1, 1, 34000}),
+          Tensor::from<uint8_t>({}, {255}), Tensor::from<uint8_t>({}, {255})};
+  c.packed = {1};
+  expect_fast_is_reference(c, ops::reference::conv_integer, "sums past int32");
+}
+
+// Ties: multipliers 0.5 and 0.25 (exact in float and double) on small sums,
+// so many products end in .5 and must round half to even (2.5 -> 2, 3.5 ->
+// 4, -2.5 -> -2), and outputs that saturate at both ends.
+TEST(Int8GemmOps, DepthwiseRoundsHalfToEven) {
+  Rng r(24);
+  for (const DType ty : {DType::kU8, DType::kI8}) {
+    const int64_t C = 20;
+    Tensor x(DType::kU8, {2, C, 9, 11}), w(DType::kI8, {C, 1, 3, 3});
+    for (int64_t i = 0; i < x.numel(); ++i)
+      static_cast<uint8_t*>(x.raw())[i] = static_cast<uint8_t>(r.range(124, 132));
+    for (int64_t i = 0; i < w.numel(); ++i)
+      static_cast<int8_t*>(w.raw())[i] = static_cast<int8_t>(r.range(-3, 3));
+    Tensor ws(DType::kF32, {C});
+    for (int64_t m = 0; m < C; ++m) ws.data<float>()[m] = m % 3 == 2 ? 40.0f : (m % 2 ? 0.5f : 0.25f);
+    OpCall c;
+    c.op = "QLinearConv";
+    c.opset = 10;
+    c.attrs = {{"group", ai(C)}, {"pads", ais({1, 1, 1, 1})}, {"strides", ais({1, 2})}};
+    c.in = {x,
+            scalar_f32(1.0f),
+            Tensor::from<uint8_t>({}, {128}),
+            w,
+            ws,
+            Tensor(DType::kI8, {C}),
+            scalar_f32(1.0f),
+            ty == DType::kU8 ? Tensor::from<uint8_t>({}, {128}) : Tensor::from<int8_t>({}, {0}),
+            r.i32({C}, -7, 7)};
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_conv, std::string(dtype_name(ty)) + " output");
+  }
+}
+
+// Layers of the Fashion-MNIST depthwise-separable CNN (models/fmnist/
+// dwsep_cnn.onnx) and bigger planes cut into several bands of output rows
+// (per image, and more on 3 threads with one image).
+TEST(Int8GemmOps, DepthwiseLayersOfRealisticSize) {
+  Rng r(23);
+  const auto dw = [](int64_t n, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s) {
+    const int64_t p = k / 2;
+    return ConvCase{{n, C, H, W},
+                    {C, 1, k, k},
+                    {{"group", ai(C)}, {"strides", ais({s, s})}, {"pads", ais({p, p, p, p})}}};
+  };
+  const std::vector<ConvCase> cases = {dw(3, 32, 28, 28, 3, 2), dw(2, 64, 14, 14, 3, 2),
+                                       dw(2, 128, 7, 7, 3, 1),  dw(1, 32, 150, 150, 3, 1),
+                                       dw(1, 24, 97, 131, 5, 2), dw(2, 40, 64, 64, 3, 2)};
+  int i = 0;
+  for (const ConvCase& cc : cases) {
+    const int64_t M = cc.w[0], K = cc.w[2] * cc.w[3];
     OpCall c;
     c.op = "QLinearConv";
     c.opset = 10;
