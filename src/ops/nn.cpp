@@ -289,10 +289,13 @@ void soft_run(OpContext& ctx) {
 // com.microsoft QLinearSoftmax(X, X_scale, X_zero_point, Y_scale,
 // Y_zero_point), attributes axis and opset (the Softmax's opset, which sets
 // the axis semantics): Y = quantize(Softmax(dequantize(X))). One outer block
-// at a time: its codes through a 256-entry table into a float buffer, the
-// float Softmax kernel in place, then quantized on the SIMD kernel; so it
-// equals the DequantizeLinear -> Softmax -> QuantizeLinear group bit for
-// bit, with no float tensor in memory.
+// at a time (or, along the last axis, a run of rows of about 4K values,
+// as attention's short rows would otherwise pay the calls per row): its
+// codes through a 256-entry table into a float buffer, the float Softmax
+// kernel in place, then quantized on the SIMD kernel; so it equals the
+// DequantizeLinear -> Softmax -> QuantizeLinear group bit for bit (each
+// row sees the same float operations however many rows share a call), with
+// no float tensor in memory.
 void qlinear_softmax_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
@@ -305,17 +308,20 @@ void qlinear_softmax_run(OpContext& ctx) {
   const std::array<float, 256> table = dequant_table(xq);
   const auto* px = static_cast<const uint8_t*>(x.raw());
   auto* py = static_cast<uint8_t*>(y.raw());
-  parallel(ctx.pool(), v.outer, grain_for(block), [&](int64_t b, int64_t e) {
-    std::vector<float> buf(static_cast<size_t>(block));
+  // Outer blocks per call: rows of the last axis in runs of about 4K values.
+  const int64_t run = v.inner == 1 ? std::max<int64_t>(1, 4096 / block) : 1;
+  parallel(ctx.pool(), v.outer, std::max(run, grain_for(block)), [&](int64_t b, int64_t e) {
+    std::vector<float> buf(static_cast<size_t>(std::min(run, e - b) * block));
     float* f = buf.data();
-    for (int64_t o = b; o < e; ++o) {
+    for (int64_t o = b; o < e; o += run) {
+      const int64_t k = std::min(run, e - o), len = k * block;
       const uint8_t* xo = px + o * block;
-      for (int64_t i = 0; i < block; ++i) f[i] = table[xo[i]];
+      for (int64_t i = 0; i < len; ++i) f[i] = table[xo[i]];
       run_vectorized([&]() NN_LAMBDA {
-        if (v.inner == 1) soft_rows<float, SoftKind::kSoftmax>(f, f, 1, v.n);
+        if (v.inner == 1) soft_rows<float, SoftKind::kSoftmax>(f, f, k, v.n);
         else soft_cols<float, SoftKind::kSoftmax>(f, f, v.n, v.inner, 0, v.inner);
       });
-      quantize_q8(f, block, yq, py + o * block);
+      quantize_q8(f, len, yq, py + o * block);
     }
   });
 }
