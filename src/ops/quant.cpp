@@ -194,13 +194,14 @@ int32_t wrap32(int64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(v)
 float single_scale(const OpContext& ctx, int i, const std::string& what, bool divisor) {
   const Tensor& t = ctx.input(i);
   expect_type(ctx.node(), what, t.dtype(), {DType::kF32});
-  require(is_single(t), ctx.node(), Errc::kShapeMismatch,
-          what + " has shape " + shape_str(t.shape()),
-          "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
+  if (!is_single(t))  // (the message is built only on failure: this runs every call)
+    fail(ctx.node(), Errc::kShapeMismatch, what + " has shape " + shape_str(t.shape()),
+         "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
   const float s = float_at(t, 0);
   if (divisor)
-    require(std::isfinite(s) && s != 0, ctx.node(), Errc::kInvalidArgument,
-            what + " is " + std::to_string(s), "a finite, non-zero scale to divide by");
+    if (!(std::isfinite(s) && s != 0))
+      fail(ctx.node(), Errc::kInvalidArgument, what + " is " + std::to_string(s),
+           "a finite, non-zero scale to divide by");
   return s;
 }
 
@@ -210,9 +211,9 @@ int32_t single_zero_point(const OpContext& ctx, int i, const std::string& what, 
   if (optional && !ctx.has_input(i)) return 0;
   const Tensor& t = ctx.input(i);
   expect_same_type(ctx.node(), what, t.dtype(), of, want);
-  require(is_single(t), ctx.node(), Errc::kShapeMismatch,
-          std::string(what) + " has shape " + shape_str(t.shape()),
-          "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
+  if (!is_single(t))
+    fail(ctx.node(), Errc::kShapeMismatch, std::string(what) + " has shape " + shape_str(t.shape()),
+         "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
   return codes_of(t)[0];
 }
 
@@ -796,12 +797,14 @@ void qlinear_matmul_run(OpContext& ctx, Path path) {
   expect_type(node, "a_scale", as.dtype(), st);
   expect_same_type(node, "b_scale", bs.dtype(), "a_scale", as.dtype());
   expect_same_type(node, "y_scale", ys.dtype(), "a_scale", as.dtype());
-  require(is_single(ys) && is_single(yz), node, Errc::kShapeMismatch,
-          "y_scale has shape " + shape_str(ys.shape()) + " and y_zero_point " + shape_str(yz.shape()),
-          "single values (the output is quantized per tensor)");
+  if (!(is_single(ys) && is_single(yz)))  // (messages built only on failure)
+    fail(node, Errc::kShapeMismatch,
+         "y_scale has shape " + shape_str(ys.shape()) + " and y_zero_point " + shape_str(yz.shape()),
+         "single values (the output is quantized per tensor)");
   const float y_scale = float_at(ys, 0);
-  require(std::isfinite(y_scale) && y_scale != 0, node, Errc::kInvalidArgument,
-          "y_scale is " + std::to_string(y_scale), "a finite, non-zero scale to divide by");
+  if (!(std::isfinite(y_scale) && y_scale != 0))
+    fail(node, Errc::kInvalidArgument, "y_scale is " + std::to_string(y_scale),
+         "a finite, non-zero scale to divide by");
   const int32_t y_zp = codes_of(yz)[0];
   const MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
   std::vector<int32_t> bias;  // ai.qforge's: N values, or none
@@ -809,9 +812,9 @@ void qlinear_matmul_run(OpContext& ctx, Path path) {
   if (ctx.has_input(8)) {
     const Tensor& bt = ctx.input(8);
     expect_type(node, "bias", bt.dtype(), {DType::kI32});
-    require(bt.rank() == 1 && bt.numel() == p.N, node, Errc::kShapeMismatch,
-            "bias has shape " + shape_str(bt.shape()),
-            "[" + std::to_string(p.N) + "] (one int32 value per column of the product)");
+    if (!(bt.rank() == 1 && bt.numel() == p.N))
+      fail(node, Errc::kShapeMismatch, "bias has shape " + shape_str(bt.shape()),
+           "[" + std::to_string(p.N) + "] (one int32 value per column of the product)");
     bias.assign(bt.data<int32_t>(), bt.data<int32_t>() + p.N);
     for (int32_t v : bias) bias_max = std::max(bias_max, std::abs(int64_t{v}));
   }
