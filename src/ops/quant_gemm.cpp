@@ -444,9 +444,17 @@ void matmul_direct(const Matmul& p, void* y, ThreadPool* pool) {
       const uint32_t* bi = bias.data();
       const int32_t zp = p.ep.y_zp;
       nn_detail::run_vectorized([o, s, bi, sc, zp, qmin, qmax, MN]() NN_LAMBDA {
-        for (int64_t j = 0; j < MN; ++j)
-          o[j] = static_cast<uint8_t>(
-              kernels::requantize_double(static_cast<int32_t>(s[j] + bi[j]), sc[j], zp, qmin, qmax));
+        // Locals: a byte store may alias the closure, whose members the
+        // loop would then reload every element (and not vectorise).
+        uint8_t* __restrict out = o;
+        const uint32_t* __restrict sums = s;
+        const uint32_t* __restrict add = bi;
+        const float* __restrict mult = sc;
+        const int32_t z = zp, lo = qmin, hi = qmax;
+        const int64_t len = MN;
+        for (int64_t j = 0; j < len; ++j)
+          out[j] = static_cast<uint8_t>(
+              kernels::requantize_double(static_cast<int32_t>(sums[j] + add[j]), mult[j], z, lo, hi));
       });
     }
   });
