@@ -317,6 +317,12 @@ TEST(QFused, VitLinearLayersAndAttentionAreInteger) {
   EXPECT_EQ(count_op(f.graph, "QLinearMatMul", ""), 4);
   EXPECT_EQ(count_op(f.graph, "MatMul"), 0);
   EXPECT_EQ(count_op(f.graph, "QLinearAdd"), 5);
+  EXPECT_EQ(count_op(f.graph, "Split"), 2);
+  // The only float islands left: the input's QuantizeLinear, ReduceMean
+  // (DequantizeLinear, QuantizeLinear) and the logits' DequantizeLinear;
+  // the attention's Shape nodes read the integers.
+  EXPECT_EQ(count_op(f.graph, "QuantizeLinear"), 2);
+  EXPECT_EQ(count_op(f.graph, "DequantizeLinear"), 2);
 }
 
 }  // namespace
