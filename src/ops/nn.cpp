@@ -286,13 +286,63 @@ void soft_run(OpContext& ctx) {
   });
 }
 
+// QLinearSoftmax along the last axis with a positive X scale: the row
+// maximum is the value of the row's largest code (the dequantized values
+// rise with the code), so each exponential exp(x - max) is a function of
+// two codes, the element's and the row maximum's. The 256 exponentials for
+// one maximum are computed the first time a row has it (by the same
+// exp_shifted the float kernel runs, on the 256 dequantized values) and
+// looked up after that; each row is then summed, scaled and quantized as
+// soft_rows does. Bit for bit the float kernel's result, with a few
+// hundred exponentials per call instead of one per element.
+void softmax_rows_by_code(const std::array<float, 256>& table, bool is_signed, int64_t rows, int64_t n,
+                          const Q8& yq, const uint8_t* px, uint8_t* py, ThreadPool* pool) {
+  const uint8_t flip = is_signed ? 0x80 : 0;  // code order as unsigned bytes
+  const int64_t run = std::max<int64_t>(1, 4096 / n);
+  parallel(pool, rows, std::max(run, grain_for(n)), [&](int64_t b, int64_t e) {
+    std::vector<float> exps(256 * 256);  // row k: exp(table[i] - table[k]) for byte i
+    std::vector<bool> have(256, false);
+    std::vector<float> buf(static_cast<size_t>(std::min(run, e - b) * n));
+    float* f = buf.data();
+    const float* tab = table.data();
+    for (int64_t r0 = b; r0 < e; r0 += run) {
+      const int64_t k = std::min(run, e - r0);
+      for (int64_t r = 0; r < k; ++r) {
+        const uint8_t* xr = px + (r0 + r) * n;
+        uint8_t top = 0;
+        for (int64_t i = 0; i < n; ++i) top = std::max<uint8_t>(top, static_cast<uint8_t>(xr[i] ^ flip));
+        const uint8_t mx = top ^ flip;  // the largest code's byte
+        float* er = exps.data() + mx * 256;
+        if (!have[mx]) {
+          const float m = tab[mx];
+          run_vectorized([&]() NN_LAMBDA { exp_shifted(tab, er, 256, m); });
+          have[mx] = true;
+        }
+        float* fr = f + r * n;
+        for (int64_t i = 0; i < n; ++i) fr[i] = er[xr[i]];
+      }
+      run_vectorized([&]() NN_LAMBDA {
+        for (int64_t r = 0; r < k; ++r) {
+          float* fr = f + r * n;
+          const float inv = 1.0f / sum_of(fr, n);
+          for (int64_t i = 0; i < n; ++i) fr[i] *= inv;
+        }
+      });
+      quantize_q8(f, k * n, yq, py + r0 * n);
+    }
+  });
+}
+
 // com.microsoft QLinearSoftmax(X, X_scale, X_zero_point, Y_scale,
 // Y_zero_point), attributes axis and opset (the Softmax's opset, which sets
 // the axis semantics): Y = quantize(Softmax(dequantize(X))). One outer block
-// at a time: its codes through a 256-entry table into a float buffer, the
-// float Softmax kernel in place, then quantized on the SIMD kernel; so it
-// equals the DequantizeLinear -> Softmax -> QuantizeLinear group bit for
-// bit, with no float tensor in memory.
+// at a time (or, along the last axis, a run of rows of about 4K values,
+// as attention's short rows would otherwise pay the calls per row): its
+// codes through a 256-entry table into a float buffer, the float Softmax
+// kernel in place, then quantized on the SIMD kernel; so it equals the
+// DequantizeLinear -> Softmax -> QuantizeLinear group bit for bit (each
+// row sees the same float operations however many rows share a call), with
+// no float tensor in memory.
 void qlinear_softmax_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
@@ -305,17 +355,24 @@ void qlinear_softmax_run(OpContext& ctx) {
   const std::array<float, 256> table = dequant_table(xq);
   const auto* px = static_cast<const uint8_t*>(x.raw());
   auto* py = static_cast<uint8_t*>(y.raw());
-  parallel(ctx.pool(), v.outer, grain_for(block), [&](int64_t b, int64_t e) {
-    std::vector<float> buf(static_cast<size_t>(block));
+  if (v.inner == 1 && xq.scale > 0) {
+    softmax_rows_by_code(table, xq.type == DType::kI8, v.outer, v.n, yq, px, py, ctx.pool());
+    return;
+  }
+  // Outer blocks per call: rows of the last axis in runs of about 4K values.
+  const int64_t run = v.inner == 1 ? std::max<int64_t>(1, 4096 / block) : 1;
+  parallel(ctx.pool(), v.outer, std::max(run, grain_for(block)), [&](int64_t b, int64_t e) {
+    std::vector<float> buf(static_cast<size_t>(std::min(run, e - b) * block));
     float* f = buf.data();
-    for (int64_t o = b; o < e; ++o) {
+    for (int64_t o = b; o < e; o += run) {
+      const int64_t k = std::min(run, e - o), len = k * block;
       const uint8_t* xo = px + o * block;
-      for (int64_t i = 0; i < block; ++i) f[i] = table[xo[i]];
+      for (int64_t i = 0; i < len; ++i) f[i] = table[xo[i]];
       run_vectorized([&]() NN_LAMBDA {
-        if (v.inner == 1) soft_rows<float, SoftKind::kSoftmax>(f, f, 1, v.n);
+        if (v.inner == 1) soft_rows<float, SoftKind::kSoftmax>(f, f, k, v.n);
         else soft_cols<float, SoftKind::kSoftmax>(f, f, v.n, v.inner, 0, v.inner);
       });
-      quantize_q8(f, block, yq, py + o * block);
+      quantize_q8(f, len, yq, py + o * block);
     }
   });
 }

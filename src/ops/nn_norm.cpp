@@ -278,15 +278,24 @@ void qlinear_layernorm_run(OpContext& ctx) {
   const float* ps = scale.data();
   const float* pb = bias.empty() ? nullptr : bias.data();
   const auto eps = static_cast<float>(node.attr_float("epsilon", 1e-5f));
-  parallel(ctx.pool(), rows, grain_for(n), [&](int64_t b0, int64_t e0) {
-    std::vector<float> buf(static_cast<size_t>(n));
+  // Rows in runs of about 4K values: one lookup loop, one kernel call and
+  // one quantize call per run rather than per (short) row; each row's
+  // float arithmetic is the same.
+  const int64_t run = std::max<int64_t>(1, 4096 / n);
+  parallel(ctx.pool(), rows, std::max(run, grain_for(n)), [&](int64_t b0, int64_t e0) {
+    std::vector<float> buf(static_cast<size_t>(std::min(run, e0 - b0) * n));
     float* f = buf.data();
-    for (int64_t r = b0; r < e0; ++r) {
-      const uint8_t* xr = px + r * n;
-      for (int64_t i = 0; i < n; ++i) f[i] = table[xr[i]];
-      float mean = 0, inv = 0;
-      run_vectorized([&]() NN_LAMBDA { layernorm_row(f, f, n, ps, pb, eps, mean, inv); });
-      quantize_q8(f, n, yq, py + r * n);
+    for (int64_t r0 = b0; r0 < e0; r0 += run) {
+      const int64_t k = std::min(run, e0 - r0), len = k * n;
+      const uint8_t* xr = px + r0 * n;
+      for (int64_t i = 0; i < len; ++i) f[i] = table[xr[i]];
+      run_vectorized([&]() NN_LAMBDA {
+        for (int64_t r = 0; r < k; ++r) {
+          float mean = 0, inv = 0;
+          layernorm_row(f + r * n, f + r * n, n, ps, pb, eps, mean, inv);
+        }
+      });
+      quantize_q8(f, len, yq, py + r0 * n);
     }
   });
 }

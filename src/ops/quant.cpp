@@ -42,6 +42,7 @@
 #include "kernels/kernels.h"
 #include "kernels/qgemm.h"
 #include "ops/families.h"
+#include "ops/nn_common.h"
 #include "ops/op_util.h"
 #include "ops/quant_gemm.h"
 #include "qforge/pack.h"
@@ -193,13 +194,14 @@ int32_t wrap32(int64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(v)
 float single_scale(const OpContext& ctx, int i, const std::string& what, bool divisor) {
   const Tensor& t = ctx.input(i);
   expect_type(ctx.node(), what, t.dtype(), {DType::kF32});
-  require(is_single(t), ctx.node(), Errc::kShapeMismatch,
-          what + " has shape " + shape_str(t.shape()),
-          "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
+  if (!is_single(t))  // (the message is built only on failure: this runs every call)
+    fail(ctx.node(), Errc::kShapeMismatch, what + " has shape " + shape_str(t.shape()),
+         "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
   const float s = float_at(t, 0);
   if (divisor)
-    require(std::isfinite(s) && s != 0, ctx.node(), Errc::kInvalidArgument,
-            what + " is " + std::to_string(s), "a finite, non-zero scale to divide by");
+    if (!(std::isfinite(s) && s != 0))
+      fail(ctx.node(), Errc::kInvalidArgument, what + " is " + std::to_string(s),
+           "a finite, non-zero scale to divide by");
   return s;
 }
 
@@ -209,9 +211,9 @@ int32_t single_zero_point(const OpContext& ctx, int i, const std::string& what, 
   if (optional && !ctx.has_input(i)) return 0;
   const Tensor& t = ctx.input(i);
   expect_same_type(ctx.node(), what, t.dtype(), of, want);
-  require(is_single(t), ctx.node(), Errc::kShapeMismatch,
-          std::string(what) + " has shape " + shape_str(t.shape()),
-          "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
+  if (!is_single(t))
+    fail(ctx.node(), Errc::kShapeMismatch, std::string(what) + " has shape " + shape_str(t.shape()),
+         "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
   return codes_of(t)[0];
 }
 
@@ -770,6 +772,10 @@ void matmul_integer_infer(InferContext& c) { set_output(c, 0, DType::kI32, matmu
 // y = saturate(round((A - a_zp) x (B - b_zp) * (a_scale * b_scale / y_scale)) + y_zp):
 // the multiplier in the scales' type (float32, or f16 / bf16 at opset 21),
 // the product with the exact integer sum in float64, as ONNX's reference.
+// ai.qforge QLinearMatMul is the same op with an optional ninth input, an
+// int32 bias [N] in units of a_scale * b_scale[n] (zero point 0, as
+// QLinearConv's), added to the integer sum before the multiplier: a
+// MatMul -> Add(bias) pair in one op.
 void qlinear_matmul_run(OpContext& ctx, Path path) {
   const ir::Node& node = ctx.node();
   const Tensor& a = ctx.input(0);
@@ -791,25 +797,39 @@ void qlinear_matmul_run(OpContext& ctx, Path path) {
   expect_type(node, "a_scale", as.dtype(), st);
   expect_same_type(node, "b_scale", bs.dtype(), "a_scale", as.dtype());
   expect_same_type(node, "y_scale", ys.dtype(), "a_scale", as.dtype());
-  require(is_single(ys) && is_single(yz), node, Errc::kShapeMismatch,
-          "y_scale has shape " + shape_str(ys.shape()) + " and y_zero_point " + shape_str(yz.shape()),
-          "single values (the output is quantized per tensor)");
+  if (!(is_single(ys) && is_single(yz)))  // (messages built only on failure)
+    fail(node, Errc::kShapeMismatch,
+         "y_scale has shape " + shape_str(ys.shape()) + " and y_zero_point " + shape_str(yz.shape()),
+         "single values (the output is quantized per tensor)");
   const float y_scale = float_at(ys, 0);
-  require(std::isfinite(y_scale) && y_scale != 0, node, Errc::kInvalidArgument,
-          "y_scale is " + std::to_string(y_scale), "a finite, non-zero scale to divide by");
+  if (!(std::isfinite(y_scale) && y_scale != 0))
+    fail(node, Errc::kInvalidArgument, "y_scale is " + std::to_string(y_scale),
+         "a finite, non-zero scale to divide by");
   const int32_t y_zp = codes_of(yz)[0];
   const MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
+  std::vector<int32_t> bias;  // ai.qforge's: N values, or none
+  int64_t bias_max = 0;
+  if (ctx.has_input(8)) {
+    const Tensor& bt = ctx.input(8);
+    expect_type(node, "bias", bt.dtype(), {DType::kI32});
+    if (!(bt.rank() == 1 && bt.numel() == p.N))
+      fail(node, Errc::kShapeMismatch, "bias has shape " + shape_str(bt.shape()),
+           "[" + std::to_string(p.N) + "] (one int32 value per column of the product)");
+    bias.assign(bt.data<int32_t>(), bt.data<int32_t>() + p.N);
+    for (int32_t v : bias) bias_max = std::max(bias_max, std::abs(int64_t{v}));
+  }
   const DType t = as.dtype();
   if (path == Path::kFast && as.numel() == 1) {
-    // A per tensor, B per tensor or per column, and an int32 sum that equals
-    // the reference's int64 one.
+    // A per tensor, B per tensor or per column, and an int32 sum (bias
+    // included) that equals the reference's int64 one.
     const std::optional<int32_t> a_zp = per_tensor_zp(&az);
     std::optional<std::vector<int32_t>> b_zp = per_column_zp(&bz, p.N);
     const std::optional<std::vector<float>> sb = per_column_scale(bs, p.N);
     if (a_zp && b_zp && sb &&
-        kernels::exact_in_int32(p.K, signed8(a), *a_zp, signed8(b), b_zp->data(), p.N)) {
+        kernels::exact_in_int32(p.K, signed8(a), *a_zp, signed8(b), b_zp->data(), p.N, bias_max)) {
       int8::Matmul m = int8_matmul(p, a, *a_zp, b, std::move(*b_zp));
       m.ep.out = kernels::QOutput::kQ8Double;
+      m.ep.bias = bias;
       const float sa = float_at(as, 0);
       for (int64_t n = 0; n < p.N; ++n)  // the multiplier exactly as below
         m.ep.scale.push_back(round_to(t, round_to(t, sa * (*sb)[sz(n)]) / y_scale));
@@ -828,7 +848,8 @@ void qlinear_matmul_run(OpContext& ctx, Path path) {
   int_matmul(p, A, B, [&](int64_t bi, int64_t m, int64_t n, int64_t sum) {
     const float s = round_to(t, sa[sz(p.a_mat[sz(bi)] * p.M + m)] * sb[sz(p.b_mat[sz(bi)] * p.N + n)]);
     const float mult = round_to(t, s / y_scale);
-    put_code(y, (bi * p.M + m) * p.N + n, round_saturate(static_cast<double>(sum) * mult, y_zp, qmin, qmax));
+    const int64_t acc = sum + (bias.empty() ? 0 : bias[sz(n)]);
+    put_code(y, (bi * p.M + m) * p.N + n, round_saturate(static_cast<double>(acc) * mult, y_zp, qmin, qmax));
   });
 }
 
@@ -1292,6 +1313,46 @@ void qlinear_binary_run(OpContext& ctx, bool mul) {
       float v[kChunk];
       for (int64_t c = c_begin; c < c_end; ++c) {
         const int64_t c0 = c * kChunk, len = std::min(kChunk, n - c0);
+        // Runs over which both inputs advance contiguously (or one stays a
+        // single value): a plain loop each, which the compiler vectorises
+        // (the table reads become gathers), with the same float operations
+        // per element as below. (The lambda takes copies: v is written
+        // through, so captured references would be reloaded.)
+        if ((na == n || na == 1 || na >= 16) && (nb == n || nb == 1 || nb >= 16)) {
+          int64_t ia = c0 % na, ib = c0 % nb;
+          for (int64_t j = 0; j < len;) {
+            const int64_t run = std::min({len - j, na == 1 ? len : na - ia, nb == 1 ? len : nb - ib});
+            const float *fa = ta, *fb = tb;
+            const uint8_t *qa = pa + ia, *qb = pb + ib;
+            const bool a1 = na == 1, b1 = nb == 1;
+            float* res = v + j;
+            nn_detail::run_vectorized([fa, fb, qa, qb, res, run, mul, ab, a1, b1]() NN_LAMBDA {
+              if (b1) {
+                const float z = fb[qb[0]];
+                if (mul)
+                  for (int64_t t = 0; t < run; ++t) res[t] = fa[qa[t]] * z * ab;
+                else
+                  for (int64_t t = 0; t < run; ++t) res[t] = fa[qa[t]] + z;
+              } else if (a1) {
+                const float x = fa[qa[0]];
+                if (mul)
+                  for (int64_t t = 0; t < run; ++t) res[t] = x * fb[qb[t]] * ab;
+                else
+                  for (int64_t t = 0; t < run; ++t) res[t] = x + fb[qb[t]];
+              } else if (mul) {
+                for (int64_t t = 0; t < run; ++t) res[t] = fa[qa[t]] * fb[qb[t]] * ab;
+              } else {
+                for (int64_t t = 0; t < run; ++t) res[t] = fa[qa[t]] + fb[qb[t]];
+              }
+            });
+            j += run;
+            if (!a1 && (ia += run) == na) ia = 0;
+            if (!b1 && (ib += run) == nb) ib = 0;
+          }
+          if (is_signed) k.quantize_i8(v, len, cs, cz, qmin, qmax, reinterpret_cast<int8_t*>(py + c0));
+          else k.quantize_u8(v, len, cs, cz, qmin, qmax, py + c0);
+          continue;
+        }
         int64_t ia = c0 % na, ib = c0 % nb;
         for (int64_t j = 0; j < len; ++j) {
           const float x = ta[pa[ia]], z = tb[pb[ib]];
@@ -1915,6 +1976,10 @@ void register_quant_ops(OpRegistry& r) {
          .infer = qlinear_matmul_infer, .prepare = packs_matmul_b(3),
          .run = fast(qlinear_matmul_run)});
   r.add({.domain = "", .op_type = "QLinearMatMul", .min_opset = 21, .max_opset = 21,
+         .infer = qlinear_matmul_infer, .prepare = packs_matmul_b(3),
+         .run = fast(qlinear_matmul_run)});
+  // ai.qforge: QLinearMatMul with an int32 bias (fuse_qdq's MatMul -> Add).
+  r.add({.domain = "ai.qforge", .op_type = "QLinearMatMul", .min_opset = 1, .max_opset = 1,
          .infer = qlinear_matmul_infer, .prepare = packs_matmul_b(3),
          .run = fast(qlinear_matmul_run)});
   r.add({.domain = "", .op_type = "QLinearConv", .min_opset = 10, .max_opset = 21,

@@ -410,6 +410,104 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
   });
 }
 
+// ---- small matmuls with B given per call ----
+
+// B per call and small matrices (attention's Q x K^T and weights x V: a few
+// dozen rows and columns each, one product per image and head): packing B
+// and running the tiled GEMM per matrix costs more than the products. Here
+// each B less its zero points is widened to int16 once, and each row of A
+// accumulates (a - a_zp) * row k of B into N sums, a loop over the columns
+// the compiler vectorises. The sums are the GEMM's, modulo 2^32 alike
+// (uint32 arithmetic); each element then goes through the epilogue's scalar
+// rule (store_one, or requantize_double for the requantizing case), which
+// every GEMM kernel matches, so the result is the GEMM path's bit for bit.
+constexpr int64_t kDirectMaxN = 64, kDirectMaxK = 256;
+
+bool direct_matmul_fits(const Matmul& p) {
+  return p.N <= kDirectMaxN && p.K <= kDirectMaxK && p.M <= 4 * kDirectMaxN;
+}
+
+void matmul_direct(const Matmul& p, void* y, ThreadPool* pool) {
+  const bool a_signed = is_signed8(*p.a), b_signed = is_signed8(*p.b);
+  const int64_t M = p.M, K = p.K, N = p.N, count = static_cast<int64_t>(p.a_mat.size());
+  const int64_t MN = M * N, NP = (N + 15) / 16 * 16;
+  const size_t es = elem_size(p.ep.out);
+  const int32_t qmin = p.ep.y_signed ? -128 : 0, qmax = p.ep.y_signed ? 127 : 255;
+  const bool requant = p.ep.out == QOutput::kQ8Double;
+  // The requantizing epilogue's per-column values repeated for every row,
+  // so that it is one contiguous loop over the M x N result.
+  std::vector<float> scale(requant ? sz(MN) : 0);
+  std::vector<uint32_t> bias(requant ? sz(MN) : 0, 0u);
+  for (int64_t j = 0; requant && j < MN; ++j) {
+    scale[sz(j)] = p.ep.scale[sz(j % N)];
+    if (!p.ep.bias.empty()) bias[sz(j)] = static_cast<uint32_t>(p.ep.bias[sz(j % N)]);
+  }
+  parallel(pool, count, [&](int64_t b, int64_t e) {
+    std::vector<int16_t> bw(sz(K * NP), 0);  // K x NP: B less its zero points, zero padded
+    std::vector<int32_t> av(sz(M * K));
+    std::vector<uint32_t> acc(sz(MN));
+    int64_t packed = -1;  // the B matrix bw holds
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t bm = p.b_mat[sz(i)];
+      if (bm != packed) {
+        const uint8_t* B = bytes(*p.b) + bm * K * N;
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t n = 0; n < N; ++n) {
+            const uint8_t v = B[k * N + n];
+            const int32_t c = b_signed ? int32_t{static_cast<int8_t>(v)} : int32_t{v};
+            bw[sz(k * NP + n)] = static_cast<int16_t>(c - p.b_zp[sz(n)]);
+          }
+        packed = bm;
+      }
+      const uint8_t* A = bytes(*p.a) + p.a_mat[sz(i)] * M * K;
+      for (int64_t j = 0; j < M * K; ++j)
+        av[sz(j)] = (a_signed ? int32_t{static_cast<int8_t>(A[j])} : int32_t{A[j]}) - p.a_zp;
+      uint32_t* s = acc.data();
+      const int16_t* w = bw.data();
+      const int32_t* a = av.data();
+      // Each row's sums 16 columns at a time in a fixed-size array, which
+      // the compiler keeps in a vector register across k (bw's rows are
+      // padded with zeros to NP columns). The lambda takes copies: stores
+      // through a captured reference would make it reload the captures.
+      nn_detail::run_vectorized([s, w, a, M, K, N, NP]() NN_LAMBDA {
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n0 = 0; n0 < NP; n0 += 16) {
+            uint32_t t[16] = {};
+            for (int64_t k = 0; k < K; ++k) {
+              const int32_t x = a[m * K + k];
+              const int16_t* wk = w + k * NP + n0;
+              for (int j = 0; j < 16; ++j) t[j] += static_cast<uint32_t>(x * int32_t{wk[j]});
+            }
+            const int64_t cols = std::min<int64_t>(16, N - n0);
+            for (int64_t j = 0; j < cols; ++j) s[m * N + n0 + j] = t[j];
+          }
+      });
+      const int64_t at = i * MN;
+      if (!requant) {
+        for (int64_t j = 0; j < MN; ++j) store_one(p.ep, j % N, s[j], y, at + j);
+        continue;
+      }
+      uint8_t* o = static_cast<uint8_t*>(y) + sz(at) * es;
+      const float* sc = scale.data();
+      const uint32_t* bi = bias.data();
+      const int32_t zp = p.ep.y_zp;
+      nn_detail::run_vectorized([o, s, bi, sc, zp, qmin, qmax, MN]() NN_LAMBDA {
+        // Locals: a byte store may alias the closure, whose members the
+        // loop would then reload every element (and not vectorise).
+        uint8_t* __restrict out = o;
+        const uint32_t* __restrict sums = s;
+        const uint32_t* __restrict add = bi;
+        const float* __restrict mult = sc;
+        const int32_t z = zp, lo = qmin, hi = qmax;
+        const int64_t len = MN;
+        for (int64_t j = 0; j < len; ++j)
+          out[j] = static_cast<uint8_t>(
+              kernels::requantize_double(static_cast<int32_t>(sums[j] + add[j]), mult[j], z, lo, hi));
+      });
+    }
+  });
+}
+
 // Columns of im2col built at once per task: bounds the scratch memory and
 // keeps the chunk in L2.
 constexpr int64_t kColBytes = int64_t{256} << 10;
@@ -478,6 +576,7 @@ void matmul(const Matmul& p, const void* state, void* y, ThreadPool* pool) {
   const auto* st = static_cast<const PackedWeights*>(state);
   if (st != nullptr && !st->matches(*p.b)) st = nullptr;
   const int64_t nb = *std::max_element(p.b_mat.begin(), p.b_mat.end()) + 1;
+  if (st == nullptr && p.K > 0 && direct_matmul_fits(p)) return matmul_direct(p, y, pool);
   std::vector<QPackedB> local;
   std::vector<const QPackedB*> mats(sz(nb), nullptr);
   if (st != nullptr && static_cast<int64_t>(st->mats.size()) >= nb) {

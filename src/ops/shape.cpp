@@ -201,18 +201,21 @@ void strided_copy_t(Shape shape, Ints st, const T* src, T* dst, ThreadPool* pool
           }
           const int64_t i0 = itile * BI, i1 = std::min(i0 + BI, np);
           const int64_t j0 = jt * BJ, j1 = std::min(j0 + BJ, n);
+          // Strides as locals: for bytes, a store may alias the captured
+          // variables, which the loops would otherwise reload every element.
+          const int64_t step = s, in_step = sp_in, out_step = sp_out;
           if (BJ >= 8) {
             for (int64_t i = i0; i < i1; ++i) {
-              T* d = dst + dof + i * sp_out;
-              const T* sp = src + so + i * sp_in;
-              for (int64_t j = j0; j < j1; ++j) d[j] = sp[j * s];
+              T* d = dst + dof + i * out_step;
+              const T* sp = src + so + i * in_step;
+              for (int64_t j = j0; j < j1; ++j) d[j] = sp[j * step];
             }
           } else {
             // Short rows: walk the contiguous input axis innermost.
             for (int64_t j = j0; j < j1; ++j) {
               T* d = dst + dof + j;
-              const T* sp = src + so + j * s;
-              for (int64_t i = i0; i < i1; ++i) d[i * sp_out] = sp[i * sp_in];
+              const T* sp = src + so + j * step;
+              for (int64_t i = i0; i < i1; ++i) d[i * out_step] = sp[i * in_step];
             }
           }
         }
@@ -223,6 +226,7 @@ void strided_copy_t(Shape shape, Ints st, const T* src, T* dst, ThreadPool* pool
 
   // Rows of the innermost axis.
   const int64_t rows = prod(shape, 0, r - 1);
+  const size_t row_bytes = static_cast<size_t>(n) * sizeof(T);
   const size_t outer_rank = r - 1;
   par_for(pool, rows, grain_for(n * static_cast<int64_t>(sizeof(T))), [&](int64_t b, int64_t e) {
     Ints c(outer_rank, 0);
@@ -237,7 +241,14 @@ void strided_copy_t(Shape shape, Ints st, const T* src, T* dst, ThreadPool* pool
     for (int64_t row = b; row < e; ++row) {
       const T* sp = src + so;
       if (s == 1) {
-        std::memcpy(d, sp, static_cast<size_t>(n) * sizeof(T));
+        // Short rows (attention heads of 16 bytes) as fixed-size copies,
+        // which compile to a load and a store instead of a call.
+        switch (row_bytes) {
+          case 16: std::memcpy(d, sp, 16); break;
+          case 32: std::memcpy(d, sp, 32); break;
+          case 64: std::memcpy(d, sp, 64); break;
+          default: std::memcpy(d, sp, row_bytes); break;
+        }
       } else if (s == 0) {
         std::fill_n(d, n, *sp);
       } else {

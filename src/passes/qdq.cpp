@@ -158,7 +158,10 @@ class Fuser {
       fused += fuse(i);
     }
     if (fused == 0) return 0;
-    // DequantizeLinear nodes whose output nothing reads any more.
+    // DequantizeLinear nodes whose output nothing reads any more (a fused
+    // MatMul -> Add leaves its MatMul dead: erase first, then count readers).
+    erase_nodes(g_, dead_);
+    dead_.assign(g_.nodes.size(), false);
     const Uses after(g_);
     for (size_t i = 0; i < g_.nodes.size(); ++i) {
       const ir::Node& n = g_.nodes[i];
@@ -206,6 +209,9 @@ class Fuser {
   }
 
   int fuse(size_t i);
+  std::optional<std::string> int_bias(const std::string& v, const QSide& x, const Tensor& ws) const;
+  int fuse_matmul_bias(size_t i, size_t qi, const QSide& y);
+  int fuse_split(size_t i);
 
   ir::Model& m_;
   ir::Graph& g_;
@@ -228,9 +234,20 @@ ir::Node make(const std::string& op, const std::string& domain, std::vector<std:
 int Fuser::fuse(size_t i) {
   const ir::Node n = g_.nodes[i];  // a copy: replace() overwrites the slot
   const std::string& op = n.op_type;
+  if (op == "Split") return fuse_split(i);
+  if (op == "Shape" && n.num_inputs() == 1) {
+    // Shape of a dequantized tensor is the shape of its integers: read
+    // those, so the DequantizeLinear can go once nothing else reads it
+    // (the ViT's attention reads its input's shape).
+    const ir::Node* p = producer_of(g_, made_by_, n.inputs[0]);
+    if (!p || p->op_type != "DequantizeLinear" || !p->domain.empty()) return 0;
+    g_.nodes[i].inputs[0] = p->inputs[0];
+    return 1;
+  }
   auto out = q_output(i);
   if (!out) return 0;
   const auto& [qi, y] = *out;
+  if (op == "Add" && fuse_matmul_bias(i, qi, y)) return 1;
   auto x = dq_input(n, 0);
   if (!x || !x->per_tensor) return 0;
 
@@ -242,30 +259,17 @@ int Fuser::fuse(size_t i) {
   }
   if (op == "Conv" || op == "ConvTranspose" || op == "MatMul" || op == "Gemm") {
     auto w = dq_input(n, 1);
-    if (!w || !g_.initializer(w->q)) return 0;
+    if (!w) return 0;
+    // A MatMul of two activations (attention's Q x K^T and weights x V)
+    // takes its B per tensor; QLinearMatMul packs it per call.
+    const bool const_w = g_.initializer(w->q) != nullptr;
+    if (!const_w && !(op == "MatMul" && w->per_tensor)) return 0;
     const Tensor& ws = *g_.initializer(w->scale);
     std::string bias;
     if (n.has_input(2)) {
-      const ir::Node* bp = producer_of(g_, made_by_, n.inputs[2]);
-      if (!bp || bp->op_type != "DequantizeLinear") return 0;
-      const Tensor* bq = g_.initializer(bp->inputs[0]);
-      const Tensor* bs = bp->num_inputs() > 1 ? g_.initializer(bp->inputs[1]) : nullptr;
-      if (!bq || !bs || bq->dtype() != DType::kI32 || bq->rank() != 1) return 0;
-      if (bp->has_input(2)) {
-        const Tensor* bz = g_.initializer(bp->inputs[2]);
-        if (!bz) return 0;
-        for (int64_t k = 0; k < bz->numel(); ++k)
-          if (bz->data<int32_t>()[k] != 0) return 0;
-      }
-      // The integer bias must be in units of x_scale * w_scale.
-      if (bs->numel() != 1 && bs->numel() != ws.numel()) return 0;
-      if (bs->numel() == 1 && ws.numel() != 1) return 0;
-      const float xs = g_.initializer(x->scale)->data<float>()[0];
-      for (int64_t k = 0; k < bs->numel(); ++k) {
-        const float want = xs * ws.data<float>()[ws.numel() == 1 ? 0 : k];
-        if (std::fabs(bs->data<float>()[k] - want) > 1e-6f * want) return 0;
-      }
-      bias = bp->inputs[0];
+      auto b = int_bias(n.inputs[2], *x, ws);
+      if (!b) return 0;
+      bias = *b;
     }
     if (op == "ConvTranspose") {
       // Per output channel is W's axis 1, which is all of them only with group 1.
@@ -286,8 +290,7 @@ int Fuser::fuse(size_t i) {
     }
     if (op == "MatMul") {
       if (!bias.empty()) return 0;
-      const Tensor& wq = *g_.initializer(w->q);
-      if (!w->per_tensor && !(wq.rank() == 2 && (w->axis == 1 || w->axis == -1))) return 0;
+      if (!w->per_tensor && !(g_.initializer(w->q)->rank() == 2 && (w->axis == 1 || w->axis == -1))) return 0;
       ir::Node f = make("QLinearMatMul", "", {x->q, x->scale, x->zp, w->q, w->scale, w->zp, y.scale, y.zp});
       return replace(i, qi, std::move(f));
     }
@@ -350,6 +353,100 @@ int Fuser::fuse(size_t i) {
     return replace(i, qi, std::move(f));
   }
   return 0;
+}
+
+// The int32 constant behind the DequantizeLinear that writes v, if it is a
+// 1-D bias in units of x_scale * w_scale (per tensor, or per output channel
+// as w_scale is) with zero point 0: what QLinearConv and QGemm add to
+// their integer sums.
+std::optional<std::string> Fuser::int_bias(const std::string& v, const QSide& x, const Tensor& ws) const {
+  const ir::Node* bp = producer_of(g_, made_by_, v);
+  if (!bp || bp->op_type != "DequantizeLinear" || !bp->domain.empty()) return std::nullopt;
+  const Tensor* bq = g_.initializer(bp->inputs[0]);
+  const Tensor* bs = bp->num_inputs() > 1 ? g_.initializer(bp->inputs[1]) : nullptr;
+  if (!bq || !bs || bq->dtype() != DType::kI32 || bq->rank() != 1 || bs->dtype() != DType::kF32) return std::nullopt;
+  if (bp->has_input(2)) {
+    const Tensor* bz = g_.initializer(bp->inputs[2]);
+    if (!bz || bz->dtype() != DType::kI32) return std::nullopt;
+    for (int64_t k = 0, nz = bz->numel(); k < nz; ++k)
+      if (bz->data<int32_t>()[k] != 0) return std::nullopt;
+  }
+  if (bs->numel() != 1 && bs->numel() != ws.numel()) return std::nullopt;
+  if (bs->numel() == 1 && ws.numel() != 1) return std::nullopt;
+  const float xs = g_.initializer(x.scale)->data<float>()[0];
+  for (int64_t k = 0, nb = bs->numel(); k < nb; ++k) {
+    const float want = xs * ws.data<float>()[ws.numel() == 1 ? 0 : k];
+    if (std::fabs(bs->data<float>()[k] - want) > 1e-6f * want) return std::nullopt;
+  }
+  return bp->inputs[0];
+}
+
+// Add(MatMul(DQ(x), DQ(W)), DQ(int32 bias)) -> Q, the MatMul's float output
+// read only by the Add (what the quantizer writes for --target qforge):
+// one ai.qforge QLinearMatMul whose int32 sum gets the bias, as
+// QLinearConv's does. W is a constant [K, N], per tensor or per column;
+// the bias [N] is in units of x_scale * w_scale. The fused node takes the
+// MatMul's name; the MatMul is dropped.
+int Fuser::fuse_matmul_bias(size_t i, size_t qi, const QSide& y) {
+  const ir::Node& add = g_.nodes[i];
+  if (add.num_inputs() != 2) return 0;
+  for (int side = 0; side < 2; ++side) {
+    const std::string& mv = add.inputs[static_cast<size_t>(side)];
+    auto mit = made_by_.find(mv);
+    if (mit == made_by_.end() || dead_[mit->second]) continue;
+    const size_t mi = mit->second;
+    const ir::Node& mm = g_.nodes[mi];
+    if (mm.op_type != "MatMul" || !mm.domain.empty() || mm.outputs.size() != 1) continue;
+    auto r = uses_.sole_reader(mv);
+    if (!r || *r != i || uses_.pinned.count(mv)) continue;
+    auto x = dq_input(mm, 0);
+    auto w = dq_input(mm, 1);
+    if (!x || !x->per_tensor || !w) continue;
+    const Tensor* wq = g_.initializer(w->q);
+    if (!wq || wq->rank() != 2) continue;
+    if (!w->per_tensor && !(w->axis == 1 || w->axis == -1)) continue;
+    auto bias = int_bias(add.inputs[static_cast<size_t>(1 - side)], *x, *g_.initializer(w->scale));
+    if (!bias || g_.initializer(*bias)->numel() != wq->dim(1)) continue;
+    ir::Node f = make("QLinearMatMul", kQforge,
+                      {x->q, x->scale, x->zp, w->q, w->scale, w->zp, y.scale, y.zp, *bias});
+    const std::string name = mm.name;
+    g_.values.erase(mv);
+    dead_[mi] = true;
+    uses_qforge_ = true;
+    replace(i, qi, std::move(f));
+    g_.nodes[i].name = name;
+    return 1;
+  }
+  return 0;
+}
+
+// Split whose every output is read only by a QuantizeLinear with the
+// input's parameters: the same Split on the integers (several outputs, so
+// not the one-output groups of fuse()).
+int Fuser::fuse_split(size_t i) {
+  const ir::Node& n = g_.nodes[i];
+  auto x = dq_input(n, 0);
+  if (!x || !x->per_tensor) return 0;
+  std::vector<size_t> qs;
+  for (const auto& o : n.outputs) {
+    if (o.empty()) return 0;
+    auto r = uses_.sole_reader(o);
+    if (!r || dead_[*r]) return 0;
+    const ir::Node& q = g_.nodes[*r];
+    if (q.op_type != "QuantizeLinear" || !q.domain.empty() || q.inputs[0] != o) return 0;
+    auto y = side_of(g_, q);
+    if (!y || !same_params(g_, *x, *y)) return 0;
+    qs.push_back(*r);
+  }
+  ir::Node f = n;
+  f.inputs[0] = x->q;
+  for (size_t k = 0; k < qs.size(); ++k) {
+    g_.values.erase(f.outputs[k]);
+    f.outputs[k] = g_.nodes[qs[k]].outputs[0];
+    dead_[qs[k]] = true;
+  }
+  g_.nodes[i] = std::move(f);
+  return 1;
 }
 
 // ---------------------------------------------------------------- chains as tables

@@ -78,6 +78,9 @@ const std::map<std::string, OpRule>& op_rules() {
       {"Squeeze", {Role::kPassthrough, false, true, true}},
       {"Unsqueeze", {Role::kPassthrough, false, true, true}},
       {"Slice", {Role::kPassthrough, false, true, true}},
+      // Every output takes the input's parameters; qforge splits the
+      // integers (attention's Q, K, V). Float in ONNX Runtime's QDQ graph.
+      {"Split", {Role::kPassthrough, false, true, false}},
       {"Relu", {Role::kActivation, false, true, true}},
       {"Clip", {Role::kActivation, false, true, true}},
       {"Gather", {Role::kGather, false, true, true}},
@@ -245,6 +248,8 @@ struct Plan {
   // output is [0, 1) in steps of 1/256 (zero point qmin), whatever the range
   // calibration saw, and gives wrong codes otherwise (seen in ORT 1.30).
   std::set<std::string> unit_range;
+  // --target qforge: Add node -> the MatMul whose bias it adds (plan_bias_adds).
+  std::map<size_t, size_t> bias_add;
 };
 
 // Which activation tensors a static node quantizes (inputs, then outputs).
@@ -275,6 +280,9 @@ void static_tensors(const ir::Graph& g, const ir::Node& n, const OpRule& rule, s
   }
   if (rule.role != Role::kGather || !g.initializer(n.inputs[0]))
     if (!n.outputs.empty() && !n.outputs[0].empty() && is_f32(g, n.outputs[0])) outs.push_back(n.outputs[0]);
+  if (n.op_type == "Split")
+    for (size_t k = 1; k < n.outputs.size(); ++k)
+      if (!n.outputs[k].empty() && is_f32(g, n.outputs[k])) outs.push_back(n.outputs[k]);
 }
 
 // Weighted ops need their weight as a float initializer to be quantized
@@ -305,8 +313,10 @@ std::string recurrent_blocker(const ir::Graph& g, const ir::Node& n, QuantTarget
   return {};
 }
 
+void plan_bias_adds(Plan& p);
+
 Plan choose(const ir::Model& model, const QuantConfig& c, QuantizeReport& rep) {
-  Plan p{model, {}, {}, {}, {}, {}, {}, {}};
+  Plan p{model, {}, {}, {}, {}, {}, {}, {}, {}};
   ir::Model& m = p.model;
   const passes::OptimizeReport o = [&] {
     passes::OptimizeReport r;
@@ -427,7 +437,45 @@ Plan choose(const ir::Model& model, const QuantConfig& c, QuantizeReport& rep) {
       quantized.insert(t);
     }
   }
+  if (c.target == QuantTarget::kQforge) plan_bias_adds(p);
   return p;
+}
+
+// --target qforge: a static MatMul by a constant [K, N] whose output only a
+// static Add of a constant [N] reads leaves that output float, and the Add
+// takes the bias as int32 in units of x_scale * w_scale[n] (zero point 0),
+// as Conv's bias is; fuse_qdq then makes the pair one ai.qforge
+// QLinearMatMul that adds the bias to its integer sum (no QuantizeLinear /
+// QLinearAdd between them). ONNX Runtime has no such fusion, so
+// --target onnxruntime keeps the quantized MatMul output and a QLinearAdd.
+void plan_bias_adds(Plan& p) {
+  const ir::Graph& g = p.model.graph;
+  std::unordered_map<std::string, size_t> made_by;
+  std::unordered_map<std::string, int> reads;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (const auto& o : g.nodes[i].outputs) made_by[o] = i;
+    for (const auto& v : g.nodes[i].inputs) ++reads[v];
+  }
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const ir::Node& a = g.nodes[i];
+    if (a.op_type != "Add" || p.mode[i] != QuantMode::kStatic || a.inputs.size() != 2) continue;
+    for (size_t side = 0; side < 2; ++side) {
+      const std::string& mv = a.inputs[side];
+      const Tensor* b = g.initializer(a.inputs[1 - side]);
+      auto it = made_by.find(mv);
+      if (!b || b->dtype() != DType::kF32 || b->rank() != 1 || it == made_by.end()) continue;
+      const size_t mi = it->second;
+      const ir::Node& mm = g.nodes[mi];
+      if (mm.op_type != "MatMul" || p.mode[mi] != QuantMode::kStatic || !weight_is_constant(g, mm)) continue;
+      const Tensor& w = *g.initializer(mm.inputs[1]);
+      if (w.rank() != 2 || w.dim(1) != b->numel() || !p.act_type.count(mm.inputs[0])) continue;
+      if (reads[mv] != 1 || std::count(g.outputs.begin(), g.outputs.end(), mv)) continue;
+      p.bias_add[i] = mi;
+      p.act_type.erase(mv);
+      p.act_method.erase(mv);
+      break;
+    }
+  }
 }
 
 // Observed tensors: the quantized ones that don't share their input's parameters.
@@ -457,6 +505,7 @@ class Converter {
   std::string bias(const std::string& b, const QuantParams& x, const QuantParams& w,
                    std::vector<ir::Node>& out);
   void static_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out);
+  void bias_add(ir::Node& n, size_t matmul, std::vector<ir::Node>& out);
   std::string dynamic_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out);
   std::string recurrent_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out);
   std::array<std::string, 3> recurrent_weight(const std::string& w, const Settings& s);
@@ -654,6 +703,17 @@ void Converter::static_node(ir::Node& n, const Settings& s, std::vector<ir::Node
   quantize_outputs(n, out);
 }
 
+// The Add of a MatMul's bias (Plan::bias_add): the MatMul's output stays
+// float, the bias becomes int32 in units of the MatMul's x_scale * w_scale.
+void Converter::bias_add(ir::Node& n, size_t matmul, std::vector<ir::Node>& out) {
+  const ir::Node& mm = g_.nodes[matmul];
+  // The MatMul's weight, as static_node quantized it (per column: axis 1).
+  const std::string w = constant(mm.inputs[1], weight_spec_for(c_, p_.settings[matmul], 1), out);
+  const QuantParams& wp = const_params_.at(w);
+  for (auto& v : n.inputs) v = g_.initializer(v) ? bias(v, act_params(mm.inputs[0]), wp, out) : input(v);
+  quantize_outputs(n, out);
+}
+
 // DynamicQuantizeLinear -> MatMulInteger / ConvInteger -> Cast -> Mul by
 // x_scale * w_scale (-> Add bias). Returns the integer op's type.
 std::string Converter::dynamic_node(ir::Node& n, const Settings& s, std::vector<ir::Node>& out) {
@@ -811,7 +871,8 @@ void Converter::run(std::vector<NodeDecision>& decisions) {
     if (absorbed[i]) {
       d.how = "absorbed: its input's quantization clamps as it did";
     } else if (p_.mode[i] == QuantMode::kStatic) {
-      static_node(n, p_.settings[i], out);
+      if (auto it = p_.bias_add.find(i); it != p_.bias_add.end()) bias_add(n, it->second, out);
+      else static_node(n, p_.settings[i], out);
       d.how = "QDQ";
     } else if (p_.mode[i] == QuantMode::kDynamic) {
       // Its float outputs may be quantized for the static nodes that read them.
@@ -902,9 +963,23 @@ ir::Model convert(Plan& plan, const QuantConfig& config, const std::map<std::str
   std::unordered_map<std::string, const ir::Node*> node_of;
   for (const auto& n : fused.graph.nodes)
     if (!n.name.empty()) node_of[n.name] = &n;
+  // An Add whose bias went into the QLinearMatMul before it: Add -> that MatMul's name.
+  std::unordered_map<std::string, std::string> matmul_of, bias_of;
+  for (const auto& n : out.graph.nodes)
+    if (n.op_type == "MatMul") matmul_of[n.outputs[0]] = n.name;
+  for (const auto& n : out.graph.nodes)
+    if (n.op_type == "Add")
+      for (const auto& v : n.inputs)
+        if (auto m = matmul_of.find(v); m != matmul_of.end()) bias_of[n.name] = m->second;
   for (auto& d : rep.nodes) {
     if (d.how != "QDQ") continue;
     auto it = node_of.find(d.node);
+    auto folded = bias_of.find(d.node);
+    if (it == node_of.end() && folded != bias_of.end() && node_of.count(folded->second) &&
+        node_of[folded->second]->op_type == "QLinearMatMul" && node_of[folded->second]->num_inputs() == 9) {
+      d.how = "bias added in the QLinearMatMul's integer sum";
+      continue;
+    }
     if (it == node_of.end()) {
       // fuse_qdq removes a float node only when an elementwise chain it is
       // part of became one table.

@@ -275,6 +275,34 @@ TEST(Int8GemmOps, QLinearMatMulFastPathIsTheReference) {
   }
 }
 
+// ai.qforge QLinearMatMul: the same with an int32 bias [N] added to the
+// sum (fuse_qdq's MatMul -> Add); B constant (packed in prepare) or given
+// per run (the small matrices' direct loop, or the GEMM for wide ones).
+TEST(Int8GemmOps, QforgeQLinearMatMulWithBiasFastPathIsTheReference) {
+  Rng r(12);
+  for (int i = 0; i < 40; ++i) {
+    const auto [as, bs] = matmul_shapes(r, i);
+    const DType ta = r.type8(), tb = r.type8(), ty = r.type8();
+    const int64_t K = as.back(), N = bs.size() == 1 ? 1 : bs.back();
+    OpCall c;
+    c.domain = "ai.qforge";
+    c.op = "QLinearMatMul";
+    c.opset = 1;
+    const bool per_col = i % 3 != 0;
+    c.in = {r.codes(ta, as),
+            scalar_f32(r.real(0.5f, 2.0f)),
+            r.code(ta),
+            r.codes(tb, bs),
+            per_col ? r.f32({N}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
+            per_col ? r.codes(tb, {N}) : r.code(tb),
+            scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
+            r.code(ty),
+            r.i32({N}, -20000, 20000)};
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_matmul, "case " + std::to_string(i));
+  }
+}
+
 // Where the int32 sum could differ from the reference's int64 one (K past
 // the bound with extreme zero points), the op must still give the reference
 // result: it falls back.

@@ -2,18 +2,22 @@
 // Softmax -> com.microsoft QLinearSoftmax, LayerNormalization -> ai.qforge
 // QLinearLayerNormalization, Resize (nearest) -> Resize on the integers,
 // ConvTranspose -> ai.qforge QLinearConvTranspose, and elementwise chains
-// of one quantized input (GELU, SiLU) -> one ai.qforge QLinearLookup. Reference: the same
+// of one quantized input (GELU, SiLU) -> one ai.qforge QLinearLookup,
+// MatMul -> Add(constant bias) -> one ai.qforge QLinearMatMul with an int32
+// bias, and MatMul of two activations -> QLinearMatMul. Reference: the same
 // quantized QDQ graph run unfused (DequantizeLinear, the float op,
 // QuantizeLinear: ONNX ops each checked by the conformance tests). The first
 // ones (and the chains) must reproduce it code for code; QLinearConvTranspose sums in int32
 // instead of float, so its codes may differ from the float path's by one
-// quantization step where the float sum lands next to a rounding boundary.
+// quantization step where the float sum lands next to a rounding boundary;
+// so may the QLinearMatMuls, for the same reason.
 #include <cstdlib>
 #include <cstring>
 
 #include <gtest/gtest.h>
 
 #include "qforge/data.h"
+#include "qforge/ir.h"
 #include "qforge/passes.h"
 #include "qforge/quantize.h"
 #include "qforge/session.h"
@@ -194,6 +198,131 @@ TEST(QFused, GeluChainIsOneLookup) {
 TEST(QFused, SiluChainIsOneLookup) {
   const std::vector<ir::Node> silu = {node("Sigmoid", {"c"}, "s"), node("Mul", {"c", "s"}, "a")};
   EXPECT_EQ(max_code_difference(model_with(silu, 4, {}), "Mul", "QLinearLookup", DType::kU8), 0);
+}
+
+int count_op(const ir::Graph& g, const std::string& op, const std::string& domain) {
+  int n = 0;
+  for (const auto& x : g.nodes) n += x.op_type == op && x.domain == domain;
+  return n;
+}
+
+ir::Model quantized(const ir::Model& m, QuantTarget target, DType act = DType::kU8) {
+  QuantConfig c;
+  c.activation_type = act;
+  c.target = target;
+  const Tensor calib = random_tensor({16, 3, 8, 8}, 3, -3.0f, 3.0f);
+  auto reader = make_calibration_reader(tensor_dataset({{"x", calib}}, "calibration"), BatchOptions{8});
+  return quantize_model(m, c, reader.get(), nullptr);
+}
+
+// A linear layer, x [N, 4, 8, 8] by W [8, 6] plus a bias [6] (either side
+// of the Add): the quantizer leaves the MatMul's output float and the bias
+// int32 in units of x_scale * w_scale, and fuse_qdq makes the pair one
+// ai.qforge QLinearMatMul that adds the bias to its integer sum.
+TEST(QFused, MatMulBiasAddIsOneQLinearMatMul) {
+  const std::map<std::string, Tensor> p = {{"Wm", random_tensor({8, 4}, 11, -0.5f, 0.5f)},
+                                           {"bm", random_tensor({4}, 12, -1.0f, 1.0f)}};
+  for (DType t : {DType::kU8, DType::kI8})
+    for (bool bias_first : {false, true}) {
+      const std::vector<ir::Node> linear = {
+          node("MatMul", {"c", "Wm"}, "m"),
+          bias_first ? node("Add", {"bm", "m"}, "a") : node("Add", {"m", "bm"}, "a")};
+      ir::Model m = model_with(linear, 4, p);
+      if (bias_first) {  // (shape inference types an Add by its first input)
+        m.graph.values["bm"] = ir::ValueInfo{DType::kF32, ir::to_sym({4}), {}};
+        ir::infer_shapes(m);
+      }
+      EXPECT_LE(max_code_difference(m, "MatMul", "QLinearMatMul", t), 1);
+      ir::Model f = quantized(m, QuantTarget::kQforge, t);
+      passes::fuse_qdq(f);
+      EXPECT_EQ(count_op(f.graph, "QLinearMatMul", "ai.qforge"), 1);
+      EXPECT_EQ(count_op(f.graph, "Add"), 0);
+      EXPECT_EQ(count_op(f.graph, "QLinearAdd"), 0);
+      for (const auto& n : f.graph.nodes)
+        if (n.op_type == "QLinearMatMul") {
+          EXPECT_EQ(n.num_inputs(), 9);
+          EXPECT_EQ(f.graph.initializer(n.inputs[8])->dtype(), DType::kI32);
+        }
+    }
+}
+
+// ONNX Runtime has no such op: --target onnxruntime keeps MatMul and Add
+// as two QDQ groups (QLinearMatMul, then QLinearAdd).
+TEST(QFused, MatMulBiasAddStaysTwoOpsForOnnxRuntime) {
+  const std::map<std::string, Tensor> p = {{"Wm", random_tensor({8, 4}, 11, -0.5f, 0.5f)},
+                                           {"bm", random_tensor({4}, 12, -1.0f, 1.0f)}};
+  ir::Model f = quantized(model_with({node("MatMul", {"c", "Wm"}, "m"), node("Add", {"m", "bm"}, "a")}, 4, p),
+                          QuantTarget::kOnnxRuntime);
+  passes::fuse_qdq(f);
+  EXPECT_EQ(count_op(f.graph, "QLinearMatMul", ""), 1);
+  EXPECT_EQ(count_op(f.graph, "QLinearMatMul", "ai.qforge"), 0);
+  EXPECT_EQ(count_op(f.graph, "QLinearAdd"), 1);
+}
+
+// Attention's products, both operands activations: c x c^T and that by c.
+TEST(QFused, MatMulOfTwoActivationsIsQLinearMatMul) {
+  ir::Node tr = node("Transpose", {"c"}, "ct");
+  tr.attrs["perm"] = ir::Attribute::of(std::vector<int64_t>{0, 1, 3, 2});
+  for (DType t : {DType::kU8, DType::kI8}) {
+    EXPECT_LE(max_code_difference(model_with({tr, node("MatMul", {"c", "ct"}, "a")}, 4, {}), "MatMul",
+                                  "QLinearMatMul", t),
+              1);
+    ir::Model f = quantized(
+        model_with({tr, node("MatMul", {"c", "ct"}, "s"), node("MatMul", {"s", "c"}, "a")}, 4, {}),
+        QuantTarget::kQforge, t);
+    passes::fuse_qdq(f);
+    EXPECT_EQ(count_op(f.graph, "QLinearMatMul"), 2);
+    EXPECT_EQ(count_op(f.graph, "MatMul"), 0);
+  }
+}
+
+// Split into quantized outputs with the input's parameters (attention's
+// Q, K, V): the same Split on the integers, no DequantizeLinear before it.
+TEST(QFused, SplitRunsOnTheIntegers) {
+  ir::Node sp = test::one_output_node("Split", {"c"}, "s0");
+  sp.outputs = {"s0", "s1"};
+  sp.attrs["axis"] = ir::Attribute::of(int64_t{1});
+  for (DType t : {DType::kU8, DType::kI8}) {
+    ir::Node cat = node("Concat", {"s1", "s0"}, "a");
+    cat.attrs["axis"] = ir::Attribute::of(int64_t{1});
+    const ir::Model m = model_with({sp, cat}, 4, {});
+    EXPECT_EQ(max_code_difference(m, "Split", "Split", t), 0);  // "Split on int8"
+    ir::Model f = quantized(m, QuantTarget::kQforge, t);
+    passes::fuse_qdq(f);
+    for (const auto& n : f.graph.nodes) {
+      if (n.op_type != "Split") continue;
+      for (const auto& p : f.graph.nodes)
+        for (const auto& o : p.outputs) EXPECT_FALSE(o == n.inputs[0] && p.op_type == "DequantizeLinear");
+      for (const auto& r : f.graph.nodes)
+        for (const auto& v : r.inputs)
+          for (const auto& o : n.outputs) EXPECT_FALSE(v == o && r.op_type == "QuantizeLinear");
+    }
+    EXPECT_EQ(count_op(f.graph, "Split"), 1);
+  }
+}
+
+// The Fashion-MNIST ViT (two encoder layers): after fuse_qdq every linear
+// layer with a bias is one QLinearMatMul with the bias (qkv, proj, ff1, ff2
+// per layer), the attention products are integer too, and no MatMul or
+// bias QLinearAdd is left (the QLinearAdds are the residual connections
+// and the position embedding).
+TEST(QFused, VitLinearLayersAndAttentionAreInteger) {
+  const ir::Model m = ir::load_model(std::string(QFORGE_MODELS_DIR) + "/fmnist/vit.onnx");
+  QuantConfig c;
+  const Tensor calib = random_tensor({8, 1, 28, 28}, 13, 0.0f, 1.0f);
+  auto reader = make_calibration_reader(tensor_dataset({{"image", calib}}, "calibration"), BatchOptions{8});
+  ir::Model f = quantize_model(m, c, reader.get(), nullptr);
+  passes::fuse_qdq(f);
+  EXPECT_EQ(count_op(f.graph, "QLinearMatMul", "ai.qforge"), 8);
+  EXPECT_EQ(count_op(f.graph, "QLinearMatMul", ""), 4);
+  EXPECT_EQ(count_op(f.graph, "MatMul"), 0);
+  EXPECT_EQ(count_op(f.graph, "QLinearAdd"), 5);
+  EXPECT_EQ(count_op(f.graph, "Split"), 2);
+  // The only float islands left: the input's QuantizeLinear, ReduceMean
+  // (DequantizeLinear, QuantizeLinear) and the logits' DequantizeLinear;
+  // the attention's Shape nodes read the integers.
+  EXPECT_EQ(count_op(f.graph, "QuantizeLinear"), 2);
+  EXPECT_EQ(count_op(f.graph, "DequantizeLinear"), 2);
 }
 
 }  // namespace
