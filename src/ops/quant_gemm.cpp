@@ -484,7 +484,11 @@ void matmul_direct(const Matmul& p, void* y, ThreadPool* pool) {
       });
       const int64_t at = i * MN;
       if (!requant) {
-        for (int64_t j = 0; j < MN; ++j) store_one(p.ep, j % N, s[j], y, at + j);
+        for (int64_t j = 0; j < MN; ++j) {
+          const int64_t c = j % N;
+          const uint32_t bv = p.ep.bias.empty() ? 0u : static_cast<uint32_t>(p.ep.bias[sz(c)]);
+          store_value(p.ep, c, s[j] + bv, y, at + j);
+        }
         continue;
       }
       uint8_t* o = static_cast<uint8_t*>(y) + sz(at) * es;
