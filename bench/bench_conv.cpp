@@ -66,6 +66,7 @@ void BM_Conv(benchmark::State& state, int64_t C, int64_t H, int64_t M, int64_t k
   slice.outputs = {"out"};
   m.graph.nodes = {conv, clip, slice};
   m.graph.outputs.push_back("out");
+  ir::infer_shapes(m);  // typed values, so that the Clip fuses into the Conv as in a model
   qforge::SessionOptions options;
   options.threads = static_cast<int>(state.range(1));
   const qforge::Session session(std::move(m), options);

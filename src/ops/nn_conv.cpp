@@ -537,6 +537,9 @@ NN_INLINE void pool2x2_plane(const float* x, int64_t pitch, int64_t Hh, int64_t 
   }
 }
 
+// Multiply-adds per image below which conv_padded keeps an image in one piece.
+constexpr int64_t kMinBandMacs = int64_t{1} << 20;
+
 // Floats of a padded image beyond which conv_padded leaves the work to im2col.
 constexpr int64_t kMaxPadded = int64_t{1} << 20;
 
@@ -548,12 +551,30 @@ constexpr int64_t kMaxPadded = int64_t{1} << 20;
 // channel c at (kh*dh / sh) * Wq + (kw*dw) / sw + oh*Wq + ow: so the im2col
 // matrix's row for (c, kh, kw) is that phase plane from a fixed offset, and
 // the GEMM (sgemm_packed_a_rows, the weights packed in prepare) reads it in
-// place. The grid's valid columns are then copied into Y. Images run in
-// parallel on `images`, or one at a time with the GEMM on `inner`.
+// place. The grid's valid columns are then copied into Y.
 void conv_padded(const ConvGeom& g, const DwPlane& p, const ConvState& st, const float* x,
                  const float* bias, const kernels::GemmEpilogue& act, bool pool2, float* y,
-                 ThreadPool* images, ThreadPool* inner) {
-  const int64_t plane = p.plane(), chan = p.sh * p.sw * plane, grid = p.Ho * p.Wq;
+                 ThreadPool* pool) {
+  // Work items are bands of output rows of one image, each with its own
+  // padded copy of the input rows it reads (the kernel's reach past the band
+  // is copied twice): one band per image when there are enough images for
+  // the threads, else as many bands as it takes. Items share nothing, so a
+  // thread never reads what another one just wrote. A band's rows are even
+  // when pooling, so that no window straddles two bands.
+  // Small images stay whole: bands of a tiny convolution (fashion_cnn's first
+  // layer, 0.2M multiply-adds) cost more in copies and cross-core traffic
+  // than the second thread gains.
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  const int64_t macs = g.M * g.Cg * p.KH * p.KW * p.Ho * p.Wo;
+  const bool split = g.N < threads && macs >= kMinBandMacs;
+  const int64_t bands = split ? std::min<int64_t>((threads + g.N - 1) / g.N, p.Ho) : 1;
+  int64_t band_rows = (p.Ho + bands - 1) / bands;
+  if (pool2) band_rows += band_rows % 2;
+  const int64_t nbands = (p.Ho + band_rows - 1) / band_rows;
+  DwPlane pb = p;  // one band's geometry (every band as tall as the first)
+  pb.Ho = band_rows;
+  pb.Hq = ((pb.Ho - 1) * p.sh + (p.KH - 1) * p.dh + 1 + p.sh - 1) / p.sh;
+  const int64_t plane = pb.plane(), chan = p.sh * p.sw * plane, grid = pb.Ho * p.Wq;
   std::vector<int64_t> rows;
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t kh = 0; kh < p.KH; ++kh)
@@ -563,26 +584,30 @@ void conv_padded(const ConvGeom& g, const DwPlane& p, const ConvState& st, const
       }
   // The last tile reads up to a panel past the grid: zeros after the last plane.
   const int64_t tail = kernels::panel_columns(st.packed[0].isa()) + p.KW * p.dw;
-  auto image = [&](int64_t n) {
+  const int64_t Hh = p.Ho / 2, Wh = p.Wo / 2;  // pooled output
+  auto item = [&](int64_t n, int64_t band) {
+    const int64_t oh0 = band * band_rows, valid = std::min(band_rows, p.Ho - oh0);
+    DwPlane pt = pb;
+    pt.pt = p.pt - oh0 * p.sh;  // the band's first padded row is input row oh0 * sh - pt
     float* xp = scratch(g.C * chan + tail, 0);
     float* out = scratch(g.Mg * grid, 1);
     float* row = scratch(p.Wq * p.sw, 2);
     run_vectorized([&]() NN_LAMBDA {
-      for (int64_t c = 0; c < g.C; ++c) dw_phases(p, x + (n * g.C + c) * g.in_size, xp + c * chan, row);
+      for (int64_t c = 0; c < g.C; ++c) dw_phases(pt, x + (n * g.C + c) * g.in_size, xp + c * chan, row);
     });
     std::fill(xp + g.C * chan, xp + g.C * chan + tail, 0.0f);
     for (int64_t gi = 0; gi < g.group; ++gi) {
       kernels::GemmEpilogue ep = act;
       ep.bias_m = bias != nullptr ? bias + gi * g.Mg : nullptr;
       kernels::sgemm_packed_a_rows(st.packed[static_cast<size_t>(gi)], grid, xp + gi * g.Cg * chan,
-                                   rows.data(), out, grid, ep, inner);
+                                   rows.data(), out, grid, ep, nullptr);
       if (pool2) {
-        const int64_t Hh = p.Ho / 2, Wh = p.Wo / 2;
-        float* yp = y + (n * g.M + gi * g.Mg) * Hh * Wh;
+        float* yp = y + (n * g.M + gi * g.Mg) * Hh * Wh + oh0 / 2 * Wh;
+        const int64_t rows_out = valid / 2;
         if (p.Wq % 2 != 0) {
           run_vectorized([&]() NN_LAMBDA {
             for (int64_t m = 0; m < g.Mg; ++m)
-              pool2x2_plane(out + m * grid, p.Wq, Hh, Wh, yp + m * Hh * Wh);
+              pool2x2_plane(out + m * grid, p.Wq, rows_out, Wh, yp + m * Hh * Wh);
           });
           continue;
         }
@@ -602,32 +627,34 @@ void conv_padded(const ConvGeom& g, const DwPlane& p, const ConvState& st, const
             half[q] = larger(out[2 * q + Wq + 1], m);
           }
           for (int64_t m = 0; m < g.Mg; ++m)
-            for (int64_t i = 0; i < Hh; ++i) {
+            for (int64_t i = 0; i < rows_out; ++i) {
               const float* src = half + (m * grid + 2 * i * Wq) / 2;
-              float* dst = yp + (m * Hh + i) * Wh;
+              float* dst = yp + m * Hh * Wh + i * Wh;
               for (int64_t j = 0; j < Wh; ++j) dst[j] = src[j];
             }
         });
         continue;
       }
-      float* yg = y + (n * g.M + gi * g.Mg) * g.out_size;
+      float* yg = y + (n * g.M + gi * g.Mg) * g.out_size + oh0 * p.Wo;
       // Rows are short (Wo floats): a vectorised loop, not a memcpy call each.
       run_vectorized([&]() NN_LAMBDA {
-        const int64_t rows_out = g.Mg * p.Ho, Wo = p.Wo, Wq = p.Wq;
-        for (int64_t r = 0; r < rows_out; ++r) {
-          const float* src = out + r * Wq;
-          float* dst = yg + r * Wo;
-          for (int64_t ow = 0; ow < Wo; ++ow) dst[ow] = src[ow];
-        }
+        const int64_t Wo = p.Wo, Wq = p.Wq, plane_out = g.out_size;
+        for (int64_t m = 0; m < g.Mg; ++m)
+          for (int64_t i = 0; i < valid; ++i) {
+            const float* src = out + m * grid + i * Wq;
+            float* dst = yg + m * plane_out + i * Wo;
+            for (int64_t ow = 0; ow < Wo; ++ow) dst[ow] = src[ow];
+          }
       });
     }
   };
-  if (images != nullptr) {
-    images->parallel_for(g.N, 1, [&](int64_t b, int64_t e) {
-      for (int64_t n = b; n < e; ++n) image(n);
+  const int64_t items = g.N * nbands;
+  if (pool != nullptr && items > 1) {
+    pool->parallel_for(items, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) item(t / nbands, t % nbands);
     });
   } else {
-    for (int64_t n = 0; n < g.N; ++n) image(n);
+    for (int64_t t = 0; t < items; ++t) item(t / nbands, t % nbands);
   }
 }
 
@@ -678,8 +705,7 @@ void conv_run_impl(OpContext& ctx, bool pool2) {
   if (st != nullptr && !direct && g.r == 2) {
     const DwPlane p = dw_plane_geom(g);
     if (g.C * p.sh * p.sw * p.plane() <= kMaxPadded) {
-      conv_padded(g, p, *st, px, bias, act, pool2, py, by_image ? pool : nullptr,
-                  by_image ? nullptr : pool);
+      conv_padded(g, p, *st, px, bias, act, pool2, py, pool);
       return;
     }
   }

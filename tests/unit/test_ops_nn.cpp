@@ -238,6 +238,10 @@ TEST(ConvOp, MatchesDirectLoopsOnEveryPath) {
       {"SAME_LOWER s2", {1, 3, 8, 7}, {4, 3, 4, 3}, 1, {2, 2}, {}, {}, "SAME_LOWER"},
       {"SAME_UPPER s2", {1, 3, 8, 7}, {4, 3, 4, 3}, 1, {2, 2}, {}, {}, "SAME_UPPER"},
       {"VALID", {1, 3, 8, 7}, {4, 3, 3, 2}, 1, {}, {}, {}, "VALID"},
+      // Over 2^20 multiply-adds in one image: on 3 threads the padded-plane
+      // path cuts it into bands of output rows (the last one shorter).
+      {"one image in bands", {1, 16, 40, 41}, {32, 16, 3, 3}, 1, {}, {}, {1, 1, 1, 1}},
+      {"one image in bands, stride 2", {1, 8, 61, 64}, {24, 8, 5, 5}, 1, {2, 2}, {}, {2, 2, 2, 2}},
       // K * positions = 144 * 8100 > 2^20 floats: the columns come in chunks.
       {"im2col in chunks", {3, 16, 90, 90}, {4, 16, 3, 3}, 1, {}, {}, {1, 1, 1, 1}},
   };

@@ -268,6 +268,7 @@ TEST(Passes, FusesConvWithMaxPool2x2) {
       {"3x3 odd output, no relu", {3, 2, 9, 11}, {5, 2, 3, 3}, 1, {}, {1, 1, 1, 1}, false},
       {"5x5 stride 2", {1, 4, 21, 18}, {6, 4, 5, 5}, 1, {2, 2}, {2, 2, 2, 2}},
       {"grouped", {2, 4, 8, 8}, {6, 2, 3, 3}, 2, {}, {1, 1, 1, 1}},
+      {"one image in bands (over 2^20 multiply-adds)", {1, 16, 38, 34}, {32, 16, 3, 3}, 1, {}, {1, 1, 1, 1}},
       {"1x1 (pools after)", {2, 5, 7, 8}, {4, 5, 1, 1}},
       {"depthwise (pools after)", {2, 6, 12, 13}, {6, 1, 3, 3}, 6, {}, {1, 1, 1, 1}},
       {"pool with pads: left alone", {1, 3, 8, 8}, {4, 3, 3, 3}, 1, {}, {1, 1, 1, 1}, true, false, {1, 1, 1, 1}},
