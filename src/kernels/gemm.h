@@ -199,6 +199,25 @@ void sgemv_rows__ref(int64_t k, int64_t n, const float* x, const float* b, int64
 void sgemv_dots__ref(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb, float* y);
 void sgemv_panels__ref(int64_t k, int64_t n, const float* x, const float* p, float* y);
 
+// Depthwise convolution of one block of 16 channels held channels-last (the
+// channel in the lanes): for each output pixel (oh, ow),
+//   out[(oh*Wo + ow)*16 + l] = act(b16[l] + sum over t of
+//       w16[t*16 + l] * in[oh*sh*ld + ow*sw*16 + offsets[t] + l]),
+// taps summed in order with fused multiply-adds. `ld` is the floats per input
+// row (padded width * 16); offsets[t] is tap t's offset in floats.
+struct DwConv16 {
+  const float* in;
+  int64_t ld, sh, sw;
+  const int64_t* offsets;
+  int64_t taps;
+  const float* w16;  // taps x 16
+  const float* b16;  // 16
+  int64_t Ho, Wo;
+  float* out;  // Ho*Wo x 16
+  Epilogue act;
+  float lo, hi;  // kClip's range
+};
+
 #if defined(__x86_64__)
 void pack_transpose__avx2(const float* src, int64_t ld, int64_t rows, int64_t kc, float* dst,
                           int64_t stride, int64_t width);
@@ -214,6 +233,7 @@ void sgemv_rows__avx512(int64_t k, int64_t n, const float* x, const float* b, in
 void sgemv_dots__avx512(int64_t k, int64_t n, const float* x, const float* b, int64_t ldb,
                         float* y);
 void sgemv_panels__avx512(int64_t k, int64_t n, const float* x, const float* p, float* y);
+void dwconv_16c__avx512(const DwConv16& d);
 #endif
 
 }  // namespace qforge::kernels

@@ -357,51 +357,12 @@ NN_INLINE void dw_plane(const DwPlane& p, const int64_t* offsets, const float* x
 // (AVX-512). Per image and block of 16 channels: the planes are transposed
 // (kernels' 16 x 16 pack transpose) into a zero-padded Hp x Wp x 16 buffer,
 // each output pixel's 16 channels are summed tap by tap with aligned loads
-// (no stride phases needed, every output computed once), four pixels of a
-// row at a time so that each tap's weights are loaded once for four, and the
+// (no stride phases needed, every output computed once; kernels::dwconv_16c__avx512,
+// eight pixels of a row at a time), and the
 // Ho*Wo x 16 result is transposed back into the 16 output planes. Channels
 // past C in the last block are zeros and are not written.
 constexpr int64_t kDwLanes = 16;
-constexpr int64_t kDwPixels = 4;
-constexpr int64_t kDwLanesMaxPixels = 256;  // output pixels per plane up to which lanes win
-
-template <kernels::Epilogue A>
-NN_INLINE void dw16_row(const DwPlane& p, const float* buf, int64_t Wp, const float* w16,
-                        const float* b16, int64_t oh, float* out, float lo, float hi) {
-  const int64_t taps = p.KH * p.KW;
-  auto finish = [&](float v) {
-    if constexpr (A == kernels::Epilogue::kRelu) return v > 0.0f ? v : 0.0f;
-    else if constexpr (A == kernels::Epilogue::kClip) return std::min(std::max(v, lo), hi);
-    else return v;
-  };
-  int64_t ow = 0;
-  for (; ow + kDwPixels <= p.Wo; ow += kDwPixels) {
-    float acc[kDwPixels][kDwLanes];
-    for (int64_t q = 0; q < kDwPixels; ++q)
-      for (int64_t l = 0; l < kDwLanes; ++l) acc[q][l] = b16[l];
-    for (int64_t t = 0; t < taps; ++t) {
-      const int64_t kh = t / p.KW, kw = t % p.KW;
-      const float* in = buf + ((oh * p.sh + kh * p.dh) * Wp + ow * p.sw + kw * p.dw) * kDwLanes;
-      const float* wt = w16 + t * kDwLanes;
-      for (int64_t q = 0; q < kDwPixels; ++q)
-        for (int64_t l = 0; l < kDwLanes; ++l) acc[q][l] += wt[l] * in[q * p.sw * kDwLanes + l];
-    }
-    for (int64_t q = 0; q < kDwPixels; ++q)
-      for (int64_t l = 0; l < kDwLanes; ++l)
-        out[((oh * p.Wo) + ow + q) * kDwLanes + l] = finish(acc[q][l]);
-  }
-  for (; ow < p.Wo; ++ow) {
-    float acc[kDwLanes];
-    for (int64_t l = 0; l < kDwLanes; ++l) acc[l] = b16[l];
-    for (int64_t t = 0; t < taps; ++t) {
-      const int64_t kh = t / p.KW, kw = t % p.KW;
-      const float* in = buf + ((oh * p.sh + kh * p.dh) * Wp + ow * p.sw + kw * p.dw) * kDwLanes;
-      const float* wt = w16 + t * kDwLanes;
-      for (int64_t l = 0; l < kDwLanes; ++l) acc[l] += wt[l] * in[l];
-    }
-    for (int64_t l = 0; l < kDwLanes; ++l) out[(oh * p.Wo + ow) * kDwLanes + l] = finish(acc[l]);
-  }
-}
+constexpr int64_t kDwLanesMaxPixels = 1024;  // stride-1 output pixels per plane up to which lanes win
 
 void depthwise_lanes(const ConvGeom& g, const DwPlane& p, const float* x, const float* w,
                      const float* bias, float* y, const kernels::GemmEpilogue& act,
@@ -411,6 +372,9 @@ void depthwise_lanes(const ConvGeom& g, const DwPlane& p, const float* x, const 
   const int64_t blocks = (g.C + kDwLanes - 1) / kDwLanes, taps = p.KH * p.KW;
   const int64_t in_cols = std::min(p.Wi, Wp - p.pl);  // input columns the windows read
   const int64_t per = p.Ho * p.Wo * taps * kDwLanes;
+  std::vector<int64_t> offsets;  // tap (kh, kw) in the Hp x Wp x 16 buffer
+  for (int64_t kh = 0; kh < p.KH; ++kh)
+    for (int64_t kw = 0; kw < p.KW; ++kw) offsets.push_back((kh * p.dh * Wp + kw * p.dw) * kDwLanes);
   parallel(pool, g.N * blocks, grain_for(per, 1 << 16), [&](int64_t b, int64_t e) {
     float* buf = scratch(Hp * Wp * kDwLanes, 0);
     float* out = scratch(p.Ho * p.Wo * kDwLanes, 1);
@@ -439,17 +403,9 @@ void depthwise_lanes(const ConvGeom& g, const DwPlane& p, const float* x, const 
                                         kDwLanes, kDwLanes);
         std::fill(row + (p.pl + in_cols) * kDwLanes, row + Wp * kDwLanes, 0.0f);
       }
-      run_vectorized([&]() NN_LAMBDA {
-        for (int64_t oh = 0; oh < p.Ho; ++oh) {
-          if (act.act == kernels::Epilogue::kRelu)
-            dw16_row<kernels::Epilogue::kRelu>(p, buf, Wp, wb, wb + taps * kDwLanes, oh, out, 0, 0);
-          else if (act.act == kernels::Epilogue::kClip)
-            dw16_row<kernels::Epilogue::kClip>(p, buf, Wp, wb, wb + taps * kDwLanes, oh, out,
-                                               act.clip_min, act.clip_max);
-          else
-            dw16_row<kernels::Epilogue::kNone>(p, buf, Wp, wb, wb + taps * kDwLanes, oh, out, 0, 0);
-        }
-      });
+      kernels::dwconv_16c__avx512({buf, Wp * kDwLanes, p.sh, p.sw, offsets.data(), taps, wb,
+                                   wb + taps * kDwLanes, p.Ho, p.Wo, out, act.act, act.clip_min,
+                                   act.clip_max});
       const int64_t pixels = p.Ho * p.Wo;
       float* yc = y + (n * g.C + c0) * g.out_size;
       for (int64_t p0 = 0; p0 < pixels; p0 += kDwLanes) {
@@ -465,10 +421,12 @@ void depthwise_run(const ConvGeom& g, const float* x, const float* w, const floa
                    const kernels::GemmEpilogue& act, ThreadPool* pool) {
   const DwPlane p = dw_plane_geom(g);
 #if defined(__x86_64__)
-  // Small planes: the per-row loops of the planar path would cost more than
-  // the transposes (bench_conv.cpp: 12 x 12 planes 1.8x faster in lanes,
-  // 48 x 48 1.5x slower).
-  if (vector_isa() == 2 && p.Ho * p.Wo <= kDwLanesMaxPixels) {
+  // Lanes unless a large stride-1 plane, where the planar path's flat passes
+  // cost less than the transposes (BM_Conv, batch 1, one thread: 48 x 48
+  // stride 1 33 us planar, 40 lanes; 24 x 24 stride 1 53 and 40; 48 x 48
+  // stride 2 67 and 34, the planar path splitting the plane into phases).
+  const bool strided = p.sh * p.sw > 1;
+  if (vector_isa() == 2 && (strided || p.Ho * p.Wo <= kDwLanesMaxPixels)) {
     depthwise_lanes(g, p, x, w, bias, y, act, pool);
     return;
   }

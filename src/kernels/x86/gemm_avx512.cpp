@@ -330,4 +330,43 @@ void sgemv_panels__avx512(int64_t k, int64_t n, const float* x, const float* p, 
   }
 }
 
+namespace {
+
+// Q pixels of one output row from ow on: Q accumulators, so that each tap's
+// weights are loaded once for Q pixels and Q independent chains hide the
+// latency of the multiply-adds.
+template <int Q>
+inline void dw16_pixels(const DwConv16& d, const float* row, float* out, int64_t ow, __m512 lo,
+                        __m512 hi) {
+  const int64_t step = d.sw * 16;  // floats between neighbouring pixels' windows
+  __m512 acc[Q];
+  const __m512 b = _mm512_loadu_ps(d.b16);
+#pragma GCC unroll 8
+  for (int q = 0; q < Q; ++q) acc[q] = b;
+  const float* base = row + ow * step;
+  for (int64_t t = 0; t < d.taps; ++t) {
+    const __m512 w = _mm512_loadu_ps(d.w16 + t * 16);
+    const float* in = base + d.offsets[t];
+#pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) acc[q] = _mm512_fmadd_ps(w, _mm512_loadu_ps(in + q * step), acc[q]);
+  }
+#pragma GCC unroll 8
+  for (int q = 0; q < Q; ++q) _mm512_storeu_ps(out + (ow + q) * 16, activate(acc[q], d.act, lo, hi));
+}
+
+}  // namespace
+
+void dwconv_16c__avx512(const DwConv16& d) {
+  const __m512 lo = _mm512_set1_ps(d.lo), hi = _mm512_set1_ps(d.hi);
+  for (int64_t oh = 0; oh < d.Ho; ++oh) {
+    const float* row = d.in + oh * d.sh * d.ld;
+    float* out = d.out + oh * d.Wo * 16;
+    int64_t ow = 0;
+    for (; ow + 8 <= d.Wo; ow += 8) dw16_pixels<8>(d, row, out, ow, lo, hi);
+    if (ow + 4 <= d.Wo) dw16_pixels<4>(d, row, out, ow, lo, hi), ow += 4;
+    if (ow + 2 <= d.Wo) dw16_pixels<2>(d, row, out, ow, lo, hi), ow += 2;
+    if (ow < d.Wo) dw16_pixels<1>(d, row, out, ow, lo, hi);
+  }
+}
+
 }  // namespace qforge::kernels
