@@ -41,10 +41,17 @@ class Error : public std::runtime_error {
 
 // Throws Error(code, subject, problem, expected) when cond is false. Its
 // arguments are built on every call: on hot paths (per element, per tensor
-// access, per node run) write `if (!cond) throw Error(...)` instead.
+// access, per node run) use QFORGE_CHECK, which builds them only on failure.
 inline void check(bool cond, Errc code, const std::string& subject, const std::string& problem,
                   const std::string& expected = {}) {
   if (!cond) throw Error(code, subject, problem, expected);
 }
 
 }  // namespace qforge
+
+// check() with its message built only when cond is false:
+// QFORGE_CHECK(cond, code, subject, problem[, expected]).
+#define QFORGE_CHECK(cond, ...)                                    \
+  do {                                                             \
+    if (!(cond)) [[unlikely]] throw ::qforge::Error(__VA_ARGS__);  \
+  } while (0)

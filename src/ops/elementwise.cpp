@@ -705,7 +705,7 @@ std::vector<D> legacy_b_shape(const ir::Node& node, const std::vector<D>& a, con
   const auto ra = static_cast<int64_t>(a.size()), rb = static_cast<int64_t>(b.size());
   int64_t axis = node.attr_int("axis", 0);
   if (axis < 0) axis += ra;
-  check(axis >= 0 && axis + rb <= ra, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(axis >= 0 && axis + rb <= ra, Errc::kShapeMismatch, node.describe(),
         "has axis " + std::to_string(node.attr_int("axis", 0)) + " for a rank-" + std::to_string(rb) +
             " B and a rank-" + std::to_string(ra) + " A",
         "B's dimensions to fit inside A's from the axis (legacy broadcast)");
@@ -763,7 +763,7 @@ void infer_binary(InferContext& c, std::optional<DType> out, bool same_types = t
 }
 
 void infer_variadic(InferContext& c) {
-  check(c.num_inputs() >= 1, Errc::kNotFound, c.node().describe(), "has no inputs", "at least one input");
+  QFORGE_CHECK(c.num_inputs() >= 1, Errc::kNotFound, c.node().describe(), "has no inputs", "at least one input");
   check_infer_types(c, 0, c.num_inputs() - 1);
   set_output(c, 0, c.input(0).dtype, infer_bcast_shape(c, 0, c.num_inputs() - 1));
 }
@@ -1021,7 +1021,7 @@ template <class T>
 T clip_bound(const OpContext& ctx, int i, const char* what) {
   const Tensor& t = ctx.input(i);
   same_type(ctx.node(), ctx.input(0), t, i);
-  check(t.numel() == 1, Errc::kShapeMismatch, ctx.node().describe(),
+  QFORGE_CHECK(t.numel() == 1, Errc::kShapeMismatch, ctx.node().describe(),
         std::string(what) + " (input " + std::to_string(i) + ") has shape " + shape_str(t.shape()),
         "a scalar");
   const Tensor w = widen(t);
@@ -1221,7 +1221,7 @@ void run_binary(OpContext& ctx, const F& f, int64_t grain = kCheapGrain) {
 
 void mod_run(OpContext& ctx) {
   const int64_t fmod = ctx.node().attr_int("fmod", 0);
-  check(fmod == 0 || fmod == 1, Errc::kInvalidArgument, ctx.node().describe(),
+  QFORGE_CHECK(fmod == 0 || fmod == 1, Errc::kInvalidArgument, ctx.node().describe(),
         "has fmod=" + std::to_string(fmod), "0 or 1");
   if (fmod == 1) run_binary<kNumeric, false, true>(ctx, FmodF{}, kHeavyGrain);
   else run_binary<kNumeric, false, true>(ctx, ModF{}, kHeavyGrain);
@@ -1248,7 +1248,7 @@ void prelu_run(OpContext& ctx) {
     s = s.reshape(sh);
   }
   const Shape out = broadcast_shapes(x.shape(), s.shape(), node);
-  check(out == x.shape(), Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(out == x.shape(), Errc::kShapeMismatch, node.describe(),
         "has slope of shape " + shape_str(s.shape()) + " for X of shape " + shape_str(x.shape()),
         "a slope that broadcasts to X's shape (unidirectional broadcasting)");
   if (is_half(x.dtype())) {
@@ -1285,7 +1285,7 @@ void variadic_compute(const OpContext& ctx, const std::vector<Tensor>& ins, Tens
 template <unsigned Set, class F>
 void run_variadic(OpContext& ctx, const F& f, bool mean) {
   const ir::Node& node = ctx.node();
-  check(ctx.num_inputs() >= 1, Errc::kNotFound, node.describe(), "has no inputs", "at least one input");
+  QFORGE_CHECK(ctx.num_inputs() >= 1, Errc::kNotFound, node.describe(), "has no inputs", "at least one input");
   std::vector<Tensor> ins;
   for (int i = 0; i < ctx.num_inputs(); ++i) {
     ins.push_back(ctx.input(i));
@@ -1442,7 +1442,7 @@ DType cast_target(const ir::Node& node) {
         {"UINT32", 12}, {"UINT64", 13}, {"BFLOAT16", 16}};
     for (const auto& [name, v] : kNames)
       if (a.s == name) onnx = v;
-    check(onnx >= 0, Errc::kInvalidArgument, node.describe(), "has to='" + a.s + "'",
+    QFORGE_CHECK(onnx >= 0, Errc::kInvalidArgument, node.describe(), "has to='" + a.s + "'",
           "an ONNX TensorProto type name such as 'FLOAT'");
   } else {
     throw Error(Errc::kInvalidArgument, node.describe(),
@@ -1520,7 +1520,7 @@ void pow_run(OpContext& ctx) {
   const Tensor b0 = legacy_b(ctx, a0, ctx.input(1));
   const Shape out = broadcast_shapes(a0.shape(), b0.shape(), node);
   const DType bt = b0.dtype();
-  check(bt != DType::kBool && !dtype_info(bt).is_packed, Errc::kTypeMismatch, node.describe(),
+  QFORGE_CHECK(bt != DType::kBool && !dtype_info(bt).is_packed, Errc::kTypeMismatch, node.describe(),
         "has exponent (input 1) of type " + std::string(dtype_name(bt)), "a numeric exponent");
   const bool exp_float = dtype_info(bt).is_float;
   auto float_pow = [&](auto z, const Tensor& a, const Tensor& b, auto* y) {
@@ -1585,7 +1585,7 @@ void where_run(OpContext& ctx) {
   const Tensor& y = ctx.input(2);
   if (c.dtype() != DType::kBool) bad_type(node, "input 0 (condition)", c.dtype(), "bool");
   same_type(node, x, y, 2);
-  check(!dtype_info(x.dtype()).is_packed, Errc::kTypeMismatch, node.describe(),
+  QFORGE_CHECK(!dtype_info(x.dtype()).is_packed, Errc::kTypeMismatch, node.describe(),
         "input 1 is " + std::string(dtype_name(x.dtype())), "a type of at least 8 bits");
   const Shape out = broadcast_shapes(broadcast_shapes(c.shape(), x.shape(), node), y.shape(), node);
   Tensor& o = ctx.output(0, x.dtype(), out);
@@ -1652,7 +1652,7 @@ void dropout_run(OpContext& ctx) {
   if (ctx.opset() >= 12 && ctx.has_input(2)) {
     const Tensor& tm = ctx.input(2);
     if (tm.dtype() != DType::kBool) bad_type(node, "input 2 (training_mode)", tm.dtype(), "bool");
-    check(tm.numel() == 1, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(tm.numel() == 1, Errc::kShapeMismatch, node.describe(),
           "training_mode (input 2) has shape " + shape_str(tm.shape()), "a scalar");
     if (*cptr<uint8_t>(tm) != 0) {
       double ratio = 0.5;
@@ -1731,7 +1731,7 @@ void register_elementwise_ops(OpRegistry& r) {
   });
   add_op(r, "Celu", 12, infer_same, [](OpContext& c) {
     const float alpha = c.node().attr_float("alpha", 1.0f);
-    check(alpha != 0.0f, Errc::kInvalidArgument, c.node().describe(), "has alpha=0", "a non-zero alpha");
+    QFORGE_CHECK(alpha != 0.0f, Errc::kInvalidArgument, c.node().describe(), "has alpha=0", "a non-zero alpha");
     run_unary<kFloat>(c, CeluF{alpha}, kHeavyGrain);
   });
   add_op(r, "ThresholdedRelu", 10, infer_same, [](OpContext& c) {

@@ -56,7 +56,7 @@ void lookup_run(OpContext& ctx) {
   if (!is_8bit(x.dtype())) bad_type(node, "input X", x.dtype(), "u8 or i8");
   if (!is_8bit(table.dtype())) bad_type(node, "input table", table.dtype(), "u8 or i8");
   if (table.rank() != 1 || table.numel() != 256)  // (the message only on failure)
-    check(false, Errc::kShapeMismatch, node.describe(), "has a table of shape " + shape_str(table.shape()),
+    QFORGE_CHECK(false, Errc::kShapeMismatch, node.describe(), "has a table of shape " + shape_str(table.shape()),
           "256 entries, one per input code");
   Tensor& y = ctx.output(0, table.dtype(), x.shape());
   const auto* in = static_cast<const uint8_t*>(x.raw());

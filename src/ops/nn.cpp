@@ -45,12 +45,12 @@ int vector_isa() {
 std::vector<int64_t> window_ints(const ir::Node& node, const char* name, size_t n, int64_t dflt,
                                  int64_t min_value) {
   std::vector<int64_t> v = node.attr_ints(name, std::vector<int64_t>(n, dflt));
-  check(v.size() == n, Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(v.size() == n, Errc::kInvalidArgument, node.describe(),
         "has " + std::to_string(v.size()) + " values in attribute '" + name + "'",
         std::to_string(n) + " (one per spatial dimension" +
             (std::string(name) == "pads" ? ", begins then ends)" : ")"));
   for (int64_t x : v)
-    check(x >= min_value, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(x >= min_value, Errc::kInvalidArgument, node.describe(),
           "has " + std::to_string(x) + " in attribute '" + name + "'",
           "values >= " + std::to_string(min_value));
   return v;
@@ -58,7 +58,7 @@ std::vector<int64_t> window_ints(const ir::Node& node, const char* name, size_t 
 
 std::string auto_pad_attr(const ir::Node& node) {
   const std::string a = node.attr_string("auto_pad", "NOTSET");
-  check(a == "NOTSET" || a == "SAME_UPPER" || a == "SAME_LOWER" || a == "VALID",
+  QFORGE_CHECK(a == "NOTSET" || a == "SAME_UPPER" || a == "SAME_LOWER" || a == "VALID",
         Errc::kInvalidArgument, node.describe(), "has auto_pad '" + a + "'",
         "NOTSET, SAME_UPPER, SAME_LOWER or VALID");
   return a;
@@ -77,7 +77,7 @@ int64_t window_out_dim(const ir::Node& node, int64_t in, int64_t k, int64_t s, i
   }
   if (auto_pad == "VALID") pad_begin = pad_end = 0;
   const int64_t span = in + pad_begin + pad_end - extent;
-  check(span >= 0, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(span >= 0, Errc::kShapeMismatch, node.describe(),
         "has a window of extent " + std::to_string(extent) + " over a spatial size of " +
             std::to_string(in) + " padded by " + std::to_string(pad_begin) + "+" +
             std::to_string(pad_end),
@@ -426,7 +426,7 @@ struct GemmDims {
 };
 
 GemmDims gemm_dims(const ir::Node& node, const Shape& a, const Shape& b) {
-  check(a.size() == 2 && b.size() == 2, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(a.size() == 2 && b.size() == 2, Errc::kShapeMismatch, node.describe(),
         "has inputs of shapes " + shape_str(a) + " and " + shape_str(b), "A and B of rank 2");
   GemmDims g;
   g.ta = node.attr_int("transA", 0) != 0;
@@ -435,7 +435,7 @@ GemmDims gemm_dims(const ir::Node& node, const Shape& a, const Shape& b) {
   g.K = g.ta ? a[0] : a[1];
   const int64_t kb = g.tb ? b[1] : b[0];
   g.N = g.tb ? b[0] : b[1];
-  check(g.K == kb, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(g.K == kb, Errc::kShapeMismatch, node.describe(),
         "multiplies op(A) of " + dims_str(g.M, g.K) + " by op(B) of " + dims_str(kb, g.N),
         "op(A) columns equal to op(B) rows");
   return g;
@@ -447,7 +447,7 @@ int gemm_c_kind(const ir::Node& node, const Shape& c, int64_t M, int64_t N) {
   const int64_t cr = c.size() == 2 ? c[0] : 1;
   const int64_t cc = c.empty() ? 1 : c.back();
   const bool ok = c.size() <= 2 && (cr == 1 || cr == M) && (cc == 1 || cc == N);
-  check(ok, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(ok, Errc::kShapeMismatch, node.describe(),
         "has C of shape " + shape_str(c) + " for a result of " + dims_str(M, N),
         "C unidirectionally broadcastable to [M, N]");
   if (cr == M && cc == N && !(M == 1 || N == 1)) return 3;
@@ -505,10 +505,10 @@ void gemm_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
-  check(ctx.has_input(2) || ctx.opset() >= 11, Errc::kNotFound, node.describe(),
+  QFORGE_CHECK(ctx.has_input(2) || ctx.opset() >= 11, Errc::kNotFound, node.describe(),
         "has no input C", "C (optional only from opset 11)");
   const Tensor* c = ctx.has_input(2) ? &ctx.input(2) : nullptr;
-  check(a.dtype() == b.dtype() && (c == nullptr || c->dtype() == a.dtype()), Errc::kTypeMismatch,
+  QFORGE_CHECK(a.dtype() == b.dtype() && (c == nullptr || c->dtype() == a.dtype()), Errc::kTypeMismatch,
         node.describe(), "has inputs of different types", "A, B and C of one type");
   const GemmDims g = gemm_dims(node, a.shape(), b.shape());
   const float alpha = node.attr_float("alpha", 1.0f);
@@ -548,7 +548,7 @@ void gemm_run(OpContext& ctx) {
   const int64_t lda = a.dim(1);
   if (ctx.state() != nullptr) {
     const auto& st = ctx.state_as<GemmState>();
-    check(st.b.rows() == g.K && st.b.cols() == g.N, Errc::kInternal, node.describe(),
+    QFORGE_CHECK(st.b.rows() == g.K && st.b.cols() == g.N, Errc::kInternal, node.describe(),
           "has a packed B that does not match B's shape");
     kernels::sgemm_packed_b(g.M, pa, lda, g.ta, st.b, gemm_beta, py, g.N, ep, ctx.pool());
   } else {
@@ -570,18 +570,18 @@ void gemm_infer(InferContext& ctx) {
   const bool ta = ctx.node().attr_int("transA", 0) != 0, tb = ctx.node().attr_int("transB", 0) != 0;
   ir::Dim M, N;
   if (a.shape) {
-    check(a.shape->size() == 2, Errc::kShapeMismatch, ctx.node().describe(),
+    QFORGE_CHECK(a.shape->size() == 2, Errc::kShapeMismatch, ctx.node().describe(),
           "has A of shape " + ir::sym_shape_str(*a.shape), "a 2-D A");
     M = (*a.shape)[ta ? 1 : 0];
   }
   if (b.shape) {
-    check(b.shape->size() == 2, Errc::kShapeMismatch, ctx.node().describe(),
+    QFORGE_CHECK(b.shape->size() == 2, Errc::kShapeMismatch, ctx.node().describe(),
           "has B of shape " + ir::sym_shape_str(*b.shape), "a 2-D B");
     N = (*b.shape)[tb ? 0 : 1];
   }
   if (a.shape && b.shape) {
     const ir::Dim ka = (*a.shape)[ta ? 0 : 1], kb = (*b.shape)[tb ? 1 : 0];
-    check(!(ka.known() && kb.known()) || ka.size == kb.size, Errc::kShapeMismatch,
+    QFORGE_CHECK(!(ka.known() && kb.known()) || ka.size == kb.size, Errc::kShapeMismatch,
           ctx.node().describe(), "multiplies op(A) with " + ka.str() + " columns by op(B) with " +
           kb.str() + " rows", "equal inner dimensions");
   }
@@ -610,14 +610,14 @@ struct MatMulDims {
 };
 
 MatMulDims matmul_dims(const ir::Node& node, const Shape& a, const Shape& b) {
-  check(!a.empty() && !b.empty(), Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(!a.empty() && !b.empty(), Errc::kShapeMismatch, node.describe(),
         "has inputs of shapes " + shape_str(a) + " and " + shape_str(b), "inputs of rank >= 1");
   MatMulDims d;
   d.K = a.back();
   d.M = a.size() >= 2 ? a[a.size() - 2] : 1;
   const int64_t kb = b.size() >= 2 ? b[b.size() - 2] : b[0];
   d.N = b.size() >= 2 ? b.back() : 1;
-  check(d.K == kb, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(d.K == kb, Errc::kShapeMismatch, node.describe(),
         "multiplies " + shape_str(a) + " by " + shape_str(b),
         "A's last dimension equal to B's second-to-last (numpy matmul)");
   if (a.size() > 2) d.a_batch.assign(a.begin(), a.end() - 2);
@@ -678,7 +678,7 @@ void matmul_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
-  check(a.dtype() == b.dtype(), Errc::kTypeMismatch, node.describe(),
+  QFORGE_CHECK(a.dtype() == b.dtype(), Errc::kTypeMismatch, node.describe(),
         "multiplies " + std::string(dtype_name(a.dtype())) + " by " + std::string(dtype_name(b.dtype())),
         "A and B of one type");
   const MatMulDims d = matmul_dims(node, a.shape(), b.shape());
@@ -700,7 +700,7 @@ void matmul_run(OpContext& ctx) {
     const int64_t rows = shape_numel(d.a_batch) * d.M;
     if (ctx.state() != nullptr) {
       const auto& st = ctx.state_as<MatMulState>();
-      check(st.b.rows() == d.K && st.b.cols() == d.N, Errc::kInternal, node.describe(),
+      QFORGE_CHECK(st.b.rows() == d.K && st.b.cols() == d.N, Errc::kInternal, node.describe(),
             "has a packed B that does not match B's shape");
       kernels::sgemm_packed_b(rows, pa, d.K, false, st.b, 0.0f, py, d.N, {}, pool);
     } else {
@@ -738,11 +738,11 @@ void matmul_infer(InferContext& ctx) {
   }
   const ir::SymShape& sa = *a.shape;
   const ir::SymShape& sb = *b.shape;
-  check(!sa.empty() && !sb.empty(), Errc::kShapeMismatch, ctx.node().describe(),
+  QFORGE_CHECK(!sa.empty() && !sb.empty(), Errc::kShapeMismatch, ctx.node().describe(),
         "has inputs of shapes " + ir::sym_shape_str(sa) + " and " + ir::sym_shape_str(sb),
         "inputs of rank >= 1");
   const ir::Dim ka = sa.back(), kb = sb.size() >= 2 ? sb[sb.size() - 2] : sb[0];
-  check(!(ka.known() && kb.known()) || ka.size == kb.size, Errc::kShapeMismatch,
+  QFORGE_CHECK(!(ka.known() && kb.known()) || ka.size == kb.size, Errc::kShapeMismatch,
         ctx.node().describe(), "multiplies " + ir::sym_shape_str(sa) + " by " + ir::sym_shape_str(sb),
         "A's last dimension equal to B's second-to-last (numpy matmul)");
   ir::SymShape ba, bb;

@@ -62,7 +62,7 @@ void read_window(const ir::Node& node, ConvGeom& g, const Shape& wk) {
   const size_t r = g.r;
   if (node.has_attr("kernel_shape")) {
     const std::vector<int64_t> ks = nn_detail::window_ints(node, "kernel_shape", r, 1, 1);
-    check(ks == wk, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(ks == wk, Errc::kShapeMismatch, node.describe(),
           "has kernel_shape " + shape_str(ks) + " but weights of spatial shape " + shape_str(wk),
           "kernel_shape equal to W's spatial dimensions");
   }
@@ -76,7 +76,7 @@ void read_window(const ir::Node& node, ConvGeom& g, const Shape& wk) {
 }
 
 void check_conv_ranks(const ir::Node& node, const Shape& x, const Shape& w) {
-  check(x.size() >= 3 && w.size() == x.size(), Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(x.size() >= 3 && w.size() == x.size(), Errc::kShapeMismatch, node.describe(),
         "has X of shape " + shape_str(x) + " and W of shape " + shape_str(w),
         "X of rank >= 3 (N, C, spatial...) and W of the same rank");
 }
@@ -89,7 +89,7 @@ ConvGeom conv_geom(const ir::Node& node, const Shape& x, const Shape& w) {
   g.C = x[1];
   g.M = w[0];
   g.group = node.attr_int("group", 1);
-  check(g.group >= 1 && g.M % g.group == 0 && g.C == w[1] * g.group, Errc::kShapeMismatch,
+  QFORGE_CHECK(g.group >= 1 && g.M % g.group == 0 && g.C == w[1] * g.group, Errc::kShapeMismatch,
         node.describe(),
         "has X with " + std::to_string(g.C) + " channels, W of shape " + shape_str(w) +
             " and group " + std::to_string(g.group),
@@ -628,14 +628,14 @@ void conv_run_impl(OpContext& ctx, bool pool2) {
   if (ctx.has_input(2)) {
     const Tensor& b = ctx.input(2);
     if (b.dtype() != DType::kF32) bad_type(node, "input B", b.dtype(), "f32");
-    check(b.rank() == 1 && b.dim(0) == g.M, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(b.rank() == 1 && b.dim(0) == g.M, Errc::kShapeMismatch, node.describe(),
           "has B of shape " + shape_str(b.shape()), "B of shape [" + std::to_string(g.M) + "]");
     bias = b.data<float>();
   }
   Shape ys = {g.N, g.M};
   ys.insert(ys.end(), g.out.begin(), g.out.end());
   if (pool2) {
-    check(g.r == 2, Errc::kShapeMismatch, node.describe(), "has X of rank " + std::to_string(g.r + 2),
+    QFORGE_CHECK(g.r == 2, Errc::kShapeMismatch, node.describe(), "has X of rank " + std::to_string(g.r + 2),
           "a 2-D convolution (X of rank 4)");
     ys[2] /= 2;
     ys[3] /= 2;
@@ -650,7 +650,7 @@ void conv_run_impl(OpContext& ctx, bool pool2) {
   const ConvState* st = ctx.state() != nullptr ? &ctx.state_as<ConvState>() : nullptr;
   const int64_t K = g.Cg * g.ksize;
   if (st != nullptr)
-    check(static_cast<int64_t>(st->packed.size()) == g.group && st->packed[0].rows() == g.Mg &&
+    QFORGE_CHECK(static_cast<int64_t>(st->packed.size()) == g.group && st->packed[0].rows() == g.Mg &&
               st->packed[0].cols() == K,
           Errc::kInternal, node.describe(), "has packed weights that do not match W");
   bool direct = true;  // 1x1, stride 1, no padding: the image is the GEMM's B
@@ -766,18 +766,18 @@ void conv_infer_impl(InferContext& ctx, bool pool2) {
     return;
   }
   const size_t rank = x.shape ? x.shape->size() : w.shape->size();
-  check(rank >= 3 && (!x.shape || !w.shape || x.shape->size() == w.shape->size()),
+  QFORGE_CHECK(rank >= 3 && (!x.shape || !w.shape || x.shape->size() == w.shape->size()),
         Errc::kShapeMismatch, node.describe(),
         "has X of shape " + (x.shape ? ir::sym_shape_str(*x.shape) : "?") + " and W of shape " +
             (w.shape ? ir::sym_shape_str(*w.shape) : "?"),
         "X of rank >= 3 (N, C, spatial...) and W of the same rank");
   const size_t r = rank - 2;
   const int64_t group = node.attr_int("group", 1);
-  check(group >= 1, Errc::kInvalidArgument, node.describe(), "has group " + std::to_string(group),
+  QFORGE_CHECK(group >= 1, Errc::kInvalidArgument, node.describe(), "has group " + std::to_string(group),
         "group >= 1");
   if (x.shape && w.shape) {
     const ir::Dim c = (*x.shape)[1], wc = (*w.shape)[1];
-    check(!c.known() || !wc.known() || c.size == wc.size * group, Errc::kShapeMismatch,
+    QFORGE_CHECK(!c.known() || !wc.known() || c.size == wc.size * group, Errc::kShapeMismatch,
           node.describe(),
           "has X with " + c.str() + " channels and W with " + wc.str() + " per group (group " +
               std::to_string(group) + ")",
@@ -799,7 +799,7 @@ void conv_infer_impl(InferContext& ctx, bool pool2) {
                                           false, pads[i], pads[r + i])
                          : ir::Dim();
   if (pool2) {
-    check(rank == 4, Errc::kShapeMismatch, node.describe(), "has X of rank " + std::to_string(rank),
+    QFORGE_CHECK(rank == 4, Errc::kShapeMismatch, node.describe(), "has X of rank " + std::to_string(rank),
           "a 2-D convolution (X of rank 4)");
     for (size_t i = 2; i < 4; ++i) out[i] = out[i].known() ? ir::Dim(out[i].size / 2) : ir::Dim();
   }
@@ -829,7 +829,7 @@ ConvGeom convt_geom(const ir::Node& node, const Shape& x, const Shape& w) {
   g.N = x[0];
   g.C = x[1];
   g.group = node.attr_int("group", 1);
-  check(g.group >= 1 && g.C == w[0] && g.C % g.group == 0, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(g.group >= 1 && g.C == w[0] && g.C % g.group == 0, Errc::kShapeMismatch, node.describe(),
         "has X with " + std::to_string(g.C) + " channels, W of shape " + shape_str(w) +
             " and group " + std::to_string(g.group),
         "W.shape[0] == C, divisible by group");
@@ -841,7 +841,7 @@ ConvGeom convt_geom(const ir::Node& node, const Shape& x, const Shape& w) {
   g.out_pad = nn_detail::window_ints(node, "output_padding", g.r, 0, 0);
   const std::string auto_pad = nn_detail::auto_pad_attr(node);
   std::vector<int64_t> os = node.attr_ints("output_shape", {});
-  check(os.empty() || os.size() >= g.r, Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(os.empty() || os.size() >= g.r, Errc::kInvalidArgument, node.describe(),
         "has output_shape " + shape_str(os),
         std::to_string(g.r) + " spatial sizes (or the full output shape)");
   if (os.size() > g.r) os.erase(os.begin(), os.end() - static_cast<std::ptrdiff_t>(g.r));
@@ -864,7 +864,7 @@ ConvGeom convt_geom(const ir::Node& node, const Shape& x, const Shape& w) {
       if (auto_pad == "VALID") g.pb[i] = g.pe[i] = 0;
       g.out[i] = full - g.pb[i] - g.pe[i];
     }
-    check(g.out[i] >= 1, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(g.out[i] >= 1, Errc::kShapeMismatch, node.describe(),
           "computes an output size of " + std::to_string(g.out[i]) + " in spatial dimension " +
               std::to_string(i),
           "pads, output_padding and output_shape giving sizes >= 1");
@@ -951,7 +951,7 @@ void convt_run(OpContext& ctx) {
   if (ctx.has_input(2)) {
     const Tensor& b = ctx.input(2);
     if (b.dtype() != DType::kF32) bad_type(node, "input B", b.dtype(), "f32");
-    check(b.rank() == 1 && b.dim(0) == g.M, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(b.rank() == 1 && b.dim(0) == g.M, Errc::kShapeMismatch, node.describe(),
           "has B of shape " + shape_str(b.shape()), "B of shape [" + std::to_string(g.M) + "]");
     bias = b.data<float>();
   }
@@ -972,7 +972,7 @@ void convt_run(OpContext& ctx) {
   const int64_t rows = g.Mg * g.ksize;
   const ConvState* st = ctx.state() != nullptr ? &ctx.state_as<ConvState>() : nullptr;
   if (st != nullptr)
-    check(static_cast<int64_t>(st->packed.size()) == g.group && st->packed[0].rows() == rows &&
+    QFORGE_CHECK(static_cast<int64_t>(st->packed.size()) == g.group && st->packed[0].rows() == rows &&
               st->packed[0].cols() == g.Cg,
           Errc::kInternal, node.describe(), "has packed weights that do not match W");
   const int64_t P = chunk_positions(rows, g.in_size);
@@ -1000,7 +1000,7 @@ void convt_run(OpContext& ctx) {
 std::optional<ir::SymShape> convt_shape(const ir::Node& node, const ir::ValueInfo& x, const ir::ValueInfo& w) {
   if (!x.shape && !w.shape) return std::nullopt;
   const size_t rank = x.shape ? x.shape->size() : w.shape->size();
-  check(rank >= 3 && (!x.shape || !w.shape || x.shape->size() == w.shape->size()),
+  QFORGE_CHECK(rank >= 3 && (!x.shape || !w.shape || x.shape->size() == w.shape->size()),
         Errc::kShapeMismatch, node.describe(),
         "has X of shape " + (x.shape ? ir::sym_shape_str(*x.shape) : "?") + " and W of shape " +
             (w.shape ? ir::sym_shape_str(*w.shape) : "?"),
@@ -1082,17 +1082,17 @@ QConvTParams qconvt_params(const OpContext& ctx, const ConvGeom& g) {
   if (w.dtype() != DType::kI8 && w.dtype() != DType::kU8) bad_type(node, "input w", w.dtype(), "i8 or u8");
   q.w_type = w.dtype();
   const Tensor& ws = ctx.input(4);
-  check(ws.dtype() == DType::kF32 && (ws.numel() == 1 || (ws.rank() == 1 && ws.numel() == g.M && g.group == 1)),
+  QFORGE_CHECK(ws.dtype() == DType::kF32 && (ws.numel() == 1 || (ws.rank() == 1 && ws.numel() == g.M && g.group == 1)),
         Errc::kShapeMismatch, node.describe(), "has w_scale of shape " + shape_str(ws.shape()),
         "one f32 value, or one per output channel (" + std::to_string(g.M) + ") when group is 1");
   q.w_scale.assign(ws.data<float>(), ws.data<float>() + ws.numel());
   for (float v : q.w_scale)
-    check(std::isfinite(v) && v > 0, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(std::isfinite(v) && v > 0, Errc::kInvalidArgument, node.describe(),
           "has a w_scale of " + std::to_string(v), "finite, positive scales");
   q.w_zp.assign(q.w_scale.size(), 0);
   if (ctx.has_input(5)) {
     const Tensor& wz = ctx.input(5);
-    check(wz.dtype() == w.dtype() && wz.numel() == ws.numel(), Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(wz.dtype() == w.dtype() && wz.numel() == ws.numel(), Errc::kShapeMismatch, node.describe(),
           "has w_zero_point of type " + std::string(dtype_name(wz.dtype())) + " and shape " + shape_str(wz.shape()),
           "w's type, as many values as w_scale");
     for (size_t i = 0; i < q.w_zp.size(); ++i)
@@ -1101,7 +1101,7 @@ QConvTParams qconvt_params(const OpContext& ctx, const ConvGeom& g) {
   q.bias.assign(static_cast<size_t>(g.M), 0);
   if (ctx.has_input(8)) {
     const Tensor& b = ctx.input(8);
-    check(b.dtype() == DType::kI32 && b.rank() == 1 && b.dim(0) == g.M, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(b.dtype() == DType::kI32 && b.rank() == 1 && b.dim(0) == g.M, Errc::kShapeMismatch, node.describe(),
           "has B of type " + std::string(dtype_name(b.dtype())) + " and shape " + shape_str(b.shape()),
           "i32 of shape [" + std::to_string(g.M) + "]");
     q.bias.assign(b.data<int32_t>(), b.data<int32_t>() + g.M);
@@ -1253,14 +1253,14 @@ kernels::GemmEpilogue fused_activation(const ir::Node& node) {
     ep.act = kernels::Epilogue::kRelu;
   } else if (a == "Clip") {
     const std::vector<float> p = node.attr_floats("activation_params");
-    check(p.size() == 2, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(p.size() == 2, Errc::kInvalidArgument, node.describe(),
           "has activation Clip with " + std::to_string(p.size()) + " activation_params",
           "activation_params [min, max]");
     ep.act = kernels::Epilogue::kClip;
     ep.clip_min = p[0];
     ep.clip_max = p[1];
   } else {
-    check(a.empty(), Errc::kUnsupported, node.describe(), "has activation '" + a + "'",
+    QFORGE_CHECK(a.empty(), Errc::kUnsupported, node.describe(), "has activation '" + a + "'",
           "Relu or Clip");
   }
   return ep;

@@ -73,20 +73,20 @@ void batchnorm_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const int64_t opset = ctx.opset();
   if (opset >= 14)
-    check(node.attr_int("training_mode", 0) == 0, Errc::kUnsupported, node.describe(),
+    QFORGE_CHECK(node.attr_int("training_mode", 0) == 0, Errc::kUnsupported, node.describe(),
           "has training_mode=1 (computes batch statistics and updates running ones)",
           "training_mode=0: qforge runs BatchNormalization in inference mode only");
   if (opset < 7)
-    check(node.attr_int("is_test", 0) != 0 || !ctx.wants_output(1), Errc::kUnsupported,
+    QFORGE_CHECK(node.attr_int("is_test", 0) != 0 || !ctx.wants_output(1), Errc::kUnsupported,
           node.describe(), "is in training mode (is_test=0 with statistics outputs)",
           "inference mode: qforge runs BatchNormalization in inference mode only");
   if (opset < 14)
     for (int i = 1; i < ctx.num_outputs(); ++i)
-      check(!ctx.wants_output(i), Errc::kUnsupported, node.describe(),
+      QFORGE_CHECK(!ctx.wants_output(i), Errc::kUnsupported, node.describe(),
             "uses output " + std::to_string(i) + ", which only training computes",
             "only output Y: qforge runs BatchNormalization in inference mode only");
   const Tensor& x = ctx.input(0);
-  check(x.rank() >= 2, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(x.rank() >= 2, Errc::kShapeMismatch, node.describe(),
         "has X of shape " + shape_str(x.shape()), "X of rank >= 2 (N, C, ...)");
   const bool spatial = opset >= 9 || node.attr_int("spatial", 1) != 0;
   const int64_t N = x.dim(0), C = x.dim(1);
@@ -99,7 +99,7 @@ void batchnorm_run(OpContext& ctx) {
   std::vector<double> p[4];
   for (int i = 0; i < 4; ++i) {
     const Tensor& t = ctx.input(i + 1);
-    check(t.numel() == nparams, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(t.numel() == nparams, Errc::kShapeMismatch, node.describe(),
           std::string("input ") + names[i] + " has shape " + shape_str(t.shape()),
           std::to_string(nparams) + (spatial ? " values (one per channel)" : " values (C x D1 x ...)"));
     p[i] = as_doubles(t, node, names[i]);
@@ -165,7 +165,7 @@ std::vector<T> row_param(const Tensor& t, const Shape& norm_shape, const ir::Nod
     const int64_t want = norm_shape[norm_shape.size() - s.size() + i];
     ok = s[i] == want || s[i] == 1;
   }
-  check(ok, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(ok, Errc::kShapeMismatch, node.describe(),
         std::string(what) + " has shape " + shape_str(s),
         "a shape broadcastable to the normalized shape " + shape_str(norm_shape));
   const int64_t n = shape_numel(norm_shape);
@@ -199,7 +199,7 @@ NN_INLINE void layernorm_row(const T* x, T* y, int64_t n, const T* scale, const 
 
 DType stash_dtype(const ir::Node& node) {
   const int64_t st = node.attr_int("stash_type", 1);
-  check(st == 1 || st == 11, Errc::kUnsupported, node.describe(),
+  QFORGE_CHECK(st == 1 || st == 11, Errc::kUnsupported, node.describe(),
         "has stash_type " + std::to_string(st), "1 (float) or 11 (double)");
   return st == 1 ? DType::kF32 : DType::kF64;
 }
@@ -324,13 +324,13 @@ void layernorm_infer(InferContext& ctx) {
 void instancenorm_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
-  check(x.rank() >= 3, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(x.rank() >= 3, Errc::kShapeMismatch, node.describe(),
         "has X of shape " + shape_str(x.shape()), "X of rank >= 3 (N, C, spatial...)");
   const int64_t N = x.dim(0), C = x.dim(1);
   const int64_t plane = N * C > 0 ? x.numel() / (N * C) : 0;
   const Tensor& st = ctx.input(1);
   const Tensor& bt = ctx.input(2);
-  check(st.numel() == C && bt.numel() == C, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(st.numel() == C && bt.numel() == C, Errc::kShapeMismatch, node.describe(),
         "has scale of shape " + shape_str(st.shape()) + " and B of shape " + shape_str(bt.shape()),
         std::to_string(C) + " values each (one per channel)");
   const std::vector<double> scale = as_doubles(st, node, "scale");
@@ -403,7 +403,7 @@ void lpnorm_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
   const int64_t p = node.attr_int("p", 2);
-  check(p == 1 || p == 2, Errc::kInvalidArgument, node.describe(), "has p " + std::to_string(p),
+  QFORGE_CHECK(p == 1 || p == 2, Errc::kInvalidArgument, node.describe(), "has p " + std::to_string(p),
         "p = 1 or 2");
   const int64_t rank = x.rank();
   const int64_t axis = normalize_axis(node.attr_int("axis", -1), rank, node);
@@ -465,12 +465,12 @@ NN_INLINE void lrn_block(const T* const* planes, int64_t count, const T* x, T* y
 void lrn_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
-  check(x.rank() >= 3, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(x.rank() >= 3, Errc::kShapeMismatch, node.describe(),
         "has X of shape " + shape_str(x.shape()), "X of rank >= 3 (N, C, spatial...)");
-  check(node.has_attr("size"), Errc::kNotFound, node.describe(), "has no attribute 'size'",
+  QFORGE_CHECK(node.has_attr("size"), Errc::kNotFound, node.describe(), "has no attribute 'size'",
         "size, which LRN requires");
   const int64_t size = node.attr_int("size", 1);
-  check(size >= 1, Errc::kInvalidArgument, node.describe(), "has size " + std::to_string(size),
+  QFORGE_CHECK(size >= 1, Errc::kInvalidArgument, node.describe(), "has size " + std::to_string(size),
         "size >= 1");
   const double alpha = node.attr_float("alpha", 1e-4f), beta = node.attr_float("beta", 0.75f),
                bias = node.attr_float("bias", 1.0f);
@@ -510,7 +510,7 @@ void mvn_run(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   const int64_t rank = x.rank();
   std::vector<int64_t> axes = node.attr_ints("axes", {0, 2, 3});
-  check(rank > 0, Errc::kShapeMismatch, node.describe(), "has a scalar input", "rank >= 1");
+  QFORGE_CHECK(rank > 0, Errc::kShapeMismatch, node.describe(), "has a scalar input", "rank >= 1");
   std::vector<bool> reduced(static_cast<size_t>(rank), false);
   for (int64_t a : axes) reduced[static_cast<size_t>(normalize_axis(a, rank, node))] = true;
   const Shape& s = x.shape();

@@ -36,14 +36,14 @@ struct PoolGeom {
 };
 
 PoolGeom pool_geom(const ir::Node& node, const Shape& x) {
-  check(x.size() >= 3, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(x.size() >= 3, Errc::kShapeMismatch, node.describe(),
         "has X of shape " + shape_str(x), "X of rank >= 3 (N, C, spatial...)");
   PoolGeom g;
   g.r = x.size() - 2;
   g.N = x[0];
   g.C = x[1];
   g.in.assign(x.begin() + 2, x.end());
-  check(node.has_attr("kernel_shape"), Errc::kNotFound, node.describe(),
+  QFORGE_CHECK(node.has_attr("kernel_shape"), Errc::kNotFound, node.describe(),
         "has no attribute 'kernel_shape'", "kernel_shape, which this op requires");
   g.k = nn_detail::window_ints(node, "kernel_shape", g.r, 1, 1);
   g.s = nn_detail::window_ints(node, "strides", g.r, 1, 1);
@@ -52,7 +52,7 @@ PoolGeom pool_geom(const ir::Node& node, const Shape& x) {
   g.pb.assign(pads.begin(), pads.begin() + static_cast<std::ptrdiff_t>(g.r));
   g.pe.assign(pads.begin() + static_cast<std::ptrdiff_t>(g.r), pads.end());
   for (size_t i = 0; i < g.r; ++i)
-    check(g.pb[i] < (g.k[i] - 1) * g.d[i] + 1 && g.pe[i] < (g.k[i] - 1) * g.d[i] + 1,
+    QFORGE_CHECK(g.pb[i] < (g.k[i] - 1) * g.d[i] + 1 && g.pe[i] < (g.k[i] - 1) * g.d[i] + 1,
           Errc::kInvalidArgument, node.describe(),
           "has pads " + shape_str(pads) + " for kernel_shape " + shape_str(g.k),
           "pads smaller than the (dilated) kernel");
@@ -382,7 +382,7 @@ void maxpool_run(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   const PoolGeom g = pool_geom(node, x.shape());
   const int64_t order = node.attr_int("storage_order", 0);
-  check(order == 0 || order == 1, Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(order == 0 || order == 1, Errc::kInvalidArgument, node.describe(),
         "has storage_order " + std::to_string(order), "0 (row major) or 1 (column major)");
   const Shape ys = pool_out_shape(g);
   auto go = [&](auto z) {
@@ -457,7 +457,7 @@ template <PoolKind K>
 void global_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
-  check(x.rank() >= 2, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(x.rank() >= 2, Errc::kShapeMismatch, node.describe(),
         "has X of shape " + shape_str(x.shape()), "X of rank >= 2 (N, C, spatial...)");
   Shape ys = x.shape();
   int64_t plane = 1;
@@ -466,7 +466,7 @@ void global_run(OpContext& ctx) {
     ys[i] = 1;
   }
   const int64_t planes = x.dim(0) * x.dim(1);
-  check(plane > 0 || planes == 0, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(plane > 0 || planes == 0, Errc::kShapeMismatch, node.describe(),
         "has X of shape " + shape_str(x.shape()), "non-empty spatial dimensions");
   auto go = [&](auto z) {
     using T = decltype(z);
@@ -509,10 +509,10 @@ void pool_infer(InferContext& ctx) {
     return;
   }
   const ir::SymShape& xs = *x.shape;
-  check(xs.size() >= 3, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(xs.size() >= 3, Errc::kShapeMismatch, node.describe(),
         "has X of shape " + ir::sym_shape_str(xs), "X of rank >= 3 (N, C, spatial...)");
   const size_t r = xs.size() - 2;
-  check(node.has_attr("kernel_shape"), Errc::kNotFound, node.describe(),
+  QFORGE_CHECK(node.has_attr("kernel_shape"), Errc::kNotFound, node.describe(),
         "has no attribute 'kernel_shape'", "kernel_shape, which this op requires");
   const std::vector<int64_t> k = nn_detail::window_ints(node, "kernel_shape", r, 1, 1);
   const std::vector<int64_t> s = nn_detail::window_ints(node, "strides", r, 1, 1);
@@ -534,7 +534,7 @@ void global_infer(InferContext& ctx) {
     set_output(ctx, 0, x.dtype, std::nullopt);
     return;
   }
-  check(x.shape->size() >= 2, Errc::kShapeMismatch, ctx.node().describe(),
+  QFORGE_CHECK(x.shape->size() >= 2, Errc::kShapeMismatch, ctx.node().describe(),
         "has X of shape " + ir::sym_shape_str(*x.shape), "X of rank >= 2 (N, C, spatial...)");
   ir::SymShape out = *x.shape;
   for (size_t i = 2; i < out.size(); ++i) out[i] = ir::Dim(1);

@@ -9,7 +9,7 @@
 namespace qforge::ops {
 
 int64_t normalize_axis(int64_t axis, int64_t rank, const ir::Node& node) {
-  check(axis >= -rank && axis < std::max<int64_t>(rank, 1), Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(axis >= -rank && axis < std::max<int64_t>(rank, 1), Errc::kInvalidArgument, node.describe(),
         "has axis " + std::to_string(axis) + " for rank " + std::to_string(rank),
         "an axis in [" + std::to_string(-rank) + ", " + std::to_string(rank) + ")");
   return axis < 0 ? axis + rank : axis;
@@ -21,7 +21,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const ir::Node& node) {
   for (size_t i = 0; i < r; ++i) {
     const int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
     const int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
-    check(da == db || da == 1 || db == 1, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(da == db || da == 1 || db == 1, Errc::kShapeMismatch, node.describe(),
           "can't broadcast " + shape_str(a) + " with " + shape_str(b),
           "dimensions that are equal or 1 (numpy broadcasting)");
     out[i] = da == 1 ? db : da;
@@ -36,7 +36,7 @@ ir::SymShape broadcast_sym(const ir::SymShape& a, const ir::SymShape& b, const i
     const ir::Dim da = i < r - a.size() ? ir::Dim(1) : a[i - (r - a.size())];
     const ir::Dim db = i < r - b.size() ? ir::Dim(1) : b[i - (r - b.size())];
     if (da.known() && db.known()) {
-      check(da.size == db.size || da.size == 1 || db.size == 1, Errc::kShapeMismatch,
+      QFORGE_CHECK(da.size == db.size || da.size == 1 || db.size == 1, Errc::kShapeMismatch,
             node.describe(),
             "can't broadcast " + ir::sym_shape_str(a) + " with " + ir::sym_shape_str(b),
             "dimensions that are equal or 1 (numpy broadcasting)");
@@ -71,7 +71,7 @@ std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
 }
 
 std::vector<int64_t> to_int64s(const Tensor& t, const ir::Node& node, const char* what) {
-  check(t.rank() <= 1, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(t.rank() <= 1, Errc::kShapeMismatch, node.describe(),
         std::string(what) + " has shape " + shape_str(t.shape()), "a scalar or a 1-D tensor");
   std::vector<int64_t> r(static_cast<size_t>(t.numel()));
   if (t.dtype() == DType::kI64) {
@@ -87,7 +87,7 @@ std::vector<int64_t> to_int64s(const Tensor& t, const ir::Node& node, const char
 }
 
 double to_scalar(const Tensor& t, const ir::Node& node, const char* what) {
-  check(t.numel() == 1, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(t.numel() == 1, Errc::kShapeMismatch, node.describe(),
         std::string(what) + " has shape " + shape_str(t.shape()), "a single value");
   double v = 0;
   dispatch_numeric(t.dtype(), node, [&](auto z) {
@@ -139,17 +139,17 @@ Q8 read_q8(const OpContext& ctx, int scale_in, int zp_in, DType type, const std:
   const ir::Node& node = ctx.node();
   if (type != DType::kU8 && type != DType::kI8) bad_type(node, what.c_str(), type, "u8 or i8");
   const Tensor& s = ctx.input(scale_in);
-  check(s.dtype() == DType::kF32 && s.numel() == 1 && s.rank() <= 1, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(s.dtype() == DType::kF32 && s.numel() == 1 && s.rank() <= 1, Errc::kShapeMismatch, node.describe(),
         "has " + what + "'s scale of type " + std::string(dtype_name(s.dtype())) + " and shape " + shape_str(s.shape()),
         "one f32 value (per-tensor quantization)");
   Q8 q;
   q.type = type;
   q.scale = s.data<float>()[0];
-  check(std::isfinite(q.scale) && q.scale > 0, Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(std::isfinite(q.scale) && q.scale > 0, Errc::kInvalidArgument, node.describe(),
         "has " + what + "'s scale " + std::to_string(q.scale), "a finite, positive scale");
   if (ctx.has_input(zp_in)) {
     const Tensor& z = ctx.input(zp_in);
-    check(z.dtype() == type && z.numel() == 1 && z.rank() <= 1, Errc::kTypeMismatch, node.describe(),
+    QFORGE_CHECK(z.dtype() == type && z.numel() == 1 && z.rank() <= 1, Errc::kTypeMismatch, node.describe(),
           "has " + what + "'s zero point of type " + std::string(dtype_name(z.dtype())) + " and shape " + shape_str(z.shape()),
           "one " + std::string(dtype_name(type)) + " value");
     q.zp = type == DType::kU8 ? z.data<uint8_t>()[0] : z.data<int8_t>()[0];

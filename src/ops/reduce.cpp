@@ -161,7 +161,7 @@ void dispatch_main(DType dt, const ir::Node& node, F&& f) {
 
 // Values of a float (f32/f64) 0-D or 1-D tensor: scales, roi.
 std::vector<double> float_values(const Tensor& t, const ir::Node& node, const char* what) {
-  check(t.rank() <= 1, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(t.rank() <= 1, Errc::kShapeMismatch, node.describe(),
         std::string(what) + " has shape " + shape_str(t.shape()), "a 1-D tensor");
   std::vector<double> r(static_cast<size_t>(t.numel()));
   if (t.dtype() == DType::kF32) {
@@ -907,7 +907,7 @@ int64_t topk_k(const OpContext& ctx) {
     return node.attr_int("k", 0);
   }
   const std::vector<int64_t> k = to_int64s(ctx.input(1), node, "input 1 (K)");
-  check(k.size() == 1, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(k.size() == 1, Errc::kShapeMismatch, node.describe(),
         "input 1 (K) has " + std::to_string(k.size()) + " values", "a single value");
   return k[0];
 }
@@ -922,7 +922,7 @@ void topk_run(OpContext& ctx) {
   const Shape& s = x.shape();
   const size_t a = static_cast<size_t>(axis);
   const int64_t outer = prod(s, 0, a), len = s[a], inner = prod(s, a + 1, s.size());
-  check(k >= 0 && k <= len, Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(k >= 0 && k <= len, Errc::kInvalidArgument, node.describe(),
         "asks for k = " + std::to_string(k) + " along axis " + std::to_string(axis) + " of size " + std::to_string(len),
         "0 <= k <= " + std::to_string(len));
   Shape os = s;
@@ -954,7 +954,7 @@ void topk_infer(InferContext& c) {
     k = (*kv)[0];
   }
   if (k && s[a].known())
-    check(*k >= 0 && *k <= s[a].size, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(*k >= 0 && *k <= s[a].size, Errc::kInvalidArgument, node.describe(),
           "asks for k = " + std::to_string(*k) + " along an axis of size " + std::to_string(s[a].size),
           "0 <= k <= " + std::to_string(s[a].size));
   s[a] = k ? ir::Dim(*k) : ir::Dim();
@@ -1014,7 +1014,7 @@ void cumsum_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
   const std::vector<int64_t> av = to_int64s(ctx.input(1), node, "input 1 (axis)");
-  check(av.size() == 1, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(av.size() == 1, Errc::kShapeMismatch, node.describe(),
         "input 1 (axis) has " + std::to_string(av.size()) + " values", "a single axis");
   const int64_t axis = axis_in(av[0], x.rank(), node, "axis");
   const bool exclusive = node.attr_int("exclusive", 0) != 0;
@@ -1175,15 +1175,15 @@ std::vector<ResizeAxis> resize_geometry(const OpContext& ctx, const ResizeAttrs&
   const size_t na = axes.size();
   const std::string want = std::to_string(na) + " values (one per " + (a.axes.empty() ? "input axis" : "listed axis") + ")";
   if (!scales.empty()) {
-    check(scales.size() == na, Errc::kShapeMismatch, n.describe(),
+    QFORGE_CHECK(scales.size() == na, Errc::kShapeMismatch, n.describe(),
           "has " + std::to_string(scales.size()) + " scales for an input of shape " + shape_str(x.shape()), want);
     for (size_t i = 0; i < na; ++i) {
       ResizeAxis& ax = g[static_cast<size_t>(axes[i])];
       const double s = scales[i];
-      check(std::isfinite(s) && s > 0, Errc::kInvalidArgument, n.describe(),
+      QFORGE_CHECK(std::isfinite(s) && s > 0, Errc::kInvalidArgument, n.describe(),
             "has scale " + std::to_string(s) + " for axis " + std::to_string(axes[i]), "scales > 0");
       const double of = static_cast<double>(ax.in) * s;
-      check(of < 9.0e15, Errc::kInvalidArgument, n.describe(),
+      QFORGE_CHECK(of < 9.0e15, Errc::kInvalidArgument, n.describe(),
             "has scale " + std::to_string(s) + " for axis " + std::to_string(axes[i]) + ", an output too large to hold",
             "a reasonable scale");
       ax.scale = s;
@@ -1192,13 +1192,13 @@ std::vector<ResizeAxis> resize_geometry(const OpContext& ctx, const ResizeAttrs&
       ax.resized = true;
     }
   } else {
-    check(sizes.size() == na, Errc::kShapeMismatch, n.describe(),
+    QFORGE_CHECK(sizes.size() == na, Errc::kShapeMismatch, n.describe(),
           "has " + std::to_string(sizes.size()) + " sizes for an input of shape " + shape_str(x.shape()), want);
     for (size_t i = 0; i < na; ++i) {
-      check(sizes[i] >= 0, Errc::kInvalidArgument, n.describe(),
+      QFORGE_CHECK(sizes[i] >= 0, Errc::kInvalidArgument, n.describe(),
             "has size " + std::to_string(sizes[i]) + " for axis " + std::to_string(axes[i]), "sizes >= 0");
       const ResizeAxis& ax = g[static_cast<size_t>(axes[i])];
-      check(ax.in > 0 || sizes[i] == 0, Errc::kShapeMismatch, n.describe(),
+      QFORGE_CHECK(ax.in > 0 || sizes[i] == 0, Errc::kShapeMismatch, n.describe(),
             "resizes axis " + std::to_string(axes[i]) + " of size 0 to " + std::to_string(sizes[i]),
             "size 0 for an empty axis");
     }
@@ -1237,7 +1237,7 @@ std::vector<ResizeAxis> resize_geometry(const OpContext& ctx, const ResizeAttrs&
   if (a.coord == Coord::kTfCropAndResize && ri.roi >= 0 && ctx.has_input(ri.roi)) {
     const std::vector<double> roi = float_values(ctx.input(ri.roi), n, "input 'roi'");
     if (!roi.empty()) {
-      check(roi.size() == 2 * na, Errc::kShapeMismatch, n.describe(),
+      QFORGE_CHECK(roi.size() == 2 * na, Errc::kShapeMismatch, n.describe(),
             "has " + std::to_string(roi.size()) + " roi values for " + std::to_string(na) + " axes",
             std::to_string(2 * na) + " values (starts, then ends)");
       for (size_t i = 0; i < na; ++i) {

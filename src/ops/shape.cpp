@@ -353,11 +353,11 @@ Ints normalize_axes(const Ints& axes, int64_t rank, const ir::Node& node) {
   Ints r;
   std::vector<bool> seen(static_cast<size_t>(std::max<int64_t>(rank, 0)), false);
   for (int64_t a : axes) {
-    check(a >= -rank && a < rank, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(a >= -rank && a < rank, Errc::kInvalidArgument, node.describe(),
           "has axis " + std::to_string(a) + " for rank " + std::to_string(rank),
           "axes in [" + std::to_string(-rank) + ", " + std::to_string(rank) + ")");
     const int64_t n = a < 0 ? a + rank : a;
-    check(!seen[static_cast<size_t>(n)], Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(!seen[static_cast<size_t>(n)], Errc::kInvalidArgument, node.describe(),
           "has axis " + std::to_string(a) + " more than once in " + ints_str(axes), "distinct axes");
     seen[static_cast<size_t>(n)] = true;
     r.push_back(n);
@@ -367,14 +367,14 @@ Ints normalize_axes(const Ints& axes, int64_t rank, const ir::Node& node) {
 
 // An axis in [-rank, rank] (both ends included: Flatten, OneHot, Split points).
 int64_t normalize_axis_incl(int64_t axis, int64_t rank, const ir::Node& node) {
-  check(axis >= -rank && axis <= rank, Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(axis >= -rank && axis <= rank, Errc::kInvalidArgument, node.describe(),
         "has axis " + std::to_string(axis) + " for rank " + std::to_string(rank),
         "an axis in [" + std::to_string(-rank) + ", " + std::to_string(rank) + "]");
   return axis < 0 ? axis + rank : axis;
 }
 
 void require_rank_at_least(const ir::Node& node, const char* what, int64_t rank, int64_t min) {
-  check(rank >= min, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(rank >= min, Errc::kShapeMismatch, node.describe(),
         std::string(what) + " has rank " + std::to_string(rank),
         "rank >= " + std::to_string(min));
 }
@@ -446,7 +446,7 @@ void require_same_dtype(const ir::Node& node, const char* what, DType got, DType
 
 Ints reshape_target(const OpContext& ctx) {
   if (ctx.opset() < 5) {
-    check(ctx.node().has_attr("shape"), Errc::kNotFound, ctx.node().describe(),
+    QFORGE_CHECK(ctx.node().has_attr("shape"), Errc::kNotFound, ctx.node().describe(),
           "has no 'shape' attribute", "the target shape (Reshape before opset 5)");
     return ctx.node().attr_ints("shape");
   }
@@ -457,15 +457,15 @@ void reshape_check_target(const Ints& t, bool allowzero, const ir::Node& node) {
   int neg = 0;
   bool zero = false;
   for (int64_t v : t) {
-    check(v >= -1, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(v >= -1, Errc::kInvalidArgument, node.describe(),
           "has target shape " + ints_str(t) + " with value " + std::to_string(v),
           "dimensions >= 0, or -1 once");
     neg += v == -1;
     zero |= v == 0;
   }
-  check(neg <= 1, Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(neg <= 1, Errc::kInvalidArgument, node.describe(),
         "has target shape " + ints_str(t) + " with more than one -1", "at most one -1");
-  check(!(allowzero && zero && neg), Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(!(allowzero && zero && neg), Errc::kInvalidArgument, node.describe(),
         "has target shape " + ints_str(t) + " with both 0 and -1 while allowzero = 1",
         "no -1 when a 0 means a zero-sized dimension");
 }
@@ -477,7 +477,7 @@ Shape reshape_shape(const Shape& in, const Ints& target, bool allowzero, const i
   for (size_t i = 0; i < target.size(); ++i) {
     int64_t v = target[i];
     if (v == 0 && !allowzero) {
-      check(i < in.size(), Errc::kShapeMismatch, node.describe(),
+      QFORGE_CHECK(i < in.size(), Errc::kShapeMismatch, node.describe(),
             "has target shape " + ints_str(target) + " copying dimension " + std::to_string(i) +
                 " of an input of shape " + shape_str(in),
             "a 0 only where the input has that dimension");
@@ -492,12 +492,12 @@ Shape reshape_shape(const Shape& in, const Ints& target, bool allowzero, const i
   }
   const int64_t numel = shape_numel(in);
   if (infer >= 0) {
-    check(known != 0 && numel % known == 0, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(known != 0 && numel % known == 0, Errc::kShapeMismatch, node.describe(),
           "can't reshape " + shape_str(in) + " to " + ints_str(target),
           "a -1 that makes the element count equal");
     out[static_cast<size_t>(infer)] = numel / known;
   }
-  check(known * (infer >= 0 ? out[static_cast<size_t>(infer)] : 1) == numel, Errc::kShapeMismatch,
+  QFORGE_CHECK(known * (infer >= 0 ? out[static_cast<size_t>(infer)] : 1) == numel, Errc::kShapeMismatch,
         node.describe(), "can't reshape " + shape_str(in) + " to " + ints_str(target),
         "a shape with " + std::to_string(numel) + " elements");
   return out;
@@ -529,7 +529,7 @@ std::optional<SymShape> reshape_sym(InferContext& c, const std::optional<SymShap
         out_all_known = false;
         continue;
       }
-      check(i < in->size(), Errc::kShapeMismatch, node.describe(),
+      QFORGE_CHECK(i < in->size(), Errc::kShapeMismatch, node.describe(),
             "has target shape " + ints_str(target) + " copying dimension " + std::to_string(i) +
                 " of an input of shape " + ir::sym_shape_str(*in),
             "a 0 only where the input has that dimension");
@@ -566,7 +566,7 @@ std::optional<SymShape> reshape_sym(InferContext& c, const std::optional<SymShap
   if (infer >= 0) {
     Dim& d = out[static_cast<size_t>(infer)];
     if (unknown == 0) {
-      check(known_out != 0 && known_in % known_out == 0, Errc::kShapeMismatch, node.describe(),
+      QFORGE_CHECK(known_out != 0 && known_in % known_out == 0, Errc::kShapeMismatch, node.describe(),
             "can't reshape " + ir::sym_shape_str(*in) + " to " + ints_str(target),
             "a -1 that makes the element count equal");
       d = Dim(known_in / known_out);
@@ -578,7 +578,7 @@ std::optional<SymShape> reshape_sym(InferContext& c, const std::optional<SymShap
       d = c.fresh_dim();
     }
   } else if (unknown == 0 && out_all_known) {
-    check(known_in == known_out, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(known_in == known_out, Errc::kShapeMismatch, node.describe(),
           "can't reshape " + ir::sym_shape_str(*in) + " to " + ints_str(target),
           "a shape with the same element count");
   }
@@ -590,7 +590,7 @@ void reshape_infer(InferContext& c) {
   const bool allowzero = c.opset() >= 14 && c.node().attr_int("allowzero", 0) != 0;
   std::optional<Ints> target;
   if (c.opset() < 5) {
-    check(c.node().has_attr("shape"), Errc::kNotFound, c.node().describe(),
+    QFORGE_CHECK(c.node().has_attr("shape"), Errc::kNotFound, c.node().describe(),
           "has no 'shape' attribute", "the target shape (Reshape before opset 5)");
     target = c.node().attr_ints("shape");
   } else {
@@ -613,7 +613,7 @@ void reshape_infer(InferContext& c) {
 int64_t flatten_axis(int64_t opset, const ir::Node& node, int64_t rank) {
   const int64_t axis = node.attr_int("axis", 1);
   if (opset < 11)
-    check(axis >= 0 && axis <= rank, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(axis >= 0 && axis <= rank, Errc::kInvalidArgument, node.describe(),
           "has axis " + std::to_string(axis) + " for rank " + std::to_string(rank),
           "an axis in [0, " + std::to_string(rank) + "] (Flatten before opset 11)");
   return normalize_axis_incl(axis, rank, node);
@@ -649,7 +649,7 @@ void squeeze_run(OpContext& ctx) {
   std::vector<bool> drop(s.size(), false);
   if (axes) {
     for (int64_t a : normalize_axes(*axes, x.rank(), node)) {
-      check(s[static_cast<size_t>(a)] == 1, Errc::kShapeMismatch, node.describe(),
+      QFORGE_CHECK(s[static_cast<size_t>(a)] == 1, Errc::kShapeMismatch, node.describe(),
             "squeezes axis " + std::to_string(a) + " of shape " + shape_str(s),
             "axes whose dimension is 1");
       drop[static_cast<size_t>(a)] = true;
@@ -685,7 +685,7 @@ void squeeze_infer(InferContext& c) {
   if (axes.present) {
     for (int64_t a : normalize_axes(*axes.values, static_cast<int64_t>(s.size()), node)) {
       const Dim& d = s[static_cast<size_t>(a)];
-      check(!d.known() || d.size == 1, Errc::kShapeMismatch, node.describe(),
+      QFORGE_CHECK(!d.known() || d.size == 1, Errc::kShapeMismatch, node.describe(),
             "squeezes axis " + std::to_string(a) + " of shape " + ir::sym_shape_str(s),
             "axes whose dimension is 1");
       drop[static_cast<size_t>(a)] = true;
@@ -716,7 +716,7 @@ void unsqueeze_run(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   const ir::Node& node = ctx.node();
   const auto axes = run_ints_arg(ctx, 1, "axes", 13, "input 1 (axes)");
-  check(axes.has_value(), Errc::kNotFound, node.describe(), "has no axes",
+  QFORGE_CHECK(axes.has_value(), Errc::kNotFound, node.describe(), "has no axes",
         ctx.opset() < 13 ? "the 'axes' attribute" : "input 1 (axes)");
   const int64_t out_rank = x.rank() + static_cast<int64_t>(axes->size());
   const std::vector<bool> is_new = unsqueeze_positions(*axes, out_rank, node);
@@ -731,7 +731,7 @@ void unsqueeze_infer(InferContext& c) {
   const ir::Node& node = c.node();
   const IntsArg axes = infer_ints_arg(c, 1, "axes", 13);
   if (c.opset() < 13)
-    check(axes.present, Errc::kNotFound, node.describe(), "has no axes", "the 'axes' attribute");
+    QFORGE_CHECK(axes.present, Errc::kNotFound, node.describe(), "has no axes", "the 'axes' attribute");
   else
     c.input(1);
   if (!x.shape) {
@@ -764,12 +764,12 @@ Ints transpose_perm(const ir::Node& node, int64_t rank) {
   } else {
     for (int64_t i = rank; i-- > 0;) perm.push_back(i);
   }
-  check(static_cast<int64_t>(perm.size()) == rank, Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(static_cast<int64_t>(perm.size()) == rank, Errc::kInvalidArgument, node.describe(),
         "has perm " + ints_str(perm) + " for an input of rank " + std::to_string(rank),
         "a permutation of " + std::to_string(rank) + " axes");
   std::vector<bool> seen(perm.size(), false);
   for (int64_t p : perm) {
-    check(p >= 0 && p < rank && !seen[static_cast<size_t>(p)], Errc::kInvalidArgument,
+    QFORGE_CHECK(p >= 0 && p < rank && !seen[static_cast<size_t>(p)], Errc::kInvalidArgument,
           node.describe(), "has perm " + ints_str(perm),
           "a permutation of 0.." + std::to_string(rank - 1));
     seen[static_cast<size_t>(p)] = true;
@@ -822,14 +822,14 @@ void transpose_infer(InferContext& c) {
 
 int64_t concat_axis_attr(int64_t opset, const ir::Node& node) {
   if (opset < 4) return node.attr_int("axis", 1);
-  check(node.has_attr("axis"), Errc::kNotFound, node.describe(), "has no 'axis' attribute",
+  QFORGE_CHECK(node.has_attr("axis"), Errc::kNotFound, node.describe(), "has no 'axis' attribute",
         "the axis to concatenate on");
   return node.attr_int("axis", 0);
 }
 
 void concat_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
-  check(ctx.num_inputs() >= 1, Errc::kNotFound, node.describe(), "has no inputs", "at least one");
+  QFORGE_CHECK(ctx.num_inputs() >= 1, Errc::kNotFound, node.describe(), "has no inputs", "at least one");
   std::vector<const Tensor*> in;
   for (int i = 0; i < ctx.num_inputs(); ++i) in.push_back(&ctx.input(i));
   const Tensor& x0 = *in[0];
@@ -845,7 +845,7 @@ void concat_run(OpContext& ctx) {
     require_same_dtype(node, what.c_str(), t.dtype(), x0.dtype());
     bool ok = t.rank() == rank;
     for (size_t d = 0; ok && d < out.size(); ++d) ok = d == a || t.shape()[d] == x0.shape()[d];
-    check(ok, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(ok, Errc::kShapeMismatch, node.describe(),
           what + " has shape " + shape_str(t.shape()) + " and input 0 " + shape_str(x0.shape()),
           "equal shapes except on axis " + std::to_string(axis));
     out[a] += t.shape()[a];
@@ -890,7 +890,7 @@ void concat_run(OpContext& ctx) {
 
 void concat_infer(InferContext& c) {
   const ir::Node& node = c.node();
-  check(c.num_inputs() >= 1, Errc::kNotFound, node.describe(), "has no inputs", "at least one");
+  QFORGE_CHECK(c.num_inputs() >= 1, Errc::kNotFound, node.describe(), "has no inputs", "at least one");
   std::optional<DType> dt;
   std::optional<size_t> rank;
   for (int i = 0; i < c.num_inputs(); ++i) {
@@ -899,7 +899,7 @@ void concat_infer(InferContext& c) {
     else if (v.dtype && *v.dtype != *dt)
       require_same_dtype(node, ("input " + std::to_string(i)).c_str(), *v.dtype, *dt);
     if (v.shape) {
-      check(!rank || *rank == v.shape->size(), Errc::kShapeMismatch, node.describe(),
+      QFORGE_CHECK(!rank || *rank == v.shape->size(), Errc::kShapeMismatch, node.describe(),
             "has inputs of ranks " + std::to_string(rank ? *rank : 0) + " and " +
                 std::to_string(v.shape->size()),
             "inputs of equal rank");
@@ -926,7 +926,7 @@ void concat_infer(InferContext& c) {
       if (d == a) continue;
       const Dim& v = (*s)[d];
       if (v.known()) {
-        check(!out[d].known() || out[d].size == v.size, Errc::kShapeMismatch, node.describe(),
+        QFORGE_CHECK(!out[d].known() || out[d].size == v.size, Errc::kShapeMismatch, node.describe(),
               "input " + std::to_string(i) + " has dimension " + std::to_string(d) + " = " +
                   std::to_string(v.size) + " where another input has " + out[d].str(),
               "equal shapes except on axis " + std::to_string(a));
@@ -954,24 +954,24 @@ Ints split_sizes(int64_t opset, const ir::Node& node, const std::optional<Ints>&
                  int64_t dim, int64_t n_out) {
   if (split_given) {
     if (!split) return Ints(static_cast<size_t>(n_out), -1);
-    check(static_cast<int64_t>(split->size()) == n_out, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(static_cast<int64_t>(split->size()) == n_out, Errc::kInvalidArgument, node.describe(),
           "has split " + ints_str(*split) + " for " + std::to_string(n_out) + " outputs",
           "one size per output");
     int64_t sum = 0;
     for (int64_t v : *split) {
-      check(v >= 0, Errc::kInvalidArgument, node.describe(), "has split " + ints_str(*split),
+      QFORGE_CHECK(v >= 0, Errc::kInvalidArgument, node.describe(), "has split " + ints_str(*split),
             "sizes >= 0");
       sum += v;
     }
-    check(dim < 0 || sum == dim, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(dim < 0 || sum == dim, Errc::kShapeMismatch, node.describe(),
           "has split " + ints_str(*split) + " summing to " + std::to_string(sum) +
               " for a dimension of " + std::to_string(dim),
           "sizes that add up to the dimension");
     return *split;
   }
-  check(n_out >= 1, Errc::kInvalidArgument, node.describe(), "has no outputs", "at least one");
+  QFORGE_CHECK(n_out >= 1, Errc::kInvalidArgument, node.describe(), "has no outputs", "at least one");
   if (opset >= 18 && node.has_attr("num_outputs"))
-    check(node.attr_int("num_outputs", 0) == n_out, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(node.attr_int("num_outputs", 0) == n_out, Errc::kInvalidArgument, node.describe(),
           "has num_outputs = " + std::to_string(node.attr_int("num_outputs", 0)) + " and " +
               std::to_string(n_out) + " outputs",
           "num_outputs equal to the number of outputs");
@@ -980,7 +980,7 @@ Ints split_sizes(int64_t opset, const ir::Node& node, const std::optional<Ints>&
     // Equal chunks of ceil(dim / n); the last one is smaller if needed.
     const int64_t chunk = (dim + n_out - 1) / n_out;
     const int64_t last = dim - chunk * (n_out - 1);
-    check(last >= 0, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(last >= 0, Errc::kInvalidArgument, node.describe(),
           "splits a dimension of " + std::to_string(dim) + " into " + std::to_string(n_out) +
               " chunks of " + std::to_string(chunk),
           "num_outputs whose chunks fit the dimension");
@@ -988,7 +988,7 @@ Ints split_sizes(int64_t opset, const ir::Node& node, const std::optional<Ints>&
     r.back() = last;
     return r;
   }
-  check(dim % n_out == 0, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(dim % n_out == 0, Errc::kShapeMismatch, node.describe(),
         "splits a dimension of " + std::to_string(dim) + " into " + std::to_string(n_out) +
             " equal parts",
         "a dimension divisible by the number of outputs (or a 'split')");
@@ -1076,7 +1076,7 @@ struct SliceAxis {
 
 // Clamps start/end per the ONNX spec and counts the elements taken.
 SliceAxis slice_axis(int64_t start, int64_t end, int64_t step, int64_t dim, const ir::Node& node) {
-  check(step != 0, Errc::kInvalidArgument, node.describe(), "has a step of 0", "non-zero steps");
+  QFORGE_CHECK(step != 0, Errc::kInvalidArgument, node.describe(), "has a step of 0", "non-zero steps");
   if (start < 0) start += dim;
   if (end < 0) end += dim;
   SliceAxis r;
@@ -1132,18 +1132,18 @@ SliceArgs slice_args_infer(const InferContext& c) {
 // Fills per-axis (start, step, count) for a concrete shape.
 std::vector<SliceAxis> slice_plan(const Shape& shape, const SliceArgs& a, const ir::Node& node) {
   const int64_t rank = static_cast<int64_t>(shape.size());
-  check(a.starts.size() == a.ends.size(), Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(a.starts.size() == a.ends.size(), Errc::kInvalidArgument, node.describe(),
         "has " + std::to_string(a.starts.size()) + " starts and " + std::to_string(a.ends.size()) +
             " ends",
         "as many starts as ends");
   Ints axes = a.axes;
   if (axes.empty())
     for (size_t i = 0; i < a.starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
-  check(axes.size() == a.starts.size(), Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(axes.size() == a.starts.size(), Errc::kInvalidArgument, node.describe(),
         "has " + std::to_string(axes.size()) + " axes for " + std::to_string(a.starts.size()) +
             " starts",
         "one axis per start");
-  check(a.steps.empty() || a.steps.size() == a.starts.size(), Errc::kInvalidArgument,
+  QFORGE_CHECK(a.steps.empty() || a.steps.size() == a.starts.size(), Errc::kInvalidArgument,
         node.describe(),
         "has " + std::to_string(a.steps.size()) + " steps for " + std::to_string(a.starts.size()) +
             " starts",
@@ -1163,7 +1163,7 @@ void slice_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   SliceArgs a;
   if (ctx.opset() < 10) {
-    check(node.has_attr("starts") && node.has_attr("ends"), Errc::kNotFound, node.describe(),
+    QFORGE_CHECK(node.has_attr("starts") && node.has_attr("ends"), Errc::kNotFound, node.describe(),
           "lacks 'starts' or 'ends'", "both attributes (Slice before opset 10)");
     a.starts = node.attr_ints("starts");
     a.ends = node.attr_ints("ends");
@@ -1174,7 +1174,7 @@ void slice_run(OpContext& ctx) {
     if (ctx.has_input(3)) a.axes = to_int64s(ctx.input(3), node, "input 3 (axes)");
     if (ctx.has_input(4)) a.steps = to_int64s(ctx.input(4), node, "input 4 (steps)");
     if (ctx.has_input(3))
-      check(!a.axes.empty() || a.starts.empty(), Errc::kInvalidArgument, node.describe(),
+      QFORGE_CHECK(!a.axes.empty() || a.starts.empty(), Errc::kInvalidArgument, node.describe(),
             "has empty axes for " + std::to_string(a.starts.size()) + " starts", "one axis per start");
   }
   const Shape& s = x.shape();
@@ -1230,14 +1230,14 @@ void slice_infer(InferContext& c) {
   }
   // Run the plan on a stand-in shape where unknown dims are huge, then keep
   // only what does not depend on them.
-  check(a.starts.size() == a.ends.size(), Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(a.starts.size() == a.ends.size(), Errc::kInvalidArgument, node.describe(),
         "has " + std::to_string(a.starts.size()) + " starts and " + std::to_string(a.ends.size()) +
             " ends",
         "as many starts as ends");
   Ints axes = a.axes;
   if (axes.empty())
     for (size_t i = 0; i < a.starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
-  check(axes.size() == a.starts.size() && (a.steps.empty() || a.steps.size() == a.starts.size()),
+  QFORGE_CHECK(axes.size() == a.starts.size() && (a.steps.empty() || a.steps.size() == a.starts.size()),
         Errc::kInvalidArgument, node.describe(), "has starts, ends, axes and steps of different lengths",
         "one axis and one step per start");
   axes = normalize_axes(axes, rank, node);
@@ -1245,7 +1245,7 @@ void slice_infer(InferContext& c) {
   for (size_t i = 0; i < axes.size(); ++i) {
     const size_t k = static_cast<size_t>(axes[i]);
     const int64_t step = a.steps.empty() ? 1 : a.steps[i];
-    check(step != 0, Errc::kInvalidArgument, node.describe(), "has a step of 0", "non-zero steps");
+    QFORGE_CHECK(step != 0, Errc::kInvalidArgument, node.describe(), "has a step of 0", "non-zero steps");
     const Dim& d = s[k];
     if (d.known()) {
       out[k] = Dim(slice_axis(a.starts[i], a.ends[i], step, d.size, node).count);
@@ -1344,7 +1344,7 @@ size_t elements_axis(const ir::Node& node, const Tensor& data, const Tensor& ind
   bool ok = ind.rank() == data.rank();
   for (size_t d = 0; ok && d < ind.shape().size(); ++d)
     ok = d == a || ind.shape()[d] <= data.shape()[d];
-  check(ok, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(ok, Errc::kShapeMismatch, node.describe(),
         "has indices of shape " + shape_str(ind.shape()) + " for data of shape " +
             shape_str(data.shape()),
         "indices of the data's rank, no larger than the data except on axis " + std::to_string(a));
@@ -1459,7 +1459,7 @@ void scatter_elements_impl(OpContext& ctx, bool reduction_allowed) {
   const Tensor& upd = ctx.input(2);
   const ir::Node& node = ctx.node();
   const size_t a = elements_axis(node, x, ind);
-  check(upd.shape() == ind.shape(), Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(upd.shape() == ind.shape(), Errc::kShapeMismatch, node.describe(),
         "has updates of shape " + shape_str(upd.shape()) + " for indices of shape " +
             shape_str(ind.shape()),
         "updates of the same shape as the indices");
@@ -1496,7 +1496,7 @@ void gather_elements_infer(InferContext& c) {
   const ir::ValueInfo& x = c.input(0);
   const ir::ValueInfo& ind = c.input(1);
   if (x.shape && ind.shape)
-    check(x.shape->size() == ind.shape->size(), Errc::kShapeMismatch, c.node().describe(),
+    QFORGE_CHECK(x.shape->size() == ind.shape->size(), Errc::kShapeMismatch, c.node().describe(),
           "has indices of rank " + std::to_string(ind.shape->size()) + " for data of rank " +
               std::to_string(x.shape->size()),
           "indices of the data's rank");
@@ -1520,16 +1520,16 @@ Ints nd_offsets(const Tensor& data, const Tensor& ind, int64_t b, const ir::Node
   const Shape& is = ind.shape();
   const int64_t q = ind.rank(), r = data.rank();
   require_rank_at_least(node, "input 1 (indices)", q, 1);
-  check(b >= 0 && b < std::min(q, r), Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(b >= 0 && b < std::min(q, r), Errc::kInvalidArgument, node.describe(),
         "has batch_dims = " + std::to_string(b) + " for data of rank " + std::to_string(r) +
             " and indices of rank " + std::to_string(q),
         "batch_dims below both ranks");
   for (size_t i = 0; i < static_cast<size_t>(b); ++i)
-    check(ds[i] == is[i], Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(ds[i] == is[i], Errc::kShapeMismatch, node.describe(),
           "has data of shape " + shape_str(ds) + " and indices of shape " + shape_str(is),
           "equal leading batch dimensions");
   const int64_t k = is.back();
-  check(k >= 1 && k <= r - b, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(k >= 1 && k <= r - b, Errc::kShapeMismatch, node.describe(),
         "has indices whose last dimension is " + std::to_string(k) + " for data of rank " +
             std::to_string(r),
         "a last dimension in [1, " + std::to_string(r - b) + "]");
@@ -1597,7 +1597,7 @@ void gathernd_infer(InferContext& c) {
   }
   const int64_t k = ind.shape->back().size;
   const int64_t r = static_cast<int64_t>(x.shape->size());
-  check(k >= 1 && b >= 0 && b + k <= r, Errc::kShapeMismatch, c.node().describe(),
+  QFORGE_CHECK(k >= 1 && b >= 0 && b + k <= r, Errc::kShapeMismatch, c.node().describe(),
         "has indices whose last dimension is " + std::to_string(k) + " for data of rank " +
             std::to_string(r) + " and batch_dims " + std::to_string(b),
         "a last dimension in [1, rank - batch_dims]");
@@ -1616,7 +1616,7 @@ void scatternd_run(OpContext& ctx) {
   const size_t k = static_cast<size_t>(is.back());
   Shape want(is.begin(), is.end() - 1);
   want.insert(want.end(), x.shape().begin() + static_cast<std::ptrdiff_t>(k), x.shape().end());
-  check(upd.shape() == want, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(upd.shape() == want, Errc::kShapeMismatch, node.describe(),
         "has updates of shape " + shape_str(upd.shape()), "updates of shape " + shape_str(want));
   require_same_dtype(node, "input 2 (updates)", upd.dtype(), x.dtype());
   const Reduction red = read_reduction(ctx, ctx.opset() >= 16);
@@ -1648,7 +1648,7 @@ void expand_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Ints target = to_int64s(ctx.input(1), node, "input 1 (shape)");
   for (int64_t v : target)
-    check(v >= 0, Errc::kInvalidArgument, node.describe(), "has shape " + ints_str(target),
+    QFORGE_CHECK(v >= 0, Errc::kInvalidArgument, node.describe(), "has shape " + ints_str(target),
           "dimensions >= 0");
   const Shape out = broadcast_shapes(x.shape(), target, node);
   if (out == x.shape()) {
@@ -1689,7 +1689,7 @@ void tile_run(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   const ir::Node& node = ctx.node();
   const Ints rep = to_int64s(ctx.input(1), node, "input 1 (repeats)");
-  check(static_cast<int64_t>(rep.size()) == x.rank(), Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(static_cast<int64_t>(rep.size()) == x.rank(), Errc::kShapeMismatch, node.describe(),
         "has repeats " + ints_str(rep) + " for an input of rank " + std::to_string(x.rank()),
         "one repeat per input dimension");
   const Shape& s = x.shape();
@@ -1698,7 +1698,7 @@ void tile_run(OpContext& ctx) {
   const Ints in_st = strides_of(s);
   bool identity = true;
   for (size_t k = 0; k < s.size(); ++k) {
-    check(rep[k] >= 0, Errc::kInvalidArgument, node.describe(), "has repeats " + ints_str(rep),
+    QFORGE_CHECK(rep[k] >= 0, Errc::kInvalidArgument, node.describe(), "has repeats " + ints_str(rep),
           "repeats >= 0");
     out[k] = mul_dim(s[k], rep[k], node);
     identity &= rep[k] == 1;
@@ -1729,12 +1729,12 @@ void tile_infer(InferContext& c) {
     set_output(c, 0, x.dtype, fresh_dims(c, x.shape->size()));
     return;
   }
-  check(rep->size() == x.shape->size(), Errc::kShapeMismatch, c.node().describe(),
+  QFORGE_CHECK(rep->size() == x.shape->size(), Errc::kShapeMismatch, c.node().describe(),
         "has repeats " + ints_str(*rep) + " for an input of rank " + std::to_string(x.shape->size()),
         "one repeat per input dimension");
   SymShape out;
   for (size_t k = 0; k < rep->size(); ++k) {
-    check((*rep)[k] >= 0, Errc::kInvalidArgument, c.node().describe(),
+    QFORGE_CHECK((*rep)[k] >= 0, Errc::kInvalidArgument, c.node().describe(),
           "has repeats " + ints_str(*rep), "repeats >= 0");
     out.push_back(dim_mul(c, (*x.shape)[k], (*rep)[k]));
   }
@@ -1762,7 +1762,7 @@ Ints pad_full(const Ints& pads, const std::optional<Ints>& axes, int64_t rank, c
   if (axes) ax = normalize_axes(*axes, rank, node);
   else
     for (int64_t i = 0; i < rank; ++i) ax.push_back(i);
-  check(pads.size() == 2 * ax.size(), Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(pads.size() == 2 * ax.size(), Errc::kShapeMismatch, node.describe(),
         "has " + std::to_string(pads.size()) + " pads for " + std::to_string(ax.size()) + " axes",
         "2 pads per axis (all begins, then all ends)");
   Ints full(static_cast<size_t>(2 * rank), 0);
@@ -1777,7 +1777,7 @@ Ints pad_pads_run(const OpContext& ctx, int64_t rank) {
   const ir::Node& node = ctx.node();
   if (ctx.opset() < 11) {
     const char* name = ctx.opset() < 2 && node.has_attr("paddings") ? "paddings" : "pads";
-    check(node.has_attr(name), Errc::kNotFound, node.describe(), "has no 'pads' attribute",
+    QFORGE_CHECK(node.has_attr(name), Errc::kNotFound, node.describe(), "has no 'pads' attribute",
           "the pads (Pad before opset 11)");
     return pad_full(node.attr_ints(name), std::nullopt, rank, node);
   }
@@ -1873,7 +1873,7 @@ void pad_run(OpContext& ctx) {
   const int64_t rank = x.rank();
   const Ints full = pad_pads_run(ctx, rank);
   for (int64_t v : full)
-    check(v >= -(int64_t{1} << 62) && v <= (int64_t{1} << 62), Errc::kInvalidArgument,
+    QFORGE_CHECK(v >= -(int64_t{1} << 62) && v <= (int64_t{1} << 62), Errc::kInvalidArgument,
           node.describe(), "has pads " + ints_str(full), "pads within +-2^62");
   const PadMode mode = pad_mode(ctx);
   const Shape& s = x.shape();
@@ -1884,12 +1884,12 @@ void pad_run(OpContext& ctx) {
     zero &= b == 0 && e == 0;
     const bool overflow = __builtin_add_overflow(s[k], b, &out[k]) ||
                           __builtin_add_overflow(out[k], e, &out[k]);
-    check(!overflow && out[k] >= 0, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(!overflow && out[k] >= 0, Errc::kShapeMismatch, node.describe(),
           "pads axis " + std::to_string(k) + " of size " + std::to_string(s[k]) + " by " +
               std::to_string(b) + " and " + std::to_string(e),
           "pads that leave a dimension >= 0");
     if (mode != PadMode::kConstant && out[k] > 0)
-      check(s[k] > 0, Errc::kInvalidArgument, node.describe(),
+      QFORGE_CHECK(s[k] > 0, Errc::kInvalidArgument, node.describe(),
             "pads an empty axis " + std::to_string(k) + " in a non-constant mode",
             "mode 'constant' for empty axes");
   }
@@ -1930,7 +1930,7 @@ void pad_infer(InferContext& c) {
   std::optional<Ints> full;
   if (c.opset() < 11) {
     const char* name = c.opset() < 2 && node.has_attr("paddings") ? "paddings" : "pads";
-    check(node.has_attr(name), Errc::kNotFound, node.describe(), "has no 'pads' attribute",
+    QFORGE_CHECK(node.has_attr(name), Errc::kNotFound, node.describe(), "has no 'pads' attribute",
           "the pads (Pad before opset 11)");
     full = pad_full(node.attr_ints(name), std::nullopt, rank, node);
   } else {
@@ -2011,7 +2011,7 @@ void size_infer(InferContext& c) {
 Shape shape_from_input(const Tensor& t, const ir::Node& node, const char* what) {
   const Ints v = to_int64s(t, node, what);
   for (int64_t d : v)
-    check(d >= 0, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(d >= 0, Errc::kInvalidArgument, node.describe(),
           std::string(what) + " is " + ints_str(v), "dimensions >= 0");
   return v;
 }
@@ -2019,12 +2019,12 @@ Shape shape_from_input(const Tensor& t, const ir::Node& node, const char* what) 
 void constant_of_shape_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& in = ctx.input(0);
-  check(in.rank() == 1, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(in.rank() == 1, Errc::kShapeMismatch, node.describe(),
         "input 0 (shape) has shape " + shape_str(in.shape()), "a 1-D tensor");
   const Shape shape = shape_from_input(in, node, "input 0 (shape)");
   const Tensor* value = node.attr_tensor("value");
   if (value)
-    check(value->numel() == 1, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(value->numel() == 1, Errc::kInvalidArgument, node.describe(),
           "has a 'value' of shape " + shape_str(value->shape()), "a one-element tensor");
   const DType dt = value ? value->dtype() : DType::kF32;
   const size_t esz = elem_size(dt, node, "attribute 'value'");
@@ -2047,7 +2047,7 @@ void constant_of_shape_infer(InferContext& c) {
   const auto shape = constant_ints(c, 0);
   if (shape) {
     for (int64_t d : *shape)
-      check(d >= 0, Errc::kInvalidArgument, node.describe(),
+      QFORGE_CHECK(d >= 0, Errc::kInvalidArgument, node.describe(),
             "input 0 (shape) is " + ints_str(*shape), "dimensions >= 0");
     set_output(c, 0, dt, ir::to_sym(*shape));
     return;
@@ -2066,19 +2066,19 @@ int64_t range_count(T start, T limit, T delta, const ir::Node& node) {
   if constexpr (std::is_floating_point_v<T>) {
     const double n = std::ceil((static_cast<double>(limit) - static_cast<double>(start)) /
                                static_cast<double>(delta));
-    check(delta != 0 && std::isfinite(n) && n < 9.0e15, Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(delta != 0 && std::isfinite(n) && n < 9.0e15, Errc::kInvalidArgument, node.describe(),
           "has start " + std::to_string(start) + ", limit " + std::to_string(limit) + ", delta " +
               std::to_string(delta),
           "a non-zero delta and a finite number of elements");
     return n > 0 ? static_cast<int64_t>(n) : 0;
   } else {
-    check(delta != 0, Errc::kInvalidArgument, node.describe(), "has delta 0", "a non-zero delta");
+    QFORGE_CHECK(delta != 0, Errc::kInvalidArgument, node.describe(), "has delta 0", "a non-zero delta");
     const int64_t s = start, l = limit, d = delta;
     int64_t diff = 0;
-    check(!__builtin_sub_overflow(l, s, &diff), Errc::kInvalidArgument, node.describe(),
+    QFORGE_CHECK(!__builtin_sub_overflow(l, s, &diff), Errc::kInvalidArgument, node.describe(),
           "has a range that overflows", "limit - start within 64 bits");
     if ((diff > 0) != (d > 0) || diff == 0) return 0;
-    check(!(d == -1 && diff == std::numeric_limits<int64_t>::min()), Errc::kInvalidArgument,
+    QFORGE_CHECK(!(d == -1 && diff == std::numeric_limits<int64_t>::min()), Errc::kInvalidArgument,
           node.describe(), "has a range of 2^63 elements", "a smaller range");
     // ceil(diff / d) for same-signed diff and d.
     return diff / d + (diff % d != 0 ? 1 : 0);
@@ -2095,7 +2095,7 @@ void range_run(OpContext& ctx) {
   const char* names[3] = {"input 0 (start)", "input 1 (limit)", "input 2 (delta)"};
   const Tensor* in[3] = {&s, &l, &d};
   for (int i = 0; i < 3; ++i)
-    check(in[i]->numel() == 1, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(in[i]->numel() == 1, Errc::kShapeMismatch, node.describe(),
           std::string(names[i]) + " has shape " + shape_str(in[i]->shape()), "a scalar");
   auto typed = [&](auto z) {
     using T = decltype(z);
@@ -2196,10 +2196,10 @@ void nonzero_infer(InferContext& c) {
 // DepthToSpace, SpaceToDepth
 
 int64_t blocksize(const ir::Node& node) {
-  check(node.has_attr("blocksize"), Errc::kNotFound, node.describe(),
+  QFORGE_CHECK(node.has_attr("blocksize"), Errc::kNotFound, node.describe(),
         "has no 'blocksize' attribute", "a blocksize >= 1");
   const int64_t b = node.attr_int("blocksize", 0);
-  check(b >= 1 && b <= (int64_t{1} << 20), Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(b >= 1 && b <= (int64_t{1} << 20), Errc::kInvalidArgument, node.describe(),
         "has blocksize " + std::to_string(b), "a blocksize >= 1");
   return b;
 }
@@ -2217,10 +2217,10 @@ void depth_to_space_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const int64_t b = blocksize(node);
   const bool crd = depth_to_space_crd(ctx);
-  check(x.rank() == 4, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(x.rank() == 4, Errc::kShapeMismatch, node.describe(),
         "input 0 has shape " + shape_str(x.shape()), "a 4-D tensor [N, C, H, W]");
   const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
-  check(C % (b * b) == 0, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(C % (b * b) == 0, Errc::kShapeMismatch, node.describe(),
         "has " + std::to_string(C) + " channels for blocksize " + std::to_string(b),
         "channels divisible by blocksize^2");
   const int64_t Co = C / (b * b), HW = H * W;
@@ -2239,10 +2239,10 @@ void space_to_depth_run(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   const ir::Node& node = ctx.node();
   const int64_t b = blocksize(node);
-  check(x.rank() == 4, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(x.rank() == 4, Errc::kShapeMismatch, node.describe(),
         "input 0 has shape " + shape_str(x.shape()), "a 4-D tensor [N, C, H, W]");
   const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
-  check(H % b == 0 && W % b == 0, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(H % b == 0 && W % b == 0, Errc::kShapeMismatch, node.describe(),
         "has height " + std::to_string(H) + " and width " + std::to_string(W) + " for blocksize " +
             std::to_string(b),
         "height and width divisible by the blocksize");
@@ -2265,12 +2265,12 @@ void depth_space_infer(InferContext& c, bool to_space) {
     return;
   }
   const SymShape& s = *x.shape;
-  check(s.size() == 4, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(s.size() == 4, Errc::kShapeMismatch, node.describe(),
         "input 0 has shape " + ir::sym_shape_str(s), "a 4-D tensor [N, C, H, W]");
   auto div = [&](const Dim& d, int64_t k) -> Dim {
     if (k == 1) return d;
     if (!d.known()) return c.fresh_dim();
-    check(d.size % k == 0, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(d.size % k == 0, Errc::kShapeMismatch, node.describe(),
           "input 0 has shape " + ir::sym_shape_str(s) + " for blocksize " + std::to_string(b),
           to_space ? "channels divisible by blocksize^2" : "height and width divisible by the blocksize");
     return Dim(d.size / k);
@@ -2291,7 +2291,7 @@ void trilu_run(OpContext& ctx) {
   int64_t k = 0;
   if (ctx.has_input(1)) {
     const Ints kv = to_int64s(ctx.input(1), node, "input 1 (k)");
-    check(kv.size() == 1, Errc::kShapeMismatch, node.describe(),
+    QFORGE_CHECK(kv.size() == 1, Errc::kShapeMismatch, node.describe(),
           "input 1 (k) has " + std::to_string(kv.size()) + " values", "a scalar");
     k = kv[0];
   }
@@ -2341,10 +2341,10 @@ void onehot_run(OpContext& ctx) {
   const Tensor& val = ctx.input(2);
   const ir::Node& node = ctx.node();
   const double dd = to_scalar(dep, node, "input 1 (depth)");
-  check(std::isfinite(dd) && dd >= 1 && dd < 9.0e15, Errc::kInvalidArgument, node.describe(),
+  QFORGE_CHECK(std::isfinite(dd) && dd >= 1 && dd < 9.0e15, Errc::kInvalidArgument, node.describe(),
         "has depth " + std::to_string(dd), "a depth >= 1");
   const int64_t depth = static_cast<int64_t>(dd);
-  check(val.numel() == 2 && val.rank() == 1, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(val.numel() == 2 && val.rank() == 1, Errc::kShapeMismatch, node.describe(),
         "input 2 (values) has shape " + shape_str(val.shape()), "[2]: the off and on values");
   const int64_t r = ind.rank();
   // axis = -1 means the new last axis: normalize against the output rank r + 1.
@@ -2421,7 +2421,7 @@ DType eyelike_dtype(const ir::Node& node, DType input) {
 void eyelike_run(OpContext& ctx) {
   const Tensor& x = ctx.input(0);
   const ir::Node& node = ctx.node();
-  check(x.rank() == 2, Errc::kShapeMismatch, node.describe(),
+  QFORGE_CHECK(x.rank() == 2, Errc::kShapeMismatch, node.describe(),
         "input 0 has shape " + shape_str(x.shape()), "a 2-D tensor");
   const DType dt = eyelike_dtype(node, x.dtype());
   const int64_t R = x.shape()[0], C = x.shape()[1];
@@ -2448,7 +2448,7 @@ void eyelike_run(OpContext& ctx) {
 void eyelike_infer(InferContext& c) {
   const ir::ValueInfo& x = c.input(0);
   if (x.shape)
-    check(x.shape->size() == 2, Errc::kShapeMismatch, c.node().describe(),
+    QFORGE_CHECK(x.shape->size() == 2, Errc::kShapeMismatch, c.node().describe(),
           "input 0 has shape " + ir::sym_shape_str(*x.shape), "a 2-D tensor");
   std::optional<DType> dt = x.dtype;
   if (c.node().has_attr("dtype")) dt = eyelike_dtype(c.node(), DType::kF32);
