@@ -123,6 +123,10 @@ float float_at(const Tensor& t, int64_t i) {
 }
 
 std::vector<float> floats_of(const Tensor& t) {
+  if (t.dtype() == DType::kF32) {  // the hot case (every dynamic MatMul's scales): one copy
+    const float* p = t.data<float>();
+    return std::vector<float>(p, p + t.numel());
+  }
   std::vector<float> v(sz(t.numel()));
   for (int64_t i = 0, n = t.numel(); i < n; ++i) v[sz(i)] = float_at(t, i);
   return v;
@@ -1724,6 +1728,21 @@ void dynamic_quantize_matmul_run(OpContext& ctx, Path path) {
   if (a.numel() == 0) {
     q.params = choose_params(QuantSpec{}, 0.0f, 0.0f);
     q.y = Tensor(DType::kU8, a.shape());
+  } else if (path == Path::kFast) {
+    // dynamic_quantize_linear's numbers, the codes written into a buffer
+    // this thread keeps between calls (a fresh tensor per call cost page
+    // faults and a zero fill).
+    thread_local std::shared_ptr<Storage> codes;
+    const auto n = static_cast<size_t>(a.numel());
+    try {
+      q.params = choose_params_for(a, QuantSpec{});
+    } catch (const Error& e) {
+      fail(node, e.code(), "input A: " + e.problem(), e.expected());
+    }
+    if (!codes || codes->size() < n) codes = Storage::allocate_uninitialized(n);
+    q.y = Tensor::view(DType::kU8, a.shape(), codes);
+    kernels::kernels().quantize_u8(a.data<float>(), a.numel(), q.params.scale[0],
+                                   q.params.zero_point[0], 0, 255, q.y.data<uint8_t>());
   } else {
     try {
       q = dynamic_quantize_linear(a);
