@@ -34,6 +34,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -1729,20 +1730,46 @@ void dynamic_quantize_matmul_run(OpContext& ctx, Path path) {
     q.params = choose_params(QuantSpec{}, 0.0f, 0.0f);
     q.y = Tensor(DType::kU8, a.shape());
   } else if (path == Path::kFast) {
-    // dynamic_quantize_linear's numbers, the codes written into a buffer
-    // this thread keeps between calls (a fresh tensor per call cost page
-    // faults and a zero fill).
+    // dynamic_quantize_linear's numbers, in parts on the pool (min and max
+    // are exact and the codes elementwise, so the split changes nothing),
+    // the codes written into a buffer this thread keeps between calls (a
+    // fresh tensor per call cost page faults and a zero fill).
     thread_local std::shared_ptr<Storage> codes;
-    const auto n = static_cast<size_t>(a.numel());
+    const auto& k = kernels::kernels();
+    const float* x = a.data<float>();
+    const int64_t n = a.numel();
+    constexpr int64_t kPartMin = int64_t{1} << 15;  // less isn't worth waking a thread
+    const int64_t parts =
+        std::clamp<int64_t>(n / kPartMin, 1, ctx.pool() != nullptr ? ctx.pool()->threads() : 1);
+    // fn(part, begin, end) for each part of x.
+    auto in_parts = [&](const std::function<void(int64_t, int64_t, int64_t)>& fn) {
+      auto run = [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) fn(p, n * p / parts, n * (p + 1) / parts);
+      };
+      if (parts == 1) run(0, 1);
+      else ctx.pool()->parallel_for(parts, 1, run);
+    };
+    std::vector<float> lo(sz(parts)), hi(sz(parts));
+    std::vector<char> finite(sz(parts), 0);
+    in_parts([&](int64_t p, int64_t i0, int64_t i1) {
+      finite[sz(p)] = k.minmax_f32(x + i0, i1 - i0, &lo[sz(p)], &hi[sz(p)]);
+    });
     try {
-      q.params = choose_params_for(a, QuantSpec{});
+      if (std::find(finite.begin(), finite.end(), 0) != finite.end()) {
+        q.params = choose_params_for(a, QuantSpec{});  // throws, naming the value
+      } else {
+        q.params = choose_params(QuantSpec{}, *std::min_element(lo.begin(), lo.end()),
+                                 *std::max_element(hi.begin(), hi.end()), "input A");
+      }
     } catch (const Error& e) {
       fail(node, e.code(), "input A: " + e.problem(), e.expected());
     }
-    if (!codes || codes->size() < n) codes = Storage::allocate_uninitialized(n);
+    if (!codes || codes->size() < sz(n)) codes = Storage::allocate_uninitialized(sz(n));
     q.y = Tensor::view(DType::kU8, a.shape(), codes);
-    kernels::kernels().quantize_u8(a.data<float>(), a.numel(), q.params.scale[0],
-                                   q.params.zero_point[0], 0, 255, q.y.data<uint8_t>());
+    uint8_t* y = q.y.data<uint8_t>();
+    in_parts([&](int64_t, int64_t i0, int64_t i1) {
+      k.quantize_u8(x + i0, i1 - i0, q.params.scale[0], q.params.zero_point[0], 0, 255, y + i0);
+    });
   } else {
     try {
       q = dynamic_quantize_linear(a);
