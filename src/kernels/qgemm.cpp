@@ -164,7 +164,11 @@ void check_args(const QGemmArgs& a) {
   }
   if (a.b_zp == nullptr) bad("has no b_zp", "N zero points of B");
   check_zero_point("a_zp", a.a_zp, a.a_signed);
-  for (int64_t j = 0; j < N; ++j) check_zero_point("b_zp", a.b_zp[j], a.B->b_signed());
+  // The extremes of the N zero points: one check each (per column, this
+  // loop cost more than the rest of a small GEMM's set-up).
+  const auto [bz_lo, bz_hi] = std::minmax_element(a.b_zp, a.b_zp + N);
+  check_zero_point("b_zp", *bz_lo, a.B->b_signed());
+  check_zero_point("b_zp", *bz_hi, a.B->b_signed());
   if (a.out != QOutput::kS32 && a.scale == nullptr) bad("has no scale", "N scales for this output");
   if (a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float)
     check_zero_point("y_zp", a.y_zp, a.y_signed);
@@ -385,8 +389,11 @@ bool exact_in_int32(int64_t K, bool a_signed, int32_t a_zp, bool b_signed, const
                     int64_t n_zp, int64_t bias_abs_max) {
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
   if (K < 0 || bias_abs_max < 0 || bias_abs_max > kMax) return false;
-  int64_t db = 0;
-  for (int64_t j = 0; j < n_zp; ++j) db = std::max(db, max_deviation(b_signed, b_zp[j]));
+  int64_t db = 0;  // the largest |B - b_zp|: at the smallest or the largest zero point
+  if (n_zp > 0) {
+    const auto [lo, hi] = std::minmax_element(b_zp, b_zp + n_zp);
+    db = std::max(max_deviation(b_signed, *lo), max_deviation(b_signed, *hi));
+  }
   const int64_t per_k = max_deviation(a_signed, a_zp) * db;  // <= 255 * 255
   if (per_k == 0) return true;
   return K <= (kMax - bias_abs_max) / per_k;
