@@ -101,7 +101,11 @@ struct Job {
   const QGemmArgs* args = nullptr;
   int64_t M = 0, N = 0, K = 0, kp = 0;
   std::vector<int32_t> col_off, neg_b_zp;
-  std::vector<float> scale, fbias;
+  // The epilogue's N-value columns, padded to kMaxNr (the kernels read whole
+  // tiles): the caller's arrays where N is already a multiple, else copies.
+  const float* scale = nullptr;
+  const float* fbias = nullptr;
+  std::vector<float> scale_copy, fbias_copy;
   int32_t qmin = 0, qmax = 255;
   size_t c_elem = 4;  // bytes per element of C
 };
@@ -135,8 +139,8 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
       t.b = bdata != nullptr ? bdata + (jr / kQPanel) * kp * kQPanel : nullptr;
       t.col_off = g.col_off.data() + jr;
       t.neg_b_zp = g.neg_b_zp.data() + jr;
-      t.scale = g.scale.empty() ? nullptr : g.scale.data() + jr;
-      t.fbias = g.fbias.empty() ? nullptr : g.fbias.data() + jr;
+      t.scale = g.scale != nullptr ? g.scale + jr : nullptr;
+      t.fbias = g.fbias != nullptr ? g.fbias + jr : nullptr;
       for (int64_t ir = 0; ir < rows; ir += mr) {
         t.m = std::min(mr, rows - ir);
         t.a = abuf + ir * kp;
@@ -202,14 +206,14 @@ void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
     g.col_off[static_cast<size_t>(j)] = wrap32(-azp * colsum[j] + K * azp * bzp);
     g.neg_b_zp[static_cast<size_t>(j)] = static_cast<int32_t>(-bzp);
   }
-  if (a.out != QOutput::kS32) {
-    g.scale.assign(static_cast<size_t>(np), 0.0f);
-    std::copy(a.scale, a.scale + N, g.scale.begin());
-  }
-  if (a.out == QOutput::kF32 && a.fbias != nullptr) {
-    g.fbias.assign(static_cast<size_t>(np), 0.0f);
-    std::copy(a.fbias, a.fbias + N, g.fbias.begin());
-  }
+  auto padded = [&](const float* v, std::vector<float>& copy) {
+    if (np == N) return v;
+    copy.assign(static_cast<size_t>(np), 0.0f);
+    std::copy(v, v + N, copy.begin());
+    return static_cast<const float*>(copy.data());
+  };
+  if (a.out != QOutput::kS32) g.scale = padded(a.scale, g.scale_copy);
+  if (a.out == QOutput::kF32 && a.fbias != nullptr) g.fbias = padded(a.fbias, g.fbias_copy);
   g.qmin = a.y_signed ? -128 : 0;
   g.qmax = a.y_signed ? 127 : 255;
   g.c_elem = a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float ? 1 : 4;

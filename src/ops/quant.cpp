@@ -1690,14 +1690,15 @@ void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_
     // B per tensor or per column (shapes the reference accepts), and an int32
     // sum that equals the reference's int64 one.
     std::optional<std::vector<int32_t>> b_zp = per_column_zp(bz, p.N);
-    const std::optional<std::vector<float>> sb = per_column_scale(bs, p.N);
+    std::optional<std::vector<float>> sb = per_column_scale(bs, p.N);
     if (b_zp && sb &&
         kernels::exact_in_int32(p.K, signed8(aq), a_zp, signed8(b), b_zp->data(), p.N)) {
       read_bias();
       int8::Matmul m = int8_matmul(p, aq, a_zp, b, std::move(*b_zp));
       m.ep.out = kernels::QOutput::kF32;
-      for (int64_t n = 0; n < p.N; ++n) m.ep.scale.push_back(a_scale * (*sb)[sz(n)]);
-      m.ep.fbias = bv.empty() ? std::vector<float>(sz(p.N), 0.0f) : bv;  // + 0.0f as below
+      m.ep.scale = std::move(*sb);
+      for (float& v : m.ep.scale) v = a_scale * v;
+      m.ep.fbias = bv.empty() ? std::vector<float>(sz(p.N), 0.0f) : std::move(bv);  // + 0.0f as below
       int8::matmul(m, ctx.state(), ctx.output(0, out_type, p.out).raw(), ctx.pool());
       return;
     }
