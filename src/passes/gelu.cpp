@@ -14,21 +14,11 @@
 namespace qforge::passes {
 namespace {
 
-bool is_op(const ir::Node& n, const char* op) { return n.domain.empty() && n.op_type == op; }
-
 // The value of a one-element f32 constant input, if `name` is one.
 std::optional<float> scalar(const ir::Graph& g, const Uses& uses, const std::string& name) {
   const Tensor* t = name.empty() || uses.pinned.count(name) ? nullptr : g.initializer(name);
   if (t == nullptr || t->dtype() != DType::kF32 || t->numel() != 1) return std::nullopt;
   return t->data<float>()[0];
-}
-
-// The other input of a two-input node, given one of them; empty if `v` isn't one.
-std::string other_input(const ir::Node& n, const std::string& v) {
-  if (n.inputs.size() != 2) return {};
-  if (n.inputs[0] == v) return n.inputs[1];
-  if (n.inputs[1] == v) return n.inputs[0];
-  return {};
 }
 
 }  // namespace
