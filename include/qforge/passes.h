@@ -63,6 +63,12 @@ int fuse_qdq(ir::Model& model);
 // fused node keeps the MatMulInteger's name.
 int fuse_dynamic_matmul(ir::Model& model);
 
+// GELU as PyTorch exports it (Div by a constant, Erf, Add of a constant,
+// Mul by the Div's input, Mul by a constant; f32) -> one ai.qforge ErfGelu,
+// bit for bit the same result in one pass. A qforge-only op, run by
+// Session's optimize.
+int fuse_erf_gelu(ir::Model& model);
+
 // Drops initializers that no node (or subgraph) reads and that are not
 // graph outputs.
 int remove_unused_initializers(ir::Model& model);
@@ -74,8 +80,8 @@ struct OptimizeReport {
 };
 
 // The passes above in order: eliminate_identity, fold_constants,
-// fold_batchnorm, fuse_qdq, fuse_dynamic_matmul, fuse_activations,
-// fuse_conv_maxpool, remove_unused_initializers.
+// fold_batchnorm, fuse_qdq, fuse_dynamic_matmul, fuse_erf_gelu,
+// fuse_activations, fuse_conv_maxpool, remove_unused_initializers.
 OptimizeReport optimize(ir::Model& model);
 
 }  // namespace qforge::passes

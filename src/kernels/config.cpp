@@ -75,6 +75,7 @@ KernelTable kernels_for(Isa isa, const CpuFeatures& cpu) {
   t.quantize_i8 = f32_qs8_quantize__ref;
   t.dequantize_u8 = qu8_f32_dequantize__ref;
   t.dequantize_i8 = qs8_f32_dequantize__ref;
+  t.minmax_f32 = f32_minmax__ref;  // AArch64 too: no NEON version yet
   const Isa ew = base_isa(isa);
 #if defined(__x86_64__)
   if (ew == Isa::kAvx2) {
@@ -82,11 +83,13 @@ KernelTable kernels_for(Isa isa, const CpuFeatures& cpu) {
     t.quantize_i8 = f32_qs8_quantize__avx2;
     t.dequantize_u8 = qu8_f32_dequantize__avx2;
     t.dequantize_i8 = qs8_f32_dequantize__avx2;
+    t.minmax_f32 = f32_minmax__avx2;
   } else if (ew == Isa::kAvx512) {
     t.quantize_u8 = f32_qu8_quantize__avx512;
     t.quantize_i8 = f32_qs8_quantize__avx512;
     t.dequantize_u8 = qu8_f32_dequantize__avx512;
     t.dequantize_i8 = qs8_f32_dequantize__avx512;
+    t.minmax_f32 = f32_minmax__avx512;
   }
 #elif defined(__aarch64__)
   if (ew == Isa::kNeon) {
@@ -105,7 +108,9 @@ KernelTable kernels_for(Isa isa, const CpuFeatures& cpu) {
              {"quantize f32->i8 (per tensor)", "f32_qs8_quantize" + suffix},
              {"dequantize u8->f32 (per tensor)", "qu8_f32_dequantize" + suffix},
              {"dequantize i8->f32 (per tensor)", "qs8_f32_dequantize" + suffix},
-             {"int8 GEMM (u8/s8 x s8/u8 -> s32)", gemm}};
+             {"int8 GEMM (u8/s8 x s8/u8 -> s32)", gemm},
+             {"range of f32 (per tensor)",
+              std::string("f32_minmax__") + isa_name(ew == Isa::kNeon ? Isa::kRef : ew)}};
   return t;
 }
 

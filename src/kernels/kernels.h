@@ -37,6 +37,9 @@ using QuantizeI8Fn = void (*)(const float* x, int64_t n, float scale, int32_t zp
 // y[i] = (x[i] - zp) * scale.
 using DequantizeU8Fn = void (*)(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
 using DequantizeI8Fn = void (*)(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
+// The range of x[0, n) (n >= 1) into *lo, *hi; false (and *lo, *hi
+// unspecified) if some x[i] is NaN or infinite. Exact: min and max don't round.
+using MinMaxF32Fn = bool (*)(const float* x, int64_t n, float* lo, float* hi);
 
 // The int8 GEMM microkernel and its tile (kernels/qgemm.h).
 struct QGemmKernel;
@@ -48,6 +51,7 @@ struct KernelTable {
   QuantizeI8Fn quantize_i8 = nullptr;
   DequantizeU8Fn dequantize_u8 = nullptr;
   DequantizeI8Fn dequantize_i8 = nullptr;
+  MinMaxF32Fn minmax_f32 = nullptr;
   const QGemmKernel* qgemm = nullptr;
   // "operation: kernel name" lines, for `qforge doctor`.
   std::vector<std::pair<std::string, std::string>> names;
@@ -78,6 +82,7 @@ void f32_qs8_quantize__ref(const float* x, int64_t n, float scale, int32_t zp, i
                            int32_t qmax, int8_t* y);
 void qu8_f32_dequantize__ref(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
 void qs8_f32_dequantize__ref(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
+bool f32_minmax__ref(const float* x, int64_t n, float* lo, float* hi);
 
 #if defined(__x86_64__)
 void f32_qu8_quantize__avx2(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
@@ -86,12 +91,14 @@ void f32_qs8_quantize__avx2(const float* x, int64_t n, float scale, int32_t zp, 
                             int32_t qmax, int8_t* y);
 void qu8_f32_dequantize__avx2(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
 void qs8_f32_dequantize__avx2(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
+bool f32_minmax__avx2(const float* x, int64_t n, float* lo, float* hi);
 void f32_qu8_quantize__avx512(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
                               int32_t qmax, uint8_t* y);
 void f32_qs8_quantize__avx512(const float* x, int64_t n, float scale, int32_t zp, int32_t qmin,
                               int32_t qmax, int8_t* y);
 void qu8_f32_dequantize__avx512(const uint8_t* x, int64_t n, float scale, int32_t zp, float* y);
 void qs8_f32_dequantize__avx512(const int8_t* x, int64_t n, float scale, int32_t zp, float* y);
+bool f32_minmax__avx512(const float* x, int64_t n, float* lo, float* hi);
 #endif
 
 #if defined(__aarch64__)

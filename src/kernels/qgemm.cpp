@@ -101,7 +101,11 @@ struct Job {
   const QGemmArgs* args = nullptr;
   int64_t M = 0, N = 0, K = 0, kp = 0;
   std::vector<int32_t> col_off, neg_b_zp;
-  std::vector<float> scale, fbias;
+  // The epilogue's N-value columns, padded to kMaxNr (the kernels read whole
+  // tiles): the caller's arrays where N is already a multiple, else copies.
+  const float* scale = nullptr;
+  const float* fbias = nullptr;
+  std::vector<float> scale_copy, fbias_copy;
   int32_t qmin = 0, qmax = 255;
   size_t c_elem = 4;  // bytes per element of C
 };
@@ -135,8 +139,8 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
       t.b = bdata != nullptr ? bdata + (jr / kQPanel) * kp * kQPanel : nullptr;
       t.col_off = g.col_off.data() + jr;
       t.neg_b_zp = g.neg_b_zp.data() + jr;
-      t.scale = g.scale.empty() ? nullptr : g.scale.data() + jr;
-      t.fbias = g.fbias.empty() ? nullptr : g.fbias.data() + jr;
+      t.scale = g.scale != nullptr ? g.scale + jr : nullptr;
+      t.fbias = g.fbias != nullptr ? g.fbias + jr : nullptr;
       for (int64_t ir = 0; ir < rows; ir += mr) {
         t.m = std::min(mr, rows - ir);
         t.a = abuf + ir * kp;
@@ -164,7 +168,11 @@ void check_args(const QGemmArgs& a) {
   }
   if (a.b_zp == nullptr) bad("has no b_zp", "N zero points of B");
   check_zero_point("a_zp", a.a_zp, a.a_signed);
-  for (int64_t j = 0; j < N; ++j) check_zero_point("b_zp", a.b_zp[j], a.B->b_signed());
+  // The extremes of the N zero points: one check each (per column, this
+  // loop cost more than the rest of a small GEMM's set-up).
+  const auto [bz_lo, bz_hi] = std::minmax_element(a.b_zp, a.b_zp + N);
+  check_zero_point("b_zp", *bz_lo, a.B->b_signed());
+  check_zero_point("b_zp", *bz_hi, a.B->b_signed());
   if (a.out != QOutput::kS32 && a.scale == nullptr) bad("has no scale", "N scales for this output");
   if (a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float)
     check_zero_point("y_zp", a.y_zp, a.y_signed);
@@ -198,14 +206,14 @@ void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
     g.col_off[static_cast<size_t>(j)] = wrap32(-azp * colsum[j] + K * azp * bzp);
     g.neg_b_zp[static_cast<size_t>(j)] = static_cast<int32_t>(-bzp);
   }
-  if (a.out != QOutput::kS32) {
-    g.scale.assign(static_cast<size_t>(np), 0.0f);
-    std::copy(a.scale, a.scale + N, g.scale.begin());
-  }
-  if (a.out == QOutput::kF32 && a.fbias != nullptr) {
-    g.fbias.assign(static_cast<size_t>(np), 0.0f);
-    std::copy(a.fbias, a.fbias + N, g.fbias.begin());
-  }
+  auto padded = [&](const float* v, std::vector<float>& copy) {
+    if (np == N) return v;
+    copy.assign(static_cast<size_t>(np), 0.0f);
+    std::copy(v, v + N, copy.begin());
+    return static_cast<const float*>(copy.data());
+  };
+  if (a.out != QOutput::kS32) g.scale = padded(a.scale, g.scale_copy);
+  if (a.out == QOutput::kF32 && a.fbias != nullptr) g.fbias = padded(a.fbias, g.fbias_copy);
   g.qmin = a.y_signed ? -128 : 0;
   g.qmax = a.y_signed ? 127 : 255;
   g.c_elem = a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float ? 1 : 4;
@@ -385,8 +393,11 @@ bool exact_in_int32(int64_t K, bool a_signed, int32_t a_zp, bool b_signed, const
                     int64_t n_zp, int64_t bias_abs_max) {
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
   if (K < 0 || bias_abs_max < 0 || bias_abs_max > kMax) return false;
-  int64_t db = 0;
-  for (int64_t j = 0; j < n_zp; ++j) db = std::max(db, max_deviation(b_signed, b_zp[j]));
+  int64_t db = 0;  // the largest |B - b_zp|: at the smallest or the largest zero point
+  if (n_zp > 0) {
+    const auto [lo, hi] = std::minmax_element(b_zp, b_zp + n_zp);
+    db = std::max(max_deviation(b_signed, *lo), max_deviation(b_signed, *hi));
+  }
   const int64_t per_k = max_deviation(a_signed, a_zp) * db;  // <= 255 * 255
   if (per_k == 0) return true;
   return K <= (kMax - bias_abs_max) / per_k;

@@ -179,14 +179,21 @@ using v8i = int32_t __attribute__((vector_size(32)));
 using v8u = uint32_t __attribute__((vector_size(32)));
 using v8h = uint16_t __attribute__((vector_size(16)));
 
+using v16f = float __attribute__((vector_size(64)));
+using v16i = int32_t __attribute__((vector_size(64)));
+using v16u = uint32_t __attribute__((vector_size(64)));
+using v16h = uint16_t __attribute__((vector_size(32)));
+
 template <class V> struct VecOf;
 template <> struct VecOf<v4f> { using I = v4i; using U = v4u; using H = v4h; static constexpr int64_t N = 4; };
 template <> struct VecOf<v8f> { using I = v8i; using U = v8u; using H = v8h; static constexpr int64_t N = 8; };
+template <> struct VecOf<v16f> { using I = v16i; using U = v16u; using H = v16h; static constexpr int64_t N = 16; };
 
 #define QFORGE_VINLINE [[gnu::always_inline]] inline
 #if defined(__x86_64__) && defined(__GNUC__)
 #define QFORGE_HAVE_AVX2_PATH 1
 #define QFORGE_AVX2 __attribute__((target("avx2")))
+#define QFORGE_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,prefer-vector-width=512")))
 #else
 #define QFORGE_HAVE_AVX2_PATH 0
 #endif
@@ -460,6 +467,31 @@ QFORGE_VEC_BLOCK(gelu_tanh_block, gelu_tanh_v(v))
 QFORGE_VEC_BLOCK(log_block, log_v(v))
 QFORGE_VEC_BLOCK(softplus_block, softplus_v(v))
 QFORGE_VEC_BLOCK(mish_block, mish_v(v))
+
+// ai.qforge ErfGelu (passes::fuse_erf_gelu): PyTorch's exported GELU chain
+// Div, Erf, Add, Mul, Mul in its own order, ((erf(x / d) + a) * x) * m.
+template <class V>
+QFORGE_VINLINE V erf_gelu_v(const V& x, float c_div, float c_add, float c_mul) {
+  return ((erf_v(x / splat<V>(c_div)) + c_add) * x) * c_mul;
+}
+// 16 lanes where the kernel table is AVX-512's: the same operations per
+// element as the 8- and 4-lane loops, so the same bits. AVX-512F has FMA,
+// which GCC would contract a * b + c into (its default on x86): not here.
+#if QFORGE_HAVE_AVX2_PATH
+QFORGE_AVX2 void erf_gelu_block_avx2(const float* x, float* y, int64_t n, float c_div, float c_add,
+                                     float c_mul) QFORGE_VEC_LOOP(v8f, erf_gelu_v(v, c_div, c_add, c_mul))
+QFORGE_AVX512 __attribute__((optimize("fp-contract=off"))) void erf_gelu_block_avx512(
+    const float* x, float* y, int64_t n, float c_div, float c_add, float c_mul)
+    QFORGE_VEC_LOOP(v16f, erf_gelu_v(v, c_div, c_add, c_mul))
+#endif
+void erf_gelu_block(const float* x, float* y, int64_t n, float c_div, float c_add, float c_mul) {
+#if QFORGE_HAVE_AVX2_PATH
+  static const bool avx512 = kernels::kernels().isa == kernels::Isa::kAvx512;
+  if (avx512) return erf_gelu_block_avx512(x, y, n, c_div, c_add, c_mul);
+  if (use_avx2()) return erf_gelu_block_avx2(x, y, n, c_div, c_add, c_mul);
+#endif
+  QFORGE_VEC_LOOP(v4f, erf_gelu_v(v, c_div, c_add, c_mul))
+}
 
 inline float exp_f32(float x) { return exp_v(splat<v4f>(x))[0]; }
 inline float tanh_f32(float x) { return tanh_v(splat<v4f>(x))[0]; }
@@ -940,6 +972,14 @@ struct GeluF {  // 0.5 x (1 + erf(x / sqrt 2))
     return T(0.5) * x * (T(1) + ErfF{}(x * static_cast<T>(1.0 / std::numbers::sqrt2)));
   }
   void block(const float* x, float* y, int64_t n) const { gelu_block(x, y, n); }
+};
+struct ErfGeluF {  // ((erf(x / d) + a) * x) * m: the unfused ops' order
+  float d, a, m;
+  float operator()(float x) const { return ((ErfF{}(x / d) + a) * x) * m; }
+  double operator()(double x) const {
+    return ((std::erf(x / d) + a) * x) * m;
+  }
+  void block(const float* x, float* y, int64_t n) const { erf_gelu_block(x, y, n, d, a, m); }
 };
 struct GeluTanhF {  // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
   template <class T> T operator()(T x) const {
@@ -1738,6 +1778,16 @@ void register_elementwise_ops(OpRegistry& r) {
     run_unary<kFloat>(c, ThresholdedReluF{c.node().attr_float("alpha", 1.0f)});
   });
   add_op(r, "Gelu", 20, infer_same, gelu_run);
+  r.add({.domain = kQforgeDomain, .op_type = "ErfGelu", .min_opset = 1, .max_opset = 1,
+         .infer = infer_same, .run = [](OpContext& c) {
+           const ir::Node& n = c.node();
+           const Tensor& x = c.input(0);
+           if (x.dtype() != DType::kF32) bad_type(n, "input 0", x.dtype(), "f32");
+           const ErfGeluF f{n.attr_float("div", 1.0f), n.attr_float("add", 0.0f),
+                            n.attr_float("mul", 1.0f)};
+           map_unary(c, x.data<float>(), c.output(0, DType::kF32, x.shape()).data<float>(),
+                     x.numel(), f, kVecMathGrain);
+         }});
   add_op(r, "Clip", 1, infer_same, clip_run);
   add_op(r, "Softplus", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, SoftplusF{}, kVecMathGrain); });
   add_op(r, "Softsign", 1, infer_same, [](OpContext& c) { run_unary<kFloat>(c, SoftsignF{}); });

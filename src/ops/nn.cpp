@@ -143,8 +143,12 @@ NN_INLINE T row_max(const T* x, int64_t n) {
   int64_t i = 0;
   for (; i + L <= n; i += L)
     for (int64_t j = 0; j < L; ++j) acc[j] = __builtin_isgreater(x[i + j], acc[j]) ? x[i + j] : acc[j];
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t j = 0; j < L; ++j) m = __builtin_isgreater(acc[j], m) ? acc[j] : m;
+  // The 16 lanes folded in halves (a few vector steps instead of a chain of
+  // 16 scalar ones). The maximum doesn't depend on the order: only which of
+  // +0 and -0 survives could, and x - m, hence e^(x - m), is the same for both.
+  for (int64_t w = L / 2; w >= 1; w /= 2)
+    for (int64_t j = 0; j < w; ++j) acc[j] = __builtin_isgreater(acc[j + w], acc[j]) ? acc[j + w] : acc[j];
+  T m = acc[0];
   for (; i < n; ++i) m = __builtin_isgreater(x[i], m) ? x[i] : m;
   return m;
 }
@@ -265,7 +269,9 @@ void soft_run(OpContext& ctx) {
     T* py = yt.data<T>();
     if (x.numel() == 0) return;
     if (v.inner == 1) {
-      parallel(ctx.pool(), v.outer, grain_for(v.n), [&](int64_t b, int64_t e) {
+      // An exponential per element: worth a thread from 2^12 values on (a
+      // Transformer's 4 heads x 64 x 64 scores split in 4 parts).
+      parallel(ctx.pool(), v.outer, grain_for(v.n, 1 << 12), [&](int64_t b, int64_t e) {
         run_vectorized([&]() NN_LAMBDA { soft_rows<T, K>(px + b * v.n, py + b * v.n, e - b, v.n); });
       });
     } else {

@@ -34,6 +34,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -123,6 +124,10 @@ float float_at(const Tensor& t, int64_t i) {
 }
 
 std::vector<float> floats_of(const Tensor& t) {
+  if (t.dtype() == DType::kF32) {  // the hot case (every dynamic MatMul's scales): one copy
+    const float* p = t.data<float>();
+    return std::vector<float>(p, p + t.numel());
+  }
   std::vector<float> v(sz(t.numel()));
   for (int64_t i = 0, n = t.numel(); i < n; ++i) v[sz(i)] = float_at(t, i);
   return v;
@@ -1685,14 +1690,15 @@ void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_
     // B per tensor or per column (shapes the reference accepts), and an int32
     // sum that equals the reference's int64 one.
     std::optional<std::vector<int32_t>> b_zp = per_column_zp(bz, p.N);
-    const std::optional<std::vector<float>> sb = per_column_scale(bs, p.N);
+    std::optional<std::vector<float>> sb = per_column_scale(bs, p.N);
     if (b_zp && sb &&
         kernels::exact_in_int32(p.K, signed8(aq), a_zp, signed8(b), b_zp->data(), p.N)) {
       read_bias();
       int8::Matmul m = int8_matmul(p, aq, a_zp, b, std::move(*b_zp));
       m.ep.out = kernels::QOutput::kF32;
-      for (int64_t n = 0; n < p.N; ++n) m.ep.scale.push_back(a_scale * (*sb)[sz(n)]);
-      m.ep.fbias = bv.empty() ? std::vector<float>(sz(p.N), 0.0f) : bv;  // + 0.0f as below
+      m.ep.scale = std::move(*sb);
+      for (float& v : m.ep.scale) v = a_scale * v;
+      m.ep.fbias = bv.empty() ? std::vector<float>(sz(p.N), 0.0f) : std::move(bv);  // + 0.0f as below
       int8::matmul(m, ctx.state(), ctx.output(0, out_type, p.out).raw(), ctx.pool());
       return;
     }
@@ -1724,6 +1730,47 @@ void dynamic_quantize_matmul_run(OpContext& ctx, Path path) {
   if (a.numel() == 0) {
     q.params = choose_params(QuantSpec{}, 0.0f, 0.0f);
     q.y = Tensor(DType::kU8, a.shape());
+  } else if (path == Path::kFast) {
+    // dynamic_quantize_linear's numbers, in parts on the pool (min and max
+    // are exact and the codes elementwise, so the split changes nothing),
+    // the codes written into a buffer this thread keeps between calls (a
+    // fresh tensor per call cost page faults and a zero fill).
+    thread_local std::shared_ptr<Storage> codes;
+    const auto& k = kernels::kernels();
+    const float* x = a.data<float>();
+    const int64_t n = a.numel();
+    constexpr int64_t kPartMin = int64_t{1} << 15;  // less isn't worth waking a thread
+    const int64_t parts =
+        std::clamp<int64_t>(n / kPartMin, 1, ctx.pool() != nullptr ? ctx.pool()->threads() : 1);
+    // fn(part, begin, end) for each part of x.
+    auto in_parts = [&](const std::function<void(int64_t, int64_t, int64_t)>& fn) {
+      auto run = [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) fn(p, n * p / parts, n * (p + 1) / parts);
+      };
+      if (parts == 1) run(0, 1);
+      else ctx.pool()->parallel_for(parts, 1, run);
+    };
+    std::vector<float> lo(sz(parts)), hi(sz(parts));
+    std::vector<char> finite(sz(parts), 0);
+    in_parts([&](int64_t p, int64_t i0, int64_t i1) {
+      finite[sz(p)] = k.minmax_f32(x + i0, i1 - i0, &lo[sz(p)], &hi[sz(p)]);
+    });
+    try {
+      if (std::find(finite.begin(), finite.end(), 0) != finite.end()) {
+        q.params = choose_params_for(a, QuantSpec{});  // throws, naming the value
+      } else {
+        q.params = choose_params(QuantSpec{}, *std::min_element(lo.begin(), lo.end()),
+                                 *std::max_element(hi.begin(), hi.end()), "input A");
+      }
+    } catch (const Error& e) {
+      fail(node, e.code(), "input A: " + e.problem(), e.expected());
+    }
+    if (!codes || codes->size() < sz(n)) codes = Storage::allocate_uninitialized(sz(n));
+    q.y = Tensor::view(DType::kU8, a.shape(), codes);
+    uint8_t* y = q.y.data<uint8_t>();
+    in_parts([&](int64_t, int64_t i0, int64_t i1) {
+      k.quantize_u8(x + i0, i1 - i0, q.params.scale[0], q.params.zero_point[0], 0, 255, y + i0);
+    });
   } else {
     try {
       q = dynamic_quantize_linear(a);

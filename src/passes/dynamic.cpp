@@ -13,19 +13,6 @@
 #include "qforge/passes.h"
 
 namespace qforge::passes {
-namespace {
-
-bool is_op(const ir::Node& n, const char* op) { return n.domain.empty() && n.op_type == op; }
-
-// The other input of a two-input node, given one of them; empty if `v` isn't one.
-std::string other_input(const ir::Node& n, const std::string& v) {
-  if (n.inputs.size() != 2) return {};
-  if (n.inputs[0] == v) return n.inputs[1];
-  if (n.inputs[1] == v) return n.inputs[0];
-  return {};
-}
-
-}  // namespace
 
 int fuse_dynamic_matmul(ir::Model& model) {
   ir::Graph& g = model.graph;

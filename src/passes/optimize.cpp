@@ -360,6 +360,7 @@ OptimizeReport optimize(ir::Model& model) {
   step("fold_batchnorm", fold_batchnorm(model));
   step("fuse_qdq", fuse_qdq(model));
   step("fuse_dynamic_matmul", fuse_dynamic_matmul(model));
+  step("fuse_erf_gelu", fuse_erf_gelu(model));
   step("fuse_activations", fuse_activations(model));
   step("fuse_conv_maxpool", fuse_conv_maxpool(model));
   step("remove_unused_initializers", remove_unused_initializers(model));

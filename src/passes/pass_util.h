@@ -48,6 +48,17 @@ struct Uses {
   }
 };
 
+// An ONNX-domain node of this op type.
+inline bool is_op(const ir::Node& n, const char* op) { return n.domain.empty() && n.op_type == op; }
+
+// The other input of a two-input node, given one of them; empty if `v` isn't one.
+inline std::string other_input(const ir::Node& n, const std::string& v) {
+  if (n.inputs.size() != 2) return {};
+  if (n.inputs[0] == v) return n.inputs[1];
+  if (n.inputs[1] == v) return n.inputs[0];
+  return {};
+}
+
 // Removes the nodes marked dead, keeping the order of the rest.
 inline void erase_nodes(ir::Graph& g, const std::vector<bool>& dead) {
   std::vector<ir::Node> kept;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "kernels/kernels.h"
 #include "qforge/pack.h"
 #include "qforge/quant.h"
 #include "quant/layout.h"
@@ -112,38 +113,18 @@ QuantParams choose_params(const QuantSpec& spec, float min, float max, const std
 }
 
 MinMax find_min_max(const Tensor& x, int axis, int64_t block_size) {
+  // Per tensor, the hot case (dynamic quantization of every activation):
+  // the kernel table's vector min/max, which also tells whether some value
+  // is NaN or infinite (then the loop below finds it for the error).
+  if (axis < 0 && x.dtype() == DType::kF32 && x.numel() > 0) {
+    float lo = 0.0f, hi = 0.0f;
+    if (kernels::kernels().minmax_f32(x.data<float>(), x.numel(), &lo, &hi)) return MinMax{{lo}, {hi}};
+  }
   const std::string subject = x.describe();
   check(x.dtype() == DType::kF32, Errc::kTypeMismatch, subject, "is not float32", "f32 data");
   check(x.numel() > 0, Errc::kInvalidArgument, subject, "is empty",
         "at least one element to take a range from");
   check_axis(x.shape(), axis, block_size, subject);
-  if (axis < 0) {
-    // Per tensor, the hot case (dynamic quantization of every activation):
-    // 16 lanes the compiler turns into vector min/max. v * 0 is NaN exactly
-    // for NaN and Inf, so one sum tells whether the slow loop must find the
-    // bad element for the error.
-    const float* d = x.data<float>();
-    const int64_t n = x.numel();
-    constexpr int64_t L = 16;
-    float mn[L], mx[L], bad[L];
-    for (int64_t j = 0; j < L; ++j) mn[j] = mx[j] = d[0], bad[j] = 0.0f;
-    int64_t i = 0;
-    for (; i + L <= n; i += L)
-      for (int64_t j = 0; j < L; ++j) {
-        const float v = d[i + j];
-        mn[j] = v < mn[j] ? v : mn[j];
-        mx[j] = v > mx[j] ? v : mx[j];
-        bad[j] += v * 0.0f;
-      }
-    for (; i < n; ++i) {
-      mn[0] = d[i] < mn[0] ? d[i] : mn[0];
-      mx[0] = d[i] > mx[0] ? d[i] : mx[0];
-      bad[0] += d[i] * 0.0f;
-    }
-    float lo = mn[0], hi = mx[0], b = bad[0];
-    for (int64_t j = 1; j < L; ++j) lo = std::min(lo, mn[j]), hi = std::max(hi, mx[j]), b += bad[j];
-    if (b == 0.0f && std::isfinite(d[0])) return MinMax{{lo}, {hi}};
-  }
   const ParamLayout l = layout_of(x.shape(), axis, block_size);
   const bool blocked = axis >= 0 && block_size > 0;
   const int64_t n = axis < 0 ? 1 : (blocked ? l.outer * l.groups * l.inner : l.axis_dim);

@@ -667,6 +667,11 @@ TEST(Int8Gemm, ExactInInt32Bound) {
   // 32640 * 65793 = 2147483520 <= 2^31 - 1 < 32640 * 65794.
   EXPECT_TRUE(kernels::exact_in_int32(65793, false, 0, true, zp0.data(), 3));
   EXPECT_FALSE(kernels::exact_in_int32(65794, false, 0, true, zp0.data(), 3));
+  // The column that deviates most decides, wherever it is.
+  for (const std::vector<int32_t>& zp : {std::vector<int32_t>{0, 127, 0}, std::vector<int32_t>{0, -128, 3}}) {
+    EXPECT_TRUE(kernels::exact_in_int32(33025, false, 0, true, zp.data(), 3));
+    EXPECT_FALSE(kernels::exact_in_int32(33026, false, 0, true, zp.data(), 3));
+  }
 }
 
 TEST(Int8Gemm, BadArgumentsAreErrors) {
@@ -714,6 +719,13 @@ TEST(Int8Gemm, BadArgumentsAreErrors) {
   x = a;
   x.M = -1;
   expect_bad(x, "M < 0");
+  // One column's zero point out of range, in the middle, either side.
+  for (int32_t bad : {128, -129}) {
+    const std::vector<int32_t> zp_mid = {0, 5, bad, -3};
+    x = a;
+    x.b_zp = zp_mid.data();
+    expect_bad(x, "an s8 zero point of B out of range in column 2");
+  }
   EXPECT_THROW(kernels::qpack_b(true, false, -1, 4, B.data(), 4), Error);
   EXPECT_THROW(kernels::qpack_b(true, false, 4, 4, B.data(), 3), Error);
 }

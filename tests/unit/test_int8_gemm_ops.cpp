@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -377,6 +378,35 @@ TEST(Int8GemmOps, DynamicQuantizeMatMulFastPathIsTheReference) {
     c.packed = {1};
     expect_fast_is_reference(c, ops::reference::dynamic_quantize_matmul,
                              "case " + std::to_string(i));
+  }
+}
+
+// A large enough for its range and codes to be taken in parts on the pool
+// (one per thread, at least 2^15 values each): the extremes in different
+// parts, and a NaN in the last part still refused as the reference does.
+TEST(Int8GemmOps, DynamicQuantizeMatMulInPartsIsTheReference) {
+  Rng r(6);
+  Tensor a = r.f32({3, 200, 300}, -1.0f, 1.0f);
+  float* x = a.data<float>();
+  x[a.numel() - 1] = 7.5f;   // the maximum, in the last part
+  x[a.numel() / 2] = -4.0f;  // the minimum, in the middle one
+  OpCall c;
+  c.domain = kMs;
+  c.op = "DynamicQuantizeMatMul";
+  c.opset = 1;
+  c.in = {a, r.codes(DType::kI8, {300, 40}), r.f32({40}, 1e-3f, 1e-2f), std::nullopt,
+          r.f32({40}, -1.0f, 1.0f)};
+  c.packed = {1};
+  expect_fast_is_reference(c, ops::reference::dynamic_quantize_matmul, "parts");
+  x[a.numel() - 2] = std::numeric_limits<float>::quiet_NaN();
+  c.in[0] = a;
+  ThreadPool pool(3);
+  EXPECT_THROW(run_reference(c, ops::reference::dynamic_quantize_matmul), Error);
+  try {
+    run_fast(c, &pool);
+    ADD_FAILURE() << "a NaN in A was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
   }
 }
 

@@ -166,7 +166,7 @@ TEST_P(KernelsVsRef, TableIsForThisIsa) {
   EXPECT_NE(table_.quantize_i8, &kernels::f32_qs8_quantize__ref);
   EXPECT_NE(table_.dequantize_u8, &kernels::qu8_f32_dequantize__ref);
   EXPECT_NE(table_.dequantize_i8, &kernels::qs8_f32_dequantize__ref);
-  ASSERT_EQ(table_.names.size(), 5u);
+  ASSERT_EQ(table_.names.size(), 6u);
   for (size_t i = 0; i < 4; ++i) {
     const std::string& kernel = table_.names[i].second;
     // avxvnni uses avx2's kernels for all but the int8 GEMM, dotprod NEON's.
@@ -277,6 +277,43 @@ TEST_P(KernelsVsRef, TiesRoundToEvenAndValuesSaturate) {
   table_.quantize_u8(in.data(), static_cast<int64_t>(in.size()), 1.0f, 128, 0, 255, yu.data());
   for (size_t i = 0; i < in.size(); ++i) ASSERT_EQ(yu[i], want[i] + 128) << "x=" << in[i];
 }
+
+// A range kernel against std::minmax_element (the outside reference) on
+// random data of every length, each pointer offset by one element from an
+// aligned start; and false for a NaN or an infinity at every position.
+void check_minmax(kernels::MinMaxF32Fn fn) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> d(-1000.0f, 1000.0f);
+  for (size_t n : lengths()) {
+    if (n == 0) continue;
+    std::vector<float> buf(n + 1);
+    for (float& v : buf) v = d(rng);
+    const float* x = buf.data() + 1;
+    const auto [lo, hi] = std::minmax_element(x, x + n);
+    float got_lo = 0.0f, got_hi = 0.0f;
+    ASSERT_TRUE(fn(x, static_cast<int64_t>(n), &got_lo, &got_hi)) << "n=" << n;
+    ASSERT_EQ(got_lo, *lo) << "n=" << n;
+    ASSERT_EQ(got_hi, *hi) << "n=" << n;
+    if (n > 70) continue;
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                      -std::numeric_limits<float>::infinity()})
+      for (size_t at = 0; at < n; ++at) {
+        std::vector<float> y(x, x + n);
+        y[at] = bad;
+        ASSERT_FALSE(fn(y.data(), static_cast<int64_t>(n), &got_lo, &got_hi))
+            << "n=" << n << " " << bad << " at " << at;
+      }
+  }
+}
+
+TEST_P(KernelsVsRef, MinMaxF32) {
+#if defined(__x86_64__)
+  EXPECT_NE(table_.minmax_f32, &kernels::f32_minmax__ref);  // AArch64 uses the reference
+#endif
+  check_minmax(table_.minmax_f32);
+}
+
+TEST(KernelsRef, MinMaxF32) { check_minmax(&kernels::f32_minmax__ref); }
 
 // The SIMD ISAs of the architecture this is compiled for.
 #if defined(__aarch64__)

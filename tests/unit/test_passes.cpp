@@ -5,7 +5,10 @@
 // ONNX's backend test data by the conformance run).
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <iterator>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -296,4 +299,91 @@ TEST(Passes, FusesConvWithMaxPool2x2) {
             << c.name << " threads " << threads << " at " << i;
     }
   }
+}
+
+namespace {
+
+// x f32[3, 37] -> Div(x, c_div) -> Erf -> Add(., c_add) -> Mul(x, .) -> Mul(., c_mul) -> y,
+// PyTorch's export of F.gelu; `swap` writes each Add / Mul with its operands
+// the other way round.
+ir::Model erf_gelu_model(bool swap, bool erf_is_output = false, Shape add_shape = {}) {
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.graph.name = "g";
+  m.graph.inputs = {"x"};
+  m.graph.values["x"] = ir::ValueInfo{DType::kF32, ir::to_sym({3, 37}), {}};
+  m.graph.initializers["c_div"] = Tensor::from<float>({}, {1.4142135381698608f});
+  m.graph.initializers["c_add"] =
+      Tensor::from<float>(add_shape, std::vector<float>(static_cast<size_t>(shape_numel(add_shape)), 1.0f));
+  m.graph.initializers["c_mul"] = Tensor::from<float>({}, {0.5f});
+  auto two = [&](std::string a, std::string b) {
+    return swap ? std::vector<std::string>{b, a} : std::vector<std::string>{a, b};
+  };
+  m.graph.nodes.push_back(node("Div", {"x", "c_div"}, {"d"}));
+  m.graph.nodes.push_back(node("Erf", {"d"}, {"e"}));
+  m.graph.nodes.push_back(node("Add", two("e", "c_add"), {"a"}));
+  m.graph.nodes.push_back(node("Mul", two("x", "a"), {"p"}));
+  m.graph.nodes.push_back(node("Mul", two("p", "c_mul"), {"y"}));
+  m.graph.outputs = {"y"};
+  if (erf_is_output) m.graph.outputs.push_back("e");
+  ir::infer_shapes(m);
+  return m;
+}
+
+void expect_same_bits(const Tensor& got, const Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  for (int64_t i = 0; i < want.numel(); ++i)
+    ASSERT_EQ(std::bit_cast<uint32_t>(got.data<float>()[i]), std::bit_cast<uint32_t>(want.data<float>()[i]))
+        << what << " at " << i << ": " << got.data<float>()[i] << " vs " << want.data<float>()[i];
+}
+
+}  // namespace
+
+// ai.qforge ErfGelu against the unfused Div, Erf, Add, Mul, Mul run by the
+// plain ops (held to ONNX's backend data by the conformance run): bit for
+// bit, over values from -10 to 10 and the special ones, on 1 and 2 threads.
+TEST(Passes, FusesErfGeluBitExact) {
+  Tensor x = random_tensor({3, 37}, 90, -10.0f, 10.0f);
+  const float specials[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 3e38f, -3e38f, std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
+  for (size_t i = 0; i < std::size(specials); ++i) x.data<float>()[i * 11] = specials[i];
+  for (bool swap : {false, true}) {
+    const ir::Model raw = erf_gelu_model(swap);
+    ir::Model m = raw;
+    EXPECT_EQ(passes::fuse_erf_gelu(m), 1);
+    EXPECT_EQ(m.graph.nodes.size(), 1u);
+    EXPECT_EQ(count_op(m, "ErfGelu"), 1);
+    EXPECT_EQ(passes::fuse_erf_gelu(m), 0) << "a second run finds nothing";
+    SessionOptions plain;
+    plain.optimize = false;
+    const Tensor want = Session(raw, plain).run({{"x", x}})[0];
+    expect_same_bits(Session(m, plain).run({{"x", x}})[0], want, "fused");
+    for (int threads : {1, 2}) {
+      SessionOptions so;
+      so.threads = threads;
+      expect_same_bits(Session(raw, so).run({{"x", x}})[0], want, "Session's passes");
+    }
+  }
+}
+
+TEST(Passes, LeavesErfGeluChainsItCannotFuse) {
+  ir::Model a = erf_gelu_model(false, /*erf_is_output=*/true);
+  EXPECT_EQ(passes::fuse_erf_gelu(a), 0) << "Erf's output is also a graph output";
+  ir::Model b = erf_gelu_model(false, false, /*add_shape=*/{37});
+  EXPECT_EQ(passes::fuse_erf_gelu(b), 0) << "the added constant is not a scalar";
+}
+
+// The four GELUs of models/transformer4.onnx fuse, float and quantized
+// dynamic, and the logits stay bit for bit those of the unfused graph.
+TEST(Passes, FusesTheTransformersGelus) {
+  const std::string dir = QFORGE_MODELS_DIR;
+  const ir::Model raw = ir::load_model(dir + "/transformer4.onnx");
+  ir::Model m = raw;
+  EXPECT_EQ(passes::fuse_erf_gelu(m), 4);
+  EXPECT_EQ(count_op(m, "Erf"), 0);
+  const Tensor x = read_npy(dir + "/transformer4.input.npy");
+  SessionOptions plain;
+  plain.optimize = false;
+  expect_same_bits(Session(m, plain).run({{raw.graph.inputs[0], x}})[0],
+                   Session(raw, plain).run({{raw.graph.inputs[0], x}})[0], "transformer4");
 }

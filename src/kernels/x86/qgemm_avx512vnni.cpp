@@ -41,13 +41,35 @@ inline void store_codes(const QGemmTile& t, uint8_t* c, __mmask16 m, __m512i q) 
     _mm512_mask_cvtusepi32_storeu_epi8(c, m, q);
 }
 
+// The per-column values of one panel of the tile (16 columns from j0),
+// loaded once for all its rows: the stores to C could alias them, so the
+// compiler would otherwise reload them per row. zp: some -b_zp' is non-zero
+// (symmetric s8 weights have none, and the row term is then 0).
+struct PanelCols {
+  __m512i col_off, neg_b_zp;
+  __m512 scale, fbias;
+  bool zp;
+};
+
+template <QOutput OUT>
+inline __attribute__((always_inline)) PanelCols panel_cols(const QGemmTile& t, int64_t j0) {
+  PanelCols c;
+  c.col_off = _mm512_loadu_si512(t.col_off + j0);
+  c.neg_b_zp = _mm512_loadu_si512(t.neg_b_zp + j0);
+  c.zp = _mm512_test_epi32_mask(c.neg_b_zp, c.neg_b_zp) != 0;
+  c.scale = OUT == QOutput::kF32 || OUT == QOutput::kQ8Float ? _mm512_loadu_ps(t.scale + j0)
+                                                              : _mm512_setzero_ps();
+  c.fbias = OUT == QOutput::kF32 && t.fbias != nullptr ? _mm512_loadu_ps(t.fbias + j0)
+                                                       : _mm512_setzero_ps();
+  return c;
+}
+
 // Row i, columns [j0, j0 + 16) of the tile (m: the valid ones).
 template <QOutput OUT>
 inline __attribute__((always_inline)) void epilogue(const QGemmTile& t, int64_t i, int64_t j0,
-                                                    __mmask16 m, __m512i acc) {
-  __m512i v = _mm512_add_epi32(acc, _mm512_loadu_si512(t.col_off + j0));
-  v = _mm512_add_epi32(
-      v, _mm512_mullo_epi32(_mm512_set1_epi32(t.row_sum[i]), _mm512_loadu_si512(t.neg_b_zp + j0)));
+                                                    __mmask16 m, __m512i acc, const PanelCols& c) {
+  __m512i v = _mm512_add_epi32(acc, c.col_off);
+  if (c.zp) v = _mm512_add_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(t.row_sum[i]), c.neg_b_zp));
   if (t.bias != nullptr)
     v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, t.bias + i * t.bias_ld + j0));
   const int64_t at = i * t.ldc + j0;
@@ -56,15 +78,15 @@ inline __attribute__((always_inline)) void epilogue(const QGemmTile& t, int64_t 
       _mm512_mask_storeu_epi32(static_cast<int32_t*>(t.c) + at, m, v);
       break;
     case QOutput::kF32: {
-      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(t.scale + j0));
-      if (t.fbias != nullptr) f = _mm512_add_ps(f, _mm512_loadu_ps(t.fbias + j0));
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), c.scale);
+      if (t.fbias != nullptr) f = _mm512_add_ps(f, c.fbias);
       _mm512_mask_storeu_ps(static_cast<float*>(t.c) + at, m, f);
       break;
     }
     case QOutput::kQ8Float: {
       const __m512 lo = _mm512_set1_ps(static_cast<float>(t.qmin - t.y_zp));
       const __m512 hi = _mm512_set1_ps(static_cast<float>(t.qmax - t.y_zp));
-      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(t.scale + j0));
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), c.scale);
       f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
       const __m512i q = _mm512_add_epi32(
           _mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
@@ -136,10 +158,13 @@ void tile(const QGemmTile& t) {
     for (int i = 0; i < MR; ++i)
       for (int p = 0; p < NP; ++p) acc[0][i][p] = _mm512_add_epi32(acc[0][i][p], acc[u][i][p]);
   auto store = [&](auto out) {
+    constexpr QOutput kOut = decltype(out)::value;
+    PanelCols cols[NP];
+    for (int p = 0; p < NP; ++p) cols[p] = panel_cols<kOut>(t, p * kQPanel);
     for (int i = 0; i < MR; ++i)
       for (int p = 0; p < NP; ++p) {
         const int64_t j0 = p * kQPanel;
-        epilogue<decltype(out)::value>(t, i, j0, lanes(t.n - j0), acc[0][i][p]);
+        epilogue<kOut>(t, i, j0, lanes(t.n - j0), acc[0][i][p], cols[p]);
       }
   };
   switch (t.out) {

@@ -4,6 +4,7 @@
 // MXCSR, and vmaxps(v, lo) returns lo for NaN v as the reference does.
 #include <immintrin.h>
 
+#include <cmath>
 #include <type_traits>
 
 #include "kernels/kernels.h"
@@ -71,6 +72,42 @@ void qu8_f32_dequantize__avx2(const uint8_t* x, int64_t n, float scale, int32_t 
 }
 void qs8_f32_dequantize__avx2(const int8_t* x, int64_t n, float scale, int32_t zp, float* y) {
   dequantize(x, n, scale, zp, y);
+}
+
+// As the AVX-512 version (quantize_avx512.cpp): NaN lanes or'ed into a
+// vector, infinities seen in the result; the tail goes to the reference.
+bool f32_minmax__avx2(const float* x, int64_t n, float* lo, float* hi) {
+  constexpr int kV = 4;
+  __m256 mn[kV], mx[kV];
+  for (int j = 0; j < kV; ++j) mn[j] = mx[j] = _mm256_set1_ps(x[0]);
+  __m256 nan = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 * kV <= n; i += 8 * kV)
+    for (int j = 0; j < kV; ++j) {
+      const __m256 v = _mm256_loadu_ps(x + i + 8 * j);
+      mn[j] = _mm256_min_ps(mn[j], v);
+      mx[j] = _mm256_max_ps(mx[j], v);
+      nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+  for (int j = 1; j < kV; ++j) {
+    mn[0] = _mm256_min_ps(mn[0], mn[j]);
+    mx[0] = _mm256_max_ps(mx[0], mx[j]);
+  }
+  alignas(32) float l[8], h[8];
+  _mm256_store_ps(l, mn[0]);
+  _mm256_store_ps(h, mx[0]);
+  float a = l[0], b = h[0];
+  for (int j = 1; j < 8; ++j) a = l[j] < a ? l[j] : a, b = h[j] > b ? h[j] : b;
+  if (i < n) {
+    float ta = 0.0f, tb = 0.0f;
+    if (!f32_minmax__ref(x + i, n - i, &ta, &tb)) return false;
+    a = ta < a ? ta : a;
+    b = tb > b ? tb : b;
+  }
+  if (_mm256_movemask_ps(nan) != 0 || std::isinf(a) || std::isinf(b)) return false;
+  *lo = a;
+  *hi = b;
+  return true;
 }
 
 }  // namespace qforge::kernels

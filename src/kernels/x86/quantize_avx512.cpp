@@ -2,6 +2,7 @@
 // Bit-exact with kernels/ref (see quantize_avx2.cpp for why).
 #include <immintrin.h>
 
+#include <cmath>
 #include <type_traits>
 
 #include "kernels/kernels.h"
@@ -61,6 +62,39 @@ void qu8_f32_dequantize__avx512(const uint8_t* x, int64_t n, float scale, int32_
 }
 void qs8_f32_dequantize__avx512(const int8_t* x, int64_t n, float scale, int32_t zp, float* y) {
   dequantize(x, n, scale, zp, y);
+}
+
+// Four vectors of minima and maxima; NaN lanes are collected in a mask (a
+// NaN doesn't survive vminps / vmaxps), infinities show in the result.
+bool f32_minmax__avx512(const float* x, int64_t n, float* lo, float* hi) {
+  constexpr int kV = 4;
+  __m512 mn[kV], mx[kV];
+  for (int j = 0; j < kV; ++j) mn[j] = mx[j] = _mm512_set1_ps(x[0]);
+  __mmask16 nan = 0;
+  int64_t i = 0;
+  for (; i + 16 * kV <= n; i += 16 * kV)
+    for (int j = 0; j < kV; ++j) {
+      const __m512 v = _mm512_loadu_ps(x + i + 16 * j);
+      mn[j] = _mm512_min_ps(mn[j], v);
+      mx[j] = _mm512_max_ps(mx[j], v);
+      nan = static_cast<__mmask16>(nan | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+    }
+  for (; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    mn[0] = _mm512_mask_min_ps(mn[0], m, mn[0], v);
+    mx[0] = _mm512_mask_max_ps(mx[0], m, mx[0], v);
+    nan = static_cast<__mmask16>(nan | _mm512_mask_cmp_ps_mask(m, v, v, _CMP_UNORD_Q));
+  }
+  for (int j = 1; j < kV; ++j) {
+    mn[0] = _mm512_min_ps(mn[0], mn[j]);
+    mx[0] = _mm512_max_ps(mx[0], mx[j]);
+  }
+  const float a = _mm512_reduce_min_ps(mn[0]), b = _mm512_reduce_max_ps(mx[0]);
+  if (nan != 0 || std::isinf(a) || std::isinf(b) || std::isnan(a) || std::isnan(b)) return false;
+  *lo = a;
+  *hi = b;
+  return true;
 }
 
 }  // namespace qforge::kernels
