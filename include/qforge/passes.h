@@ -42,9 +42,22 @@ int fuse_activations(ir::Model& model);
 // Conv or FusedConv (2-D, f32, constant weights) whose only reader is a
 // MaxPool 2x2 / 2 without padding, dilation, ceil_mode or Indices -> one
 // ai.qforge ConvMaxPool, which pools as it writes the convolution's output
-// (its output never goes through memory at full size). A qforge-only op:
-// Session's optimize runs this pass; quantization's prepare step doesn't.
+// (its output never goes through memory at full size). Likewise a
+// QLinearConv (2-D, constant weights, 8-bit output) whose only reader is
+// such a MaxPool on its codes -> one ai.qforge QLinearConvMaxPool. Both are
+// qforge-only ops: Session's optimize runs this pass; quantization's
+// prepare step doesn't.
 int fuse_conv_maxpool(ir::Model& model);
+
+// Chains of QLinearConv / ai.qforge QLinearConvMaxPool (2-D, constant
+// weights), each conv's output read only by the next one as its x, run
+// channels-last: each becomes ai.qforge QLinearConv / QLinearConvMaxPool
+// with channels_last = 1 (x [N, H, W, C], y [N, OH, OW, M]); a Transpose
+// makes the chain's input channels-last and one turns its output back, or a
+// QLinearGlobalAveragePool that alone reads it does so with channels_last
+// (its [N, 1, 1, C] then transposed back). The convs neither transpose their
+// input nor their output. Session only (optimize), like fuse_conv_maxpool.
+int qconv_channels_last(ir::Model& model);
 
 // QDQ groups -> integer ops: DequantizeLinear -> op -> QuantizeLinear with
 // constant quantization parameters becomes QLinearConv, QLinearMatMul,
@@ -81,7 +94,9 @@ struct OptimizeReport {
 
 // The passes above in order: eliminate_identity, fold_constants,
 // fold_batchnorm, fuse_qdq, fuse_dynamic_matmul, fuse_erf_gelu,
-// fuse_activations, fuse_conv_maxpool, remove_unused_initializers.
-OptimizeReport optimize(ir::Model& model);
+// fuse_activations, fuse_conv_maxpool, qconv_channels_last,
+// remove_unused_initializers. channels_last = false leaves
+// qconv_channels_last out.
+OptimizeReport optimize(ir::Model& model, bool channels_last = true);
 
 }  // namespace qforge::passes

@@ -28,6 +28,10 @@ struct SessionOptions {
   // BatchNormalization, fuse Conv/Gemm with Relu/Clip) before planning.
   // model() then returns the optimized graph.
   bool optimize = true;
+  // With optimize: run chains of quantized convolutions channels-last
+  // (passes::qconv_channels_last), whose values inside a chain are then
+  // renamed ("_nhwc"), not observable under their own names.
+  bool channels_last = true;
 };
 
 struct NodeTime {

@@ -58,7 +58,8 @@ CompareResult compare_models(const std::string& float_path, const std::string& q
   fo.optimize = false;  // every float tensor keeps its name
   const Session fs(fm, fo);
   SessionOptions qo;
-  qo.threads = opts.threads;  // optimized: the integer kernels qforge runs
+  qo.threads = opts.threads;  // optimized: the integer kernels qforge runs,
+  qo.channels_last = false;   // with every quantized tensor under its name
   const Session qs(qm, qo);
 
   std::unordered_map<std::string, Dequantizer> dq;

@@ -1093,23 +1093,29 @@ int8::Conv int8_conv(const ConvGeom& g, const Tensor& x, int32_t x_zp, const Ten
   return c;
 }
 
+std::optional<SymShape> conv_sym_of(const InferContext& c, const SymShape& xshape, int iw);
+
 std::optional<SymShape> conv_sym(const InferContext& c, int ix, int iw) {
-  const ir::ValueInfo& x = c.input(ix);
+  if (!c.input(ix).shape) return std::nullopt;
+  return conv_sym_of(c, *c.input(ix).shape, iw);
+}
+
+// conv_sym for an x of shape xshape.
+std::optional<SymShape> conv_sym_of(const InferContext& c, const SymShape& xshape, int iw) {
   const ir::ValueInfo& w = c.input(iw);
-  if (!x.shape) return std::nullopt;
   const ir::Node& node = c.node();
-  require(x.shape->size() >= 3, node, Errc::kShapeMismatch,
-          "input x has shape " + ir::sym_shape_str(*x.shape), "rank >= 3: [N, C, D1, ...]");
-  const size_t S = x.shape->size() - 2;
+  require(xshape.size() >= 3, node, Errc::kShapeMismatch,
+          "input x has shape " + ir::sym_shape_str(xshape), "rank >= 3: [N, C, D1, ...]");
+  const size_t S = xshape.size() - 2;
   if (w.shape)
-    require(w.shape->size() == x.shape->size(), node, Errc::kShapeMismatch,
+    require(w.shape->size() == xshape.size(), node, Errc::kShapeMismatch,
             "weights have shape " + ir::sym_shape_str(*w.shape) + " for x of shape " +
-                ir::sym_shape_str(*x.shape),
+                ir::sym_shape_str(xshape),
             "weights of x's rank");
   const Window win = window_attrs(node, S, true);
-  SymShape out{(*x.shape)[0], w.shape ? (*w.shape)[0] : Dim()};
+  SymShape out{xshape[0], w.shape ? (*w.shape)[0] : Dim()};
   for (size_t d = 0; d < S; ++d) {
-    const Dim& in = (*x.shape)[d + 2];
+    const Dim& in = xshape[d + 2];
     int64_t k = -1;
     if (!win.kernel.empty()) k = win.kernel[d];
     else if (w.shape && (*w.shape)[d + 2].known()) k = (*w.shape)[d + 2].size;
@@ -1159,26 +1165,54 @@ void conv_integer_run(OpContext& ctx, Path path) {
 
 void conv_integer_infer(InferContext& c) { set_output(c, 0, DType::kI32, conv_sym(c, 0, 1)); }
 
+// MaxPool 2x2 / 2, no padding, floor, of the codes of x [N, C, H, W] into
+// y [N, C, H / 2, W / 2] (ai.qforge QLinearConvMaxPool where the conv's
+// output isn't pooled as it is written).
+template <typename T>
+void maxpool2x2_codes(const Tensor& x, Tensor& y) {
+  const T* xp = static_cast<const T*>(x.raw());
+  T* yp = static_cast<T*>(y.raw());
+  const int64_t H = x.dim(2), W = x.dim(3), PH = y.dim(2), PW = y.dim(3);
+  for (int64_t p = 0; p < x.dim(0) * x.dim(1); ++p)
+    for (int64_t i = 0; i < PH; ++i)
+      for (int64_t j = 0; j < PW; ++j) {
+        const T* a = xp + (p * H + 2 * i) * W + 2 * j;
+        yp[(p * PH + i) * PW + j] = std::max(std::max(a[0], a[1]), std::max(a[W], a[W + 1]));
+      }
+}
+
 // y = saturate(round((conv(x - x_zp, w - w_zp) + B) * (x_scale * w_scale / y_scale)) + y_zp),
 // with w_scale, w_zero_point per tensor or per output channel, the multiplier
 // in float32 and its product with the exact integer sum in float64 (ONNX's reference).
-void qlinear_conv_run(OpContext& ctx, Path path) {
+//
+// pool: ai.qforge QLinearConvMaxPool, the same then MaxPool 2x2 / 2 without
+// padding (floor) of the codes (max commutes with the monotonic
+// dequantization); written by passes::fuse_conv_maxpool, Session only. The
+// int8 GEMM path pools its channels-last tiles before they are transposed
+// (int8::Conv::pool2x2); the depthwise loop and the reference pool afterwards.
+void qlinear_conv_impl(OpContext& ctx, Path path, bool pool) {
   const ir::Node& node = ctx.node();
-  const Tensor& x = ctx.input(0);
+  // ai.qforge's channels_last: x [N, H, W, C] and y [N, OH, OW, M].
+  const bool cl = !node.domain.empty() && node.attr_int("channels_last", 0) != 0;
+  const Tensor& xin = ctx.input(0);
   const Tensor& w = ctx.input(3);
   const Tensor& ws = ctx.input(4);
   const Tensor& wz = ctx.input(5);
   const Tensor& yz = ctx.input(7);
-  expect_type(node, "input x", x.dtype(), k8Bit);
+  expect_type(node, "input x", xin.dtype(), k8Bit);
   expect_type(node, "input w", w.dtype(), k8Bit);
   expect_type(node, "y_zero_point", yz.dtype(), k8Bit);
   const float x_scale = single_scale(ctx, 1, "x_scale", false);
-  const int32_t xz = single_zero_point(ctx, 2, "x_zero_point", x.dtype(), "x", false);
+  const int32_t xz = single_zero_point(ctx, 2, "x_zero_point", xin.dtype(), "x", false);
   expect_type(node, "w_scale", ws.dtype(), {DType::kF32});
   expect_same_type(node, "w_zero_point", wz.dtype(), "w", w.dtype());
   const float y_scale = single_scale(ctx, 6, "y_scale", true);
   const int32_t y_zp = single_zero_point(ctx, 7, "y_zero_point", yz.dtype(), "itself", false);
-  const ConvGeom g = conv_geometry(node, x.shape(), w.shape());
+  require(!(pool || cl) || xin.rank() == 4, node, Errc::kShapeMismatch,
+          "input x has shape " + shape_str(xin.shape()),
+          "rank 4: the fused MaxPool and channels_last are 2-D");
+  const Shape xs = cl ? Shape{xin.dim(0), xin.dim(3), xin.dim(1), xin.dim(2)} : xin.shape();
+  const ConvGeom g = conv_geometry(node, xs, w.shape());
   expect_per_channel(node, ws, "w_scale", g.M, true);
   std::vector<int32_t> bias;
   if (ctx.has_input(8)) {
@@ -1190,6 +1224,28 @@ void qlinear_conv_run(OpContext& ctx, Path path) {
   const std::vector<float> wsv = floats_of(ws);
   Shape out{g.N, g.M};
   out.insert(out.end(), g.out.begin(), g.out.end());
+  Shape pooled = out;  // NCHW
+  if (pool) pooled[2] /= 2, pooled[3] /= 2;
+  const Shape final_shape = cl ? Shape{g.N, pooled[2], pooled[3], g.M} : pooled;
+  // Where the result isn't written in place: the conv's NCHW codes into
+  // `full`, then pooled and / or made channels-last into the output.
+  Tensor full;
+  auto finish = [&]() {
+    Tensor src = full;
+    if (pool) {
+      src = Tensor(yz.dtype(), pooled);
+      if (signed8(yz)) maxpool2x2_codes<int8_t>(full, src);
+      else maxpool2x2_codes<uint8_t>(full, src);
+    }
+    Tensor& y = ctx.output(0, yz.dtype(), final_shape);
+    const int64_t S = pooled[2] * pooled[3], image = g.M * S;
+    const auto* from = static_cast<const uint8_t*>(src.raw());
+    auto* to = static_cast<uint8_t*>(y.raw());
+    if (!cl) std::memcpy(to, from, y.nbytes());
+    else
+      for (int64_t n = 0; n < g.N && image > 0; ++n)
+        kernels::transpose_u8(from + n * image, g.M, S, S, to + n * image, g.M);
+  };
   if (path == Path::kFast) {
     expect_per_channel(node, wz, "w_zero_point", g.M, true);
     std::vector<int32_t> w_zp = per_channel(codes_of(wz), g.M);
@@ -1197,31 +1253,74 @@ void qlinear_conv_run(OpContext& ctx, Path path) {
     for (int32_t v : bias) bias_max = std::max(bias_max, std::abs(int64_t{v}));
     const int64_t K = g.C / g.group * shape_numel(g.kernel);
     // The int32 sum plus bias must equal the reference's int64 one.
-    if (kernels::exact_in_int32(K, signed8(x), xz, signed8(w), w_zp.data(), g.M, bias_max)) {
-      int8::Conv c = int8_conv(g, x, xz, w, std::move(w_zp));
+    if (kernels::exact_in_int32(K, signed8(xin), xz, signed8(w), w_zp.data(), g.M, bias_max)) {
+      int8::Conv c = int8_conv(g, xin, xz, w, std::move(w_zp));
       c.ep.out = kernels::QOutput::kQ8Double;
       for (int64_t m = 0; m < g.M; ++m)  // the multiplier exactly as below
         c.ep.scale.push_back(x_scale * wsv[wsv.size() == 1 ? 0 : sz(m)] / y_scale);
       c.ep.bias = bias;
       c.ep.y_zp = y_zp;
       c.ep.y_signed = signed8(yz);
-      int8::conv(c, ctx.state(), ctx.output(0, yz.dtype(), out).raw(), ctx.pool());
+      c.cl_in = cl;
+      if (!pool || !int8::is_depthwise(c)) {  // pooled and laid out as it is written
+        c.pool2x2 = pool;
+        c.cl_out = cl;
+        int8::conv(c, ctx.state(), ctx.output(0, yz.dtype(), final_shape).raw(), ctx.pool());
+        return;
+      }
+      full = Tensor(yz.dtype(), out);
+      int8::conv(c, ctx.state(), full.raw(), ctx.pool());
+      finish();
       return;
     }
   }
-  std::vector<int32_t> X = codes_of(x);
+  Tensor x_nchw = xin;
+  if (cl) {  // [N, H, W, C] -> [N, C, H, W]
+    x_nchw = Tensor(xin.dtype(), xs);
+    const int64_t S = xs[2] * xs[3], image = g.C * S;
+    for (int64_t n = 0; n < g.N && image > 0; ++n)
+      kernels::transpose_u8(static_cast<const uint8_t*>(xin.raw()) + n * image, S, g.C, g.C,
+                            static_cast<uint8_t*>(x_nchw.raw()) + n * image, S);
+  }
+  std::vector<int32_t> X = codes_of(x_nchw);
   for (auto& v : X) v -= xz;
   const auto W = weights_minus_zero_point(node, w, &wz, g.M, "w_zero_point");
   const int64_t qmin = dtype_min(yz.dtype()), qmax = dtype_max(yz.dtype());
-  Tensor& y = ctx.output(0, yz.dtype(), out);
+  const bool direct = !pool && !cl;
+  if (!direct) full = Tensor(yz.dtype(), out);
+  Tensor& y = direct ? ctx.output(0, yz.dtype(), out) : full;
   int_conv(g, X, W, [&](int64_t i, int64_t m, int64_t sum) {
     const float mult = x_scale * wsv[wsv.size() == 1 ? 0 : sz(m)] / y_scale;
     const int64_t v = sum + (bias.empty() ? 0 : bias[sz(m)]);
     put_code(y, i, round_saturate(static_cast<double>(v) * mult, y_zp, qmin, qmax));
   });
+  if (!direct) finish();
 }
 
+void qlinear_conv_run(OpContext& ctx, Path path) { qlinear_conv_impl(ctx, path, false); }
+void qlinear_conv_maxpool_run(OpContext& ctx, Path path) { qlinear_conv_impl(ctx, path, true); }
+
 void qlinear_conv_infer(InferContext& c) { set_output(c, 0, c.input(7).dtype, conv_sym(c, 0, 3)); }
+
+// ai.qforge QLinearConv (channels_last) and QLinearConvMaxPool (pooled
+// 2x2 / 2, optionally channels_last): x's shape read as NCHW, the output's
+// spatial sizes halved (floor) and its channels moved last as the op says.
+void qforge_qconv_infer(InferContext& c, bool pool) {
+  const bool cl = c.node().attr_int("channels_last", 0) != 0;
+  std::optional<SymShape> s;
+  if (cl && c.input(0).shape && c.input(0).shape->size() == 4) {
+    const SymShape& x = *c.input(0).shape;
+    s = conv_sym_of(c, SymShape{x[0], x[3], x[1], x[2]}, 3);
+  } else if (!cl) {
+    s = conv_sym(c, 0, 3);
+  }
+  if (s && s->size() == 4) {
+    for (size_t d = 2; d < 4 && pool; ++d)
+      if ((*s)[d].known()) (*s)[d] = Dim((*s)[d].size / 2);
+    if (cl) s = SymShape{(*s)[0], (*s)[2], (*s)[3], (*s)[1]};
+  }
+  set_output(c, 0, c.input(7).dtype, s);
+}
 
 // ---------------------------------------------------------------- com.microsoft elementwise
 
@@ -1514,8 +1613,26 @@ void qlinear_average_pool_infer(InferContext& c) {
   set_output(c, 0, x.dtype, out);
 }
 
+// One image's channel sums of QLinearGlobalAveragePool, channels across the
+// vector lanes: sum[c] = ((0 + deq(x[0][c])) + deq(x[1][c])) + ..., deq(q) =
+// float(q - zp) * scale, the reference's float32 operations in its order
+// (contraction is off, so no FMA). xcl: [S, C] codes.
+template <typename XT>
+void channel_sums(const XT* xcl, int64_t S, int64_t C, float scale, int32_t zp, float* sum) {
+  nn_detail::run_vectorized([=]() NN_LAMBDA {
+    float* __restrict out = sum;
+    for (int64_t c = 0; c < C; ++c) out[c] = 0.0f;
+    for (int64_t s = 0; s < S; ++s) {
+      const XT* __restrict row = xcl + s * C;
+      for (int64_t c = 0; c < C; ++c) out[c] += static_cast<float>(int32_t{row[c]} - zp) * scale;
+    }
+  });
+}
+
 // AveragePool over all spatial positions: [N, C, 1, ...] (or [N, 1, ..., C]).
-void qlinear_global_average_pool_run(OpContext& ctx) {
+// kFast: per image, the codes channels-last (transposed unless they are) and
+// summed by channel_sums; kReference: a plain loop, the tests' oracle.
+void qlinear_global_average_pool_run(OpContext& ctx, Path path) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
   expect_type(node, "input X", x.dtype(), k8Bit);
@@ -1535,6 +1652,34 @@ void qlinear_global_average_pool_run(OpContext& ctx) {
   g.in.assign(xs.begin() + (g.channels_last ? 1 : 2), xs.end() - (g.channels_last ? 1 : 0));
   g.out.assign(g.in.size(), 1);
   const int64_t in_n = shape_numel(g.in);
+  if (path == Path::kFast && in_n > 0) {
+    Tensor& y = ctx.output(0, x.dtype(), pool_out_shape(g));
+    const int64_t C = g.C;
+    const auto* xb = static_cast<const uint8_t*>(x.raw());
+    auto* yb = static_cast<uint8_t*>(y.raw());
+    auto images = [&](int64_t b, int64_t e) {
+      std::vector<uint8_t> cl(g.channels_last ? 0 : sz(in_n * C));
+      std::vector<float> sum(sz(C));
+      for (int64_t n = b; n < e; ++n) {
+        const uint8_t* src = xb + n * in_n * C;
+        if (!g.channels_last) {
+          kernels::transpose_u8(src, C, in_n, in_n, cl.data(), C);
+          src = cl.data();
+        }
+        if (signed8(x))
+          channel_sums(reinterpret_cast<const int8_t*>(src), in_n, C, u.xs, u.xz, sum.data());
+        else
+          channel_sums(src, in_n, C, u.xs, u.xz, sum.data());
+        for (int64_t c = 0; c < C; ++c)
+          yb[n * C + c] = static_cast<uint8_t>(
+              quantize_value(sum[sz(c)] / static_cast<float>(in_n), u.ys, u.yz, u.qmin, u.qmax));
+      }
+    };
+    ThreadPool* pool = ctx.pool();
+    if (pool != nullptr && pool->threads() > 1 && g.N > 1) pool->parallel_for(g.N, 1, images);
+    else images(0, g.N);
+    return;
+  }
   const std::vector<int32_t> X = codes_of(x);
   std::vector<int32_t> codes(sz(g.N * g.C));
   for (int64_t n = 0; n < g.N; ++n)
@@ -2031,6 +2176,14 @@ void register_quant_ops(OpRegistry& r) {
          .run = fast(qlinear_matmul_run)});
   r.add({.domain = "", .op_type = "QLinearConv", .min_opset = 10, .max_opset = 21,
          .infer = qlinear_conv_infer, .prepare = packs_conv_w(3), .run = fast(qlinear_conv_run)});
+  // ai.qforge: QLinearConv then MaxPool 2x2 / 2 (passes::fuse_conv_maxpool).
+  r.add({.domain = "ai.qforge", .op_type = "QLinearConvMaxPool", .min_opset = 1, .max_opset = 1,
+         .infer = [](InferContext& c) { qforge_qconv_infer(c, true); }, .prepare = packs_conv_w(3),
+         .run = fast(qlinear_conv_maxpool_run)});
+  // ai.qforge: QLinearConv, optionally channels_last (passes::qconv_channels_last).
+  r.add({.domain = "ai.qforge", .op_type = "QLinearConv", .min_opset = 1, .max_opset = 1,
+         .infer = [](InferContext& c) { qforge_qconv_infer(c, false); }, .prepare = packs_conv_w(3),
+         .run = fast(qlinear_conv_run)});
 
   // com.microsoft (ONNX Runtime's contrib ops, version 1).
   const std::string ms = kMicrosoft;
@@ -2049,7 +2202,7 @@ void register_quant_ops(OpRegistry& r) {
   r.add({.domain = ms, .op_type = "QLinearAveragePool", .min_opset = 1, .max_opset = 1,
          .infer = qlinear_average_pool_infer, .run = qlinear_average_pool_run});
   r.add({.domain = ms, .op_type = "QLinearGlobalAveragePool", .min_opset = 1, .max_opset = 1,
-         .infer = qlinear_global_average_pool_infer, .run = qlinear_global_average_pool_run});
+         .infer = qlinear_global_average_pool_infer, .run = fast(qlinear_global_average_pool_run)});
   r.add({.domain = ms, .op_type = "QLinearConcat", .min_opset = 1, .max_opset = 1,
          .infer = qlinear_concat_infer, .run = qlinear_concat_run});
   r.add({.domain = ms, .op_type = "DynamicQuantizeMatMul", .min_opset = 1, .max_opset = 1,
@@ -2070,9 +2223,11 @@ void matmul_integer(OpContext& ctx) { matmul_integer_run(ctx, Path::kReference);
 void qlinear_matmul(OpContext& ctx) { qlinear_matmul_run(ctx, Path::kReference); }
 void conv_integer(OpContext& ctx) { conv_integer_run(ctx, Path::kReference); }
 void qlinear_conv(OpContext& ctx) { qlinear_conv_run(ctx, Path::kReference); }
+void qlinear_conv_maxpool(OpContext& ctx) { qlinear_conv_maxpool_run(ctx, Path::kReference); }
 void matmul_integer_to_float(OpContext& ctx) { matmul_integer_to_float_run(ctx, Path::kReference); }
 void dynamic_quantize_matmul(OpContext& ctx) { dynamic_quantize_matmul_run(ctx, Path::kReference); }
 void qgemm(OpContext& ctx) { qgemm_run(ctx, Path::kReference); }
+void qlinear_global_average_pool(OpContext& ctx) { qlinear_global_average_pool_run(ctx, Path::kReference); }
 }  // namespace reference
 
 }  // namespace qforge::ops

@@ -137,6 +137,12 @@ void im2col_2d(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, 
         continue;
       }
       const uint8_t* xr = xg + ih * W * C;
+      const int64_t iw0 = ow * sw - pw;
+      if (C == cg && dw == 1 && iw0 >= 0 && iw0 + KW <= W) {
+        // One group, every tap of the row inside: KW positions in a row.
+        std::memcpy(r, xr + iw0 * C, sz(KW * cg));
+        continue;
+      }
       for (int64_t kw = 0; kw < KW; ++kw) {
         const int64_t iw = ow * sw - pw + kw * dw;
         const bool inside = iw >= 0 && iw < W;
@@ -355,7 +361,22 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
         std::memset(band + r * row_bytes, zp_byte, sz(pw * Cp));
         std::memset(band + (r * Wp + pw + W) * Cp, zp_byte, sz((Wp - pw - W) * Cp));
       }
-      if (ih1 > ih0) {
+      if (ih1 > ih0 && p.cl_in) {
+        // The input rows as they are, each position's C channels (and the
+        // padding channels' zero point, which weigh 0) into its band row.
+        const uint8_t* xr = bytes(*p.x) + (n * H + ih0) * W * C;
+        for (int64_t ih = ih0; ih < ih1; ++ih, xr += W * C) {
+          uint8_t* br = band + ((ih + ph - oh0 * sh) * Wp + pw) * Cp;
+          if (Cp == C) {
+            std::memcpy(br, xr, sz(W * C));
+            continue;
+          }
+          for (int64_t iw = 0; iw < W; ++iw) {
+            std::memcpy(br + iw * Cp, xr + iw * C, sz(C));
+            std::memset(br + iw * Cp + C, zp_byte, sz(Cp - C));
+          }
+        }
+      } else if (ih1 > ih0) {
         // The input rows channels-last, then each row into its band row.
         uint8_t* cl = scratch(rows_buf, sz((ih1 - ih0) * W * Cp));
         if (Cp != C) std::memset(cl, zp_byte, sz((ih1 - ih0) * W * Cp));
@@ -405,7 +426,16 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
             qv[i * cp + c] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(r)) + yzp);
           }
       });
-      kernels::transpose_u8(q, np, C, Cp, static_cast<uint8_t*>(y) + first, P);
+      if (!p.cl_out) {
+        kernels::transpose_u8(q, np, C, Cp, static_cast<uint8_t*>(y) + first, P);
+        continue;
+      }
+      uint8_t* yo = static_cast<uint8_t*>(y) + (n * P + oh0 * OW) * C;  // channels-last rows
+      if (Cp == C) {
+        std::memcpy(yo, q, sz(np * C));
+        continue;
+      }
+      for (int64_t i = 0; i < np; ++i) std::memcpy(yo + i * C, q + i * Cp, sz(C));
     }
   });
 }
@@ -509,6 +539,28 @@ void matmul_direct(const Matmul& p, void* y, ThreadPool* pool) {
               kernels::requantize_double(static_cast<int32_t>(sums[j] + add[j]), mult[j], z, lo, hi));
       });
     }
+  });
+}
+
+// MaxPool 2x2 / 2 of a channels-last tile of `pairs` pairs of output rows
+// (OW positions of Mg codes each) into pairs x OW / 2 positions, ldo bytes
+// apart: each channel's max over the window, the channels across the vector
+// lanes.
+template <typename T>
+void pool_2x2_cl(const uint8_t* tile, int64_t pairs, int64_t OW, int64_t Mg, uint8_t* out,
+                 int64_t ldo) {
+  nn_detail::run_vectorized([=]() NN_LAMBDA {
+    const T* const src = reinterpret_cast<const T*>(tile);
+    T* __restrict dst = reinterpret_cast<T*>(out);
+    const int64_t pw_count = OW / 2, mg = Mg, ow = OW, ld = ldo;
+    for (int64_t r = 0; r < pairs; ++r)
+      for (int64_t j = 0; j < pw_count; ++j) {
+        const T* __restrict a = src + (2 * r * ow + 2 * j) * mg;
+        const T* __restrict b = a + ow * mg;
+        T* __restrict q = dst + (r * pw_count + j) * ld;
+        for (int64_t m = 0; m < mg; ++m)
+          q[m] = std::max(std::max(a[m], a[mg + m]), std::max(b[m], b[mg + m]));
+      }
   });
 }
 
@@ -666,7 +718,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   const ConvDims d = dims_of(p);
   if (p.N == 0 || p.M == 0 || d.P == 0) return;
   const bool xs = is_signed8(*p.x), ws = is_signed8(*p.w);
-  if (p.in.size() == 2 && d.Cg == 1 && d.Mg == 1) {
+  if (is_depthwise(p)) {
     if (xs && ws)
       depthwise_2d<int8_t, int8_t>(p, y, pool);
     else if (xs)
@@ -694,26 +746,40 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   bool direct = d.ksize == 1;
   for (size_t s = 0; s < p.in.size(); ++s)
     direct = direct && p.stride[s] == 1 && p.pad_begin[s] == 0 && p.out[s] == p.in[s];
-  const std::vector<uint8_t> xcl = channels_last(p, d, pool);
+  // The channels-last input: x itself when it is already (cl_in).
+  const std::vector<uint8_t> xcl_copy = p.cl_in ? std::vector<uint8_t>() : channels_last(p, d, pool);
+  const uint8_t* const xcl = p.cl_in ? bytes(*p.x) : xcl_copy.data();
 
+  // pool2x2: only the outputs of whole pairs of rows (Pc of them; a last odd
+  // row is dropped, floor), each chunk a number of row pairs, pooled in its
+  // channels-last tile before the transpose, into planes of PP outputs.
+  const int64_t OW = p.out.back(), pair = 2 * OW, PW = OW / 2;
+  const int64_t Pc = p.pool2x2 ? p.out[0] / 2 * pair : d.P;
+  const int64_t PP = p.pool2x2 ? p.out[0] / 2 * PW : d.P;
+  const int64_t unit = p.pool2x2 ? pair : 1;  // chunks are multiples of it
+  if (Pc == 0 || PP == 0) return;
   // Chunks of output positions: a bounded im2col each, enough of them to
   // keep every thread busy.
   const int threads = pool != nullptr ? pool->threads() : 1;
-  int64_t chunk = std::clamp<int64_t>(kColBytes / std::max<int64_t>(d.K, 1) / 16 * 16, 16, d.P);
+  int64_t chunk = std::clamp<int64_t>(kColBytes / std::max<int64_t>(d.K, 1) / 16 * 16, 16, Pc);
   const int64_t per_image = p.N * p.group;
-  if (per_image * ceil_div(d.P, chunk) < threads)
-    chunk = std::min(d.P, std::max<int64_t>(16, ceil_div(d.P, ceil_div(threads, per_image))));
-  const int64_t chunks = ceil_div(d.P, chunk);
+  if (per_image * ceil_div(Pc, chunk) < threads)
+    chunk = std::min(Pc, std::max<int64_t>(16, ceil_div(Pc, ceil_div(threads, per_image))));
+  chunk = std::min(Pc, ceil_div(chunk, unit) * unit);
+  const int64_t chunks = ceil_div(Pc, chunk);
   const int64_t tasks = per_image * chunks;
   const size_t es = elem_size(p.ep.out);
   const auto zp = static_cast<uint8_t>(p.x_zp);  // the code's byte, s8 or u8
 
   auto task = [&](int64_t t, ThreadPool* inner) {
-    thread_local std::vector<uint8_t> col_buf, out_buf;
+    thread_local std::vector<uint8_t> col_buf, out_buf, pool_buf;
     const int64_t n = t / (p.group * chunks), g = (t / chunks) % p.group;
-    const int64_t p0 = (t % chunks) * chunk, np = std::min(chunk, d.P - p0);
-    const uint8_t* xg = xcl.data() + n * d.in_size * p.C + g * d.Cg;
-    uint8_t* tmp = scratch(out_buf, sz(np * d.Mg) * es);
+    const int64_t p0 = (t % chunks) * chunk, np = std::min(chunk, Pc - p0);
+    const uint8_t* xg = xcl + n * d.in_size * p.C + g * d.Cg;
+    // cl_out without pooling: the GEMM writes the group's columns of y.
+    const bool in_place = p.cl_out && !p.pool2x2;
+    uint8_t* tmp = in_place ? static_cast<uint8_t*>(y) + sz((n * d.P + p0) * p.M + g * d.Mg) * es
+                            : scratch(out_buf, sz(np * d.Mg) * es);
     const uint8_t* A = xg + p0 * p.C;
     int64_t lda = p.C;
     if (!direct) {
@@ -732,8 +798,24 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     a.b_zp = p.w_zp.data() + g * d.Mg;
     set_epilogue(a, p.ep, g * d.Mg);
     a.C = tmp;
-    a.ldc = d.Mg;
+    a.ldc = in_place ? p.M : d.Mg;
     kernels::qgemm(a, inner);
+    if (in_place) return;
+    if (p.pool2x2) {
+      // Pooled into y's rows (cl_out) or a tile then transposed.
+      const int64_t pairs = np / pair;
+      uint8_t* pooled = p.cl_out ? static_cast<uint8_t*>(y) + (n * PP + p0 / pair * PW) * p.M + g * d.Mg
+                                 : scratch(pool_buf, sz(pairs * PW * d.Mg));
+      const int64_t ldo = p.cl_out ? p.M : d.Mg;
+      if (p.ep.y_signed)
+        pool_2x2_cl<int8_t>(tmp, pairs, OW, d.Mg, pooled, ldo);
+      else
+        pool_2x2_cl<uint8_t>(tmp, pairs, OW, d.Mg, pooled, ldo);
+      if (p.cl_out) return;
+      const int64_t first = (n * p.M + g * d.Mg) * PP + p0 / pair * PW;
+      kernels::transpose_u8(pooled, pairs * PW, d.Mg, d.Mg, static_cast<uint8_t*>(y) + first, PP);
+      return;
+    }
     const int64_t first = (n * p.M + g * d.Mg) * d.P + p0;  // element offset in y
     uint8_t* dst = static_cast<uint8_t*>(y) + sz(first) * es;
     if (es == 1)

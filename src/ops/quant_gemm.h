@@ -98,9 +98,18 @@ struct Conv {
   Shape in, kernel, out;
   std::vector<int64_t> stride, dilation, pad_begin;
   Epilogue ep;
+  // MaxPool 2x2 / 2 (no padding, floor) of the codes: 2-D, kQ8Double, not
+  // depthwise (is_depthwise); y is then [N, M, out[0] / 2, out[1] / 2].
+  bool pool2x2 = false;
+  // Channels-last x ([N, in..., C]) and y ([N, out..., M]); y needs kQ8Double.
+  bool cl_in = false, cl_out = false;
 };
 // y: [N, M, out...] of the epilogue's element type.
 void conv(const Conv& p, const void* state, void* y, ThreadPool* pool);
+// Whether conv takes the depthwise loop (2-D, one input and output channel per group).
+inline bool is_depthwise(const Conv& p) {
+  return p.in.size() == 2 && p.C == p.group && p.M == p.group;
+}
 
 }  // namespace qforge::ops::int8
 
@@ -112,9 +121,13 @@ void matmul_integer(OpContext& ctx);
 void qlinear_matmul(OpContext& ctx);
 void conv_integer(OpContext& ctx);
 void qlinear_conv(OpContext& ctx);
+void qlinear_conv_maxpool(OpContext& ctx);  // ai.qforge QLinearConvMaxPool
 void matmul_integer_to_float(OpContext& ctx);
 void dynamic_quantize_matmul(OpContext& ctx);
 void qgemm(OpContext& ctx);  // com.microsoft QGemm
+// com.microsoft QLinearGlobalAveragePool (not a matrix op; its fast path
+// sums channels across vector lanes): the plain per-channel loop.
+void qlinear_global_average_pool(OpContext& ctx);
 // ai.qforge QLinearConvTranspose (nn_conv.cpp): scalar sums per input position.
 void qlinear_conv_transpose(OpContext& ctx);
 }  // namespace qforge::ops::reference

@@ -300,13 +300,18 @@ int fuse_conv_maxpool(ir::Model& model) {
     ir::Node& c = g.nodes[i];
     const bool conv = (c.op_type == "Conv" && c.domain.empty()) ||
                       (c.op_type == "FusedConv" && c.domain == kMicrosoft);
-    if (!conv || dead[i] || c.outputs.size() != 1 || c.inputs.size() < 2 || c.inputs.size() > 3)
-      continue;
-    // 2-D, f32, constant weights (so that prepare packs them).
-    const auto w = g.initializers.find(c.inputs[1]);
-    if (w == g.initializers.end() || w->second.rank() != 4 || uses.pinned.count(c.inputs[1])) continue;
+    // QLinearConv (fuse_qdq's): its codes pooled, as MaxPool on them does.
+    const bool qconv = c.op_type == "QLinearConv" && c.domain.empty();
+    if ((!conv && !qconv) || dead[i] || c.outputs.size() != 1) continue;
+    if (conv && (c.inputs.size() < 2 || c.inputs.size() > 3)) continue;
+    if (qconv && (c.inputs.size() < 8 || c.inputs.size() > 9)) continue;
+    // 2-D, f32 (QLinearConv: 8-bit codes, always), constant weights (so
+    // that prepare packs them).
+    const std::string& wname = c.inputs[qconv ? 3 : 1];
+    const auto w = g.initializers.find(wname);
+    if (w == g.initializers.end() || w->second.rank() != 4 || uses.pinned.count(wname)) continue;
     const ir::ValueInfo* vi = g.info(c.outputs[0]);
-    if (vi == nullptr || vi->dtype != DType::kF32) continue;
+    if (!qconv && (vi == nullptr || vi->dtype != DType::kF32)) continue;
     const auto r = uses.sole_reader(c.outputs[0]);
     if (!r || dead[*r]) continue;
     const ir::Node& m = g.nodes[*r];
@@ -321,7 +326,7 @@ int fuse_conv_maxpool(ir::Model& model) {
                        m.attr_int("ceil_mode", 0) == 0 && m.attr_int("storage_order", 0) == 0;
     if (!plain) continue;
     c.domain = kQforge;
-    c.op_type = "ConvMaxPool";
+    c.op_type = qconv ? "QLinearConvMaxPool" : "ConvMaxPool";
     c.outputs[0] = m.outputs[0];
     dead[*r] = true;
     ++changed;
@@ -330,6 +335,100 @@ int fuse_conv_maxpool(ir::Model& model) {
     erase_nodes(g, dead);
     if (!model.opsets.count(kQforge)) model.opsets[kQforge] = 1;
   }
+  return changed;
+}
+
+int qconv_channels_last(ir::Model& model) {
+  ir::Graph& g = model.graph;
+  const Uses uses(g);
+  const size_t count = g.nodes.size();
+  auto conv = [&](size_t i) {
+    const ir::Node& n = g.nodes[i];
+    const bool plain = n.op_type == "QLinearConv" && n.domain.empty();
+    const bool pooled = n.op_type == "QLinearConvMaxPool" && n.domain == kQforge;
+    if ((!plain && !pooled) || n.outputs.size() != 1 || n.inputs.size() < 8) return false;
+    const auto w = g.initializers.find(n.inputs[3]);
+    return w != g.initializers.end() && w->second.rank() == 4 && !uses.pinned.count(n.inputs[3]);
+  };
+  // Links: a conv whose output only the next conv reads, as its x.
+  std::vector<bool> linked_in(count, false), linked_out(count, false), gap(count, false),
+      feeds_gap(count, false);
+  int links = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (!conv(i)) continue;
+    const auto r = uses.sole_reader(g.nodes[i].outputs[0]);
+    if (r && conv(*r) && g.nodes[*r].inputs[0] == g.nodes[i].outputs[0]) {
+      linked_out[i] = linked_in[*r] = true;
+      ++links;
+    }
+  }
+  if (links == 0) return 0;
+  // A chain's last conv read only by a QLinearGlobalAveragePool: that reads
+  // it channels-last.
+  for (size_t i = 0; i < count; ++i) {
+    if (!linked_in[i] || linked_out[i]) continue;
+    const auto r = uses.sole_reader(g.nodes[i].outputs[0]);
+    if (!r) continue;
+    const ir::Node& p = g.nodes[*r];
+    if (p.op_type == "QLinearGlobalAveragePool" && p.domain == kMicrosoft && p.outputs.size() == 1 &&
+        p.inputs[0] == g.nodes[i].outputs[0] && p.attr_int("channels_last", 0) == 0)
+      gap[*r] = feeds_gap[i] = true;
+  }
+  // The value info of `to`: that of `from` ([N, C, H, W]) as [N, H, W, C].
+  auto nhwc_info = [&](const std::string& from, const std::string& to) {
+    const ir::ValueInfo* vi = g.info(from);
+    ir::ValueInfo v = vi != nullptr ? *vi : ir::ValueInfo{};
+    if (v.shape && v.shape->size() == 4)
+      v.shape = ir::SymShape{(*v.shape)[0], (*v.shape)[2], (*v.shape)[3], (*v.shape)[1]};
+    else
+      v.shape.reset();
+    g.values[to] = v;
+  };
+  auto transpose = [](const std::string& in, const std::string& out, std::vector<int64_t> perm) {
+    ir::Node t;
+    t.op_type = "Transpose";
+    t.name = out;
+    t.inputs = {in};
+    t.outputs = {out};
+    t.attrs["perm"] = ir::Attribute::of(std::move(perm));
+    return t;
+  };
+  std::vector<ir::Node> nodes;
+  std::unordered_map<std::string, std::string> renamed;  // values inside chains
+  int changed = 0;
+  for (size_t i = 0; i < count; ++i) {
+    ir::Node n = std::move(g.nodes[i]);
+    const bool cl = linked_in[i] || linked_out[i];
+    if (!cl && !gap[i]) {
+      nodes.push_back(std::move(n));
+      continue;
+    }
+    if (auto r = renamed.find(n.inputs[0]); r != renamed.end()) n.inputs[0] = r->second;
+    if (cl && !linked_in[i]) {  // the chain's input, made channels-last
+      const std::string x = n.outputs[0] + "_x_nhwc";
+      nhwc_info(n.inputs[0], x);
+      nodes.push_back(transpose(n.inputs[0], x, {0, 2, 3, 1}));
+      n.inputs[0] = x;
+    }
+    if (cl) n.domain = kQforge;  // QLinearConv -> ai.qforge QLinearConv
+    n.attrs["channels_last"] = ir::Attribute::of(int64_t{1});
+    ++changed;
+    const std::string y = n.outputs[0];
+    if (cl && (linked_out[i] || feeds_gap[i])) {  // read channels-last, under a new name
+      nhwc_info(y, y + "_nhwc");
+      n.outputs[0] = y + "_nhwc";
+      renamed[y] = n.outputs[0];
+      nodes.push_back(std::move(n));
+      continue;
+    }
+    // The chain's output (or the pool's [N, 1, 1, C]), transposed back.
+    nhwc_info(y, y + "_nhwc");
+    n.outputs[0] = y + "_nhwc";
+    nodes.push_back(std::move(n));
+    nodes.push_back(transpose(y + "_nhwc", y, {0, 3, 1, 2}));
+  }
+  g.nodes = std::move(nodes);
+  if (!model.opsets.count(kQforge)) model.opsets[kQforge] = 1;
   return changed;
 }
 
@@ -349,7 +448,7 @@ int remove_unused_initializers(ir::Model& model) {
   return changed;
 }
 
-OptimizeReport optimize(ir::Model& model) {
+OptimizeReport optimize(ir::Model& model, bool channels_last) {
   OptimizeReport r;
   auto step = [&](const char* name, int n) {
     if (n > 0) r.log.push_back(std::string(name) + ": " + std::to_string(n));
@@ -363,6 +462,7 @@ OptimizeReport optimize(ir::Model& model) {
   step("fuse_erf_gelu", fuse_erf_gelu(model));
   step("fuse_activations", fuse_activations(model));
   step("fuse_conv_maxpool", fuse_conv_maxpool(model));
+  if (channels_last) step("qconv_channels_last", qconv_channels_last(model));
   step("remove_unused_initializers", remove_unused_initializers(model));
   return r;
 }

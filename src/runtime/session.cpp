@@ -316,7 +316,7 @@ Session::Session(ir::Model model, SessionOptions options) : impl_(std::make_uniq
   } else {
     impl_->pool = &default_thread_pool();
   }
-  if (options.optimize) passes::optimize(*impl_->model);
+  if (options.optimize) passes::optimize(*impl_->model, options.channels_last);
   const ir::Model& m = *impl_->model;
   std::vector<std::string> bad;
   collect_unsupported(m.graph, m, bad);

@@ -445,7 +445,7 @@ ConvCase random_conv(Rng& r, int i) {
 
 std::string conv_what(const ConvCase& cc, int i) {
   return "case " + std::to_string(i) + ": x " + shape_str(cc.x) + " w " + shape_str(cc.w) +
-         " group " + std::to_string(cc.attrs.at("group").i);
+         " group " + std::to_string(cc.attrs.count("group") ? cc.attrs.at("group").i : 1);
 }
 
 TEST(Int8GemmOps, QLinearConvFastPathIsTheReference) {
@@ -471,6 +471,148 @@ TEST(Int8GemmOps, QLinearConvFastPathIsTheReference) {
     if (i % 2 == 0) c.in[8] = r.i32({M}, -50000, 50000);
     c.packed = {3};
     expect_fast_is_reference(c, ops::reference::qlinear_conv, conv_what(cc, i));
+  }
+}
+
+// [N, C, H, W] -> [N, H, W, C], any 8-bit type.
+Tensor to_nhwc(const Tensor& x) {
+  const int64_t N = x.dim(0), C = x.dim(1), S = x.dim(2) * x.dim(3);
+  Tensor y(x.dtype(), {N, x.dim(2), x.dim(3), C});
+  const auto* a = static_cast<const uint8_t*>(x.raw());
+  auto* b = static_cast<uint8_t*>(y.raw());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t s = 0; s < S; ++s) b[(n * S + s) * C + c] = a[(n * C + c) * S + s];
+  return y;
+}
+
+// MaxPool 2x2 / 2 (floor) of the codes of a [N, C, H, W] u8 / i8 tensor,
+// written out here: the test's own oracle for the fused pooling.
+Tensor pool2x2(const Tensor& x) {
+  Tensor y(x.dtype(), {x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2});
+  const bool s8 = x.dtype() == DType::kI8;
+  const auto* a = static_cast<const uint8_t*>(x.raw());
+  auto* b = static_cast<uint8_t*>(y.raw());
+  auto val = [&](int64_t i) { return s8 ? int{static_cast<int8_t>(a[i])} : int{a[i]}; };
+  const int64_t H = x.dim(2), W = x.dim(3);
+  for (int64_t p = 0; p < x.dim(0) * x.dim(1); ++p)
+    for (int64_t i = 0; i < y.dim(2); ++i)
+      for (int64_t j = 0; j < y.dim(3); ++j) {
+        int m = -1000;
+        for (int64_t di = 0; di < 2; ++di)
+          for (int64_t dj = 0; dj < 2; ++dj) m = std::max(m, val((p * H + 2 * i + di) * W + 2 * j + dj));
+        b[(p * y.dim(2) + i) * y.dim(3) + j] = static_cast<uint8_t>(m);
+      }
+  return y;
+}
+
+// ai.qforge QLinearConvMaxPool (fuse_conv_maxpool's QLinearConv -> MaxPool
+// 2x2 / 2): the fast path (the GEMM's channels-last tiles pooled before the
+// transpose, chunks of whole row pairs; depthwise pooled after) against its
+// reference, and that against QLinearConv's reference pooled by the test.
+// Odd output heights and widths (floor), strides, groups, 1x1, depthwise,
+// u8 / s8 outputs, planes of several chunks, 1 and 3 threads.
+TEST(Int8GemmOps, QLinearConvMaxPoolIsQLinearConvThenMaxPool) {
+  Rng r(41);
+  const std::vector<ConvCase> fixed = {
+      {{32, 1, 28, 28}, {32, 1, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},      // cnn_bn's conv1
+      {{3, 32, 14, 14}, {64, 32, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},     // conv2
+      {{1, 16, 61, 47}, {24, 16, 3, 3}, {{"pads", ais({1, 0, 1, 0})}}},     // several chunks, odd sizes
+      {{2, 8, 12, 12}, {12, 4, 3, 3}, {{"group", ai(2)}, {"strides", ais({2, 1})}}},
+      {{2, 6, 9, 8}, {5, 6, 1, 1}, {}},                                      // 1x1, odd height
+      {{2, 20, 11, 10}, {20, 1, 3, 3}, {{"group", ai(20)}, {"pads", ais({1, 1, 1, 1})}}},  // depthwise
+      {{1, 3, 3, 1}, {4, 3, 2, 1}, {}},                                      // one output column: empty
+  };
+  for (int i = 0; i < 36; ++i) {
+    ConvCase cc;
+    if (i < static_cast<int>(fixed.size())) {
+      cc = fixed[static_cast<size_t>(i)];
+    } else {
+      cc = random_conv(r, i / 4 * 6 + i % 4);  // (2-D: i % 6 < 4)
+    }
+    const DType tx = r.type8(), tw = r.type8(), ty = r.type8();
+    const int64_t M = cc.w[0], K = cc.w[1] * cc.w[2] * cc.w[3];
+    OpCall c;
+    c.domain = "ai.qforge";
+    c.op = "QLinearConvMaxPool";
+    c.opset = 1;
+    c.attrs = cc.attrs;
+    c.in = {r.codes(tx, cc.x),
+            scalar_f32(r.real(0.5f, 2.0f)),
+            r.code(tx),
+            r.codes(tw, cc.w),
+            i % 2 ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
+            i % 2 ? r.codes(tw, {M}) : r.code(tw),
+            scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
+            r.code(ty),
+            r.i32({M}, -50000, 50000)};
+    c.packed = {3};
+    expect_fast_is_reference(c, ops::reference::qlinear_conv_maxpool, conv_what(cc, i));
+    OpCall plain = c;
+    plain.domain = "";
+    plain.op = "QLinearConv";
+    plain.opset = 10;
+    const Tensor want = pool2x2(run_reference(plain, ops::reference::qlinear_conv));
+    EXPECT_TRUE(same_tensor(run_reference(c, ops::reference::qlinear_conv_maxpool), want))
+        << conv_what(cc, i);
+    // channels_last: x and y [N, H, W, C], the same codes moved.
+    OpCall last = c;
+    last.attrs["channels_last"] = ai(1);
+    last.in[0] = to_nhwc(*c.in[0]);
+    expect_fast_is_reference(last, ops::reference::qlinear_conv_maxpool, conv_what(cc, i) + " channels_last");
+    EXPECT_TRUE(same_tensor(run_reference(last, ops::reference::qlinear_conv_maxpool), to_nhwc(want)))
+        << conv_what(cc, i);
+  }
+}
+
+ConvCase random_depthwise(Rng& r, int i);  // below
+
+// ai.qforge QLinearConv with channels_last (passes::qconv_channels_last):
+// x and y [N, H, W, C]; the GEMM path reads x and writes y in place, the
+// depthwise loop copies its rows; against the reference (which transposes
+// around QLinearConv's) and that against QLinearConv's reference moved by
+// the test: random 2-D geometries, depthwise ones, and layers of the CNNs.
+TEST(Int8GemmOps, ChannelsLastQLinearConvIsQLinearConv) {
+  Rng r(43);
+  const std::vector<ConvCase> fixed = {
+      {{2, 32, 28, 28}, {32, 1, 3, 3}, {{"group", ai(32)}, {"strides", ais({2, 2})}, {"pads", ais({1, 1, 1, 1})}}},
+      {{2, 32, 14, 14}, {64, 32, 1, 1}, {}},
+      {{2, 128, 7, 7}, {128, 1, 3, 3}, {{"group", ai(128)}, {"pads", ais({1, 1, 1, 1})}}},
+      {{1, 20, 9, 11}, {20, 1, 3, 3}, {{"group", ai(20)}, {"pads", ais({1, 0, 1, 2})}}},  // C off the lanes
+      {{2, 8, 12, 12}, {12, 4, 3, 3}, {{"group", ai(2)}, {"strides", ais({2, 1})}}},
+  };
+  for (int i = 0; i < 40; ++i) {
+    ConvCase cc;
+    if (i < static_cast<int>(fixed.size())) {
+      cc = fixed[static_cast<size_t>(i)];
+    } else {
+      cc = i % 2 ? random_depthwise(r, i) : random_conv(r, i / 4 * 6 + i % 4);
+    }
+    const DType tx = r.type8(), tw = r.type8(), ty = r.type8();
+    const int64_t M = cc.w[0], K = cc.w[1] * cc.w[2] * cc.w[3];
+    OpCall plain;
+    plain.op = "QLinearConv";
+    plain.opset = 10;
+    plain.attrs = cc.attrs;
+    plain.in = {r.codes(tx, cc.x),
+                scalar_f32(r.real(0.5f, 2.0f)),
+                r.code(tx),
+                r.codes(tw, cc.w),
+                i % 3 ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
+                i % 3 ? r.codes(tw, {M}) : r.code(tw),
+                scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
+                r.code(ty),
+                r.i32({M}, -50000, 50000)};
+    plain.packed = {3};
+    OpCall last = plain;
+    last.domain = "ai.qforge";
+    last.opset = 1;
+    last.attrs["channels_last"] = ai(1);
+    last.in[0] = to_nhwc(*plain.in[0]);
+    expect_fast_is_reference(last, ops::reference::qlinear_conv, conv_what(cc, i));
+    EXPECT_TRUE(same_tensor(run_reference(last, ops::reference::qlinear_conv),
+                            to_nhwc(run_reference(plain, ops::reference::qlinear_conv))))
+        << conv_what(cc, i);
   }
 }
 
@@ -751,6 +893,35 @@ TEST(Int8GemmOps, DepthwiseLayersOfRealisticSize) {
     c.packed = {3};
     expect_fast_is_reference(c, ops::reference::qlinear_conv, "layer " + std::to_string(i++));
   }
+}
+
+// com.microsoft QLinearGlobalAveragePool: the fast path (channels across
+// the vector lanes, the float sums in the reference's order) against the
+// plain loop, bit for bit: u8 and i8, NCHW and channels_last, 1- to 3-D
+// planes, channel counts that are and aren't a multiple of the lanes, scales
+// that make many averages land on ties and saturate at both ends.
+TEST(Int8GemmOps, QLinearGlobalAveragePoolFastPathIsTheReference) {
+  Rng r(31);
+  const std::vector<Shape> shapes = {{32, 128, 7, 7}, {3, 20, 5, 9}, {2, 17, 11}, {1, 5, 3, 4, 2},
+                                     {4, 1, 28, 28},  {2, 64, 1, 1}};
+  int i = 0;
+  for (const Shape& s : shapes)
+    for (const bool last : {false, true}) {
+      const DType t = r.type8();
+      Shape xs = s;
+      if (last) std::rotate(xs.begin() + 1, xs.begin() + 2, xs.end());  // [N, spatial..., C]
+      OpCall c;
+      c.domain = kMs;
+      c.op = "QLinearGlobalAveragePool";
+      c.opset = 1;
+      c.attrs = {{"channels_last", ai(last ? 1 : 0)}};
+      const float ys = i % 3 == 0 ? 0.25f : r.real(0.002f, 0.05f);
+      c.in = {r.codes(t, xs), scalar_f32(i % 3 == 0 ? 0.5f : r.real(0.01f, 0.1f)), r.code(t),
+              scalar_f32(ys), r.code(t)};
+      expect_fast_is_reference(c, ops::reference::qlinear_global_average_pool,
+                               shape_str(xs) + (last ? " channels_last" : ""));
+      ++i;
+    }
 }
 
 // Weights packed in prepare are used only for the tensor they were packed

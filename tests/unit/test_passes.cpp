@@ -7,6 +7,7 @@
 
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <iterator>
 #include <limits>
 #include <random>
@@ -259,6 +260,204 @@ ir::Model conv_pool_model(const ConvPoolCase& c) {
 }
 
 }  // namespace
+
+namespace {
+
+// x (8-bit codes) -> QLinearConv (constant W, scales, zero points, bias) ->
+// "c" -> MaxPool 2x2 / 2 -> y: the graph fuse_qdq leaves for a quantized
+// Conv -> MaxPool.
+ir::Model qconv_pool_model(const ConvPoolCase& c, DType tx, DType ty, uint32_t seed) {
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.graph.name = "g";
+  m.graph.inputs = {"x"};
+  m.graph.values["x"] = ir::ValueInfo{tx, ir::to_sym(c.x), {}};
+  std::mt19937 rng(seed);
+  auto codes = [&](DType t, Shape s) {
+    Tensor v(t, std::move(s));
+    for (int64_t i = 0; i < v.numel(); ++i) static_cast<uint8_t*>(v.raw())[i] = static_cast<uint8_t>(rng());
+    return v;
+  };
+  const int64_t M = c.w[0];
+  const float k = static_cast<float>(c.w[1] * c.w[2] * c.w[3]);
+  m.graph.initializers["xs"] = Tensor::from<float>({}, {0.02f});
+  m.graph.initializers["xz"] = codes(tx, {});
+  m.graph.initializers["W"] = codes(DType::kI8, c.w);
+  m.graph.initializers["ws"] = random_tensor({M}, seed + 1, 0.005f, 0.01f);
+  m.graph.initializers["wz"] = Tensor(DType::kI8, {M});
+  m.graph.initializers["ys"] = Tensor::from<float>({}, {0.02f * 0.0075f * 40.0f * std::sqrt(k) / 74.0f});
+  m.graph.initializers["yz"] = codes(ty, {});
+  Tensor b(DType::kI32, {M});
+  for (int64_t i = 0; i < M; ++i) b.data<int32_t>()[i] = static_cast<int32_t>(rng() % 20001) - 10000;
+  m.graph.initializers["B"] = b;
+  ir::Node conv = node("QLinearConv", {"x", "xs", "xz", "W", "ws", "wz", "ys", "yz", "B"}, {"c"}, "conv");
+  if (c.group != 1) conv.attrs["group"] = ir::Attribute::of(c.group);
+  if (!c.strides.empty()) conv.attrs["strides"] = ir::Attribute::of(c.strides);
+  if (!c.pads.empty()) conv.attrs["pads"] = ir::Attribute::of(c.pads);
+  m.graph.nodes.push_back(conv);
+  ir::Node pool = node("MaxPool", {"c"}, {"y"}, "pool");
+  pool.attrs["kernel_shape"] = ir::Attribute::of(std::vector<int64_t>{2, 2});
+  pool.attrs["strides"] = ir::Attribute::of(std::vector<int64_t>{2, 2});
+  if (!c.pool_pads.empty()) pool.attrs["pads"] = ir::Attribute::of(c.pool_pads);
+  m.graph.nodes.push_back(pool);
+  m.graph.outputs = {"y"};
+  if (c.conv_is_output) m.graph.outputs.push_back("c");
+  ir::infer_shapes(m);
+  return m;
+}
+
+}  // namespace
+
+// The QLinearConv -> MaxPool 2x2 / 2 of a quantized graph as ai.qforge
+// QLinearConvMaxPool: the Session's fused graph gives the unfused graph's
+// codes bit for bit (u8 and s8, 1 and 2 threads), and the pass leaves alone
+// what it must.
+TEST(Passes, FusesQLinearConvWithMaxPool2x2) {
+  const std::vector<ConvPoolCase> cases = {
+      {"3x3 pad 1 (cnn_bn's conv1)", {4, 1, 28, 28}, {32, 1, 3, 3}, 1, {}, {1, 1, 1, 1}},
+      {"3x3 pad 1, 32 channels in", {3, 32, 14, 14}, {64, 32, 3, 3}, 1, {}, {1, 1, 1, 1}},
+      {"odd output, stride 2", {2, 4, 21, 18}, {6, 4, 3, 3}, 1, {2, 2}, {1, 1, 1, 1}},
+      {"grouped", {2, 4, 8, 8}, {6, 2, 3, 3}, 2, {}, {1, 1, 1, 1}},
+      {"depthwise (pools after)", {2, 6, 12, 13}, {6, 1, 3, 3}, 6, {}, {1, 1, 1, 1}},
+      {"pool with pads: left alone", {1, 3, 8, 8}, {4, 3, 3, 3}, 1, {}, {1, 1, 1, 1}, true, false, {1, 1, 1, 1}},
+      {"conv output also a graph output: left alone", {1, 3, 8, 8}, {4, 3, 3, 3}, 1, {}, {1, 1, 1, 1}, true, false, {}, false, true},
+  };
+  uint32_t seed = 70;
+  for (const ConvPoolCase& c : cases)
+    for (const DType t : {DType::kU8, DType::kI8}) {
+      const ir::Model raw = qconv_pool_model(c, t, t, seed++);
+      ir::Model m = raw;
+      passes::optimize(m);
+      EXPECT_EQ(count_op(m, "QLinearConvMaxPool"), c.fused ? 1 : 0) << c.name;
+      EXPECT_EQ(count_op(m, "MaxPool"), c.fused ? 0 : 1) << c.name;
+      Tensor x(t, c.x);
+      std::mt19937 rng(seed++);
+      for (int64_t i = 0; i < x.numel(); ++i) static_cast<uint8_t*>(x.raw())[i] = static_cast<uint8_t>(rng());
+      SessionOptions plain;
+      plain.optimize = false;
+      const std::vector<Tensor> want = Session(raw, plain).run({{"x", x}});
+      for (int threads : {1, 2}) {
+        SessionOptions so;
+        so.threads = threads;
+        const std::vector<Tensor> got = Session(raw, so).run({{"x", x}});
+        ASSERT_EQ(got[0].shape(), want[0].shape()) << c.name;
+        ASSERT_EQ(got[0].dtype(), t) << c.name;
+        EXPECT_EQ(std::memcmp(got[0].raw(), want[0].raw(), want[0].nbytes()), 0)
+            << c.name << ", " << dtype_name(t) << ", threads " << threads;
+      }
+    }
+}
+
+namespace {
+
+// Appends QLinearConv `name` (in -> out, C -> M channels, k x k, group,
+// stride, pad; i8 weights per channel, u8 activations) with its constants.
+void add_qconv(ir::Model& m, std::mt19937& rng, const std::string& name, const std::string& in,
+               const std::string& out, int64_t C, int64_t M, int64_t k, int64_t group, int64_t stride,
+               int64_t pad) {
+  auto u8 = [&](Shape s) {
+    Tensor v(DType::kU8, std::move(s));
+    for (int64_t i = 0; i < v.numel(); ++i) static_cast<uint8_t*>(v.raw())[i] = static_cast<uint8_t>(rng());
+    return v;
+  };
+  Tensor w(DType::kI8, {M, C / group, k, k});
+  for (int64_t i = 0; i < w.numel(); ++i) static_cast<int8_t*>(w.raw())[i] = static_cast<int8_t>(rng());
+  Tensor b(DType::kI32, {M});
+  for (int64_t i = 0; i < M; ++i) b.data<int32_t>()[i] = static_cast<int32_t>(rng() % 20001) - 10000;
+  const float K = static_cast<float>(C / group * k * k);
+  auto& init = m.graph.initializers;
+  init[name + ".xs"] = Tensor::from<float>({}, {0.02f});
+  init[name + ".xz"] = u8({});
+  init[name + ".w"] = w;
+  init[name + ".ws"] = random_tensor({M}, static_cast<uint32_t>(rng()), 0.005f, 0.01f);
+  init[name + ".wz"] = Tensor(DType::kI8, {M});
+  init[name + ".ys"] = Tensor::from<float>({}, {0.02f * 0.0075f * 40.0f * std::sqrt(K) / 74.0f});
+  init[name + ".yz"] = u8({});
+  init[name + ".b"] = b;
+  ir::Node c = node("QLinearConv", {in, name + ".xs", name + ".xz", name + ".w", name + ".ws",
+                                    name + ".wz", name + ".ys", name + ".yz", name + ".b"},
+                    {out}, name);
+  c.attrs["group"] = ir::Attribute::of(group);
+  c.attrs["strides"] = ir::Attribute::of(std::vector<int64_t>{stride, stride});
+  c.attrs["pads"] = ir::Attribute::of(std::vector<int64_t>{pad, pad, pad, pad});
+  m.graph.nodes.push_back(c);
+}
+
+// x u8[2, 3, 13, 12] -> conv 3->16 3x3 -> depthwise 16 s2 -> pointwise
+// 16->24 -> MaxPool 2x2 -> conv 24->8 3x3 -> tail: QLinearGlobalAveragePool
+// (gap) or nothing; the graph output is the last value; with `side`, the
+// depthwise output is a graph output too (the chain is cut there).
+ir::Model qconv_chain_model(bool gap, bool side) {
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.opsets["com.microsoft"] = 1;
+  m.graph.name = "g";
+  m.graph.inputs = {"x"};
+  m.graph.values["x"] = ir::ValueInfo{DType::kU8, ir::to_sym({2, 3, 13, 12}), {}};
+  std::mt19937 rng(90);
+  add_qconv(m, rng, "a", "x", "a", 3, 16, 3, 1, 1, 1);
+  add_qconv(m, rng, "b", "a", "b", 16, 16, 3, 16, 2, 1);
+  add_qconv(m, rng, "c", "b", "c", 16, 24, 1, 1, 1, 0);
+  ir::Node pool = node("MaxPool", {"c"}, {"p"}, "pool");
+  pool.attrs["kernel_shape"] = ir::Attribute::of(std::vector<int64_t>{2, 2});
+  pool.attrs["strides"] = ir::Attribute::of(std::vector<int64_t>{2, 2});
+  m.graph.nodes.push_back(pool);
+  add_qconv(m, rng, "d", "p", "d", 24, 8, 3, 1, 1, 1);
+  m.graph.outputs = {"d"};
+  if (gap) {
+    m.graph.initializers["gs"] = Tensor::from<float>({}, {0.05f});
+    m.graph.initializers["gz"] = Tensor::from<uint8_t>({}, {3});
+    ir::Node n = node("QLinearGlobalAveragePool", {"d", "gs", "gz", "gs", "gz"}, {"y"}, "gap");
+    n.domain = "com.microsoft";
+    m.graph.nodes.push_back(n);
+    m.graph.outputs = {"y"};
+  }
+  if (side) m.graph.outputs.push_back("b");
+  ir::infer_shapes(m);
+  return m;
+}
+
+}  // namespace
+
+// A chain of quantized convs run channels-last (qconv_channels_last): one
+// Transpose in, one out (after the QLinearGlobalAveragePool that reads the
+// chain channels-last, or after the last conv), none between; the outputs
+// those of the graph as written (NCHW, no pass), bit for bit, on 1 and 2
+// threads; a chain cut by a value that is also a graph output.
+TEST(Passes, RunsQLinearConvChainsChannelsLast) {
+  struct Case {
+    bool gap, side;
+    int transposes, channels_last;
+  };
+  for (const Case c : {Case{true, false, 2, 5}, Case{false, false, 2, 4}, Case{true, true, 4, 5}}) {
+    const ir::Model raw = qconv_chain_model(c.gap, c.side);
+    ir::Model m = raw;
+    passes::optimize(m);
+    int cl = 0;
+    for (const ir::Node& n : m.graph.nodes) cl += n.attr_int("channels_last", 0) != 0;
+    const std::string what = std::string(c.gap ? "gap" : "no gap") + (c.side ? ", side output" : "");
+    EXPECT_EQ(count_op(m, "Transpose"), c.transposes) << what;
+    EXPECT_EQ(cl, c.channels_last) << what;
+    EXPECT_EQ(count_op(m, "QLinearConvMaxPool"), 1) << what;
+    Tensor x(DType::kU8, {2, 3, 13, 12});
+    std::mt19937 rng(91);
+    for (int64_t i = 0; i < x.numel(); ++i) static_cast<uint8_t*>(x.raw())[i] = static_cast<uint8_t>(rng());
+    SessionOptions plain;
+    plain.optimize = false;
+    const std::vector<Tensor> want = Session(raw, plain).run({{"x", x}});
+    for (int threads : {1, 2}) {
+      SessionOptions so;
+      so.threads = threads;
+      const std::vector<Tensor> got = Session(raw, so).run({{"x", x}});
+      ASSERT_EQ(got.size(), want.size()) << what;
+      for (size_t o = 0; o < want.size(); ++o) {
+        ASSERT_EQ(got[o].shape(), want[o].shape()) << what << ", output " << o;
+        EXPECT_EQ(std::memcmp(got[o].raw(), want[o].raw(), want[o].nbytes()), 0)
+            << what << ", output " << o << ", threads " << threads;
+      }
+    }
+  }
+}
 
 // The fused ConvMaxPool against the unfused Conv -> (Relu) -> MaxPool graph
 // run by the plain ops, on the padded-plane path (pooling as the grid is
