@@ -363,6 +363,7 @@ NN_INLINE void dw_plane(const DwPlane& p, const int64_t* offsets, const float* x
 // past C in the last block are zeros and are not written.
 constexpr int64_t kDwLanes = 16;
 constexpr int64_t kDwLanesMaxPixels = 1024;  // stride-1 output pixels per plane up to which lanes win
+constexpr int64_t kDwLanesMaxStrided = 1 << 16;  // strided: bounds the 16-channel buffer per thread
 
 void depthwise_lanes(const ConvGeom& g, const DwPlane& p, const float* x, const float* w,
                      const float* bias, float* y, const kernels::GemmEpilogue& act,
@@ -426,7 +427,9 @@ void depthwise_run(const ConvGeom& g, const float* x, const float* w, const floa
   // stride 1 33 us planar, 40 lanes; 24 x 24 stride 1 53 and 40; 48 x 48
   // stride 2 67 and 34, the planar path splitting the plane into phases).
   const bool strided = p.sh * p.sw > 1;
-  if (vector_isa() == 2 && (strided || p.Ho * p.Wo <= kDwLanesMaxPixels)) {
+  const int64_t pixels = p.Ho * p.Wo;
+  if (vector_isa() == 2 &&
+      (pixels <= kDwLanesMaxPixels || (strided && pixels <= kDwLanesMaxStrided))) {
     depthwise_lanes(g, p, x, w, bias, y, act, pool);
     return;
   }
