@@ -1241,10 +1241,12 @@ void qlinear_conv_impl(OpContext& ctx, Path path, bool pool) {
     const int64_t S = pooled[2] * pooled[3], image = g.M * S;
     const auto* from = static_cast<const uint8_t*>(src.raw());
     auto* to = static_cast<uint8_t*>(y.raw());
-    if (!cl) std::memcpy(to, from, y.nbytes());
-    else
+    if (!cl) {
+      if (y.nbytes() > 0) std::memcpy(to, from, y.nbytes());  // an empty tensor may have no data
+    } else {
       for (int64_t n = 0; n < g.N && image > 0; ++n)
         kernels::transpose_u8(from + n * image, g.M, S, S, to + n * image, g.M);
+    }
   };
   if (path == Path::kFast) {
     expect_per_channel(node, wz, "w_zero_point", g.M, true);
