@@ -89,6 +89,29 @@ void pack_a_rows(const uint8_t* A, int64_t lda, bool a_signed, int64_t rows, int
   }
 }
 
+// The sums (modulo 2^32) of rows [0, rows) of A, u8 with K a multiple of 4:
+// then A is already the packed layout (A' = A, no padding) and the kernel
+// reads it in place.
+void row_sums_u8(const uint8_t* A, int64_t lda, int64_t rows, int64_t K, int32_t* row_sum) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* src = A + r * lda;
+    uint64_t s = 0;
+    int64_t k = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    __m128i acc = zero;
+    for (; k + 16 <= K; k += 16)
+      acc = _mm_add_epi64(
+          acc, _mm_sad_epu8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k)), zero));
+    uint64_t lanes[2];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), acc);
+    s = lanes[0] + lanes[1];
+#endif
+    for (; k < K; ++k) s += src[k];
+    row_sum[r] = static_cast<int32_t>(static_cast<uint32_t>(s));
+  }
+}
+
 // Rows of A packed per chunk: at most this many bytes, so the chunk stays in L2.
 constexpr int64_t kPackABytes = int64_t{256} << 10;
 
@@ -129,11 +152,21 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   t.qmin = g.qmin;
   t.qmax = g.qmax;
   t.ldc = a.ldc;
+  // u8 A with K a multiple of 4 is read in place: only its row sums are made.
+  const bool in_place = !a.a_signed && g.K == kp;
+  if (in_place) t.lda = a.lda;
   for (int64_t ic = m0; ic < m1; ic += chunk) {
     const int64_t rows = std::min(chunk, m1 - ic);
-    auto* abuf = t_pack_a.get<uint8_t>(static_cast<size_t>(round_up(rows, mr) * kp + 64));
     auto* rsum = t_row_sums.get<int32_t>(static_cast<size_t>(round_up(rows, mr)));
-    pack_a_rows(A + ic * a.lda, a.lda, a.a_signed, rows, g.K, kp, abuf, rsum);
+    const uint8_t* abuf;
+    if (in_place) {
+      abuf = A + ic * a.lda;
+      row_sums_u8(abuf, a.lda, rows, g.K, rsum);
+    } else {
+      auto* buf = t_pack_a.get<uint8_t>(static_cast<size_t>(round_up(rows, mr) * kp + 64));
+      pack_a_rows(A + ic * a.lda, a.lda, a.a_signed, rows, g.K, kp, buf, rsum);
+      abuf = buf;
+    }
     for (int64_t jr = n0; jr < n1; jr += nr) {
       t.n = std::min(nr, n1 - jr);
       t.b = bdata != nullptr ? bdata + (jr / kQPanel) * kp * kQPanel : nullptr;
@@ -143,7 +176,7 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
       t.fbias = g.fbias != nullptr ? g.fbias + jr : nullptr;
       for (int64_t ir = 0; ir < rows; ir += mr) {
         t.m = std::min(mr, rows - ir);
-        t.a = abuf + ir * kp;
+        t.a = abuf + ir * t.lda;
         t.row_sum = rsum + ir;
         t.bias = a.bias != nullptr ? a.bias + (ic + ir) * a.bias_ld + jr : nullptr;
         t.c = C + (static_cast<size_t>((ic + ir) * a.ldc + jr)) * g.c_elem;

@@ -64,7 +64,9 @@
 // in int32 and needs no check.
 //
 // Packed A (made per call, per thread): rows of A' with K padded with zeros
-// to kp, and their sums rowsum(A')[m].
+// to kp, and their sums rowsum(A')[m]. A u8 A whose K is a multiple of 4 is
+// already that layout (A' = A, kp = K): the kernels read it in place, lda
+// apart, and only its row sums are made.
 //
 // Threads: C is cut into one tile per thread (N first, in whole panels, then
 // M), as the float GEMM does; each thread packs the rows of A it needs. Every
