@@ -31,13 +31,16 @@
 // float8 and float4 types are refused with an Unsupported error: qforge has
 // no such element types.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -69,10 +72,13 @@ int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a
   throw Error(code, node.describe(), problem, expected);
 }
 
-void require(bool ok, const ir::Node& node, Errc code, const std::string& problem,
-             const std::string& expected) {
-  if (!ok) fail(node, code, problem, expected);
-}
+// fail() unless ok; the message is built only on failure (these checks run
+// on every node run).
+#define QREQUIRE(ok, node, code, problem, expected) \
+  do {                                              \
+    if (!(ok)) [[unlikely]]                         \
+      fail(node, code, problem, expected);          \
+  } while (0)
 
 std::string name_of(DType t) { return std::string(dtype_name(t)); }
 
@@ -89,17 +95,24 @@ bool one_of(DType t, const std::vector<DType>& ts) {
   return std::find(ts.begin(), ts.end(), t) != ts.end();
 }
 
-void expect_type(const ir::Node& node, const std::string& what, DType got,
-                 const std::vector<DType>& ok) {
-  if (!one_of(got, ok)) fail(node, Errc::kTypeMismatch, what + " is " + name_of(got), type_list(ok));
+void expect_type(const ir::Node& node, std::string_view what, DType got,
+                 std::span<const DType> ok) {
+  if (std::find(ok.begin(), ok.end(), got) == ok.end()) [[unlikely]]
+    fail(node, Errc::kTypeMismatch, std::string(what) + " is " + name_of(got),
+         type_list(std::vector<DType>(ok.begin(), ok.end())));
 }
 
-void expect_same_type(const ir::Node& node, const std::string& what, DType got,
-                      const std::string& other, DType want) {
-  require(got == want, node, Errc::kTypeMismatch,
-          what + " is " + name_of(got) + " but " + other + " is " + name_of(want),
-          name_of(want) + ", the type of " + other);
+void expect_same_type(const ir::Node& node, std::string_view what, DType got,
+                      std::string_view other, DType want) {
+  QREQUIRE(got == want, node, Errc::kTypeMismatch,
+           std::string(what) + " is " + name_of(got) + " but " + std::string(other) + " is " +
+               name_of(want),
+           name_of(want) + ", the type of " + std::string(other));
 }
+
+const std::array<DType, 1> kF32Only{DType::kF32};
+const std::array<DType, 1> kI32Only{DType::kI32};
+const std::array<DType, 2> kF32OrF16{DType::kF32, DType::kF16};
 
 const std::vector<DType> k8Bit = {DType::kU8, DType::kI8};
 
@@ -196,30 +209,32 @@ void put_float(Tensor& y, int64_t i, float v) {
 int32_t wrap32(int64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(v)); }
 
 // A per-tensor scale: one f32 value (scalar or 1-element 1-D).
-float single_scale(const OpContext& ctx, int i, const std::string& what, bool divisor) {
+float single_scale(const OpContext& ctx, int i, std::string_view what, bool divisor) {
   const Tensor& t = ctx.input(i);
-  expect_type(ctx.node(), what, t.dtype(), {DType::kF32});
+  expect_type(ctx.node(), what, t.dtype(), kF32Only);
   if (!is_single(t))  // (the message is built only on failure: this runs every call)
-    fail(ctx.node(), Errc::kShapeMismatch, what + " has shape " + shape_str(t.shape()),
+    fail(ctx.node(), Errc::kShapeMismatch, std::string(what) + " has shape " + shape_str(t.shape()),
          "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
   const float s = float_at(t, 0);
   if (divisor)
     if (!(std::isfinite(s) && s != 0))
-      fail(ctx.node(), Errc::kInvalidArgument, what + " is " + std::to_string(s),
+      fail(ctx.node(), Errc::kInvalidArgument, std::string(what) + " is " + std::to_string(s),
            "a finite, non-zero scale to divide by");
   return s;
 }
 
 // A per-tensor zero point of type `want` (0 when the optional input is absent).
-int32_t single_zero_point(const OpContext& ctx, int i, const std::string& what, DType want,
-                          const std::string& of, bool optional = true) {
+int32_t single_zero_point(const OpContext& ctx, int i, std::string_view what, DType want,
+                          std::string_view of, bool optional = true) {
   if (optional && !ctx.has_input(i)) return 0;
   const Tensor& t = ctx.input(i);
   expect_same_type(ctx.node(), what, t.dtype(), of, want);
   if (!is_single(t))
     fail(ctx.node(), Errc::kShapeMismatch, std::string(what) + " has shape " + shape_str(t.shape()),
          "a scalar or a 1-element 1-D tensor (per-tensor quantization)");
-  return codes_of(t)[0];
+  int32_t code = 0;
+  load_codes(t.raw(), 1, t.dtype(), &code);
+  return code;
 }
 
 // ---------------------------------------------------------------- broadcasting
@@ -331,9 +346,9 @@ DType quantize_output_type(const ir::Node& node, const QdqRules& r, std::optiona
   const std::optional<DType> attr = output_dtype_attr(node, r);
   if (zp_type) {
     if (attr)
-      require(*attr == *zp_type, node, Errc::kTypeMismatch,
-              "output_dtype is " + name_of(*attr) + " but y_zero_point is " + name_of(*zp_type),
-              "the same type for both");
+      QREQUIRE(*attr == *zp_type, node, Errc::kTypeMismatch,
+               "output_dtype is " + name_of(*attr) + " but y_zero_point is " + name_of(*zp_type),
+               "the same type for both");
     expect_type(node, "y_zero_point", *zp_type, r.q_types);
     return *zp_type;
   }
@@ -356,41 +371,42 @@ QdqParams qdq_params(const OpContext& ctx, const QdqRules& r, const Shape& x,
   expect_type(node, scale_name, s.dtype(), r.scale_types);
   const Tensor* z = ctx.has_input(2) ? &ctx.input(2) : nullptr;
   if (z)
-    require(z->shape() == s.shape() || (is_single(*z) && is_single(s)), node, Errc::kShapeMismatch,
-            zp_name + " has shape " + shape_str(z->shape()) + " but " + scale_name + " has shape " +
-                shape_str(s.shape()),
-            "the same shape for both");
+    QREQUIRE(z->shape() == s.shape() || (is_single(*z) && is_single(s)), node, Errc::kShapeMismatch,
+             zp_name + " has shape " + shape_str(z->shape()) + " but " + scale_name +
+                 " has shape " + shape_str(s.shape()),
+             "the same shape for both");
   QdqParams p;
   p.scale_type = s.dtype();
   const int64_t block = r.blocked ? node.attr_int("block_size", 0) : 0;
-  require(block >= 0, node, Errc::kInvalidArgument, "block_size is " + std::to_string(block),
-          "0 (not blocked) or a positive block size");
+  QREQUIRE(block >= 0, node, Errc::kInvalidArgument, "block_size is " + std::to_string(block),
+           "0 (not blocked) or a positive block size");
   const auto rank = static_cast<int64_t>(x.size());
   auto axis_of = [&]() {
-    require(rank >= 1, node, Errc::kShapeMismatch,
-            "x is a scalar but " + scale_name + " has shape " + shape_str(s.shape()),
-            "a single scale for a scalar input");
+    QREQUIRE(rank >= 1, node, Errc::kShapeMismatch,
+             "x is a scalar but " + scale_name + " has shape " + shape_str(s.shape()),
+             "a single scale for a scalar input");
     return normalize_axis(node.attr_int("axis", 1), rank, node);
   };
   if (block > 0) {
     const int64_t axis = axis_of();
     Shape want = x;
     want[sz(axis)] = ceil_div(x[sz(axis)], block);
-    require(s.shape() == want, node, Errc::kShapeMismatch,
-            scale_name + " has shape " + shape_str(s.shape()) + " for x of shape " + shape_str(x) +
-                " with block_size " + std::to_string(block) + " on axis " + std::to_string(axis),
-            shape_str(want) + " (x's shape with dimension " + std::to_string(axis) +
-                " divided by block_size, rounded up)");
+    QREQUIRE(s.shape() == want, node, Errc::kShapeMismatch,
+             scale_name + " has shape " + shape_str(s.shape()) + " for x of shape " + shape_str(x) +
+                 " with block_size " + std::to_string(block) + " on axis " + std::to_string(axis),
+             shape_str(want) + " (x's shape with dimension " + std::to_string(axis) +
+                 " divided by block_size, rounded up)");
     p.axis = static_cast<int>(axis);
     p.block = block;
   } else if (is_single(s)) {
     // per tensor
   } else if (r.per_axis && s.rank() == 1) {
     const int64_t axis = axis_of();
-    require(s.numel() == x[sz(axis)], node, Errc::kShapeMismatch,
-            scale_name + " has " + std::to_string(s.numel()) + " values for x of shape " +
-                shape_str(x) + " on axis " + std::to_string(axis),
-            std::to_string(x[sz(axis)]) + " values, one per index of axis " + std::to_string(axis));
+    QREQUIRE(
+        s.numel() == x[sz(axis)], node, Errc::kShapeMismatch,
+        scale_name + " has " + std::to_string(s.numel()) + " values for x of shape " +
+            shape_str(x) + " on axis " + std::to_string(axis),
+        std::to_string(x[sz(axis)]) + " values, one per index of axis " + std::to_string(axis));
     p.axis = static_cast<int>(axis);
   } else {
     std::string want = "a scalar (per tensor)";
@@ -423,9 +439,9 @@ void quantize_linear_run(OpContext& ctx) {
       node, r, ctx.has_input(2) ? std::optional<DType>(ctx.input(2).dtype()) : std::nullopt);
   const QdqParams p = qdq_params(ctx, r, x.shape(), "y_scale", "y_zero_point");
   for (size_t i = 0; i < p.scale.size(); ++i)
-    require(std::isfinite(p.scale[i]) && p.scale[i] != 0, node, Errc::kInvalidArgument,
-            "y_scale[" + std::to_string(i) + "] is " + std::to_string(p.scale[i]),
-            "finite, non-zero scales (x / y_scale must be defined)");
+    QREQUIRE(std::isfinite(p.scale[i]) && p.scale[i] != 0, node, Errc::kInvalidArgument,
+             "y_scale[" + std::to_string(i) + "] is " + std::to_string(p.scale[i]),
+             "finite, non-zero scales (x / y_scale must be defined)");
   const auto qmin = static_cast<int32_t>(dtype_min(out)), qmax = static_cast<int32_t>(dtype_max(out));
   if (x.dtype() == DType::kF32 && p.scale.size() == 1 && p.scale_type == DType::kF32 &&
       (out == DType::kU8 || out == DType::kI8)) {
@@ -493,10 +509,10 @@ void dequantize_linear_run(OpContext& ctx) {
   const QdqParams p = qdq_params(ctx, r, x.shape(), "x_scale", "x_zero_point");
   if (x.dtype() == DType::kI32)
     for (size_t i = 0; i < p.zero_point.size(); ++i)
-      require(p.zero_point[i] == 0, node, Errc::kInvalidArgument,
-              "x_zero_point[" + std::to_string(i) + "] is " + std::to_string(p.zero_point[i]) +
-                  " for int32 x",
-              "0: int32 inputs have no zero point");
+      QREQUIRE(p.zero_point[i] == 0, node, Errc::kInvalidArgument,
+               "x_zero_point[" + std::to_string(i) + "] is " + std::to_string(p.zero_point[i]) +
+                   " for int32 x",
+               "0: int32 inputs have no zero point");
   if ((x.dtype() == DType::kU8 || x.dtype() == DType::kI8) && p.scale.size() == 1 &&
       p.scale_type == DType::kF32) {
     // Per tensor, 8-bit: the 256 possible results, then one load per element.
@@ -536,7 +552,7 @@ void dequantize_linear_infer(InferContext& c) {
 void dynamic_quantize_linear_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
-  expect_type(node, "input x", x.dtype(), {DType::kF32});
+  expect_type(node, "input x", x.dtype(), kF32Only);
   DynamicQuantized r;
   if (x.numel() == 0) {
     r.params = choose_params(QuantSpec{}, 0.0f, 0.0f);
@@ -572,18 +588,18 @@ struct MatmulPlan {
 };
 
 MatmulPlan plan_matmul(const Shape& a, const Shape& b, const ir::Node& node) {
-  require(!a.empty() && !b.empty(), node, Errc::kShapeMismatch,
-          "has inputs of shapes " + shape_str(a) + " and " + shape_str(b),
-          "inputs of rank >= 1 (matrix product)");
+  QREQUIRE(!a.empty() && !b.empty(), node, Errc::kShapeMismatch,
+           "has inputs of shapes " + shape_str(a) + " and " + shape_str(b),
+           "inputs of rank >= 1 (matrix product)");
   MatmulPlan p;
   p.a2 = a.size() == 1 ? Shape{1, a[0]} : a;
   p.b2 = b.size() == 1 ? Shape{b[0], 1} : b;
   p.M = p.a2[p.a2.size() - 2];
   p.K = p.a2.back();
   p.N = p.b2.back();
-  require(p.b2[p.b2.size() - 2] == p.K, node, Errc::kShapeMismatch,
-          "multiplies A of shape " + shape_str(a) + " by B of shape " + shape_str(b),
-          "A's last dimension equal to B's second-to-last (" + std::to_string(p.K) + ")");
+  QREQUIRE(p.b2[p.b2.size() - 2] == p.K, node, Errc::kShapeMismatch,
+           "multiplies A of shape " + shape_str(a) + " by B of shape " + shape_str(b),
+           "A's last dimension equal to B's second-to-last (" + std::to_string(p.K) + ")");
   const Shape ab(p.a2.begin(), p.a2.end() - 2), bb(p.b2.begin(), p.b2.end() - 2);
   const Shape ob = broadcast_shapes(ab, bb, node);
   for_each_broadcast(ob, {broadcast_strides(ab, ob), broadcast_strides(bb, ob)},
@@ -724,18 +740,19 @@ std::optional<SymShape> matmul_sym(const InferContext& c, int ia, int ib) {
   const ir::ValueInfo& b = c.input(ib);
   if (!a.shape || !b.shape) return std::nullopt;
   const ir::Node& node = c.node();
-  require(!a.shape->empty() && !b.shape->empty(), node, Errc::kShapeMismatch,
-          "has inputs of shapes " + ir::sym_shape_str(*a.shape) + " and " + ir::sym_shape_str(*b.shape),
-          "inputs of rank >= 1 (matrix product)");
+  QREQUIRE(
+      !a.shape->empty() && !b.shape->empty(), node, Errc::kShapeMismatch,
+      "has inputs of shapes " + ir::sym_shape_str(*a.shape) + " and " + ir::sym_shape_str(*b.shape),
+      "inputs of rank >= 1 (matrix product)");
   const SymShape a2 = a.shape->size() == 1 ? SymShape{Dim(1), (*a.shape)[0]} : *a.shape;
   const SymShape b2 = b.shape->size() == 1 ? SymShape{(*b.shape)[0], Dim(1)} : *b.shape;
   const Dim& ka = a2.back();
   const Dim& kb = b2[b2.size() - 2];
   if (ka.known() && kb.known())
-    require(ka.size == kb.size, node, Errc::kShapeMismatch,
-            "multiplies A of shape " + ir::sym_shape_str(*a.shape) + " by B of shape " +
-                ir::sym_shape_str(*b.shape),
-            "A's last dimension equal to B's second-to-last");
+    QREQUIRE(ka.size == kb.size, node, Errc::kShapeMismatch,
+             "multiplies A of shape " + ir::sym_shape_str(*a.shape) + " by B of shape " +
+                 ir::sym_shape_str(*b.shape),
+             "A's last dimension equal to B's second-to-last");
   SymShape out = broadcast_sym(SymShape(a2.begin(), a2.end() - 2), SymShape(b2.begin(), b2.end() - 2), node);
   if (a.shape->size() > 1) out.push_back(a2[a2.size() - 2]);
   if (b.shape->size() > 1) out.push_back(b2.back());
@@ -816,7 +833,7 @@ void qlinear_matmul_run(OpContext& ctx, Path path) {
   int64_t bias_max = 0;
   if (ctx.has_input(8)) {
     const Tensor& bt = ctx.input(8);
-    expect_type(node, "bias", bt.dtype(), {DType::kI32});
+    expect_type(node, "bias", bt.dtype(), kI32Only);
     if (!(bt.rank() == 1 && bt.numel() == p.N))
       fail(node, Errc::kShapeMismatch, "bias has shape " + shape_str(bt.shape()),
            "[" + std::to_string(p.N) + "] (one int32 value per column of the product)");
@@ -866,9 +883,9 @@ void qlinear_matmul_infer(InferContext& c) {
 
 std::string auto_pad_of(const ir::Node& node) {
   const std::string ap = node.attr_string("auto_pad", "NOTSET");
-  require(ap == "NOTSET" || ap == "VALID" || ap == "SAME_UPPER" || ap == "SAME_LOWER", node,
-          Errc::kInvalidArgument, "auto_pad is '" + ap + "'",
-          "NOTSET, VALID, SAME_UPPER or SAME_LOWER");
+  QREQUIRE(ap == "NOTSET" || ap == "VALID" || ap == "SAME_UPPER" || ap == "SAME_LOWER", node,
+           Errc::kInvalidArgument, "auto_pad is '" + ap + "'",
+           "NOTSET, VALID, SAME_UPPER or SAME_LOWER");
   return ap;
 }
 
@@ -879,13 +896,14 @@ std::vector<int64_t> ints_attr(const ir::Node& node, const char* name, size_t co
                                int64_t lo) {
   if (!node.has_attr(name)) return std::vector<int64_t>(count, dflt);
   std::vector<int64_t> v = node.attr_ints(name);
-  require(v.size() == count, node, Errc::kInvalidArgument,
-          std::string(name) + " has " + std::to_string(v.size()) + " values",
-          std::to_string(count) + " (one per spatial axis" + (std::string(name) == "pads" ? ", begin then end)" : ")"));
+  QREQUIRE(v.size() == count, node, Errc::kInvalidArgument,
+           std::string(name) + " has " + std::to_string(v.size()) + " values",
+           std::to_string(count) + " (one per spatial axis" +
+               (std::string(name) == "pads" ? ", begin then end)" : ")"));
   for (int64_t e : v)
-    require(e >= lo && e <= kMaxAttr, node, Errc::kInvalidArgument,
-            std::string(name) + " contains " + std::to_string(e),
-            "values in [" + std::to_string(lo) + ", " + std::to_string(kMaxAttr) + "]");
+    QREQUIRE(e >= lo && e <= kMaxAttr, node, Errc::kInvalidArgument,
+             std::string(name) + " contains " + std::to_string(e),
+             "values in [" + std::to_string(lo) + ", " + std::to_string(kMaxAttr) + "]");
   return v;
 }
 
@@ -949,35 +967,36 @@ struct ConvGeom {
 
 // Checks x [N, C, D...] against w [M, C / group, k...] and the attributes.
 ConvGeom conv_geometry(const ir::Node& node, const Shape& x, const Shape& w) {
-  require(x.size() >= 3, node, Errc::kShapeMismatch, "input x has shape " + shape_str(x),
-          "rank >= 3: [N, C, D1, ...]");
-  require(w.size() == x.size(), node, Errc::kShapeMismatch,
-          "weights have shape " + shape_str(w) + " for x of shape " + shape_str(x),
-          "weights of x's rank: [M, C / group, k1, ...]");
+  QREQUIRE(x.size() >= 3, node, Errc::kShapeMismatch, "input x has shape " + shape_str(x),
+           "rank >= 3: [N, C, D1, ...]");
+  QREQUIRE(w.size() == x.size(), node, Errc::kShapeMismatch,
+           "weights have shape " + shape_str(w) + " for x of shape " + shape_str(x),
+           "weights of x's rank: [M, C / group, k1, ...]");
   const size_t S = x.size() - 2;
   ConvGeom g;
   g.N = x[0];
   g.C = x[1];
   g.M = w[0];
   g.group = node.attr_int("group", 1);
-  require(g.group >= 1 && g.group <= kMaxAttr, node, Errc::kInvalidArgument,
-          "group is " + std::to_string(g.group), "a positive group count");
-  require(g.C % g.group == 0 && w[1] * g.group == g.C, node, Errc::kShapeMismatch,
-          "x has " + std::to_string(g.C) + " channels, weights " + shape_str(w) + " with group " +
-              std::to_string(g.group),
-          "channels divisible by group, with weights' dimension 1 = channels / group");
-  require(g.M % g.group == 0, node, Errc::kShapeMismatch,
-          std::to_string(g.M) + " output channels with group " + std::to_string(g.group),
-          "output channels divisible by group");
+  QREQUIRE(g.group >= 1 && g.group <= kMaxAttr, node, Errc::kInvalidArgument,
+           "group is " + std::to_string(g.group), "a positive group count");
+  QREQUIRE(g.C % g.group == 0 && w[1] * g.group == g.C, node, Errc::kShapeMismatch,
+           "x has " + std::to_string(g.C) + " channels, weights " + shape_str(w) + " with group " +
+               std::to_string(g.group),
+           "channels divisible by group, with weights' dimension 1 = channels / group");
+  QREQUIRE(g.M % g.group == 0, node, Errc::kShapeMismatch,
+           std::to_string(g.M) + " output channels with group " + std::to_string(g.group),
+           "output channels divisible by group");
   Window win = window_attrs(node, S, true);
   g.kernel.assign(w.begin() + 2, w.end());
   for (int64_t k : g.kernel)
-    require(k >= 1, node, Errc::kShapeMismatch, "weights have shape " + shape_str(w),
-            "kernel dimensions >= 1");
+    QREQUIRE(k >= 1, node, Errc::kShapeMismatch, "weights have shape " + shape_str(w),
+             "kernel dimensions >= 1");
   if (!win.kernel.empty())
-    require(win.kernel == g.kernel, node, Errc::kShapeMismatch,
-            "kernel_shape is " + shape_str(win.kernel) + " but the weights have shape " + shape_str(w),
-            "kernel_shape equal to the weights' spatial dimensions");
+    QREQUIRE(
+        win.kernel == g.kernel, node, Errc::kShapeMismatch,
+        "kernel_shape is " + shape_str(win.kernel) + " but the weights have shape " + shape_str(w),
+        "kernel_shape equal to the weights' spatial dimensions");
   g.in.assign(x.begin() + 2, x.end());
   g.stride = win.strides;
   g.dilation = win.dilations;
@@ -1055,9 +1074,9 @@ void int_conv(const ConvGeom& g, const std::vector<int32_t>& X, const std::vecto
 // Per-output-channel values (w_scale, w_zero_point, B): one value, or M.
 void expect_per_channel(const ir::Node& node, const Tensor& t, const char* what, int64_t M, bool single_ok) {
   const bool ok = (single_ok && is_single(t)) || (t.rank() == 1 && t.numel() == M);
-  require(ok, node, Errc::kShapeMismatch, std::string(what) + " has shape " + shape_str(t.shape()),
-          std::string(single_ok ? "a scalar (per tensor) or " : "") + "a 1-D tensor of " +
-              std::to_string(M) + " values (one per output channel)");
+  QREQUIRE(ok, node, Errc::kShapeMismatch, std::string(what) + " has shape " + shape_str(t.shape()),
+           std::string(single_ok ? "a scalar (per tensor) or " : "") + "a 1-D tensor of " +
+               std::to_string(M) + " values (one per output channel)");
 }
 
 // W's codes minus its per-tensor or per-output-channel zero point.
@@ -1104,14 +1123,14 @@ std::optional<SymShape> conv_sym(const InferContext& c, int ix, int iw) {
 std::optional<SymShape> conv_sym_of(const InferContext& c, const SymShape& xshape, int iw) {
   const ir::ValueInfo& w = c.input(iw);
   const ir::Node& node = c.node();
-  require(xshape.size() >= 3, node, Errc::kShapeMismatch,
-          "input x has shape " + ir::sym_shape_str(xshape), "rank >= 3: [N, C, D1, ...]");
+  QREQUIRE(xshape.size() >= 3, node, Errc::kShapeMismatch,
+           "input x has shape " + ir::sym_shape_str(xshape), "rank >= 3: [N, C, D1, ...]");
   const size_t S = xshape.size() - 2;
   if (w.shape)
-    require(w.shape->size() == xshape.size(), node, Errc::kShapeMismatch,
-            "weights have shape " + ir::sym_shape_str(*w.shape) + " for x of shape " +
-                ir::sym_shape_str(xshape),
-            "weights of x's rank");
+    QREQUIRE(w.shape->size() == xshape.size(), node, Errc::kShapeMismatch,
+             "weights have shape " + ir::sym_shape_str(*w.shape) + " for x of shape " +
+                 ir::sym_shape_str(xshape),
+             "weights of x's rank");
   const Window win = window_attrs(node, S, true);
   SymShape out{xshape[0], w.shape ? (*w.shape)[0] : Dim()};
   for (size_t d = 0; d < S; ++d) {
@@ -1204,20 +1223,20 @@ void qlinear_conv_impl(OpContext& ctx, Path path, bool pool) {
   expect_type(node, "y_zero_point", yz.dtype(), k8Bit);
   const float x_scale = single_scale(ctx, 1, "x_scale", false);
   const int32_t xz = single_zero_point(ctx, 2, "x_zero_point", xin.dtype(), "x", false);
-  expect_type(node, "w_scale", ws.dtype(), {DType::kF32});
+  expect_type(node, "w_scale", ws.dtype(), kF32Only);
   expect_same_type(node, "w_zero_point", wz.dtype(), "w", w.dtype());
   const float y_scale = single_scale(ctx, 6, "y_scale", true);
   const int32_t y_zp = single_zero_point(ctx, 7, "y_zero_point", yz.dtype(), "itself", false);
-  require(!(pool || cl) || xin.rank() == 4, node, Errc::kShapeMismatch,
-          "input x has shape " + shape_str(xin.shape()),
-          "rank 4: the fused MaxPool and channels_last are 2-D");
+  QREQUIRE(!(pool || cl) || xin.rank() == 4, node, Errc::kShapeMismatch,
+           "input x has shape " + shape_str(xin.shape()),
+           "rank 4: the fused MaxPool and channels_last are 2-D");
   const Shape xs = cl ? Shape{xin.dim(0), xin.dim(3), xin.dim(1), xin.dim(2)} : xin.shape();
   const ConvGeom g = conv_geometry(node, xs, w.shape());
   expect_per_channel(node, ws, "w_scale", g.M, true);
   std::vector<int32_t> bias;
   if (ctx.has_input(8)) {
     const Tensor& B = ctx.input(8);
-    expect_type(node, "bias B", B.dtype(), {DType::kI32});
+    expect_type(node, "bias B", B.dtype(), kI32Only);
     expect_per_channel(node, B, "bias B", g.M, false);
     bias = codes_of(B);
   }
@@ -1504,8 +1523,8 @@ struct PoolGeom {
 };
 
 size_t spatial_rank(const ir::Node& node, size_t rank, const std::string& shape) {
-  require(rank >= 3, node, Errc::kShapeMismatch, "input X has shape " + shape,
-          "rank >= 3: [N, C, D1, ...] (or [N, D1, ..., C] with channels_last)");
+  QREQUIRE(rank >= 3, node, Errc::kShapeMismatch, "input X has shape " + shape,
+           "rank >= 3: [N, C, D1, ...] (or [N, D1, ..., C] with channels_last)");
   return rank - 2;
 }
 
@@ -1517,8 +1536,8 @@ PoolGeom pool_geometry(const ir::Node& node, const Shape& x) {
   g.C = g.channels_last ? x.back() : x[1];
   g.in.assign(x.begin() + (g.channels_last ? 1 : 2), x.end() - (g.channels_last ? 1 : 0));
   Window win = window_attrs(node, S, false);
-  require(!win.kernel.empty(), node, Errc::kInvalidArgument, "has no kernel_shape attribute",
-          "kernel_shape, which this op requires");
+  QREQUIRE(!win.kernel.empty(), node, Errc::kInvalidArgument, "has no kernel_shape attribute",
+           "kernel_shape, which this op requires");
   win.ceil_mode = node.attr_int("ceil_mode", 0) != 0;
   g.kernel = win.kernel;
   g.stride = win.strides;
@@ -1596,8 +1615,8 @@ void qlinear_average_pool_infer(InferContext& c) {
   const bool last = node.attr_int("channels_last", 0) != 0;
   Window win = window_attrs(node, S, false);
   win.ceil_mode = node.attr_int("ceil_mode", 0) != 0;
-  require(!win.kernel.empty(), node, Errc::kInvalidArgument, "has no kernel_shape attribute",
-          "kernel_shape, which this op requires");
+  QREQUIRE(!win.kernel.empty(), node, Errc::kInvalidArgument, "has no kernel_shape attribute",
+           "kernel_shape, which this op requires");
   SymShape out{(*x.shape)[0]};
   if (!last) out.push_back((*x.shape)[1]);
   for (size_t d = 0; d < S; ++d) {
@@ -1712,16 +1731,16 @@ void qlinear_global_average_pool_infer(InferContext& c) {
 // Inputs: Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) per input.
 // Each input is requantized to Y's parameters: quantize(dequantize(x)) in float32.
 int64_t concat_axis(const ir::Node& node, int64_t rank) {
-  require(node.has_attr("axis"), node, Errc::kInvalidArgument, "has no axis attribute",
-          "axis, which this op requires");
-  require(rank >= 1, node, Errc::kShapeMismatch, "concatenates scalars", "inputs of rank >= 1");
+  QREQUIRE(node.has_attr("axis"), node, Errc::kInvalidArgument, "has no axis attribute",
+           "axis, which this op requires");
+  QREQUIRE(rank >= 1, node, Errc::kShapeMismatch, "concatenates scalars", "inputs of rank >= 1");
   return normalize_axis(node.attr_int("axis", 0), rank, node);
 }
 
 int concat_inputs(const ir::Node& node, int num_inputs) {
-  require(num_inputs >= 5 && (num_inputs - 2) % 3 == 0, node, Errc::kInvalidArgument,
-          "has " + std::to_string(num_inputs) + " inputs",
-          "Y_scale, Y_zero_point, then a (tensor, scale, zero point) triple per input");
+  QREQUIRE(num_inputs >= 5 && (num_inputs - 2) % 3 == 0, node, Errc::kInvalidArgument,
+           "has " + std::to_string(num_inputs) + " inputs",
+           "Y_scale, Y_zero_point, then a (tensor, scale, zero point) triple per input");
   return (num_inputs - 2) / 3;
 }
 
@@ -1743,9 +1762,10 @@ void qlinear_concat_run(OpContext& ctx) {
     expect_same_type(node, name, xi.dtype(), "Y_zero_point", t);
     bool ok = xi.rank() == static_cast<int>(s0.size());
     for (size_t d = 0; ok && d < s0.size(); ++d) ok = d == sz(axis) || xi.shape()[d] == s0[d];
-    require(ok, node, Errc::kShapeMismatch,
-            name + " has shape " + shape_str(xi.shape()) + " but input 2 has shape " + shape_str(s0),
-            "the same shape except on axis " + std::to_string(axis));
+    QREQUIRE(
+        ok, node, Errc::kShapeMismatch,
+        name + " has shape " + shape_str(xi.shape()) + " but input 2 has shape " + shape_str(s0),
+        "the same shape except on axis " + std::to_string(axis));
     out[sz(axis)] += xi.shape()[sz(axis)];
   }
   int64_t outer = 1, inner = 1;
@@ -1789,10 +1809,10 @@ void qlinear_concat_infer(InferContext& c) {
       (*out)[sz(axis)] = Dim(0);
       continue;
     }
-    require(xi.shape->size() == out->size(), node, Errc::kShapeMismatch,
-            "concatenates inputs of ranks " + std::to_string(out->size()) + " and " +
-                std::to_string(xi.shape->size()),
-            "inputs of the same rank");
+    QREQUIRE(xi.shape->size() == out->size(), node, Errc::kShapeMismatch,
+             "concatenates inputs of ranks " + std::to_string(out->size()) + " and " +
+                 std::to_string(xi.shape->size()),
+             "inputs of the same rank");
   }
   const int64_t axis = concat_axis(node, static_cast<int64_t>(out->size()));
   for (int i = 0; i < k; ++i) {
@@ -1802,10 +1822,10 @@ void qlinear_concat_infer(InferContext& c) {
       if (d == sz(axis)) {
         o = o.known() && s[d].known() ? Dim(o.size + s[d].size) : Dim();
       } else if (s[d].known() && o.known()) {
-        require(s[d].size == o.size, node, Errc::kShapeMismatch,
-                "concatenates inputs whose dimension " + std::to_string(d) + " differs (" +
-                    std::to_string(o.size) + " and " + std::to_string(s[d].size) + ")",
-                "the same shape except on axis " + std::to_string(axis));
+        QREQUIRE(s[d].size == o.size, node, Errc::kShapeMismatch,
+                 "concatenates inputs whose dimension " + std::to_string(d) + " differs (" +
+                     std::to_string(o.size) + " and " + std::to_string(s[d].size) + ")",
+                 "the same shape except on axis " + std::to_string(axis));
       } else if (!o.known() && s[d].known()) {
         o = s[d];
       }
@@ -1828,9 +1848,9 @@ void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_
   auto read_bias = [&] {
     if (!bias) return;
     expect_same_type(node, "bias", bias->dtype(), "b_scale", bs.dtype());
-    require(bias->rank() == 1 && bias->numel() == p.N, node, Errc::kShapeMismatch,
-            "bias has shape " + shape_str(bias->shape()),
-            "a 1-D tensor of " + std::to_string(p.N) + " values (B's last dimension)");
+    QREQUIRE(bias->rank() == 1 && bias->numel() == p.N, node, Errc::kShapeMismatch,
+             "bias has shape " + shape_str(bias->shape()),
+             "a 1-D tensor of " + std::to_string(p.N) + " values (B's last dimension)");
     bv = floats_of(*bias);
   };
   if (path == Path::kFast && out_type == DType::kF32) {
@@ -1868,9 +1888,9 @@ void dynamic_quantize_matmul_run(OpContext& ctx, Path path) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   const Tensor& bs = ctx.input(2);
-  expect_type(node, "input A", a.dtype(), {DType::kF32});
+  expect_type(node, "input A", a.dtype(), kF32Only);
   expect_type(node, "input B", b.dtype(), k8Bit);
-  expect_type(node, "b_scale", bs.dtype(), {DType::kF32});
+  expect_type(node, "b_scale", bs.dtype(), kF32Only);
   const Tensor* bz = ctx.has_input(3) ? &ctx.input(3) : nullptr;
   if (bz) expect_same_type(node, "b_zero_point", bz->dtype(), "B", b.dtype());
   DynamicQuantized q;
@@ -1940,11 +1960,11 @@ void matmul_integer_to_float_run(OpContext& ctx, Path path) {
   const Tensor& bs = ctx.input(3);
   expect_type(node, "input A", a.dtype(), k8Bit);
   expect_type(node, "input B", b.dtype(), k8Bit);
-  expect_type(node, "a_scale", as.dtype(), {DType::kF32, DType::kF16});
+  expect_type(node, "a_scale", as.dtype(), kF32OrF16);
   expect_same_type(node, "b_scale", bs.dtype(), "a_scale", as.dtype());
-  require(is_single(as), node, Errc::kShapeMismatch, "a_scale has shape " + shape_str(as.shape()),
-          "a scalar: A is quantized per tensor (a per-column scale of A can't be factored out of "
-          "the sum over A's columns)");
+  QREQUIRE(is_single(as), node, Errc::kShapeMismatch, "a_scale has shape " + shape_str(as.shape()),
+           "a scalar: A is quantized per tensor (a per-column scale of A can't be factored out of "
+           "the sum over A's columns)");
   const Tensor* az = ctx.has_input(4) ? &ctx.input(4) : nullptr;
   const Tensor* bz = ctx.has_input(5) ? &ctx.input(5) : nullptr;
   int32_t a_zp = 0;
@@ -1991,9 +2011,9 @@ QGemmSetup qgemm_setup(const OpContext& ctx) {
   const Tensor& b = ctx.input(3);
   expect_type(node, "input A", a.dtype(), k8Bit);
   expect_type(node, "input B", b.dtype(), k8Bit);
-  require(a.rank() == 2 && b.rank() == 2, node, Errc::kShapeMismatch,
-          "has A of shape " + shape_str(a.shape()) + " and B of shape " + shape_str(b.shape()),
-          "2-D A and B");
+  QREQUIRE(a.rank() == 2 && b.rank() == 2, node, Errc::kShapeMismatch,
+           "has A of shape " + shape_str(a.shape()) + " and B of shape " + shape_str(b.shape()),
+           "2-D A and B");
   QGemmSetup q;
   q.trans_a = node.attr_int("transA", 0) != 0;
   q.trans_b = node.attr_int("transB", 0) != 0;
@@ -2001,36 +2021,38 @@ QGemmSetup qgemm_setup(const OpContext& ctx) {
   q.K = q.trans_a ? a.dim(0) : a.dim(1);
   const int64_t kb = q.trans_b ? b.dim(1) : b.dim(0);
   q.N = q.trans_b ? b.dim(0) : b.dim(1);
-  require(kb == q.K, node, Errc::kShapeMismatch,
-          "multiplies A' of shape [" + std::to_string(q.M) + ", " + std::to_string(q.K) +
-              "] by B' of shape [" + std::to_string(kb) + ", " + std::to_string(q.N) +
-              "] (after transA, transB)",
-          "A's K equal to B's K");
+  QREQUIRE(kb == q.K, node, Errc::kShapeMismatch,
+           "multiplies A' of shape [" + std::to_string(q.M) + ", " + std::to_string(q.K) +
+               "] by B' of shape [" + std::to_string(kb) + ", " + std::to_string(q.N) +
+               "] (after transA, transB)",
+           "A's K equal to B's K");
   const float a_scale = single_scale(ctx, 1, "a_scale", false);
   q.a_zp = single_zero_point(ctx, 2, "a_zero_point", a.dtype(), "A");
   const Tensor& bs = ctx.input(4);
-  expect_type(node, "b_scale", bs.dtype(), {DType::kF32});
-  const std::string per_col = "a scalar (per tensor) or a 1-D tensor of 1 or " +
-                              std::to_string(q.N) + " values (per column of B')";
+  expect_type(node, "b_scale", bs.dtype(), kF32Only);
+  auto per_col = [&] {
+    return "a scalar (per tensor) or a 1-D tensor of 1 or " + std::to_string(q.N) +
+           " values (per column of B')";
+  };
   const auto sb = bs.rank() <= 1 ? per_column_scale(bs, q.N) : std::nullopt;
-  require(sb.has_value(), node, Errc::kShapeMismatch, "b_scale has shape " + shape_str(bs.shape()),
-          per_col);
+  QREQUIRE(sb.has_value(), node, Errc::kShapeMismatch, "b_scale has shape " + shape_str(bs.shape()),
+           per_col());
   const Tensor* bz = ctx.has_input(5) ? &ctx.input(5) : nullptr;
   if (bz) expect_same_type(node, "b_zero_point", bz->dtype(), "B", b.dtype());
   auto bzp = bz && bz->rank() > 1 ? std::nullopt : per_column_zp(bz, q.N);
-  require(bzp.has_value(), node, Errc::kShapeMismatch,
-          "b_zero_point has shape " + shape_str(bz ? bz->shape() : Shape{}), per_col);
+  QREQUIRE(bzp.has_value(), node, Errc::kShapeMismatch,
+           "b_zero_point has shape " + shape_str(bz ? bz->shape() : Shape{}), per_col());
   q.b_zp = std::move(*bzp);
   if (ctx.has_input(6)) {
     const Tensor& c = ctx.input(6);
-    expect_type(node, "input C", c.dtype(), {DType::kI32});
+    expect_type(node, "input C", c.dtype(), kI32Only);
     const Shape& cs = c.shape();
     const bool ok = c.numel() == 1 ? cs.size() <= 2
                   : cs.size() == 1 ? cs[0] == q.N
                   : cs.size() == 2 && (cs[0] == 1 || cs[0] == q.M) && (cs[1] == 1 || cs[1] == q.N);
-    require(ok, node, Errc::kShapeMismatch, "C has shape " + shape_str(cs),
-            "a shape that broadcasts to [M, N] = [" + std::to_string(q.M) + ", " +
-                std::to_string(q.N) + "]: a scalar, [N], [1, N], [M, 1] or [M, N]");
+    QREQUIRE(ok, node, Errc::kShapeMismatch, "C has shape " + shape_str(cs),
+             "a shape that broadcasts to [M, N] = [" + std::to_string(q.M) + ", " +
+                 std::to_string(q.N) + "]: a scalar, [N], [1, N], [M, 1] or [M, N]");
     q.c = &c;
     q.c_rows = cs.size() == 2 ? cs[0] : 1;
     q.c_cols = cs.empty() ? 1 : cs.back();
@@ -2039,8 +2061,8 @@ QGemmSetup qgemm_setup(const OpContext& ctx) {
   const float y_scale = has_ys ? single_scale(ctx, 7, "y_scale", true) : 1.0f;
   q.quantized = ctx.has_input(8);
   if (q.quantized) {
-    require(has_ys, node, Errc::kInvalidArgument, "has y_zero_point but no y_scale",
-            "y_scale with y_zero_point (a quantized output)");
+    QREQUIRE(has_ys, node, Errc::kInvalidArgument, "has y_zero_point but no y_scale",
+             "y_scale with y_zero_point (a quantized output)");
     const Tensor& yz = ctx.input(8);
     expect_type(node, "y_zero_point", yz.dtype(), k8Bit);
     q.y_zp = single_zero_point(ctx, 8, "y_zero_point", yz.dtype(), "itself", false);
@@ -2131,10 +2153,10 @@ void qgemm_infer(InferContext& c) {
   if (c.has_input(8)) out = c.input(8).dtype;
   std::optional<SymShape> shape;
   if (a.shape && b.shape) {
-    require(a.shape->size() == 2 && b.shape->size() == 2, c.node(), Errc::kShapeMismatch,
-            "has A of shape " + ir::sym_shape_str(*a.shape) + " and B of shape " +
-                ir::sym_shape_str(*b.shape),
-            "2-D A and B");
+    QREQUIRE(a.shape->size() == 2 && b.shape->size() == 2, c.node(), Errc::kShapeMismatch,
+             "has A of shape " + ir::sym_shape_str(*a.shape) + " and B of shape " +
+                 ir::sym_shape_str(*b.shape),
+             "2-D A and B");
     shape = SymShape{(*a.shape)[ta ? 1 : 0], (*b.shape)[tb ? 0 : 1]};
   }
   set_output(c, 0, out, shape);
