@@ -60,8 +60,8 @@ std::string Node::describe() const {
 
 const Attribute& Node::attr(const std::string& a) const {
   auto it = attrs.find(a);
-  check(it != attrs.end(), Errc::kNotFound, describe(), "has no attribute '" + a + "'",
-        "the attribute, which this op requires");
+  QFORGE_CHECK(it != attrs.end(), Errc::kNotFound, describe(), "has no attribute '" + a + "'",
+               "the attribute, which this op requires");
   return it->second;
 }
 
@@ -69,9 +69,10 @@ namespace {
 const Attribute* typed(const Node& n, const std::string& a, Attribute::Kind k) {
   auto it = n.attrs.find(a);
   if (it == n.attrs.end()) return nullptr;
-  check(it->second.kind == k, Errc::kInvalidArgument, n.describe(),
-        "attribute '" + a + "' is a " + attr_kind_name(it->second.kind),
-        std::string("a ") + attr_kind_name(k));
+  // Ops read attributes on every run: the message is built only on failure.
+  QFORGE_CHECK(it->second.kind == k, Errc::kInvalidArgument, n.describe(),
+               "attribute '" + a + "' is a " + attr_kind_name(it->second.kind),
+               std::string("a ") + attr_kind_name(k));
   return &it->second;
 }
 }  // namespace
