@@ -306,9 +306,16 @@ void softmax_rows_by_code(const std::array<float, 256>& table, bool is_signed, i
   const uint8_t flip = is_signed ? 0x80 : 0;  // code order as unsigned bytes
   const int64_t run = std::max<int64_t>(1, 4096 / n);
   parallel(pool, rows, std::max(run, grain_for(n)), [&](int64_t b, int64_t e) {
-    std::vector<float> exps(256 * 256);  // row k: exp(table[i] - table[k]) for byte i
-    std::vector<bool> have(256, false);
-    std::vector<float> buf(static_cast<size_t>(std::min(run, e - b) * n));
+    // The tables made so far, 256 exponentials each: the one for maximum
+    // byte m is exps[slot[m]], exp(table[i] - table[m]) for byte i. A call
+    // sees a few distinct maxima, so the tables are made on demand into a
+    // buffer each thread keeps (a zeroed 256 x 256 block per call cost more
+    // than the whole Softmax).
+    thread_local std::vector<float> exps, buf;
+    std::array<int16_t, 256> slot;
+    slot.fill(-1);
+    int16_t used = 0;
+    buf.resize(static_cast<size_t>(std::min(run, e - b) * n));
     float* f = buf.data();
     const float* tab = table.data();
     for (int64_t r0 = b; r0 < e; r0 += run) {
@@ -318,12 +325,15 @@ void softmax_rows_by_code(const std::array<float, 256>& table, bool is_signed, i
         uint8_t top = 0;
         for (int64_t i = 0; i < n; ++i) top = std::max<uint8_t>(top, static_cast<uint8_t>(xr[i] ^ flip));
         const uint8_t mx = top ^ flip;  // the largest code's byte
-        float* er = exps.data() + mx * 256;
-        if (!have[mx]) {
+        if (slot[mx] < 0) {
+          if (exps.size() < static_cast<size_t>(used + 1) * 256)
+            exps.resize(static_cast<size_t>(used + 1) * 256);
           const float m = tab[mx];
-          run_vectorized([&]() NN_LAMBDA { exp_shifted(tab, er, 256, m); });
-          have[mx] = true;
+          float* fresh = exps.data() + used * 256;
+          run_vectorized([&]() NN_LAMBDA { exp_shifted(tab, fresh, 256, m); });
+          slot[mx] = used++;
         }
+        const float* er = exps.data() + slot[mx] * 256;
         float* fr = f + r * n;
         for (int64_t i = 0; i < n; ++i) fr[i] = er[xr[i]];
       }
