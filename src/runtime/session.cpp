@@ -38,6 +38,11 @@ struct GraphPlan {
   std::unordered_map<std::string, int> slot_of;
   int num_slots = 0;
   std::vector<std::pair<int, const Tensor*>> constants;
+  // By slot: the initializer a slot holds, else nullptr. A run reads
+  // constants through these, without copying them into its frame (a model
+  // has several per node, each copy a shape allocation per run); a value
+  // the frame holds (a graph input of the same name) comes first.
+  std::vector<const Tensor*> const_at;
   std::vector<int> inputs, outputs;
   std::vector<std::pair<int, std::string>> captured;  // filled from enclosing frames
   std::vector<Step> steps;
@@ -112,6 +117,8 @@ std::unique_ptr<GraphPlan> build_plan(const ir::Graph& g, const ir::Model& m, Th
     plan->steps.push_back(std::move(st));
   }
   for (const std::string& o : g.outputs) plan->outputs.push_back(plan->slot(o));
+  plan->const_at.assign(static_cast<size_t>(plan->num_slots), nullptr);
+  for (const auto& [s, t] : plan->constants) plan->const_at[static_cast<size_t>(s)] = t;
 
   // Values that die: node outputs, neither graph outputs nor constants.
   std::unordered_set<int> keep(plan->outputs.begin(), plan->outputs.end());
@@ -171,11 +178,17 @@ struct Frame {
   const Frame* parent;
   std::vector<Tensor> slots;
 
+  // The value in slot s: the frame's, else the plan's constant, else nullptr.
+  const Tensor* value(int s) const {
+    const Tensor& t = slots[static_cast<size_t>(s)];
+    return !t.empty() ? &t : plan->const_at[static_cast<size_t>(s)];
+  }
+
   const Tensor* lookup(const std::string& name) const {
     for (const Frame* f = this; f; f = f->parent) {
       auto it = f->plan->slot_of.find(name);
-      if (it != f->plan->slot_of.end() && !f->slots[static_cast<size_t>(it->second)].empty())
-        return &f->slots[static_cast<size_t>(it->second)];
+      if (it == f->plan->slot_of.end()) continue;
+      if (const Tensor* t = f->value(it->second)) return t;
     }
     return nullptr;
   }
@@ -226,7 +239,6 @@ class StepContext : public ops::OpContext {
 std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
                             const std::vector<Tensor>& inputs, RunState& rs) {
   Frame f{&plan, parent, std::vector<Tensor>(static_cast<size_t>(plan.num_slots))};
-  for (const auto& [s, t] : plan.constants) f.slots[static_cast<size_t>(s)] = *t;
   for (const auto& [s, name] : plan.captured) {
     const Tensor* t = parent ? parent->lookup(name) : nullptr;
     if (!(t != nullptr))
@@ -251,11 +263,11 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
         in.push_back(nullptr);
         continue;
       }
-      const Tensor& t = f.slots[static_cast<size_t>(s)];
-      if (!(!t.empty()))
+      const Tensor* t = f.value(s);
+      if (t == nullptr)
         throw Error(Errc::kNotFound, st.node->describe(),
                     "reads '" + st.node->inputs[i] + "', which has no value at this point");
-      in.push_back(&t);
+      in.push_back(t);
     }
     StepContext ctx(st, std::move(in), f, rs);
     const auto t0 = std::chrono::steady_clock::now();
@@ -280,15 +292,15 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
   }
   std::vector<Tensor> out;
   for (size_t i = 0; i < plan.outputs.size(); ++i) {
-    const Tensor& t = f.slots[static_cast<size_t>(plan.outputs[i])];
-    if (t.empty()) {
+    const Tensor* t = f.value(plan.outputs[i]);
+    if (t == nullptr) {
       const Tensor* outer = parent ? parent->lookup(plan.graph->outputs[i]) : nullptr;
       if (!(outer != nullptr))
         throw Error(Errc::kNotFound, "graph '" + plan.graph->name + "'",
                     "has no value for output '" + plan.graph->outputs[i] + "'");
       out.push_back(*outer);
     } else {
-      out.push_back(t);
+      out.push_back(*t);
     }
   }
   return out;
