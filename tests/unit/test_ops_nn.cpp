@@ -704,6 +704,49 @@ TEST(SoftmaxOps, CoercedBeforeOpset13AlongOneAxisAfter) {
   }
 }
 
+// com.microsoft QLinearSoftmax along the last axis keeps one table of 256
+// exponentials per row maximum. With X scale 1 the maxima 10 and 200 are 190
+// apart, so a row read through the other maximum's table would underflow
+// to 0/0 or overflow to inf/inf. Reference: the float Softmax of the
+// dequantized rows, quantized by hand (Y scale 1/256: y * 256 is exact).
+TEST(SoftmaxOps, QLinearSoftmaxOneTablePerRowMaximum) {
+  const std::vector<uint8_t> top = {10, 200, 10, 200, 30, 10, 30, 200};
+  std::vector<uint8_t> codes;
+  std::vector<float> deq;
+  for (size_t r = 0; r < top.size(); ++r)
+    for (int i = 0; i < 5; ++i) {
+      const auto c = static_cast<uint8_t>(i == static_cast<int>(r % 5) ? top[r] : top[r] - 1 - 2 * i);
+      codes.push_back(c);
+      deq.push_back(static_cast<float>(c));
+    }
+  const int64_t rows = static_cast<int64_t>(top.size());
+  ir::Model m;
+  m.opsets[""] = 13;
+  m.opsets["com.microsoft"] = 1;
+  m.graph.name = "main";
+  m.graph.inputs = {"x"};
+  m.graph.values["x"] = ir::ValueInfo{DType::kU8, ir::to_sym(Shape{rows, 5})};
+  m.graph.initializers["xs"] = Tensor::from<float>({}, {1.0f});
+  m.graph.initializers["xz"] = Tensor::from<uint8_t>({}, {0});
+  m.graph.initializers["ys"] = Tensor::from<float>({}, {1.0f / 256});
+  m.graph.initializers["yz"] = Tensor::from<uint8_t>({}, {0});
+  ir::Node q = make_node("QLinearSoftmax", {"x", "xs", "xz", "ys", "yz"}, {"y"});
+  q.domain = "com.microsoft";
+  q.attrs["axis"] = ir::Attribute::of(int64_t{-1});
+  q.attrs["opset"] = ir::Attribute::of(int64_t{13});
+  m.graph.nodes = {q};
+  m.graph.outputs = {"y"};
+  const Tensor y = Session(std::move(m)).run({{"x", Tensor::from<uint8_t>({rows, 5}, codes)}})[0];
+  const floats want =
+      values(run(make_node("Softmax", {"x"}, {"y"}), {{"x", Tensor::from<float>({rows, 5}, deq)}}, 13)[0]);
+  ASSERT_EQ(y.numel(), rows * 5);
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const float v = std::nearbyint(want[static_cast<size_t>(i)] * 256.0f);
+    EXPECT_EQ(static_cast<const uint8_t*>(y.raw())[i], static_cast<uint8_t>(std::min(v, 255.0f)))
+        << "element " << i;
+  }
+}
+
 TEST(SoftmaxOps, HandExamplesAndEdgeCases) {
   // Softmax of [1000, 1001, 1002] = softmax of [0, 1, 2] (max subtracted):
   // e^0, e^1, e^2 over their sum 11.107338 = 0.0900306, 0.2447285, 0.6652410.
