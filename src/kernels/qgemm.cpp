@@ -315,22 +315,62 @@ QPackedB qpack_b(bool b_signed, bool trans_b, int64_t K, int64_t N, const void* 
   std::memset(p.data_.get(), 0, bytes);
   const auto* src = static_cast<const uint8_t*>(B);
   const uint8_t flip = b_signed ? 0x00 : 0x80;  // u8 x - 128 == the byte x ^ 0x80 as s8
+  // Row-major B (not transposed): whole 4 x 16 blocks (a group of a full
+  // panel) are interleaved with vector unpacks, the rest below one byte at
+  // a time. (Attention's matmuls pack B on every call: this is their cost.)
+  int64_t n_vec = 0, k_vec = 0;  // columns / rows done by the vector loop
+#if defined(__SSE2__)
+  if (!trans_b) {
+    n_vec = N / kQPanel * kQPanel;
+    k_vec = K / kQGroup * kQGroup;
+    const __m128i vflip = _mm_set1_epi8(static_cast<char>(flip));
+    auto load_row = [&](int64_t k, int64_t n0) {
+      return _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k * ldb + n0)),
+                           vflip);
+    };
+    for (int64_t n0 = 0; n0 < n_vec; n0 += kQPanel) {
+      int8_t* panel = p.data_.get() + (n0 / kQPanel) * p.kp_ * kQPanel;
+      for (int64_t k0 = 0; k0 < k_vec; k0 += kQGroup) {
+        const __m128i r0 = load_row(k0, n0), r1 = load_row(k0 + 1, n0), r2 = load_row(k0 + 2, n0),
+                      r3 = load_row(k0 + 3, n0);
+        // (r0[j], r1[j]) pairs, then (r0[j], r1[j], r2[j], r3[j]) quads:
+        // column j's four bytes, columns in order.
+        const __m128i lo01 = _mm_unpacklo_epi8(r0, r1), hi01 = _mm_unpackhi_epi8(r0, r1);
+        const __m128i lo23 = _mm_unpacklo_epi8(r2, r3), hi23 = _mm_unpackhi_epi8(r2, r3);
+        auto* g = reinterpret_cast<__m128i*>(panel + k0 * kQPanel);
+        _mm_storeu_si128(g + 0, _mm_unpacklo_epi16(lo01, lo23));
+        _mm_storeu_si128(g + 1, _mm_unpackhi_epi16(lo01, lo23));
+        _mm_storeu_si128(g + 2, _mm_unpacklo_epi16(hi01, hi23));
+        _mm_storeu_si128(g + 3, _mm_unpackhi_epi16(hi01, hi23));
+      }
+    }
+  }
+#endif
   for (int64_t n = 0; n < N; ++n) {
     int8_t* panel = p.data_.get() + (n / kQPanel) * p.kp_ * kQPanel;
     const int64_t j = n % kQPanel;
-    uint32_t s = 0;
-    for (int64_t k = 0; k < K; ++k) {
+    for (int64_t k = n < n_vec ? k_vec : 0; k < K; ++k) {
       const uint8_t byte = trans_b ? src[n * ldb + k] : src[k * ldb + n];
-      const auto v = static_cast<int8_t>(byte ^ flip);
-      panel[(k / kQGroup) * kQPanel * kQGroup + j * kQGroup + k % kQGroup] = v;
-      s += static_cast<uint32_t>(static_cast<int32_t>(v));
+      panel[(k / kQGroup) * kQPanel * kQGroup + j * kQGroup + k % kQGroup] =
+          static_cast<int8_t>(byte ^ flip);
     }
-    p.col_sums_[static_cast<size_t>(n)] = static_cast<int32_t>(s);
+  }
+  // Column sums of B' (mod 2^32), row by row where B is row-major.
+  uint32_t* cs = reinterpret_cast<uint32_t*>(p.col_sums_.data());
+  if (!trans_b) {
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        cs[n] += static_cast<uint32_t>(static_cast<int32_t>(static_cast<int8_t>(src[k * ldb + n] ^ flip)));
+  } else {
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k)
+        cs[n] += static_cast<uint32_t>(static_cast<int32_t>(static_cast<int8_t>(src[n * ldb + k] ^ flip)));
   }
   // The pairs vpmaddubsw sums: bytes 2i, 2i + 1 of the packed data (qgemm.h).
   const int8_t* d = p.data_.get();
-  for (size_t i = 0; i < bytes && p.maddubs_exact_; i += 2)
-    p.maddubs_exact_ = maddubs_pair_exact(d[i], d[i + 1]);
+  bool exact = true;  // (no early exit: the loop vectorises)
+  for (size_t i = 0; i < bytes; i += 2) exact &= maddubs_pair_exact(d[i], d[i + 1]);
+  p.maddubs_exact_ = exact;
   return p;
 }
 
