@@ -21,7 +21,8 @@
 # SECONDS is the time per measurement. Every measurement is repeated in
 # ROUNDS rounds (default 3; environment variable), the runtimes taking turns
 # within each round, and the tables show the median over the rounds of each
-# runtime's median. Ratio columns are time ratios qforge / peer: below 1
+# runtime's median. MODELS (environment variable, e.g. MODELS=mlp,vit)
+# limits `models` to those names. Ratio columns are time ratios qforge / peer: below 1
 # means qforge is faster. `all` takes 10-15 minutes at 0.5 s on 2 cores
 # (14 on a loaded 2-core VM); `gemm` about 1.5 minutes at 0.3 s. On a machine
 # shared with other work, `chrt -f 10 scripts/bench_int8.sh ...` (as root;
@@ -87,6 +88,7 @@ models() {
   rm -rf "$out/models" && mkdir -p "$out/models"
   for spec in "${model_specs[@]}"; do
     read -r name float mode dtype sample <<<"$spec"
+    [[ -z ${MODELS:-} || ",$MODELS," == *",$name,"* ]] || continue
     local q=$out/models/$name.int8.onnx
     if [[ $mode == static ]]; then
       $Q quantize "$float" -o "$q" --calib "$calib" --calib-samples 1024 --no-speed-check -q

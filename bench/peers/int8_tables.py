@@ -108,6 +108,8 @@ def models(out):
     for name in ["mlp", "cnn_bn", "dwsep_cnn", "vit", "lstm", "transformer4"]:
         for batch in (1, 32):
             for t in (1, 2):
+                if not qi[(name, batch, t)]:
+                    continue  # not measured (MODELS= left it out)
                 f, i = med(qf[(name, batch, t)]), med(qi[(name, batch, t)])
                 o = med(ort[(name, batch, t)])
                 d, p = med(pt[("onednn", name, batch, t)]), med(pt[("qnnpack", name, batch, t)])
