@@ -354,7 +354,7 @@ void softmax_rows_by_code(const std::array<float, 256>& table, bool is_signed, i
 // the axis semantics): Y = quantize(Softmax(dequantize(X))). One outer block
 // at a time (or, along the last axis, a run of rows of about 4K values,
 // as attention's short rows would otherwise pay the calls per row): its
-// codes through a 256-entry table into a float buffer, the float Softmax
+// codes dequantized on the SIMD kernel into a float buffer, the float Softmax
 // kernel in place, then quantized on the SIMD kernel; so it equals the
 // DequantizeLinear -> Softmax -> QuantizeLinear group bit for bit (each
 // row sees the same float operations however many rows share a call), with
@@ -383,7 +383,7 @@ void qlinear_softmax_run(OpContext& ctx) {
     for (int64_t o = b; o < e; o += run) {
       const int64_t k = std::min(run, e - o), len = k * block;
       const uint8_t* xo = px + o * block;
-      for (int64_t i = 0; i < len; ++i) f[i] = table[xo[i]];
+      dequantize_q8(xo, len, xq, f);
       run_vectorized([&]() NN_LAMBDA {
         if (v.inner == 1) soft_rows<float, SoftKind::kSoftmax>(f, f, k, v.n);
         else soft_cols<float, SoftKind::kSoftmax>(f, f, v.n, v.inner, 0, v.inner);

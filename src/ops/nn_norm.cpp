@@ -252,9 +252,10 @@ void layernorm_run(OpContext& ctx) {
 // ai.qforge QLinearLayerNormalization(X, X_scale, X_zero_point, Scale, B,
 // Y_scale, Y_zero_point), attributes axis and epsilon: Y =
 // quantize(LayerNormalization(dequantize(X), Scale, B)), X and Y per-tensor
-// u8 or i8, Scale and B float. A row at a time: codes through a 256-entry
-// table into a float buffer, the float LayerNormalization's row kernel,
-// quantized on the SIMD kernel; bit for bit the DequantizeLinear ->
+// u8 or i8, Scale and B float. A run of rows at a time: the codes
+// dequantized on the SIMD kernel into a float buffer, the float
+// LayerNormalization's row kernel, quantized on the SIMD kernel; bit for
+// bit the DequantizeLinear ->
 // LayerNormalization -> QuantizeLinear group it replaces (passes::fuse_qdq).
 void qlinear_layernorm_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
@@ -272,7 +273,6 @@ void qlinear_layernorm_run(OpContext& ctx) {
   Tensor& y = ctx.output(0, yq.type, x.shape());
   if (n == 0 || x.numel() == 0) return;
   const int64_t rows = x.numel() / n;
-  const std::array<float, 256> table = dequant_table(xq);
   const auto* px = static_cast<const uint8_t*>(x.raw());
   auto* py = static_cast<uint8_t*>(y.raw());
   const float* ps = scale.data();
@@ -288,7 +288,7 @@ void qlinear_layernorm_run(OpContext& ctx) {
     for (int64_t r0 = b0; r0 < e0; r0 += run) {
       const int64_t k = std::min(run, e0 - r0), len = k * n;
       const uint8_t* xr = px + r0 * n;
-      for (int64_t i = 0; i < len; ++i) f[i] = table[xr[i]];
+      dequantize_q8(xr, len, xq, f);
       run_vectorized([&]() NN_LAMBDA {
         for (int64_t r = 0; r < k; ++r) {
           float mean = 0, inv = 0;

@@ -165,6 +165,12 @@ std::array<float, 256> dequant_table(const Q8& q) {
   return t;
 }
 
+void dequantize_q8(const void* x, int64_t n, const Q8& q, float* y) {
+  const auto& k = kernels::kernels();
+  if (q.type == DType::kU8) k.dequantize_u8(static_cast<const uint8_t*>(x), n, q.scale, q.zp, y);
+  else k.dequantize_i8(static_cast<const int8_t*>(x), n, q.scale, q.zp, y);
+}
+
 void quantize_q8(const float* x, int64_t n, const Q8& q, void* y) {
   const auto& k = kernels::kernels();
   if (q.type == DType::kU8) k.quantize_u8(x, n, q.scale, q.zp, 0, 255, static_cast<uint8_t*>(y));

@@ -84,5 +84,8 @@ std::array<float, 256> dequant_table(const Q8& q);
 // y[i] = saturate(round_half_even(x[i] / scale) + zp) on the SIMD kernel
 // (QuantizeLinear's rule); y holds n bytes of q's type.
 void quantize_q8(const float* x, int64_t n, const Q8& q, void* y);
+// y[i] = (x[i] - zp) * scale for n codes of q's type on the SIMD kernel:
+// dequant_table's values, computed instead of looked up.
+void dequantize_q8(const void* x, int64_t n, const Q8& q, float* y);
 
 }  // namespace qforge::ops

@@ -515,15 +515,9 @@ void dequantize_linear_run(OpContext& ctx) {
                "0: int32 inputs have no zero point");
   if ((x.dtype() == DType::kU8 || x.dtype() == DType::kI8) && p.scale.size() == 1 &&
       p.scale_type == DType::kF32) {
-    // Per tensor, 8-bit: the 256 possible results, then one load per element.
-    float table[256];
-    const bool is_signed = x.dtype() == DType::kI8;
-    for (int b = 0; b < 256; ++b)
-      table[b] = dequantize_value(is_signed ? static_cast<int8_t>(b) : b, p.scale[0], p.zero_point[0]);
-    const auto* in = static_cast<const uint8_t*>(x.raw());
+    // Per tensor, 8-bit: the SIMD kernel, (x - zp) * scale as dequantize_value.
     float* out = ctx.output(0, DType::kF32, x.shape()).data<float>();
-    const int64_t n = x.numel();  // (not in the loop condition: numel() multiplies the dims)
-    for (int64_t i = 0; i < n; ++i) out[i] = table[in[i]];
+    dequantize_q8(x.raw(), x.numel(), Q8{p.scale[0], p.zero_point[0], x.dtype()}, out);
     return;
   }
   const std::vector<int32_t> codes = codes_of(x);
