@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/qgemm.h"
 #include "ops/families.h"
 #include "ops/op_util.h"
 #include "qforge/quant.h"
@@ -173,6 +174,29 @@ void strided_copy_t(Shape shape, Ints st, const T* src, T* dst, ThreadPool* pool
     size_t p = r;
     for (size_t k = 0; k + 1 < r; ++k)
       if (st[k] == 1 || st[k] == -1) p = k;
+    if constexpr (sizeof(T) == 1) {
+      // Bytes, with the two innermost output axes swapped (attention's K^T,
+      // channels-first <-> channels-last): each outer index is a whole
+      // matrix transpose, done 16 x 16 bytes at a time by vector unpacks.
+      if (p == r - 2 && st[p] == 1 && s > 0 && shape[p] >= 16 && n >= 16) {
+        const Ints ost = strides_of(shape);
+        const int64_t outer = prod(shape, 0, r - 2), np = shape[p];
+        par_for(pool, outer, std::max<int64_t>(1, 4096 / (np * n)), [&](int64_t b, int64_t e) {
+          for (int64_t o = b; o < e; ++o) {
+            int64_t rem = o, so = 0, dof = 0;
+            for (size_t k = r - 2; k-- > 0;) {
+              const int64_t c = rem % shape[k];
+              rem /= shape[k];
+              so += c * st[k];
+              dof += c * ost[k];
+            }
+            kernels::transpose_u8(reinterpret_cast<const uint8_t*>(src + so), n, np, s,
+                                  reinterpret_cast<uint8_t*>(dst + dof), n);
+          }
+        });
+        return;
+      }
+    }
     if (p < r && shape[p] >= 8) {
       const int64_t BJ = std::min<int64_t>(n, 32);
       const int64_t BI = std::max<int64_t>(32, 1024 / BJ);

@@ -361,6 +361,38 @@ TEST(ShapeOpsRun, TransposeMatchesNaive) {
   check_transpose({3, 1, 5, 1}, {1, 3, 2, 0});        // size-1 axes
 }
 
+// Byte transposes that swap the two innermost output axes (both >= 16) go
+// through 16 x 16 vector transposes: against the naive index map, with
+// remainders on both axes and outer axes of their own strides.
+TEST(ShapeOpsRun, ByteTransposesMatchNaive) {
+  const auto check = [](const Shape& s, const std::vector<int64_t>& perm) {
+    std::vector<uint8_t> v(static_cast<size_t>(shape_numel(s)));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>(i % 251);
+    const auto y = run("Transpose", 13, {Tensor::from<uint8_t>(s, v)}, {{"perm", A(perm)}});
+    Shape os;
+    for (int64_t p : perm) os.push_back(s[static_cast<size_t>(p)]);
+    ASSERT_EQ(y[0].shape(), os);
+    std::vector<int64_t> in_st(s.size(), 1);
+    for (size_t k = s.size(); k-- > 1;) in_st[k - 1] = in_st[k] * s[k];
+    std::vector<int64_t> c(os.size(), 0);
+    const uint8_t* q = y[0].data<uint8_t>();
+    for (int64_t i = 0; i < y[0].numel(); ++i) {
+      int64_t src = 0;
+      for (size_t k = 0; k < os.size(); ++k) src += c[k] * in_st[static_cast<size_t>(perm[k])];
+      ASSERT_EQ(q[i], v[static_cast<size_t>(src)]) << "at " << i;
+      for (size_t k = os.size(); k-- > 0;) {
+        if (++c[k] < os[k]) break;
+        c[k] = 0;
+      }
+    }
+  };
+  check({3, 50, 16}, {0, 2, 1});        // attention's K^T
+  check({2, 4, 50, 16}, {0, 1, 3, 2});  // with heads
+  check({2, 64, 49}, {0, 2, 1});        // channels-first -> channels-last
+  check({33, 17}, {1, 0});              // remainders on both axes
+  check({2, 20, 5, 40}, {0, 2, 3, 1});  // NCHW -> NHWC, 20 channels
+}
+
 // Transposes that keep every non-trivial axis in order are views.
 TEST(ShapeOpsRun, TransposeOfUnitAxesIsView) {
   const Tensor x = iota_f32({1, 6, 1, 4});
