@@ -263,6 +263,41 @@ ir::Model conv_pool_model(const ConvPoolCase& c) {
 
 namespace {
 
+// A tensor of random 8-bit codes.
+Tensor random_codes(DType t, const Shape& shape, uint32_t seed) {
+  Tensor x(t, shape);
+  std::mt19937 rng(seed);
+  for (int64_t i = 0; i < x.numel(); ++i) static_cast<uint8_t*>(x.raw())[i] = static_cast<uint8_t>(rng());
+  return x;
+}
+
+// `raw` run by an optimizing Session (1 and 2 threads) gives the unoptimized
+// run's outputs: bit for bit, or within atol (f32 outputs, when atol > 0).
+void expect_optimized_run_identical(const ir::Model& raw, const Tensor& x, const std::string& what,
+                                    float atol = 0) {
+  SessionOptions plain;
+  plain.optimize = false;
+  const std::vector<Tensor> want = Session(raw, plain).run({{"x", x}});
+  for (int threads : {1, 2}) {
+    SessionOptions so;
+    so.threads = threads;
+    const std::vector<Tensor> got = Session(raw, so).run({{"x", x}});
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (size_t o = 0; o < want.size(); ++o) {
+      ASSERT_EQ(got[o].shape(), want[o].shape()) << what << ", output " << o;
+      ASSERT_EQ(got[o].dtype(), want[o].dtype()) << what << ", output " << o;
+      if (atol > 0 && want[o].dtype() == DType::kF32) {
+        for (int64_t i = 0; i < want[o].numel(); ++i)
+          ASSERT_NEAR(got[o].data<float>()[i], want[o].data<float>()[i], atol)
+              << what << ", output " << o << ", threads " << threads << " at " << i;
+        continue;
+      }
+      EXPECT_EQ(std::memcmp(got[o].raw(), want[o].raw(), want[o].nbytes()), 0)
+          << what << ", output " << o << ", threads " << threads;
+    }
+  }
+}
+
 // x (8-bit codes) -> QLinearConv (constant W, scales, zero points, bias) ->
 // "c" -> MaxPool 2x2 / 2 -> y: the graph fuse_qdq leaves for a quantized
 // Conv -> MaxPool.
@@ -330,21 +365,8 @@ TEST(Passes, FusesQLinearConvWithMaxPool2x2) {
       passes::optimize(m);
       EXPECT_EQ(count_op(m, "QLinearConvMaxPool"), c.fused ? 1 : 0) << c.name;
       EXPECT_EQ(count_op(m, "MaxPool"), c.fused ? 0 : 1) << c.name;
-      Tensor x(t, c.x);
-      std::mt19937 rng(seed++);
-      for (int64_t i = 0; i < x.numel(); ++i) static_cast<uint8_t*>(x.raw())[i] = static_cast<uint8_t>(rng());
-      SessionOptions plain;
-      plain.optimize = false;
-      const std::vector<Tensor> want = Session(raw, plain).run({{"x", x}});
-      for (int threads : {1, 2}) {
-        SessionOptions so;
-        so.threads = threads;
-        const std::vector<Tensor> got = Session(raw, so).run({{"x", x}});
-        ASSERT_EQ(got[0].shape(), want[0].shape()) << c.name;
-        ASSERT_EQ(got[0].dtype(), t) << c.name;
-        EXPECT_EQ(std::memcmp(got[0].raw(), want[0].raw(), want[0].nbytes()), 0)
-            << c.name << ", " << dtype_name(t) << ", threads " << threads;
-      }
+      expect_optimized_run_identical(raw, random_codes(t, c.x, seed++),
+                                     c.name + ", " + std::string(dtype_name(t)));
     }
 }
 
@@ -439,23 +461,7 @@ TEST(Passes, RunsQLinearConvChainsChannelsLast) {
     EXPECT_EQ(count_op(m, "Transpose"), c.transposes) << what;
     EXPECT_EQ(cl, c.channels_last) << what;
     EXPECT_EQ(count_op(m, "QLinearConvMaxPool"), 1) << what;
-    Tensor x(DType::kU8, {2, 3, 13, 12});
-    std::mt19937 rng(91);
-    for (int64_t i = 0; i < x.numel(); ++i) static_cast<uint8_t*>(x.raw())[i] = static_cast<uint8_t>(rng());
-    SessionOptions plain;
-    plain.optimize = false;
-    const std::vector<Tensor> want = Session(raw, plain).run({{"x", x}});
-    for (int threads : {1, 2}) {
-      SessionOptions so;
-      so.threads = threads;
-      const std::vector<Tensor> got = Session(raw, so).run({{"x", x}});
-      ASSERT_EQ(got.size(), want.size()) << what;
-      for (size_t o = 0; o < want.size(); ++o) {
-        ASSERT_EQ(got[o].shape(), want[o].shape()) << what << ", output " << o;
-        EXPECT_EQ(std::memcmp(got[o].raw(), want[o].raw(), want[o].nbytes()), 0)
-            << what << ", output " << o << ", threads " << threads;
-      }
-    }
+    expect_optimized_run_identical(raw, random_codes(DType::kU8, {2, 3, 13, 12}, 91), what);
   }
 }
 
@@ -484,19 +490,7 @@ TEST(Passes, FusesConvWithMaxPool2x2) {
     passes::optimize(m);
     EXPECT_EQ(count_op(m, "ConvMaxPool"), c.fused ? 1 : 0) << c.name;
     EXPECT_EQ(count_op(m, "MaxPool"), c.fused ? 0 : 1) << c.name;
-    const Tensor x = random_tensor(c.x, seed++, -2.0f, 2.0f);
-    SessionOptions plain;
-    plain.optimize = false;
-    const std::vector<Tensor> want = Session(raw, plain).run({{"x", x}});
-    for (int threads : {1, 2}) {
-      SessionOptions so;
-      so.threads = threads;
-      const std::vector<Tensor> got = Session(raw, so).run({{"x", x}});
-      ASSERT_EQ(got[0].shape(), want[0].shape()) << c.name;
-      for (int64_t i = 0; i < want[0].numel(); ++i)
-        ASSERT_NEAR(got[0].data<float>()[i], want[0].data<float>()[i], 1e-4f)
-            << c.name << " threads " << threads << " at " << i;
-    }
+    expect_optimized_run_identical(raw, random_tensor(c.x, seed++, -2.0f, 2.0f), c.name, 1e-4f);
   }
 }
 
