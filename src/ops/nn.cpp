@@ -188,6 +188,62 @@ NN_INLINE void soft_rows(const T* x, T* y, int64_t rows, int64_t n) {
   }
 }
 
+// Softmax of `rows` contiguous rows of n values, bit for bit soft_rows, 16
+// rows at a time. With short rows (a Transformer's 64 scores) soft_rows
+// spends most of its time in the scalar tails of each row: the fold of
+// row_max's 16 lanes and sum_of's chain of 16 dependent adds. Here the 16
+// lanes of 16 rows are kept transposed (lanes[j][r]: lane j of row r), and
+// each fold runs across the rows, one vector step per lane: every row still
+// adds its lanes in sum_of's order (0 + lane 0 + ... + lane 15, then the
+// tail), and its maximum is the same value (max doesn't depend on the order;
+// only which of +0 and -0 survives could, and e^(x - m) is the same for both).
+template <typename T>
+NN_INLINE void softmax_rows_interleaved(const T* x, T* y, int64_t rows, int64_t n) {
+  constexpr int64_t L = 16;
+  const int64_t body = n / L * L;
+  for (int64_t r0 = 0; r0 < rows; r0 += L) {
+    const int64_t R = std::min(L, rows - r0);
+    T lanes[L][L], m[L], s[L];
+    // Row maxima: row_max's 16 lanes per row, folded across the rows.
+    for (int64_t r = 0; r < L; ++r)
+      for (int64_t j = 0; j < L; ++j) lanes[j][r] = -std::numeric_limits<T>::infinity();
+    for (int64_t r = 0; r < R; ++r) {
+      const T* xr = x + (r0 + r) * n;
+      T acc[L];
+      for (int64_t j = 0; j < L; ++j) acc[j] = -std::numeric_limits<T>::infinity();
+      for (int64_t i = 0; i < body; i += L)
+        for (int64_t j = 0; j < L; ++j) acc[j] = __builtin_isgreater(xr[i + j], acc[j]) ? xr[i + j] : acc[j];
+      for (int64_t j = 0; j < L; ++j) lanes[j][r] = acc[j];
+    }
+    for (int64_t r = 0; r < L; ++r) m[r] = lanes[0][r];
+    for (int64_t j = 1; j < L; ++j)
+      for (int64_t r = 0; r < L; ++r) m[r] = __builtin_isgreater(lanes[j][r], m[r]) ? lanes[j][r] : m[r];
+    // Exponentials and sum_of's 16 partial sums per row.
+    for (int64_t r = 0; r < R; ++r) {
+      const T* xr = x + (r0 + r) * n;
+      T* yr = y + (r0 + r) * n;
+      T mr = m[r];
+      for (int64_t i = body; i < n; ++i) mr = __builtin_isgreater(xr[i], mr) ? xr[i] : mr;
+      if (std::isinf(mr)) mr = mr > 0 ? mr : T(0);  // as soft_rows
+      exp_shifted(xr, yr, n, mr);
+      T acc[L] = {};
+      for (int64_t i = 0; i < body; i += L)
+        for (int64_t j = 0; j < L; ++j) acc[j] += yr[i + j];
+      for (int64_t j = 0; j < L; ++j) lanes[j][r] = acc[j];
+    }
+    for (int64_t r = 0; r < L; ++r) s[r] = 0;
+    for (int64_t j = 0; j < L; ++j)
+      for (int64_t r = 0; r < L; ++r) s[r] += lanes[j][r];
+    for (int64_t r = 0; r < R; ++r) {
+      T* yr = y + (r0 + r) * n;
+      T sr = s[r];
+      for (int64_t i = body; i < n; ++i) sr += yr[i];
+      const T inv = T(1) / sr;
+      for (int64_t k = 0; k < n; ++k) yr[k] *= inv;
+    }
+  }
+}
+
 // The same along a strided axis: x is [n, inner] per outer index; columns
 // [j0, j1) of one outer block, vectorised across the columns.
 template <typename T, SoftKind K>
@@ -272,6 +328,16 @@ void soft_run(OpContext& ctx) {
       // An exponential per element: worth a thread from 2^12 values on (a
       // Transformer's 4 heads x 64 x 64 scores split in 4 parts).
       parallel(ctx.pool(), v.outer, grain_for(v.n, 1 << 12), [&](int64_t b, int64_t e) {
+        // Several rows of a Softmax: interleaved (a single row takes
+        // soft_rows, which the tests compare the interleaved rows with).
+        if constexpr (K == SoftKind::kSoftmax) {
+          if (e - b > 1) {
+            run_vectorized([&]() NN_LAMBDA {
+              softmax_rows_interleaved<T>(px + b * v.n, py + b * v.n, e - b, v.n);
+            });
+            return;
+          }
+        }
         run_vectorized([&]() NN_LAMBDA { soft_rows<T, K>(px + b * v.n, py + b * v.n, e - b, v.n); });
       });
     } else {

@@ -1926,8 +1926,19 @@ void dynamic_quantize_matmul_run(OpContext& ctx, Path path) {
     } catch (const Error& e) {
       fail(node, e.code(), "input A: " + e.problem(), e.expected());
     }
-    if (!codes || codes->size() < sz(n)) codes = Storage::allocate_uninitialized(sz(n));
-    q.y = Tensor::view(DType::kU8, a.shape(), codes);
+    // The buffer is kept up to kKeepCodes bytes (a Transformer's activations
+    // at batch 32 are 2 MiB); a larger input gets codes of its own for this
+    // call, so that one large call doesn't hold its size per thread for the
+    // life of the process.
+    constexpr size_t kKeepCodes = size_t{8} << 20;
+    std::shared_ptr<Storage> buf;
+    if (sz(n) > kKeepCodes) {
+      buf = Storage::allocate_uninitialized(sz(n));
+    } else {
+      if (!codes || codes->size() < sz(n)) codes = Storage::allocate_uninitialized(sz(n));
+      buf = codes;
+    }
+    q.y = Tensor::view(DType::kU8, a.shape(), buf);
     uint8_t* y = q.y.data<uint8_t>();
     in_parts([&](int64_t, int64_t i0, int64_t i1) {
       k.quantize_u8(x + i0, i1 - i0, q.params.scale[0], q.params.zero_point[0], 0, 255, y + i0);

@@ -410,6 +410,27 @@ TEST(Int8GemmOps, DynamicQuantizeMatMulInPartsIsTheReference) {
   }
 }
 
+// A past the 8 MiB of codes each thread keeps between calls gets codes of
+// its own for the call; calls before and after it reuse the kept buffer. Each
+// is the reference's result.
+TEST(Int8GemmOps, DynamicQuantizeMatMulLargeAIsTheReference) {
+  Rng r(7);
+  OpCall c;
+  c.domain = kMs;
+  c.op = "DynamicQuantizeMatMul";
+  c.opset = 1;
+  c.in = {std::nullopt, r.codes(DType::kI8, {8, 3}), r.f32({3}, 1e-3f, 1e-2f), std::nullopt,
+          r.f32({3}, -1.0f, 1.0f)};
+  c.packed = {1};
+  for (const int64_t rows : {int64_t{1000}, int64_t{(8 << 20) / 8 + 1}, int64_t{3000}}) {
+    Tensor a = r.f32({rows, 8}, -2.0f, 2.0f);
+    a.data<float>()[a.numel() - 1] = 9.0f;  // the maximum, at the end
+    c.in[0] = a;
+    expect_fast_is_reference(c, ops::reference::dynamic_quantize_matmul,
+                             std::to_string(rows) + " rows");
+  }
+}
+
 // A random convolution: 1-D to 3-D, groups (and depthwise), kernel sizes,
 // strides, dilations, pads or auto_pad.
 struct ConvCase {

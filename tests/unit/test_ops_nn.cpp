@@ -12,7 +12,9 @@
 // broadcasting, and hand-computed examples where noted.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
@@ -745,6 +747,45 @@ TEST(SoftmaxOps, QLinearSoftmaxOneTablePerRowMaximum) {
     EXPECT_EQ(static_cast<const uint8_t*>(y.raw())[i], static_cast<uint8_t>(std::min(v, 255.0f)))
         << "element " << i;
   }
+}
+
+// Softmax along the last axis runs several rows at a time (their row maxima
+// and sums folded across the rows), a single row alone: the rows of one call
+// must be, bit for bit, what each row gives alone. Row lengths around the 16
+// lanes, row counts around the 16-row groups, with -inf, all -inf rows, +-0
+// and large values; f32 and f64.
+TEST(SoftmaxOps, RowsTogetherAreEachRowAloneBitForBit) {
+  const ir::Node sm = make_node("Softmax", {"x"}, {"y"});
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t n : {1, 5, 16, 17, 33, 64, 100})
+    for (int64_t rows : {2, 3, 15, 16, 17, 40}) {
+      Tensor x = f32({rows, n}, static_cast<uint32_t>(n * 100 + rows), -30.0f, 30.0f);
+      float* px = x.data<float>();
+      px[0] = -inf;                                   // a masked position
+      if (rows > 2) std::fill_n(px + 2 * n, n, -inf);  // a row of -inf only
+      px[(rows - 1) * n] = -0.0f;
+      px[n * rows / 2] = 80.0f;
+      Tensor xd(DType::kF64, {rows, n});
+      for (int64_t i = 0; i < rows * n; ++i) xd.data<double>()[i] = px[i];
+      const std::string what = std::to_string(rows) + " rows of " + std::to_string(n);
+      const Tensor y = run(sm, {{"x", x}}, 13, {}, 1)[0];
+      const Tensor yd = run(sm, {{"x", xd}}, 13, {}, 1)[0];
+      for (int64_t r = 0; r < rows; ++r) {
+        const Tensor row = Tensor::from<float>({1, n}, floats(px + r * n, px + (r + 1) * n));
+        const Tensor one = run(sm, {{"x", row}}, 13, {}, 1)[0];
+        Tensor rowd(DType::kF64, {1, n});
+        std::copy_n(xd.data<double>() + r * n, n, rowd.data<double>());
+        const Tensor oned = run(sm, {{"x", rowd}}, 13, {}, 1)[0];
+        for (int64_t i = 0; i < n; ++i) {
+          const float a = y.data<float>()[r * n + i], b = one.data<float>()[i];
+          ASSERT_TRUE(std::memcmp(&a, &b, sizeof a) == 0 || (std::isnan(a) && std::isnan(b)))
+              << what << ", f32 row " << r << " value " << i << ": " << a << " alone " << b;
+          const double c = yd.data<double>()[r * n + i], d = oned.data<double>()[i];
+          ASSERT_TRUE(std::memcmp(&c, &d, sizeof c) == 0 || (std::isnan(c) && std::isnan(d)))
+              << what << ", f64 row " << r << " value " << i << ": " << c << " alone " << d;
+        }
+      }
+    }
 }
 
 TEST(SoftmaxOps, HandExamplesAndEdgeCases) {
