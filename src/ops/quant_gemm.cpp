@@ -452,6 +452,7 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
 // rule (store_one, or requantize_double for the requantizing case), which
 // every GEMM kernel matches, so the result is the GEMM path's bit for bit.
 constexpr int64_t kDirectMaxN = 64, kDirectMaxK = 256;
+constexpr int64_t kDirectMinParallelMacs = int64_t{1} << 20;
 
 bool direct_matmul_fits(const Matmul& p) {
   return p.N <= kDirectMaxN && p.K <= kDirectMaxK && p.M <= 4 * kDirectMaxN;
@@ -472,7 +473,10 @@ void matmul_direct(const Matmul& p, void* y, ThreadPool* pool) {
     scale[sz(j)] = p.ep.scale[sz(j % N)];
     if (!p.ep.bias.empty()) bias[sz(j)] = static_cast<uint32_t>(p.ep.bias[sz(j % N)]);
   }
-  parallel(pool, count, [&](int64_t b, int64_t e) {
+  // Few small products (attention at batch 1) run on the calling thread:
+  // waking the pool costs more than they do.
+  ThreadPool* const mpool = count * M * K * N >= kDirectMinParallelMacs ? pool : nullptr;
+  parallel(mpool, count, [&](int64_t b, int64_t e) {
     std::vector<int16_t> bw(sz(K * NP), 0);  // K x NP: B less its zero points, zero padded
     std::vector<int32_t> av(sz(M * K));
     std::vector<uint32_t> acc(sz(MN));
