@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/qgemm.h"  // transpose_u8
 #include "ops/families.h"
 #include "ops/op_util.h"
 #include "qforge/quant.h"
@@ -173,6 +174,26 @@ void strided_copy_t(Shape shape, Ints st, const T* src, T* dst, ThreadPool* pool
     size_t p = r;
     for (size_t k = 0; k + 1 < r; ++k)
       if (st[k] == 1 || st[k] == -1) p = k;
+    if constexpr (sizeof(T) == 1) {
+      // Bytes whose contiguous input axis is the next-to-innermost output
+      // one (channels-last codes back to NCHW): per index of the outer
+      // axes, an n x shape[p] byte matrix transposed by kernels::transpose_u8.
+      if (p == r - 2 && st[p] == 1 && s > 0) {
+        const int64_t outer = prod(shape, 0, r - 2), cols = shape[p];
+        par_for(pool, outer, 4, [&](int64_t b, int64_t e) {
+          for (int64_t o = b; o < e; ++o) {
+            int64_t so = 0, rem = o;
+            for (size_t k = r - 2; k-- > 0;) {
+              so += rem % shape[k] * st[k];
+              rem /= shape[k];
+            }
+            kernels::transpose_u8(reinterpret_cast<const uint8_t*>(src + so), n, cols, s,
+                                  reinterpret_cast<uint8_t*>(dst + o * cols * n), n);
+          }
+        });
+        return;
+      }
+    }
     if (p < r && shape[p] >= 8) {
       const int64_t BJ = std::min<int64_t>(n, 32);
       const int64_t BI = std::max<int64_t>(32, 1024 / BJ);
