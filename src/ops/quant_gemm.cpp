@@ -839,9 +839,11 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   bool direct = d.ksize == 1;
   for (size_t s = 0; s < p.in.size(); ++s)
     direct = direct && p.stride[s] == 1 && p.pad_begin[s] == 0 && p.out[s] == p.in[s];
-  // The channels-last input: x itself when it is already (cl_in).
-  const std::vector<uint8_t> xcl_copy = p.cl_in ? std::vector<uint8_t>() : channels_last(p, d, pool);
-  const uint8_t* const xcl = p.cl_in ? bytes(*p.x) : xcl_copy.data();
+  // The channels-last input: x itself when it is already (cl_in) or has
+  // one channel ([N, 1, H, W] is [N, H, W, 1] byte for byte).
+  const bool cl_in = p.cl_in || p.C == 1;
+  const std::vector<uint8_t> xcl_copy = cl_in ? std::vector<uint8_t>() : channels_last(p, d, pool);
+  const uint8_t* const xcl = cl_in ? bytes(*p.x) : xcl_copy.data();
 
   // pool2x2: only the outputs of whole pairs of rows (Pc of them; a last odd
   // row is dropped, floor), each chunk a number of row pairs, pooled in its
