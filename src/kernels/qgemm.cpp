@@ -56,6 +56,13 @@ int64_t max_deviation(bool is_signed, int32_t zp) {
 thread_local Scratch t_pack_a;
 thread_local Scratch t_row_sums;
 
+// At least n zero row sums (never written but here).
+const int32_t* zero_row_sums(size_t n) {
+  thread_local std::vector<int32_t> zeros;
+  if (zeros.size() < n) zeros.assign(n, 0);
+  return zeros.data();
+}
+
 // Rows [0, rows) of A into packed A': kp bytes a row (zero padding past K),
 // and their sums (modulo 2^32).
 void pack_a_rows(const uint8_t* A, int64_t lda, bool a_signed, int64_t rows, int64_t K, int64_t kp,
@@ -89,9 +96,9 @@ void pack_a_rows(const uint8_t* A, int64_t lda, bool a_signed, int64_t rows, int
   }
 }
 
-// The sums (modulo 2^32) of rows [0, rows) of A, u8 with K a multiple of 4:
-// then A is already the packed layout (A' = A, no padding) and the kernel
-// reads it in place.
+// The sums (modulo 2^32) of rows [0, rows) of A, u8 with K a multiple of 4
+// (or rows padded with zeros to it, K then rounded up): then A is already
+// the packed layout (A' = A) and the kernel reads it in place.
 void row_sums_u8(const uint8_t* A, int64_t lda, int64_t rows, int64_t K, int32_t* row_sum) {
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* src = A + r * lda;
@@ -107,6 +114,14 @@ void row_sums_u8(const uint8_t* A, int64_t lda, int64_t rows, int64_t K, int32_t
     _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), acc);
     s = lanes[0] + lanes[1];
 #endif
+    // 4 bytes at a time (a 3x3 kernel's 12-byte rows): the two byte pairs
+    // summed as 16-bit lanes (at most 2 * 255 each), then the two lanes.
+    for (; k + 4 <= K; k += 4) {
+      uint32_t w;
+      std::memcpy(&w, src + k, sizeof w);
+      w = (w & 0x00ff00ffu) + ((w >> 8) & 0x00ff00ffu);
+      s += (w & 0xffffu) + (w >> 16);
+    }
     for (; k < K; ++k) s += src[k];
     row_sum[r] = static_cast<int32_t>(static_cast<uint32_t>(s));
   }
@@ -124,6 +139,7 @@ struct Job {
   const QGemmArgs* args = nullptr;
   int64_t M = 0, N = 0, K = 0, kp = 0;
   std::vector<int32_t> col_off, neg_b_zp;
+  bool row_term = true;  // some -b_zp' is non-zero (or the kernel needs row sums)
   // The epilogue's N-value columns, padded to kMaxNr (the kernels read whole
   // tiles): the caller's arrays where N is already a multiple, else copies.
   const float* scale = nullptr;
@@ -152,16 +168,21 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   t.qmin = g.qmin;
   t.qmax = g.qmax;
   t.ldc = a.ldc;
-  // u8 A with K a multiple of 4 is read in place: only its row sums are made.
-  const bool in_place = !a.a_signed && g.K == kp;
+  // u8 A with K a multiple of 4, or rows padded with zeros to kp, is read in
+  // place: only its row sums are made (over kp bytes: the padding adds 0).
+  const bool in_place = !a.a_signed && (g.K == kp || a.a_rows_padded);
   if (in_place) t.lda = a.lda;
   for (int64_t ic = m0; ic < m1; ic += chunk) {
     const int64_t rows = std::min(chunk, m1 - ic);
     auto* rsum = t_row_sums.get<int32_t>(static_cast<size_t>(round_up(rows, mr)));
+    const int32_t* rsums = rsum;
     const uint8_t* abuf;
     if (in_place) {
       abuf = A + ic * a.lda;
-      row_sums_u8(abuf, a.lda, rows, g.K, rsum);
+      if (g.row_term)
+        row_sums_u8(abuf, a.lda, rows, kp, rsum);
+      else  // row_sum * 0: the sums aren't needed
+        rsums = zero_row_sums(static_cast<size_t>(round_up(rows, mr)));
     } else {
       auto* buf = t_pack_a.get<uint8_t>(static_cast<size_t>(round_up(rows, mr) * kp + 64));
       pack_a_rows(A + ic * a.lda, a.lda, a.a_signed, rows, g.K, kp, buf, rsum);
@@ -177,7 +198,7 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
       for (int64_t ir = 0; ir < rows; ir += mr) {
         t.m = std::min(mr, rows - ir);
         t.a = abuf + ir * t.lda;
-        t.row_sum = rsum + ir;
+        t.row_sum = rsums + ir;
         t.bias = a.bias != nullptr ? a.bias + (ic + ir) * a.bias_ld + jr : nullptr;
         t.c = C + (static_cast<size_t>((ic + ir) * a.ldc + jr)) * g.c_elem;
         kr.tile(t);
@@ -198,6 +219,9 @@ void check_args(const QGemmArgs& a) {
     if (a.A == nullptr) bad("has no A", "a pointer to M x K elements");
     if (a.lda < K)
       bad("has lda " + std::to_string(a.lda) + " < K = " + std::to_string(K), "lda >= K");
+    if (a.a_rows_padded && (a.a_signed || a.lda < a.B->kp()))
+      bad("has a_rows_padded with " + std::string(a.a_signed ? "s8 A" : "lda < kp"),
+          "u8 A with lda >= K rounded up to a multiple of 4");
   }
   if (a.b_zp == nullptr) bad("has no b_zp", "N zero points of B");
   check_zero_point("a_zp", a.a_zp, a.a_signed);
@@ -232,12 +256,14 @@ void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
   // The column terms of the zero-point folding (qgemm.h), padded with zeros.
   g.col_off.assign(static_cast<size_t>(np), 0);
   g.neg_b_zp.assign(static_cast<size_t>(np), 0);
+  g.row_term = kr.needs_row_sums;
   const int64_t azp = a.a_zp + (a.a_signed ? 128 : 0);
   const int32_t* colsum = B.col_sums();
   for (int64_t j = 0; j < N; ++j) {
     const int64_t bzp = a.b_zp[j] - (B.b_signed() ? 0 : 128);
     g.col_off[static_cast<size_t>(j)] = wrap32(-azp * colsum[j] + K * azp * bzp);
     g.neg_b_zp[static_cast<size_t>(j)] = static_cast<int32_t>(-bzp);
+    g.row_term = g.row_term || bzp != 0;
   }
   auto padded = [&](const float* v, std::vector<float>& copy) {
     if (np == N) return v;
@@ -276,7 +302,7 @@ bool has_avx512vnni(const CpuFeatures& f) {
 #elif defined(__aarch64__)
 const QGemmKernel kNeonKernel{"qu8_qs8_gemm_3x16c4__neon", 3, 16, qu8_qs8_gemm_3x16c4__neon};
 const QGemmKernel kNeonDotKernel{"qu8_qs8_gemm_4x16c4__neondot", 4, 16,
-                                 qu8_qs8_gemm_4x16c4__neondot};
+                                 qu8_qs8_gemm_4x16c4__neondot, nullptr, true};
 #endif
 
 }  // namespace

@@ -64,9 +64,10 @@
 // in int32 and needs no check.
 //
 // Packed A (made per call, per thread): rows of A' with K padded with zeros
-// to kp, and their sums rowsum(A')[m]. A u8 A whose K is a multiple of 4 is
-// already that layout (A' = A, kp = K): the kernels read it in place, lda
-// apart, and only its row sums are made.
+// to kp, and their sums rowsum(A')[m]. A u8 A whose K is a multiple of 4, or
+// whose rows come padded with zeros to kp (QGemmArgs::a_rows_padded), is
+// already that layout (A' = A): the kernels read it in place, lda apart, and
+// only its row sums are made.
 //
 // Threads: C is cut into one tile per thread (N first, in whole panels, then
 // M), as the float GEMM does; each thread packs the rows of A it needs. Every
@@ -155,6 +156,11 @@ struct QGemmArgs {
   int64_t lda = 0;
   bool a_signed = false;  // s8 (true) or u8
   int32_t a_zp = 0;       // in A's type's range
+  // u8 A whose every row (the last included) holds K rounded up to a
+  // multiple of 4 bytes, those past K being 0 (lda at least that): the
+  // packed layout already, read in place like a u8 A with K a multiple of 4
+  // (a convolution's im2col rows are written so).
+  bool a_rows_padded = false;
   const QPackedB* B = nullptr;
   const int32_t* b_zp = nullptr;  // N zero points, in B's type's range
   QOutput out = QOutput::kS32;
@@ -181,6 +187,11 @@ struct QGemmKernel {
   // (QPackedB::maddubs_exact()): the exact kernel qgemm and qgemm_with run
   // instead on other weights. nullptr: this kernel is exact on any weights.
   const QGemmKernel* exact = nullptr;
+  // The kernel reads row_sum for more than the zero-point term
+  // row_sum * neg_b_zp (neondot's shift of B to u8). Otherwise, where every
+  // -b_zp' is 0 (symmetric s8 weights), the driver passes zeros instead of
+  // summing the rows of an A read in place.
+  bool needs_row_sums = false;
 };
 
 // C = epilogue(acc) with the process's kernel (kernels().qgemm), on `pool`

@@ -117,18 +117,20 @@ std::vector<uint8_t> channels_last(const Conv& p, const ConvDims& d, ThreadPool*
 // input: row i, column tap * Cg + c = channel c of the group at the position
 // of output p0 + i under kernel tap `tap`, or the zero point's byte where
 // that position is in the padding. xg: the image's first position, offset to
-// the group's first channel.
+// the group's first channel. Rows are ld >= K bytes apart, the bytes past K
+// zero (QGemmArgs::a_rows_padded where ld is K rounded up to 4).
 // 2-D im2col: the common case without the N-D odometer, and with single
 // bytes stored directly where a group has one channel (a first layer's
 // grayscale or RGB-split input), where a memcpy per tap costs more than the copy.
 void im2col_2d(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, int64_t np, uint8_t zp,
-               uint8_t* col) {
+               uint8_t* col, int64_t ld) {
   const int64_t H = p.in[0], W = p.in[1], Wo = p.out[1], KH = p.kernel[0], KW = p.kernel[1];
   const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0], dw = p.dilation[1];
   const int64_t ph = p.pad_begin[0], pw = p.pad_begin[1], C = p.C, cg = d.Cg;
   int64_t oh = p0 / Wo, ow = p0 % Wo;
   for (int64_t i = 0; i < np; ++i) {
-    uint8_t* row = col + i * d.K;
+    uint8_t* row = col + i * ld;
+    for (int64_t k = d.K; k < ld; ++k) row[k] = 0;
     for (int64_t kh = 0; kh < KH; ++kh) {
       const int64_t ih = oh * sh - ph + kh * dh;
       uint8_t* r = row + kh * KW * cg;
@@ -139,8 +141,12 @@ void im2col_2d(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, 
       const uint8_t* xr = xg + ih * W * C;
       const int64_t iw0 = ow * sw - pw;
       if (C == cg && dw == 1 && iw0 >= 0 && iw0 + KW <= W) {
-        // One group, every tap of the row inside: KW positions in a row.
-        std::memcpy(r, xr + iw0 * C, sz(KW * cg));
+        // One group, every tap of the row inside: KW positions in a row
+        // (one channel: a few bytes, copied here rather than by a call).
+        if (cg == 1)
+          for (int64_t kw = 0; kw < KW; ++kw) r[kw] = xr[iw0 + kw];
+        else
+          std::memcpy(r, xr + iw0 * C, sz(KW * cg));
         continue;
       }
       for (int64_t kw = 0; kw < KW; ++kw) {
@@ -155,9 +161,54 @@ void im2col_2d(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, 
   }
 }
 
+// Whether im2col_1ch serves this convolution.
+bool im2col_1ch_fits(const Conv& p) {
+  return p.C == 1 && p.in.size() == 2 && p.kernel[1] <= 4 && p.dilation[1] == 1;
+}
+
+// im2col_2d for a one-channel input (a first layer's grayscale image), with
+// kernel rows of at most 4 taps and no dilation along W. The input rows the
+// chunk's windows read are first copied into a plane padded with the zero
+// point's byte (every tap then lands inside it), and each kernel row of a
+// window is one 4-byte copy: its bytes past KW are overwritten by the next
+// kernel row's, then by the row's zero padding, or (the last row's few
+// bytes past K + padding) land in the next im2col row, which is written
+// after it, or in the buffer's 4 spare bytes.
+void im2col_1ch(const Conv& p, const ConvDims& d, const uint8_t* x, int64_t p0, int64_t np,
+                uint8_t zp, uint8_t* col, int64_t ld, std::vector<uint8_t>& plane_buf) {
+  const int64_t H = p.in[0], W = p.in[1], OW = p.out[1], KH = p.kernel[0], KW = p.kernel[1];
+  const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0];
+  const int64_t ph = p.pad_begin[0], pw = p.pad_begin[1];
+  const int64_t oh_first = p0 / OW, oh_last = (p0 + np - 1) / OW;
+  // Plane row r is padded row oh_first * sh + r (input row that less ph).
+  const int64_t R = (oh_last - oh_first) * sh + (KH - 1) * dh + 1;
+  const int64_t Wp = std::max(pw + W, (OW - 1) * sw + 4);
+  uint8_t* plane = scratch(plane_buf, sz(R * Wp));
+  for (int64_t r = 0; r < R; ++r) {
+    uint8_t* pr = plane + r * Wp;
+    const int64_t ih = oh_first * sh + r - ph;
+    if (ih < 0 || ih >= H) {
+      std::memset(pr, zp, sz(Wp));
+      continue;
+    }
+    std::memset(pr, zp, sz(pw));
+    std::memcpy(pr + pw, x + ih * W, sz(W));
+    std::memset(pr + pw + W, zp, sz(Wp - pw - W));
+  }
+  const int64_t K = d.K;
+  int64_t oh = oh_first, ow = p0 % OW;
+  for (int64_t i = 0; i < np; ++i) {
+    uint8_t* row = col + i * ld;
+    const uint8_t* win = plane + (oh - oh_first) * sh * Wp + ow * sw;
+    for (int64_t kh = 0; kh < KH; ++kh) std::memcpy(row + kh * KW, win + kh * dh * Wp, 4);
+    for (int64_t k = K; k < ld; ++k) row[k] = 0;
+    if (++ow == OW) ow = 0, ++oh;
+  }
+}
+
 void im2col(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, int64_t np, uint8_t zp,
-            uint8_t* col) {
-  if (p.in.size() == 2) return im2col_2d(p, d, xg, p0, np, zp, col);
+            uint8_t* col, int64_t ld) {
+  if (p.in.size() == 2) return im2col_2d(p, d, xg, p0, np, zp, col, ld);
   const size_t S = p.in.size();
   // Offsets of each kernel tap along each spatial axis (dilated).
   std::vector<int64_t> tap(sz(d.ksize) * S);
@@ -177,7 +228,8 @@ void im2col(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, int
   const size_t cg = sz(d.Cg);
   for (int64_t i = 0; i < np; ++i) {
     for (size_t s = 0; s < S; ++s) base[s] = o[s] * p.stride[s] - p.pad_begin[s];
-    uint8_t* row = col + i * d.K;
+    uint8_t* row = col + i * ld;
+    for (int64_t k = d.K; k < ld; ++k) row[k] = 0;
     for (int64_t kk = 0; kk < d.ksize; ++kk) {
       int64_t off = 0;
       bool inside = true;
@@ -297,6 +349,35 @@ NN_INLINE void dw_sums_row(const XT* x, int64_t OW, int64_t step, const int64_t*
   }
 }
 
+// dw_sums_row for a kernel of T taps known at compile time (3 x 3): per
+// block of channels, its T tap offsets and weight vectors are loaded once
+// for the whole row, the taps unrolled, and the sums stored straight from
+// the accumulator (the same wrapping sums, in the same order).
+template <typename XT, int T>
+NN_INLINE void dw_sums_row_fixed(const XT* x, int64_t OW, int64_t step, const int64_t* off,
+                                 const int32_t* wz, const uint32_t* base, int64_t cp, uint32_t* s) {
+  for (int64_t c0 = 0; c0 < cp; c0 += kDwLanes) {
+    int64_t o[T];
+    int32_t wt[T][kDwLanes];
+    for (int t = 0; t < T; ++t) {
+      o[t] = off[t] + c0;
+      for (int64_t j = 0; j < kDwLanes; ++j) wt[t][j] = wz[t * cp + c0 + j];
+    }
+    const uint32_t* b = base + c0;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const XT* win = x + ow * step;
+      uint32_t acc[kDwLanes];
+      for (int64_t j = 0; j < kDwLanes; ++j) acc[j] = b[j];
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t)
+        for (int64_t j = 0; j < kDwLanes; ++j)
+          acc[j] += static_cast<uint32_t>(int32_t{win[o[t] + j]} * wt[t][j]);
+      uint32_t* out = s + ow * cp + c0;
+      for (int64_t j = 0; j < kDwLanes; ++j) out[j] = acc[j];
+    }
+  }
+}
+
 template <typename XT, typename WT>
 void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
   const WT* w = static_cast<const WT*>(p.w->raw());
@@ -393,7 +474,10 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
         for (int64_t oh = oh0; oh < oh1; ++oh) {
           const XT* row = xb + (oh - oh0) * sh * Wp * Cp;
           uint32_t* s = sums + (oh - oh0) * OW * Cp;
-          dw_sums_row(row, OW, sw * Cp, off.data(), T, wz.data(), base.data(), Cp, s);
+          if (T == 9)
+            dw_sums_row_fixed<XT, 9>(row, OW, sw * Cp, off.data(), wz.data(), base.data(), Cp, s);
+          else
+            dw_sums_row(row, OW, sw * Cp, off.data(), T, wz.data(), base.data(), Cp, s);
         }
       });
       // To NCHW: channel c's band is np contiguous outputs from oh0 * OW.
@@ -568,6 +652,11 @@ void pool_2x2_cl(const uint8_t* tile, int64_t pairs, int64_t OW, int64_t Mg, uin
   });
 }
 
+// Below these many multiply-adds a convolution runs on one thread (the int8
+// GEMM's own threshold; the depthwise loop spends more per multiply-add).
+constexpr int64_t kMinParallelMacs = int64_t{1} << 20;
+constexpr int64_t kMinParallelDw = int64_t{1} << 18;
+
 // Columns of im2col built at once per task: bounds the scratch memory and
 // keeps the chunk in L2.
 constexpr int64_t kColBytes = int64_t{256} << 10;
@@ -721,6 +810,10 @@ void gemm(const Gemm& p, const void* state, void* y, ThreadPool* pool) {
 void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   const ConvDims d = dims_of(p);
   if (p.N == 0 || p.M == 0 || d.P == 0) return;
+  // A small convolution (a batch-1 image's layer: tens of microseconds or
+  // less) runs on the calling thread: waking the pool costs more than it saves.
+  if (p.N * d.P * p.M * std::max<int64_t>(d.K, 1) < (is_depthwise(p) ? kMinParallelDw : kMinParallelMacs))
+    pool = nullptr;
   const bool xs = is_signed8(*p.x), ws = is_signed8(*p.w);
   if (is_depthwise(p)) {
     if (xs && ws)
@@ -750,9 +843,11 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   bool direct = d.ksize == 1;
   for (size_t s = 0; s < p.in.size(); ++s)
     direct = direct && p.stride[s] == 1 && p.pad_begin[s] == 0 && p.out[s] == p.in[s];
-  // The channels-last input: x itself when it is already (cl_in).
-  const std::vector<uint8_t> xcl_copy = p.cl_in ? std::vector<uint8_t>() : channels_last(p, d, pool);
-  const uint8_t* const xcl = p.cl_in ? bytes(*p.x) : xcl_copy.data();
+  // The channels-last input: x itself when it is already (cl_in) or has
+  // one channel ([N, 1, H, W] is [N, H, W, 1] byte for byte).
+  const bool cl_in = p.cl_in || p.C == 1;
+  const std::vector<uint8_t> xcl_copy = cl_in ? std::vector<uint8_t>() : channels_last(p, d, pool);
+  const uint8_t* const xcl = cl_in ? bytes(*p.x) : xcl_copy.data();
 
   // pool2x2: only the outputs of whole pairs of rows (Pc of them; a last odd
   // row is dropped, floor), each chunk a number of row pairs, pooled in its
@@ -776,7 +871,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   const auto zp = static_cast<uint8_t>(p.x_zp);  // the code's byte, s8 or u8
 
   auto task = [&](int64_t t, ThreadPool* inner) {
-    thread_local std::vector<uint8_t> col_buf, out_buf, pool_buf;
+    thread_local std::vector<uint8_t> col_buf, out_buf, pool_buf, plane_buf;
     const int64_t n = t / (p.group * chunks), g = (t / chunks) % p.group;
     const int64_t p0 = (t % chunks) * chunk, np = std::min(chunk, Pc - p0);
     const uint8_t* xg = xcl + n * d.in_size * p.C + g * d.Cg;
@@ -787,10 +882,16 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     const uint8_t* A = xg + p0 * p.C;
     int64_t lda = p.C;
     if (!direct) {
-      uint8_t* col = scratch(col_buf, sz(np * d.K) + 1);
-      im2col(p, d, xg, p0, np, zp, col);
+      // u8 codes: rows padded with zeros to a multiple of 4 bytes, which the
+      // GEMM reads in place (a_rows_padded) instead of packing them again.
+      const int64_t ld = xs ? d.K : ceil_div(d.K, 4) * 4;
+      uint8_t* col = scratch(col_buf, sz(np * ld) + 4);
+      if (im2col_1ch_fits(p))
+        im2col_1ch(p, d, xg, p0, np, zp, col, ld, plane_buf);
+      else
+        im2col(p, d, xg, p0, np, zp, col, ld);
       A = col;
-      lda = d.K;
+      lda = ld;
     }
     kernels::QGemmArgs a;
     a.M = np;
@@ -798,6 +899,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     a.lda = lda;
     a.a_signed = xs;
     a.a_zp = p.x_zp;
+    a.a_rows_padded = !xs && !direct;
     a.B = wp[sz(g)];
     a.b_zp = p.w_zp.data() + g * d.Mg;
     set_epilogue(a, p.ep, g * d.Mg);

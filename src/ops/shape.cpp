@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/qgemm.h"
+#include "kernels/qgemm.h"  // transpose_u8
 #include "ops/families.h"
 #include "ops/op_util.h"
 #include "qforge/quant.h"

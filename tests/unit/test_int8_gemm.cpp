@@ -83,6 +83,7 @@ struct Problem {
   std::vector<float> scale, fbias;
   int32_t y_zp = 0;
   bool y_signed = false;
+  bool a_rows_padded = false;  // QGemmArgs::a_rows_padded
 
   int32_t a(int64_t m, int64_t k) const {
     const uint8_t v = A[static_cast<size_t>(m * lda + k)];
@@ -156,6 +157,7 @@ std::vector<uint8_t> run_kernel(const QGemmKernel& kr, const Problem& p, uint8_t
   a.lda = p.lda;
   a.a_signed = p.a_signed;
   a.a_zp = p.a_zp;
+  a.a_rows_padded = p.a_rows_padded;
   a.B = &pb;
   a.b_zp = p.b_zp.data();
   a.out = p.out;
@@ -427,6 +429,36 @@ TEST_P(QGemmKernels, SevenBitWeightsOverTileEdges) {
           for (auto& v : p.B) v = static_cast<uint8_t>(static_cast<int8_t>(v % 128 - 64));
           const QPackedB pb = kernels::qpack_b(true, p.trans_b, K, N, p.B.data(), p.ldb);
           ASSERT_TRUE(pb.maddubs_exact()) << describe(p);
+          ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard), oracle(p, kGuard))) << kr.name;
+        }
+}
+
+// u8 A read in place: rows padded with zeros to K rounded up to 4
+// (a_rows_padded; the bytes past that, up to lda, anything) and K a multiple
+// of 4; weights without zero points (the driver then passes zero row sums
+// to kernels that only multiply them by -b_zp') and with them, per tensor
+// and per column.
+TEST_P(QGemmKernels, InPlaceAAndSymmetricWeights) {
+  const QGemmKernel& kr = *GetParam();
+  const QOutput outs[] = {QOutput::kS32, QOutput::kQ8Double, QOutput::kQ8Float, QOutput::kF32};
+  uint32_t seed = 900;
+  for (const int64_t M : {1, 5, 9, 300})
+    for (const int64_t N : {1, 16, 33})
+      for (const int64_t K : {1, 3, 5, 9, 12, 17, 64, 259})
+        for (int zp_case = 0; zp_case < 3; ++zp_case) {
+          Problem p = random_problem(M, N, K, false, true, outs[seed % 4], seed);
+          ++seed;
+          const int64_t kp = (K + 3) / 4 * 4;
+          if (K % 4 != 0 || zp_case == 1) {
+            p.a_rows_padded = true;
+            p.lda = kp + static_cast<int64_t>(seed % 3);
+            p.A.assign(static_cast<size_t>(M * p.lda), 0);
+            std::mt19937 rng(seed);
+            for (int64_t m = 0; m < M; ++m)
+              for (int64_t k = 0; k < p.lda; ++k)
+                if (k < K || k >= kp) p.A[static_cast<size_t>(m * p.lda + k)] = static_cast<uint8_t>(rng());
+          }
+          if (zp_case < 2) std::fill(p.b_zp.begin(), p.b_zp.end(), 0);
           ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard), oracle(p, kGuard))) << kr.name;
         }
 }
@@ -719,6 +751,16 @@ TEST(Int8Gemm, BadArgumentsAreErrors) {
   x = a;
   x.M = -1;
   expect_bad(x, "M < 0");
+  x = a;
+  x.a_signed = true;
+  x.a_rows_padded = true;
+  expect_bad(x, "a_rows_padded with s8 A");
+  const QPackedB pb3 = kernels::qpack_b(true, false, 3, 4, B.data(), 4);
+  x = a;
+  x.B = &pb3;
+  x.lda = 3;
+  x.a_rows_padded = true;
+  expect_bad(x, "a_rows_padded with lda 3 < kp 4");
   // One column's zero point out of range, in the middle, either side.
   for (int32_t bad : {128, -129}) {
     const std::vector<int32_t> zp_mid = {0, 5, bad, -3};

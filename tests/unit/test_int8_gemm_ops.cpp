@@ -469,28 +469,73 @@ std::string conv_what(const ConvCase& cc, int i) {
          " group " + std::to_string(cc.attrs.count("group") ? cc.attrs.at("group").i : 1);
 }
 
+// A QLinearConv call of this geometry on these inputs, its weights packed.
+OpCall qlinear_conv_call(const ConvCase& cc, Inputs in) {
+  OpCall c;
+  c.op = "QLinearConv";
+  c.opset = 10;
+  c.attrs = cc.attrs;
+  c.in = std::move(in);
+  c.packed = {3};
+  return c;
+}
+
+// Random QLinearConv inputs for this geometry: random 8-bit types, scales
+// per tensor or per channel (i), a bias on even i.
+Inputs random_qconv_inputs(Rng& r, const ConvCase& cc, int i) {
+  const DType tx = r.type8(), tw = r.type8(), ty = r.type8();
+  const int64_t M = cc.w[0], K = cc.w[1] * shape_numel(Shape(cc.w.begin() + 2, cc.w.end()));
+  const bool per_ch = i % 3 != 0;
+  Inputs in = {r.codes(tx, cc.x),
+               scalar_f32(r.real(0.5f, 2.0f)),
+               r.code(tx),
+               r.codes(tw, cc.w),
+               per_ch ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
+               per_ch ? r.codes(tw, {M}) : r.code(tw),
+               scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
+               r.code(ty),
+               std::nullopt};
+  if (i % 2 == 0) in[8] = r.i32({M}, -50000, 50000);
+  return in;
+}
+
 TEST(Int8GemmOps, QLinearConvFastPathIsTheReference) {
   Rng r(6);
   for (int i = 0; i < 60; ++i) {
     const ConvCase cc = random_conv(r, i);
-    const DType tx = r.type8(), tw = r.type8(), ty = r.type8();
-    const int64_t M = cc.w[0], K = cc.w[1] * shape_numel(Shape(cc.w.begin() + 2, cc.w.end()));
-    const bool per_ch = i % 3 != 0;
-    OpCall c;
-    c.op = "QLinearConv";
-    c.opset = 10;
-    c.attrs = cc.attrs;
-    c.in = {r.codes(tx, cc.x),
-            scalar_f32(r.real(0.5f, 2.0f)),
-            r.code(tx),
-            r.codes(tw, cc.w),
-            per_ch ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
-            per_ch ? r.codes(tw, {M}) : r.code(tw),
-            scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
-            r.code(ty),
-            std::nullopt};
-    if (i % 2 == 0) c.in[8] = r.i32({M}, -50000, 50000);
-    c.packed = {3};
+    const OpCall c = qlinear_conv_call(cc, random_qconv_inputs(r, cc, i));
+    expect_fast_is_reference(c, ops::reference::qlinear_conv, conv_what(cc, i));
+  }
+}
+
+// One input channel (a first layer's grayscale image): im2col from a padded
+// plane with 4-byte kernel-row copies, u8 rows padded with zeros to a
+// multiple of 4 that the GEMM reads in place (a_rows_padded), and no row
+// sums where the weights have no zero point. Kernel rows of 1-4 taps (5 and
+// a W dilation: the general im2col), planes narrower than 4, pads past the
+// image, strides, H dilations, weights with and without zero points, and a
+// 200 x 200 image whose second im2col chunk starts mid-row.
+TEST(Int8GemmOps, OneChannelQLinearConvIsTheReference) {
+  Rng r(19);
+  for (int i = 0; i < 40; ++i) {
+    const int64_t KH = r.range(1, 5), KW = i % 10 == 9 ? 5 : r.range(1, 4);
+    const int64_t dh = r.range(1, 2), dw = i % 10 == 8 ? 2 : 1;
+    const bool big = i == 0;
+    ConvCase cc;
+    cc.x = {r.range(1, 3), 1, big ? 200 : (KH - 1) * dh + r.range(1, 9),
+            big ? 200 : (KW - 1) * dw + r.range(1, 9)};
+    cc.w = {r.range(1, 40), 1, KH, KW};
+    cc.attrs = {{"strides", ais({r.range(1, 3), r.range(1, 3)})},
+                {"dilations", ais({dh, dw})},
+                {"pads", ais({r.range(0, 2), r.range(0, 2), r.range(0, 2), r.range(0, 2)})}};
+    const int64_t M = cc.w[0];
+    const DType tx = i % 4 == 3 ? DType::kI8 : DType::kU8, tw = i % 5 == 4 ? DType::kU8 : DType::kI8;
+    const bool w_zp = i % 3 == 2 || tw == DType::kU8;
+    const OpCall c = qlinear_conv_call(
+        cc, {r.codes(tx, cc.x), scalar_f32(r.real(0.5f, 2.0f)), r.code(tx), r.codes(tw, cc.w),
+             r.f32({M}, 0.5f, 2.0f), w_zp ? r.codes(tw, {M}) : Tensor(tw, {M}),
+             scalar_f32(1.0f / spread_scale(KH * KW) * r.real(0.5f, 2.0f)), r.code(DType::kU8),
+             r.i32({M}, -500, 500)});
     expect_fast_is_reference(c, ops::reference::qlinear_conv, conv_what(cc, i));
   }
 }
@@ -795,24 +840,7 @@ TEST(Int8GemmOps, DepthwiseQLinearConvIsTheReference) {
   Rng r(21);
   for (int i = 0; i < 120; ++i) {
     const ConvCase cc = random_depthwise(r, i);
-    const DType tx = r.type8(), tw = r.type8(), ty = r.type8();
-    const int64_t M = cc.w[0], K = cc.w[2] * cc.w[3];
-    const bool per_ch = i % 3 != 0;
-    OpCall c;
-    c.op = "QLinearConv";
-    c.opset = 10;
-    c.attrs = cc.attrs;
-    c.in = {r.codes(tx, cc.x),
-            scalar_f32(r.real(0.5f, 2.0f)),
-            r.code(tx),
-            r.codes(tw, cc.w),
-            per_ch ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
-            per_ch ? r.codes(tw, {M}) : r.code(tw),
-            scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
-            r.code(ty),
-            std::nullopt};
-    if (i % 2 == 0) c.in[8] = r.i32({M}, -50000, 50000);
-    c.packed = {3};
+    const OpCall c = qlinear_conv_call(cc, random_qconv_inputs(r, cc, i));
     expect_fast_is_reference(c, ops::reference::qlinear_conv, conv_what(cc, i));
   }
 }

@@ -1,6 +1,7 @@
 // Unit tests of the shape and data-movement ops (src/ops/shape.cpp): symbolic
 // shape inference, views, error cases and edge cases the ONNX backend test
 // data does not cover. Each test names the reference it checks against.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -330,26 +331,47 @@ TEST(ShapeOpsRun, ConcatValues) {
 // ---------------------------------------------------------------------------
 // Transpose
 
-// Compared with a naive index computation (out[i] = in[perm-mapped index]).
-void check_transpose(const Shape& s, const std::vector<int64_t>& perm) {
-  const Tensor x = iota_f32(s);
+// Compared with a naive index computation: y[i] is x at the perm-mapped
+// index. f32 (an iota) or u8 (bytes in a pattern; the SIMD byte transpose
+// where the contiguous input axis lands next to the innermost one).
+void check_transpose(const Shape& s, const std::vector<int64_t>& perm, DType t = DType::kF32) {
+  Tensor x = iota_f32(s);
+  if (t == DType::kU8) {
+    x = Tensor(DType::kU8, s);
+    auto* xp = static_cast<uint8_t*>(x.raw());
+    for (int64_t i = 0; i < x.numel(); ++i) xp[i] = static_cast<uint8_t>((i * 97 + i / 251) % 256);
+  }
   const auto y = run("Transpose", 13, {x}, {{"perm", A(perm)}});
   Shape os;
   for (int64_t p : perm) os.push_back(s[static_cast<size_t>(p)]);
   ASSERT_EQ(y[0].shape(), os);
+  ASSERT_EQ(y[0].dtype(), t);
+  const size_t es = y[0].nbytes() / static_cast<size_t>(std::max<int64_t>(y[0].numel(), 1));
   std::vector<int64_t> in_st(s.size(), 1);
   for (size_t k = s.size(); k-- > 1;) in_st[k - 1] = in_st[k] * s[k];
   std::vector<int64_t> c(os.size(), 0);
-  const float* p = y[0].data<float>();
+  const auto* yp = static_cast<const uint8_t*>(y[0].raw());
+  const auto* xp = static_cast<const uint8_t*>(x.raw());
   for (int64_t i = 0; i < y[0].numel(); ++i) {
     int64_t src = 0;
     for (size_t k = 0; k < os.size(); ++k) src += c[k] * in_st[static_cast<size_t>(perm[k])];
-    ASSERT_EQ(p[i], static_cast<float>(src)) << "at " << i;
+    ASSERT_EQ(std::memcmp(yp + static_cast<size_t>(i) * es, xp + static_cast<size_t>(src) * es, es), 0)
+        << "at " << i;
     for (size_t k = os.size(); k-- > 0;) {
       if (++c[k] < os[k]) break;
       c[k] = 0;
     }
   }
+}
+
+TEST(ShapeOpsRun, TransposeBytesMatchesNaive) {
+  const DType u8 = DType::kU8;
+  check_transpose({32, 7, 7, 64}, {0, 3, 1, 2}, u8);  // channels-last codes to NCHW
+  check_transpose({3, 17, 5, 33}, {0, 3, 1, 2}, u8);  // partial 16 x 16 blocks
+  check_transpose({40, 19}, {1, 0}, u8);              // 2-D
+  check_transpose({2, 3, 18, 20}, {1, 0, 3, 2}, u8);  // two outer axes, permuted
+  check_transpose({2, 5, 9, 70}, {0, 2, 3, 1}, u8);   // NCHW -> NHWC
+  check_transpose({2, 3, 4, 5}, {0, 2, 1, 3}, u8);    // inner rows kept
 }
 
 TEST(ShapeOpsRun, TransposeMatchesNaive) {

@@ -33,12 +33,16 @@ inline int32_t load4(const uint8_t* p) {
   return v;
 }
 
-// Stores 16 int32 codes, already in [qmin, qmax], as bytes.
-inline void store_codes(const QGemmTile& t, uint8_t* c, __mmask16 m, __m512i q) {
-  if (t.qmin < 0)
-    _mm512_mask_cvtsepi32_storeu_epi8(c, m, q);
+// Stores 16 int32 codes, already in [qmin, qmax], as bytes: the low byte of
+// each is its code, s8 or u8 (vpmovdb truncates). Narrowed in a register and
+// stored whole where the tile is: vpmovdb with a memory operand is several
+// times slower per store on AMD.
+inline void store_codes(uint8_t* c, __mmask16 m, __m512i q) {
+  const __m128i b = _mm512_cvtepi32_epi8(q);
+  if (m == 0xffff)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c), b);
   else
-    _mm512_mask_cvtusepi32_storeu_epi8(c, m, q);
+    _mm_mask_storeu_epi8(c, m, b);
 }
 
 // The per-column values of one panel of the tile (16 columns from j0),
@@ -48,6 +52,7 @@ inline void store_codes(const QGemmTile& t, uint8_t* c, __mmask16 m, __m512i q) 
 struct PanelCols {
   __m512i col_off, neg_b_zp;
   __m512 scale, fbias;
+  __m512d dscale[2];  // kQ8Double: the scales widened to double (exact), 8 columns each
   bool zp;
 };
 
@@ -61,6 +66,9 @@ inline __attribute__((always_inline)) PanelCols panel_cols(const QGemmTile& t, i
                                                               : _mm512_setzero_ps();
   c.fbias = OUT == QOutput::kF32 && t.fbias != nullptr ? _mm512_loadu_ps(t.fbias + j0)
                                                        : _mm512_setzero_ps();
+  for (int h = 0; h < 2; ++h)
+    c.dscale[h] = OUT == QOutput::kQ8Double ? _mm512_cvtps_pd(_mm256_loadu_ps(t.scale + j0 + 8 * h))
+                                            : _mm512_setzero_pd();
   return c;
 }
 
@@ -91,7 +99,7 @@ inline __attribute__((always_inline)) void epilogue(const QGemmTile& t, int64_t 
       const __m512i q = _mm512_add_epi32(
           _mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
           _mm512_set1_epi32(t.y_zp));
-      store_codes(t, static_cast<uint8_t*>(t.c) + at, m, q);
+      store_codes(static_cast<uint8_t*>(t.c) + at, m, q);
       break;
     }
     case QOutput::kQ8Double: {
@@ -100,15 +108,14 @@ inline __attribute__((always_inline)) void epilogue(const QGemmTile& t, int64_t 
       __m256i half[2];
       for (int h = 0; h < 2; ++h) {
         const __m256i vi = h == 0 ? _mm512_castsi512_si256(v) : _mm512_extracti64x4_epi64(v, 1);
-        __m512d d = _mm512_mul_pd(_mm512_cvtepi32_pd(vi),
-                                  _mm512_cvtps_pd(_mm256_loadu_ps(t.scale + j0 + 8 * h)));
+        __m512d d = _mm512_mul_pd(_mm512_cvtepi32_pd(vi), c.dscale[h]);
         d = _mm512_min_pd(_mm512_max_pd(d, lo), hi);
         half[h] = _mm512_cvt_roundpd_epi32(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       }
       const __m512i q =
           _mm512_add_epi32(_mm512_inserti64x4(_mm512_castsi256_si512(half[0]), half[1], 1),
                            _mm512_set1_epi32(t.y_zp));
-      store_codes(t, static_cast<uint8_t*>(t.c) + at, m, q);
+      store_codes(static_cast<uint8_t*>(t.c) + at, m, q);
       break;
     }
   }
@@ -125,8 +132,11 @@ inline __attribute__((always_inline)) __m512i dpbusd(__m512i acc, __m512i a, __m
 }
 
 // MR rows (the tile's m), NP panels of 16 columns, U interleaved k groups.
+// The tile's fields are read from a local copy: the byte stores to C may
+// alias *tp, and the epilogue would reload every field after every store.
 template <int MR, int NP, int U>
-void tile(const QGemmTile& t) {
+void tile(const QGemmTile& tp) {
+  const QGemmTile t = tp;
   __m512i acc[U][MR][NP];
   for (int u = 0; u < U; ++u)
     for (int i = 0; i < MR; ++i)
