@@ -357,6 +357,34 @@ TEST(SessionApi, ChecksInputsAtRun) {
   expect_error([&] { s.run({}); }, "was not given");
 }
 
+// Initializers are read through the plan, not copied into each run's frame;
+// a graph input of the same name, when fed, comes first (ONNX: an
+// initializer is the default of an input of its name).
+TEST(SessionApi, FedInputOverridesInitializerOfItsName) {
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.graph.name = "g";
+  m.graph.inputs = {"x", "w"};
+  m.graph.values["x"] = ir::ValueInfo{DType::kF32, ir::to_sym(Shape{2})};
+  m.graph.values["w"] = ir::ValueInfo{DType::kF32, ir::to_sym(Shape{2})};
+  m.graph.initializers["w"] = Tensor::from<float>({2}, {10, 20});
+  m.graph.initializers["k"] = Tensor::from<float>({2}, {100, 200});
+  m.graph.nodes = {test::one_output_node("Add", {"x", "w"}, "s"),
+                   test::one_output_node("Add", {"s", "k"}, "y")};
+  m.graph.outputs = {"y", "k"};  // an initializer as a graph output too
+  SessionOptions plain;
+  plain.optimize = false;
+  const Session s(m, plain);
+  const Tensor x = Tensor::from<float>({2}, {1, 2});
+  for (int run = 0; run < 2; ++run) {  // the second run reuses the first's buffers
+    const std::vector<Tensor> y = s.run({{"x", x}, {"w", Tensor::from<float>({2}, {3, 4})}});
+    ASSERT_EQ(y.size(), 2u);
+    EXPECT_EQ(y[0].data<float>()[0], 104.0f);
+    EXPECT_EQ(y[0].data<float>()[1], 206.0f);
+    EXPECT_EQ(y[1].data<float>()[1], 200.0f);
+  }
+}
+
 TEST(SessionApi, RefusesUnsupportedOpsListingThem) {
   onnx::ModelProto mp = relu_model();
   mp.mutable_graph()->mutable_node(0)->set_op_type("NoSuchOp");
