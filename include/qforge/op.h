@@ -70,9 +70,23 @@ class OpContext {
  public:
   OpContext(const ir::Node& node, int64_t opset, std::vector<const Tensor*> inputs,
             const void* state, ThreadPool* pool)
-      : node_(node), opset_(opset), inputs_(std::move(inputs)), outputs_(node.outputs.size()),
-        state_(state), pool_(pool) {}
+      : OpContext(node, opset, std::move(inputs), {}, state, pool) {}
+  // The same with a vector whose capacity the outputs reuse (its contents
+  // are dropped): an executor hands the same two vectors to every node.
+  OpContext(const ir::Node& node, int64_t opset, std::vector<const Tensor*> inputs,
+            std::vector<Tensor> output_storage, const void* state, ThreadPool* pool)
+      : node_(node), opset_(opset), inputs_(std::move(inputs)), outputs_(std::move(output_storage)),
+        state_(state), pool_(pool) {
+    outputs_.clear();
+    outputs_.resize(node.outputs.size());
+  }
   virtual ~OpContext() = default;
+  // Moves the input and output vectors out (for the next node's context);
+  // this context is done with after it.
+  void release_vectors(std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs) {
+    inputs = std::move(inputs_);
+    outputs = std::move(outputs_);
+  }
 
   const ir::Node& node() const { return node_; }
   int64_t opset() const { return opset_; }

@@ -72,13 +72,10 @@ int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a
   throw Error(code, node.describe(), problem, expected);
 }
 
-// fail() unless ok; the message is built only on failure (these checks run
-// on every node run).
+// QFORGE_CHECK with the node as the subject; like it, the message is built
+// only on failure (these checks run on every node run).
 #define QREQUIRE(ok, node, code, problem, expected) \
-  do {                                              \
-    if (!(ok)) [[unlikely]]                         \
-      fail(node, code, problem, expected);          \
-  } while (0)
+  QFORGE_CHECK(ok, code, (node).describe(), problem, expected)
 
 std::string name_of(DType t) { return std::string(dtype_name(t)); }
 
@@ -113,6 +110,7 @@ void expect_same_type(const ir::Node& node, std::string_view what, DType got,
 const std::array<DType, 1> kF32Only{DType::kF32};
 const std::array<DType, 1> kI32Only{DType::kI32};
 const std::array<DType, 2> kF32OrF16{DType::kF32, DType::kF16};
+const std::array<DType, 3> kF32F16OrBF16{DType::kF32, DType::kF16, DType::kBF16};
 
 const std::vector<DType> k8Bit = {DType::kU8, DType::kI8};
 
@@ -150,6 +148,13 @@ std::vector<float> floats_of(const Tensor& t) {
 std::vector<int32_t> codes_of(const Tensor& t) {
   std::vector<int32_t> v(sz(t.numel()));
   if (!v.empty()) load_codes(t.raw(), t.numel(), t.dtype(), v.data());
+  return v;
+}
+
+// codes_of(t)[0] without the vector (t has an element).
+int32_t first_code(const Tensor& t) {
+  int32_t v = 0;
+  load_codes(t.raw(), 1, t.dtype(), &v);
   return v;
 }
 
@@ -595,13 +600,27 @@ MatmulPlan plan_matmul(const Shape& a, const Shape& b, const ir::Node& node) {
            "multiplies A of shape " + shape_str(a) + " by B of shape " + shape_str(b),
            "A's last dimension equal to B's second-to-last (" + std::to_string(p.K) + ")");
   const Shape ab(p.a2.begin(), p.a2.end() - 2), bb(p.b2.begin(), p.b2.end() - 2);
-  const Shape ob = broadcast_shapes(ab, bb, node);
-  for_each_broadcast(ob, {broadcast_strides(ab, ob), broadcast_strides(bb, ob)},
-                     [&](int64_t, const std::vector<int64_t>& off) {
-                       p.a_mat.push_back(off[0]);
-                       p.b_mat.push_back(off[1]);
-                     });
-  p.out = ob;
+  Shape ob = broadcast_shapes(ab, bb, node);
+  // Each operand's matrices: one per output matrix (i) or a single one (0)
+  // in the common cases, else by broadcasting.
+  const int64_t count = shape_numel(ob);
+  const bool a_all = ab == ob, b_all = bb == ob;
+  const bool a_one = shape_numel(ab) == 1, b_one = shape_numel(bb) == 1;
+  if ((a_all || a_one) && (b_all || b_one)) {
+    p.a_mat.resize(sz(count));
+    p.b_mat.resize(sz(count));
+    for (int64_t i = 0; i < count; ++i) {
+      p.a_mat[sz(i)] = a_all ? i : 0;
+      p.b_mat[sz(i)] = b_all ? i : 0;
+    }
+  } else {
+    for_each_broadcast(ob, {broadcast_strides(ab, ob), broadcast_strides(bb, ob)},
+                       [&](int64_t, const std::vector<int64_t>& off) {
+                         p.a_mat.push_back(off[0]);
+                         p.b_mat.push_back(off[1]);
+                       });
+  }
+  p.out = std::move(ob);
   if (a.size() > 1) p.out.push_back(p.M);
   if (b.size() > 1) p.out.push_back(p.N);
   return p;
@@ -685,14 +704,14 @@ std::vector<float> side_scales(const ir::Node& node, const Tensor& s, const Shap
 std::optional<int32_t> per_tensor_zp(const Tensor* zp) {
   if (zp == nullptr) return 0;
   if (zp->numel() != 1) return std::nullopt;
-  return codes_of(*zp)[0];
+  return first_code(*zp);
 }
 
 // N per-column values of B's zero point: absent (zeros), a single value, or
 // a 1-D tensor of N (side_param_shape's per-tensor and per-column cases).
 std::optional<std::vector<int32_t>> per_column_zp(const Tensor* zp, int64_t N) {
   if (zp == nullptr) return std::vector<int32_t>(sz(N), 0);
-  if (zp->numel() == 1) return std::vector<int32_t>(sz(N), codes_of(*zp)[0]);
+  if (zp->numel() == 1) return std::vector<int32_t>(sz(N), first_code(*zp));
   if (zp->rank() == 1 && zp->numel() == N) return codes_of(*zp);
   return std::nullopt;
 }
@@ -713,8 +732,9 @@ std::vector<T> per_channel(const std::vector<T>& v, int64_t M) {
 
 bool signed8(const Tensor& t) { return t.dtype() == DType::kI8; }
 
-// The fast path's description of a planned matmul (A per tensor, B per column).
-int8::Matmul int8_matmul(const MatmulPlan& p, const Tensor& a, int32_t a_zp, const Tensor& b,
+// The fast path's description of a planned matmul (A per tensor, B per
+// column); p's matrix lists are moved into it (the rest of p stays).
+int8::Matmul int8_matmul(MatmulPlan&& p, const Tensor& a, int32_t a_zp, const Tensor& b,
                          std::vector<int32_t> b_zp) {
   int8::Matmul m;
   m.a = &a;
@@ -724,8 +744,8 @@ int8::Matmul int8_matmul(const MatmulPlan& p, const Tensor& a, int32_t a_zp, con
   m.M = p.M;
   m.K = p.K;
   m.N = p.N;
-  m.a_mat = p.a_mat;
-  m.b_mat = p.b_mat;
+  m.a_mat = std::move(p.a_mat);
+  m.b_mat = std::move(p.b_mat);
   return m;
 }
 
@@ -764,13 +784,13 @@ void matmul_integer_run(OpContext& ctx, Path path) {
   const Tensor* bz = ctx.has_input(3) ? &ctx.input(3) : nullptr;
   if (az) expect_same_type(node, "a_zero_point", az->dtype(), "A", a.dtype());
   if (bz) expect_same_type(node, "b_zero_point", bz->dtype(), "B", b.dtype());
-  const MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
+  MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
   if (path == Path::kFast) {
     // Wrapping int32 sums are the spec's: no exactness condition.
     const std::optional<int32_t> a_zp = per_tensor_zp(az);
     std::optional<std::vector<int32_t>> b_zp = per_column_zp(bz, p.N);
     if (a_zp && b_zp) {
-      const int8::Matmul m = int8_matmul(p, a, *a_zp, b, std::move(*b_zp));
+      const int8::Matmul m = int8_matmul(std::move(p), a, *a_zp, b, std::move(*b_zp));
       int8::matmul(m, ctx.state(), ctx.output(0, DType::kI32, p.out).raw(), ctx.pool());
       return;
     }
@@ -807,10 +827,10 @@ void qlinear_matmul_run(OpContext& ctx, Path path) {
   expect_same_type(node, "a_zero_point", az.dtype(), "a", a.dtype());
   expect_same_type(node, "b_zero_point", bz.dtype(), "b", b.dtype());
   expect_type(node, "y_zero_point", yz.dtype(), k8Bit);
-  const std::vector<DType> st = ctx.opset() >= 21
-                                    ? std::vector<DType>{DType::kF32, DType::kF16, DType::kBF16}
-                                    : std::vector<DType>{DType::kF32};
-  expect_type(node, "a_scale", as.dtype(), st);
+  if (ctx.opset() >= 21)
+    expect_type(node, "a_scale", as.dtype(), kF32F16OrBF16);
+  else
+    expect_type(node, "a_scale", as.dtype(), kF32Only);
   expect_same_type(node, "b_scale", bs.dtype(), "a_scale", as.dtype());
   expect_same_type(node, "y_scale", ys.dtype(), "a_scale", as.dtype());
   if (!(is_single(ys) && is_single(yz)))  // (messages built only on failure)
@@ -821,8 +841,8 @@ void qlinear_matmul_run(OpContext& ctx, Path path) {
   if (!(std::isfinite(y_scale) && y_scale != 0))
     fail(node, Errc::kInvalidArgument, "y_scale is " + std::to_string(y_scale),
          "a finite, non-zero scale to divide by");
-  const int32_t y_zp = codes_of(yz)[0];
-  const MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
+  const int32_t y_zp = first_code(yz);
+  MatmulPlan p = plan_matmul(a.shape(), b.shape(), node);
   std::vector<int32_t> bias;  // ai.qforge's: N values, or none
   int64_t bias_max = 0;
   if (ctx.has_input(8)) {
@@ -843,10 +863,11 @@ void qlinear_matmul_run(OpContext& ctx, Path path) {
     const std::optional<std::vector<float>> sb = per_column_scale(bs, p.N);
     if (a_zp && b_zp && sb &&
         kernels::exact_in_int32(p.K, signed8(a), *a_zp, signed8(b), b_zp->data(), p.N, bias_max)) {
-      int8::Matmul m = int8_matmul(p, a, *a_zp, b, std::move(*b_zp));
+      int8::Matmul m = int8_matmul(std::move(p), a, *a_zp, b, std::move(*b_zp));
       m.ep.out = kernels::QOutput::kQ8Double;
-      m.ep.bias = bias;
+      m.ep.bias = std::move(bias);
       const float sa = float_at(as, 0);
+      m.ep.scale.reserve(sz(p.N));
       for (int64_t n = 0; n < p.N; ++n)  // the multiplier exactly as below
         m.ep.scale.push_back(round_to(t, round_to(t, sa * (*sb)[sz(n)]) / y_scale));
       m.ep.y_zp = y_zp;
@@ -992,8 +1013,8 @@ ConvGeom conv_geometry(const ir::Node& node, const Shape& x, const Shape& w) {
         "kernel_shape is " + shape_str(win.kernel) + " but the weights have shape " + shape_str(w),
         "kernel_shape equal to the weights' spatial dimensions");
   g.in.assign(x.begin() + 2, x.end());
-  g.stride = win.strides;
-  g.dilation = win.dilations;
+  g.out.reserve(S);
+  g.pad_begin.reserve(S);
   for (size_t d = 0; d < S; ++d) {
     int64_t pb = 0, pe = 0;
     const int64_t o = window_out(win, d, g.in[d], g.kernel[d], pb, pe);
@@ -1001,6 +1022,8 @@ ConvGeom conv_geometry(const ir::Node& node, const Shape& x, const Shape& w) {
     g.out.push_back(o);
     g.pad_begin.push_back(pb);
   }
+  g.stride = std::move(win.strides);
+  g.dilation = std::move(win.dilations);
   return g;
 }
 
@@ -1085,8 +1108,9 @@ std::vector<int32_t> weights_minus_zero_point(const ir::Node& node, const Tensor
   return W;
 }
 
-// The fast path's description of a checked convolution.
-int8::Conv int8_conv(const ConvGeom& g, const Tensor& x, int32_t x_zp, const Tensor& w,
+// The fast path's description of a checked convolution (g's vectors moved
+// into it: these run on every call).
+int8::Conv int8_conv(ConvGeom&& g, const Tensor& x, int32_t x_zp, const Tensor& w,
                      std::vector<int32_t> w_zp) {
   int8::Conv c;
   c.x = &x;
@@ -1097,12 +1121,12 @@ int8::Conv int8_conv(const ConvGeom& g, const Tensor& x, int32_t x_zp, const Ten
   c.C = g.C;
   c.M = g.M;
   c.group = g.group;
-  c.in = g.in;
-  c.kernel = g.kernel;
-  c.out = g.out;
-  c.stride = g.stride;
-  c.dilation = g.dilation;
-  c.pad_begin = g.pad_begin;
+  c.in = std::move(g.in);
+  c.kernel = std::move(g.kernel);
+  c.out = std::move(g.out);
+  c.stride = std::move(g.stride);
+  c.dilation = std::move(g.dilation);
+  c.pad_begin = std::move(g.pad_begin);
   return c;
 }
 
@@ -1155,7 +1179,7 @@ void conv_integer_run(OpContext& ctx, Path path) {
   const int32_t xz = single_zero_point(ctx, 2, "x_zero_point", x.dtype(), "x");
   const Tensor* wz = ctx.has_input(3) ? &ctx.input(3) : nullptr;
   if (wz) expect_same_type(node, "w_zero_point", wz->dtype(), "w", w.dtype());
-  const ConvGeom g = conv_geometry(node, x.shape(), w.shape());
+  ConvGeom g = conv_geometry(node, x.shape(), w.shape());
   Shape out{g.N, g.M};
   out.insert(out.end(), g.out.begin(), g.out.end());
   if (path == Path::kFast) {
@@ -1165,7 +1189,7 @@ void conv_integer_run(OpContext& ctx, Path path) {
       expect_per_channel(node, *wz, "w_zero_point", g.M, true);
       w_zp = per_channel(codes_of(*wz), g.M);
     }
-    const int8::Conv c = int8_conv(g, x, xz, w, std::move(w_zp));
+    const int8::Conv c = int8_conv(std::move(g), x, xz, w, std::move(w_zp));
     int8::conv(c, ctx.state(), ctx.output(0, DType::kI32, out).raw(), ctx.pool());
     return;
   }
@@ -1225,7 +1249,7 @@ void qlinear_conv_impl(OpContext& ctx, Path path, bool pool) {
            "input x has shape " + shape_str(xin.shape()),
            "rank 4: the fused MaxPool and channels_last are 2-D");
   const Shape xs = cl ? Shape{xin.dim(0), xin.dim(3), xin.dim(1), xin.dim(2)} : xin.shape();
-  const ConvGeom g = conv_geometry(node, xs, w.shape());
+  ConvGeom g = conv_geometry(node, xs, w.shape());
   expect_per_channel(node, ws, "w_scale", g.M, true);
   std::vector<int32_t> bias;
   if (ctx.has_input(8)) {
@@ -1269,11 +1293,13 @@ void qlinear_conv_impl(OpContext& ctx, Path path, bool pool) {
     const int64_t K = g.C / g.group * shape_numel(g.kernel);
     // The int32 sum plus bias must equal the reference's int64 one.
     if (kernels::exact_in_int32(K, signed8(xin), xz, signed8(w), w_zp.data(), g.M, bias_max)) {
-      int8::Conv c = int8_conv(g, xin, xz, w, std::move(w_zp));
+      const int64_t M = g.M;
+      int8::Conv c = int8_conv(std::move(g), xin, xz, w, std::move(w_zp));
       c.ep.out = kernels::QOutput::kQ8Double;
-      for (int64_t m = 0; m < g.M; ++m)  // the multiplier exactly as below
+      c.ep.scale.reserve(sz(M));
+      for (int64_t m = 0; m < M; ++m)  // the multiplier exactly as below
         c.ep.scale.push_back(x_scale * wsv[wsv.size() == 1 ? 0 : sz(m)] / y_scale);
-      c.ep.bias = bias;
+      c.ep.bias = std::move(bias);
       c.ep.y_zp = y_zp;
       c.ep.y_signed = signed8(yz);
       c.cl_in = cl;
@@ -1837,7 +1863,7 @@ void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_
                              float a_scale, const Tensor& b, const Tensor* bz, const Tensor& bs,
                              const Tensor* bias, DType out_type) {
   const ir::Node& node = ctx.node();
-  const MatmulPlan p = plan_matmul(aq.shape(), b.shape(), node);
+  MatmulPlan p = plan_matmul(aq.shape(), b.shape(), node);
   std::vector<float> bv;
   auto read_bias = [&] {
     if (!bias) return;
@@ -1855,7 +1881,7 @@ void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_
     if (b_zp && sb &&
         kernels::exact_in_int32(p.K, signed8(aq), a_zp, signed8(b), b_zp->data(), p.N)) {
       read_bias();
-      int8::Matmul m = int8_matmul(p, aq, a_zp, b, std::move(*b_zp));
+      int8::Matmul m = int8_matmul(std::move(p), aq, a_zp, b, std::move(*b_zp));
       m.ep.out = kernels::QOutput::kF32;
       m.ep.scale = std::move(*sb);
       for (float& v : m.ep.scale) v = a_scale * v;

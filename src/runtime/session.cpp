@@ -138,7 +138,7 @@ std::unique_ptr<GraphPlan> build_plan(const ir::Graph& g, const ir::Model& m, Th
 class BufferPool {
  public:
   std::shared_ptr<Storage> get(size_t bytes) {
-    auto it = free_.lower_bound(bytes);
+    auto it = std::lower_bound(free_.begin(), free_.end(), bytes, by_size);
     if (it != free_.end() && it->first <= 2 * bytes + 4096) {
       auto s = std::move(it->second);
       free_.erase(it);
@@ -150,7 +150,12 @@ class BufferPool {
   }
   void release(Tensor& t) {
     const auto& s = t.storage();
-    if (s && s.use_count() == 1 && mine_.count(s.get())) free_.emplace(s->size(), s);
+    if (s && s.use_count() == 1 && mine_.count(s.get())) {
+      const size_t bytes = s->size();
+      free_.emplace(std::upper_bound(free_.begin(), free_.end(), bytes,
+                                     [](size_t b, const Entry& e) { return b < e.first; }),
+                    bytes, s);
+    }
     t = Tensor();
   }
   // After a run: forget the buffers given away (the outputs), whose
@@ -161,7 +166,11 @@ class BufferPool {
   }
 
  private:
-  std::multimap<size_t, std::shared_ptr<Storage>> free_;
+  using Entry = std::pair<size_t, std::shared_ptr<Storage>>;
+  static bool by_size(const Entry& e, size_t b) { return e.first < b; }
+  // Sorted by size (a vector: its capacity stays from run to run, where a
+  // multimap allocated a node per release).
+  std::vector<Entry> free_;
   std::unordered_set<const Storage*> mine_;
 };
 
@@ -199,8 +208,9 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
 
 class StepContext : public ops::OpContext {
  public:
-  StepContext(const Step& st, std::vector<const Tensor*> in, const Frame& frame, RunState& rs)
-      : OpContext(*st.node, st.opset, std::move(in), st.state.get(), rs.threads),
+  StepContext(const Step& st, std::vector<const Tensor*> in, std::vector<Tensor> out,
+              const Frame& frame, RunState& rs)
+      : OpContext(*st.node, st.opset, std::move(in), std::move(out), st.state.get(), rs.threads),
         step_(st), frame_(frame), rs_(rs) {}
 
   std::vector<Tensor> run_subgraph(const std::string& attr, const std::vector<Tensor>& inputs) override {
@@ -254,9 +264,11 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
     for (size_t i = 0; i < plan.inputs.size() && i < inputs.size(); ++i)
       (*tap)(plan.graph->inputs[i], inputs[i]);
 
+  // One input and one output vector for every step (their capacity reused).
+  std::vector<const Tensor*> in;
+  std::vector<Tensor> outs;
   for (const Step& st : plan.steps) {
-    std::vector<const Tensor*> in;
-    in.reserve(st.in.size());
+    in.clear();
     for (size_t i = 0; i < st.in.size(); ++i) {
       const int s = st.in[i];
       if (s < 0) {
@@ -269,7 +281,7 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
                     "reads '" + st.node->inputs[i] + "', which has no value at this point");
       in.push_back(t);
     }
-    StepContext ctx(st, std::move(in), f, rs);
+    StepContext ctx(st, std::move(in), std::move(outs), f, rs);
     const auto t0 = std::chrono::steady_clock::now();
     st.def->run(ctx);
     if (rs.profile) {
@@ -288,6 +300,8 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
       f.slots[static_cast<size_t>(s)] = std::move(o);
       if (tap) (*tap)(st.node->outputs[i], f.slots[static_cast<size_t>(s)]);
     }
+    ctx.release_vectors(in, outs);
+    outs.clear();  // an optional output nobody reads goes now, as with the context
     for (int s : st.dead_after) rs.pool->release(f.slots[static_cast<size_t>(s)]);
   }
   std::vector<Tensor> out;
