@@ -413,6 +413,26 @@ TEST_P(QGemmKernels, ThreadsDoNotChangeResults) {
     }
 }
 
+// C's rows 4 KiB apart (ldc * element size a multiple of 4096): the driver
+// sweeps the column panels over blocks of rows instead of whole chunks;
+// row counts past a block with tails, one thread and several.
+TEST_P(QGemmKernels, RowsFourKiBApartOverRowBlocks) {
+  const QGemmKernel& kr = *GetParam();
+  ThreadPool pool(2);
+  const QOutput outs[] = {QOutput::kS32, QOutput::kQ8Double, QOutput::kQ8Float, QOutput::kF32};
+  uint32_t seed = 1300;
+  for (const int64_t M : {7, 17, 37, 130})
+    for (const int64_t N : {1, 33, 70})
+      for (const int64_t K : {4, 65, 256}) {
+        Problem p = random_problem(M, N, K, seed % 3 == 0, true, outs[seed % 4], seed);
+        ++seed;
+        p.ldc = 4096 / static_cast<int64_t>(p.elem());
+        const auto want = oracle(p, kGuard);
+        ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard), want)) << kr.name << " " << describe(p);
+        ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard, &pool), want)) << kr.name << " threads";
+      }
+}
+
 // s8 weights in [-64, 63] (the quantizer's reduce_range): vpmaddubsw can't
 // saturate on them (qgemm.h), so the AVX2 maddubs kernel itself runs here,
 // not its exact stand-in; tile edges as above, every A type and epilogue.
