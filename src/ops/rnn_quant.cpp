@@ -230,13 +230,15 @@ std::shared_ptr<const void> prepare(const PrepareContext& pc, Cell cell) {
 
 // ---- dynamic quantization of activations ----
 
-// The range of rows [r0, r1) of `a` (K floats each) that have in_range ==
-// nullptr or (*in_range)[r] (the others count as zeros, which the range
-// holds anyway), widened to contain 0.
+// A range of values, widened to contain 0; finite: no NaN or Inf was seen.
 struct Range {
   float lo = 0.0f, hi = 0.0f;
   bool finite = true;
 };
+
+// The range of rows [r0, r1) of `a` (K floats each) that have in_range ==
+// nullptr or (*in_range)[r] (the others count as zeros, which the range
+// holds anyway).
 Range row_range(const float* a, int64_t r0, int64_t r1, int64_t K,
                 const std::vector<char>* in_range) {
   const auto& kr = kernels::kernels();
