@@ -32,11 +32,6 @@ int64_t round_up(int64_t a, int64_t b) {
   return ceil_div(a, b) * b;
 }
 
-// Two's complement wrap of an exact value (the arithmetic is modulo 2^32).
-int32_t wrap32(int64_t v) {
-  return static_cast<int32_t>(static_cast<uint32_t>(v));
-}
-
 [[noreturn]] void bad(const std::string& problem, const std::string& expected) {
   throw Error(Errc::kInvalidArgument, "qgemm", problem, expected);
 }
@@ -55,6 +50,7 @@ int64_t max_deviation(bool is_signed, int32_t zp) {
 
 thread_local Scratch t_pack_a;
 thread_local Scratch t_row_sums;
+thread_local Scratch t_cols;  // a call's column terms (Job::col_off, neg_b_zp)
 
 // At least n zero row sums (never written but here).
 const int32_t* zero_row_sums(size_t n) {
@@ -147,7 +143,8 @@ struct Job {
   const QGemmKernel* kr = nullptr;
   const QGemmArgs* args = nullptr;
   int64_t M = 0, N = 0, K = 0, kp = 0;
-  std::vector<int32_t> col_off, neg_b_zp;
+  const int32_t* col_off = nullptr;  // np values each (see run)
+  const int32_t* neg_b_zp = nullptr;
   bool row_term = true;  // some -b_zp' is non-zero (or the kernel needs row sums)
   // The epilogue's N-value columns, padded to kMaxNr (the kernels read whole
   // tiles): the caller's arrays where N is already a multiple, else copies.
@@ -205,8 +202,8 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
       for (int64_t jr = n0; jr < n1; jr += nr) {
         t.n = std::min(nr, n1 - jr);
         t.b = bdata != nullptr ? bdata + (jr / kQPanel) * kp * kQPanel : nullptr;
-        t.col_off = g.col_off.data() + jr;
-        t.neg_b_zp = g.neg_b_zp.data() + jr;
+        t.col_off = g.col_off + jr;
+        t.neg_b_zp = g.neg_b_zp + jr;
         t.scale = g.scale != nullptr ? g.scale + jr : nullptr;
         t.fbias = g.fbias != nullptr ? g.fbias + jr : nullptr;
         for (int64_t ir = ib; ir < ib_end; ir += mr) {
@@ -220,6 +217,47 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
       }
     }
   }
+}
+
+// The set-up loops of a call, over its N columns: most of a small GEMM's
+// set-up unless they vectorise, so compiled for AVX-512 and AVX2 as well
+// (integer arithmetic: the same results on every ISA).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QFORGE_QGEMM_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QFORGE_QGEMM_CLONES
+#endif
+
+// *lo, *hi = the least and greatest of v[0..n), n >= 1.
+QFORGE_QGEMM_CLONES void minmax_i32(const int32_t* v, int64_t n, int32_t* lo, int32_t* hi) {
+  int32_t l = v[0], h = v[0];
+  for (int64_t j = 1; j < n; ++j) {
+    l = std::min(l, v[j]);
+    h = std::max(h, v[j]);
+  }
+  *lo = l;
+  *hi = h;
+}
+
+// The column terms of the zero-point folding (qgemm.h) for j < N, from
+// a_zp' = azp and b_zp'[j] = b_zp[j] - shift: col_off[j] = -a_zp' colsum[j]
+// + K a_zp' b_zp'[j] and neg_b_zp[j] = -b_zp'[j], modulo 2^32 (computed in
+// uint32, which wraps as the int32 sums do). True if some b_zp' is non-zero.
+QFORGE_QGEMM_CLONES bool column_terms(const int32_t* b_zp, const int32_t* colsum, int64_t N,
+                                      int64_t K, int32_t azp, int32_t shift, int32_t* col_off,
+                                      int32_t* neg_b_zp) {
+  const uint32_t za = static_cast<uint32_t>(azp);
+  const uint32_t k_za = static_cast<uint32_t>(K) * za;
+  int32_t any = 0;
+  for (int64_t j = 0; j < N; ++j) {
+    const int32_t bzp = b_zp[j] - shift;
+    col_off[j] = static_cast<int32_t>(k_za * static_cast<uint32_t>(bzp) -
+                                      za * static_cast<uint32_t>(colsum[j]));
+    neg_b_zp[j] = -bzp;
+    any |= bzp;
+  }
+  return any != 0;
 }
 
 void check_args(const QGemmArgs& a) {
@@ -242,9 +280,10 @@ void check_args(const QGemmArgs& a) {
   check_zero_point("a_zp", a.a_zp, a.a_signed);
   // The extremes of the N zero points: one check each (per column, this
   // loop cost more than the rest of a small GEMM's set-up).
-  const auto [bz_lo, bz_hi] = std::minmax_element(a.b_zp, a.b_zp + N);
-  check_zero_point("b_zp", *bz_lo, a.B->b_signed());
-  check_zero_point("b_zp", *bz_hi, a.B->b_signed());
+  int32_t bz_lo = 0, bz_hi = 0;
+  minmax_i32(a.b_zp, N, &bz_lo, &bz_hi);
+  check_zero_point("b_zp", bz_lo, a.B->b_signed());
+  check_zero_point("b_zp", bz_hi, a.B->b_signed());
   if (a.out != QOutput::kS32 && a.scale == nullptr) bad("has no scale", "N scales for this output");
   if (a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float)
     check_zero_point("y_zp", a.y_zp, a.y_signed);
@@ -268,18 +307,16 @@ void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
   g.K = K;
   g.kp = B.kp();
   const int64_t np = round_up(N, kMaxNr);
-  // The column terms of the zero-point folding (qgemm.h), padded with zeros.
-  g.col_off.assign(static_cast<size_t>(np), 0);
-  g.neg_b_zp.assign(static_cast<size_t>(np), 0);
-  g.row_term = kr.needs_row_sums;
-  const int64_t azp = a.a_zp + (a.a_signed ? 128 : 0);
-  const int32_t* colsum = B.col_sums();
-  for (int64_t j = 0; j < N; ++j) {
-    const int64_t bzp = a.b_zp[j] - (B.b_signed() ? 0 : 128);
-    g.col_off[static_cast<size_t>(j)] = wrap32(-azp * colsum[j] + K * azp * bzp);
-    g.neg_b_zp[static_cast<size_t>(j)] = static_cast<int32_t>(-bzp);
-    g.row_term = g.row_term || bzp != 0;
-  }
+  // The column terms of the zero-point folding (qgemm.h), padded with zeros,
+  // in the calling thread's scratch (read by every thread of this call).
+  int32_t* cols = t_cols.get<int32_t>(static_cast<size_t>(2 * np));
+  g.col_off = cols;
+  g.neg_b_zp = cols + np;
+  const bool any_bzp = column_terms(a.b_zp, B.col_sums(), N, K, a.a_zp + (a.a_signed ? 128 : 0),
+                                    B.b_signed() ? 0 : 128, cols, cols + np);
+  std::fill(cols + N, cols + np, 0);
+  std::fill(cols + np + N, cols + 2 * np, 0);
+  g.row_term = kr.needs_row_sums || any_bzp;
   auto padded = [&](const float* v, std::vector<float>& copy) {
     if (np == N) return v;
     copy.assign(static_cast<size_t>(np), 0.0f);

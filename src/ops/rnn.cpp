@@ -14,6 +14,11 @@
 // (in prepare when R is a constant), and applies the gate equations with
 // vectorisable loops. The two directions of a bidirectional layer run in
 // parallel when one step is too small to be worth splitting over threads.
+// The dynamically quantized LSTM runs its steps by batch rows instead
+// (run_lstm_parts): the step's product is written to the gates and the
+// input projection is added in the activations' loops (no gather, no
+// accumulate pass), and a large batch is cut over the threads for the whole
+// sequence, a spin barrier between steps.
 //
 // sequence_lens: batch entry b runs len_b steps. Forward reads times
 // 0..len_b-1; reverse reads len_b-1 down to 0 (each sequence reversed within
@@ -34,10 +39,12 @@
 #include "ops/rnn.h"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,13 +63,17 @@ int64_t acts_per_dir(Cell c) {
 
 // ---- activations ----
 
+// The activations below are always inlined: apply's loops vectorise (and
+// contract to FMA in its AVX2 and AVX-512 clones) only with their bodies in
+// them, and the results must not depend on the compiler's inlining choice.
+//
 // e^x without libm, written so the compiler vectorises loops over it (no
 // branch, no float-to-int conversion): x = n*ln2 + r with |r| <= ln2/2, e^r
 // by its Taylor polynomial to r^7 (relative error < 1e-8 before float
 // rounding), 2^n built in the exponent bits. x is clamped to [-87, 88] so
 // that 2^n stays a normal float; NaN stays NaN (it passes the clamps and
 // poisons r).
-inline float exp_approx(float x) {
+[[gnu::always_inline]] inline float exp_approx(float x) {
   constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   // The clamps are bit masks rather than selects: a select of a constant
   // invites the compiler to split the loop body into paths (it then can't
@@ -90,7 +101,7 @@ inline float exp_approx(float x) {
   return p * std::bit_cast<float>((ni + 127u) << 23);
 }
 
-inline float sigmoid_approx(float x) {
+[[gnu::always_inline]] inline float sigmoid_approx(float x) {
   return 1.0f / (1.0f + exp_approx(-x));
 }
 
@@ -98,7 +109,7 @@ inline float sigmoid_approx(float x) {
 // < 3e-8), else (1 - e) / (1 + e) with e = exp(-2|x|) >= 0, which loses
 // nothing to cancellation there. Both are computed and one is picked with a
 // bit mask, so the loop has no branch to keep it from vectorising.
-inline float tanh_approx(float x) {
+[[gnu::always_inline]] inline float tanh_approx(float x) {
   const float a = std::fabs(x);
   const float x2 = x * x;
   float s = -1382.0f / 155925.0f;
@@ -131,9 +142,21 @@ std::string lower(std::string s) {
 #define QFORGE_RNN_CLONES
 #endif
 
-// x[i] = act(x[i]) for i < n. One loop per kind, so each vectorises.
-QFORGE_RNN_CLONES void apply(const Act& a, float* x, int64_t n) {
+// x[i] = act(x[i]) for i < n, or act(add[i] + x[i]) where add is given
+// (the sigmoid and tanh in the same loop). One loop per kind, so each
+// vectorises.
+QFORGE_RNN_CLONES void apply(const Act& a, float* x, int64_t n, const float* add = nullptr) {
   const float al = a.alpha, be = a.beta;
+  if (add && a.kind == ActKind::kSigmoid) {
+    for (int64_t i = 0; i < n; ++i) x[i] = sigmoid_approx(add[i] + x[i]);
+    return;
+  }
+  if (add && a.kind == ActKind::kTanh) {
+    for (int64_t i = 0; i < n; ++i) x[i] = tanh_approx(add[i] + x[i]);
+    return;
+  }
+  if (add)
+    for (int64_t i = 0; i < n; ++i) x[i] = add[i] + x[i];
   switch (a.kind) {
     case ActKind::kSigmoid:
       for (int64_t i = 0; i < n; ++i) x[i] = sigmoid_approx(x[i]);
@@ -236,23 +259,12 @@ int64_t state_row(const DirJob& j, int64_t b) {
   return (rc.at.layout == 0 ? j.d * rc.batch + b : b * rc.dirs + j.d) * rc.H;
 }
 
-void run_direction(const DirJob& j) {
+// H and (LSTM) C per batch row, from initial_h / initial_c or zeros.
+void init_state(const DirJob& j, std::vector<float>& h, std::vector<float>& c) {
   const Recurrence& rc = *j.rc;
-  const int64_t H = rc.H, B = rc.batch, GH = rc.GH;
-  const int64_t ld = rc.dirs * GH;
-  const Attrs& at = rc.at;
-  StepProduct& mul = *j.product;
-  const float* rbh = rc.rbh.empty() ? nullptr : rc.rbh.data() + j.d * H;
-  const float* P = rc.P ? rc.P + j.d * 3 * H : nullptr;  // i, o, f
-  const Act* acts = at.acts.data() + j.d * acts_per_dir(at.cell);
-  const bool clip = at.clip > 0;
-  const float cl = at.clip;
-
-  std::vector<float> h(static_cast<size_t>(B * H), 0.0f), c;
-  std::vector<float> gates(static_cast<size_t>(B * GH)), tmp(static_cast<size_t>(B * H));
-  std::vector<float> rec;
-  if (at.cell == Cell::kLstm) c.assign(static_cast<size_t>(B * H), 0.0f);
-  if (at.cell == Cell::kGru && at.linear_before_reset) rec.resize(static_cast<size_t>(B * GH));
+  const int64_t H = rc.H, B = rc.batch;
+  h.assign(static_cast<size_t>(B * H), 0.0f);
+  if (rc.at.cell == Cell::kLstm) c.assign(static_cast<size_t>(B * H), 0.0f);
   for (int64_t b = 0; b < B; ++b) {
     if (rc.h0)
       std::memcpy(&h[static_cast<size_t>(b * H)], rc.h0 + state_row(j, b),
@@ -261,6 +273,229 @@ void run_direction(const DirJob& j) {
       std::memcpy(&c[static_cast<size_t>(b * H)], rc.c0 + state_row(j, b),
                   sizeof(float) * static_cast<size_t>(H));
   }
+}
+
+// Y_h and Y_c from the final state.
+void write_final(const DirJob& j, const std::vector<float>& h, const std::vector<float>& c) {
+  const Recurrence& rc = *j.rc;
+  const int64_t H = rc.H;
+  for (int64_t b = 0; b < rc.batch; ++b) {
+    if (rc.lens[static_cast<size_t>(b)] == 0) {  // no step: zero, as ONNX Runtime gives
+      if (rc.Yh) std::fill_n(rc.Yh + state_row(j, b), H, 0.0f);
+      if (rc.Yc) std::fill_n(rc.Yc + state_row(j, b), H, 0.0f);
+      continue;
+    }
+    if (rc.Yh)
+      std::memcpy(rc.Yh + state_row(j, b), h.data() + b * H,
+                  sizeof(float) * static_cast<size_t>(H));
+    if (rc.Yc)
+      std::memcpy(rc.Yc + state_row(j, b), c.data() + b * H,
+                  sizeof(float) * static_cast<size_t>(H));
+  }
+}
+
+// Row b of Y at time t (if Y is asked for) from the state hb.
+void write_y(const DirJob& j, int64_t t, int64_t b, const float* hb) {
+  const Recurrence& rc = *j.rc;
+  if (!rc.Y) return;
+  const int64_t off = rc.at.layout == 0 ? ((t * rc.dirs + j.d) * rc.batch + b) * rc.H
+                                        : ((b * rc.seq + t) * rc.dirs + j.d) * rc.H;
+  std::memcpy(rc.Y + off, hb, sizeof(float) * static_cast<size_t>(rc.H));
+}
+
+// The time batch entry b reads at step s, -1 once it is done.
+int64_t time_of(const DirJob& j, int64_t s, int64_t b) {
+  const int64_t len = j.rc->lens[static_cast<size_t>(b)];
+  if (s >= len) return -1;
+  return j.reverse ? len - 1 - s : s;
+}
+
+// The input projection of batch entry b at time t (GH values).
+const float* xproj_row(const DirJob& j, int64_t t, int64_t b) {
+  const Recurrence& rc = *j.rc;
+  const int64_t row = rc.at.layout == 0 ? t * rc.batch + b : b * rc.seq + t;
+  return j.xproj + row * rc.dirs * rc.GH + j.d * rc.GH;
+}
+
+// The gate equations of an LSTM, one batch row at a time.
+struct LstmGates {
+  int64_t H = 0;
+  const float* P = nullptr;   // peepholes i, o, f, or null
+  const Act* acts = nullptr;  // f, g, h
+  float clip = 0;             // 0: none
+  bool input_forget = false;
+
+  // g: the row's pre-activations i, o, f, c (4H), the input projection
+  // included; or, where x is given, without it (it is added first: x + g,
+  // the sum the row would hold). Updates the row's cell state cs and state
+  // hp; hc is scratch (H values).
+  void step(const float* x, float* g, float* cs, float* hc, float* hp) const {
+    float* gi = g;
+    float* go = g + H;
+    float* gf = g + 2 * H;
+    float* gc = g + 3 * H;
+    if (x && (P || clip > 0)) {
+      for (int64_t k = 0; k < 4 * H; ++k) g[k] = x[k] + g[k];
+      x = nullptr;
+    }
+    if (P) {
+      // Peepholes: i and f see C_{t-1}, o sees C_t, so o waits.
+      const float* pi = P;
+      const float* pf = P + 2 * H;
+      for (int64_t k = 0; k < H; ++k) {
+        gi[k] += pi[k] * cs[k];
+        gf[k] += pf[k] * cs[k];
+      }
+      if (clip > 0) {
+        clip_to(gi, H, clip);
+        clip_to(gf, 2 * H, clip);  // f and c
+      }
+      apply(acts[0], gi, H);
+      apply(acts[0], gf, H);
+    } else {
+      // i, o, f are contiguous and all take f().
+      if (clip > 0) clip_to(gi, 4 * H, clip);
+      apply(acts[0], gi, 3 * H, x);
+    }
+    if (input_forget)
+      for (int64_t k = 0; k < H; ++k) gf[k] = 1.0f - gi[k];
+    apply(acts[1], gc, H, x ? x + 3 * H : nullptr);
+    for (int64_t k = 0; k < H; ++k) cs[k] = gf[k] * cs[k] + gi[k] * gc[k];
+    if (P) {
+      const float* po = P + H;
+      for (int64_t k = 0; k < H; ++k) go[k] += po[k] * cs[k];
+      if (clip > 0) clip_to(go, H, clip);
+      apply(acts[0], go, H);
+    }
+    std::memcpy(hc, cs, sizeof(float) * static_cast<size_t>(H));
+    apply(acts[2], hc, H);
+    for (int64_t k = 0; k < H; ++k) hp[k] = go[k] * hc[k];
+  }
+};
+
+LstmGates lstm_gates(const DirJob& j) {
+  const Recurrence& rc = *j.rc;
+  LstmGates g;
+  g.H = rc.H;
+  g.P = rc.P ? rc.P + j.d * 3 * rc.H : nullptr;
+  g.acts = rc.at.acts.data() + j.d * acts_per_dir(Cell::kLstm);
+  g.clip = rc.at.clip;
+  g.input_forget = rc.at.input_forget;
+  return g;
+}
+
+inline void spin_pause() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Runs fn(s, p) for every step s < steps and part p < parts on the pool's
+// threads: the parts of a step at once, each step after all of the one
+// before (a spin barrier per step). Thread k takes part k when it can, so
+// that a part's rows stay in one core's cache; a part no thread has taken
+// yet goes to the first that finds it, so a thread left alone (another
+// busy, or a nested call run inline) still runs every part. The first
+// exception fn throws ends the run and is re-thrown.
+template <typename Fn>
+void run_parts(ThreadPool& pool, int64_t steps, int parts, const Fn& fn) {
+  struct alignas(64) Step {
+    std::atomic<int> done{0};
+  };
+  std::unique_ptr<Step[]> st(new Step[static_cast<size_t>(steps)]);
+  std::unique_ptr<std::atomic<bool>[]> taken(
+      new std::atomic<bool>[static_cast<size_t>(steps * parts)]());
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  pool.parallel_for(std::min(pool.threads(), parts), 1, [&](int64_t k, int64_t) {
+    for (int64_t s = 0; s < steps; ++s) {
+      Step& x = st[static_cast<size_t>(s)];
+      for (int i = 0; i < parts; ++i) {
+        const int p = static_cast<int>((k + i) % parts);
+        if (taken[static_cast<size_t>(s * parts + p)].exchange(true, std::memory_order_relaxed))
+          continue;
+        try {
+          if (!failed.load(std::memory_order_relaxed)) fn(s, p);
+        } catch (...) {
+          if (!failed.exchange(true)) error = std::current_exception();
+        }
+        x.done.fetch_add(1, std::memory_order_release);
+      }
+      while (x.done.load(std::memory_order_acquire) < parts) spin_pause();
+      if (failed.load(std::memory_order_relaxed)) return;
+    }
+  });
+  if (error) std::rethrow_exception(error);
+}
+
+// An LSTM direction whose product can be cut by batch rows
+// (StepProduct::split): the batch in `parts` runs of rows, each step of a
+// part its product, its gates (the input projection added there) and its
+// rows of Y, and the range of its new state the next step's product needs.
+// On j.pool when parts > 1; every cut gives the same bits.
+void run_lstm_parts(const DirJob& j, int parts) {
+  const Recurrence& rc = *j.rc;
+  const int64_t H = rc.H, B = rc.batch, GH = rc.GH;
+  StepProduct& mul = *j.product;
+  const LstmGates cell = lstm_gates(j);
+  std::vector<float> h, c;
+  init_state(j, h, c);
+  std::vector<float> gates(static_cast<size_t>(B * GH)), tmp(static_cast<size_t>(B * H));
+  // The rows of H_{t-1} that hold a state (every row at the first step):
+  // entries already done hold zeros in Y, whatever is left in h.
+  std::vector<char> h_rows(static_cast<size_t>(B), 1);
+  auto first = [&](int p) { return B * p / parts; };
+  for (int p = 0; p < parts; ++p) mul.range(0, p, h.data(), first(p), first(p + 1), h_rows);
+  auto part_step = [&](int64_t s, int p) {
+    const int64_t b0 = first(p), b1 = first(p + 1);
+    mul.multiply_rows(static_cast<int>(s % 2), p, h.data(), b0, b1, gates.data(), GH,
+                      parts == 1 ? j.pool : nullptr);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t t = time_of(j, s, b);
+      if (t < 0) continue;
+      float* hb = h.data() + b * H;
+      cell.step(xproj_row(j, t, b), gates.data() + b * GH, c.data() + b * H, tmp.data() + b * H,
+                hb);
+      write_y(j, t, b, hb);
+    }
+    if (s + 1 == rc.max_len) return;
+    // Entries that end here leave their rows of H out of the next range.
+    // (Written only then: the parts' entries share cache lines.)
+    for (int64_t b = b0; b < b1; ++b)
+      if (rc.lens[static_cast<size_t>(b)] == s) h_rows[static_cast<size_t>(b)] = 0;
+    mul.range(static_cast<int>((s + 1) % 2), p, h.data(), b0, b1, h_rows);
+  };
+  if (parts == 1) {
+    for (int64_t s = 0; s < rc.max_len; ++s) part_step(s, 0);
+  } else if (rc.max_len > 0) {
+    run_parts(*j.pool, rc.max_len, parts, part_step);
+  }
+  write_final(j, h, c);
+}
+
+void run_direction(const DirJob& j) {
+  const Recurrence& rc = *j.rc;
+  const int64_t H = rc.H, B = rc.batch, GH = rc.GH;
+  const int64_t ld = rc.dirs * GH;
+  const Attrs& at = rc.at;
+  StepProduct& mul = *j.product;
+  if (at.cell == Cell::kLstm) {
+    const int parts = j.pool ? static_cast<int>(std::clamp<int64_t>(B, 1, j.pool->threads())) : 1;
+    if (mul.split(parts, B)) {
+      run_lstm_parts(j, parts);
+      return;
+    }
+  }
+  const float* rbh = rc.rbh.empty() ? nullptr : rc.rbh.data() + j.d * H;
+  const Act* acts = at.acts.data() + j.d * acts_per_dir(at.cell);
+  const bool clip = at.clip > 0;
+  const float cl = at.clip;
+
+  std::vector<float> h, c;
+  init_state(j, h, c);
+  std::vector<float> gates(static_cast<size_t>(B * GH)), tmp(static_cast<size_t>(B * H));
+  std::vector<float> rec;
+  if (at.cell == Cell::kGru && at.linear_before_reset) rec.resize(static_cast<size_t>(B * GH));
   // The time each batch entry reads at this step, -1 once it is done.
   std::vector<int64_t> tb(static_cast<size_t>(B));
   // The rows of H_{t-1} that hold a state (the rest are entries already
@@ -338,73 +573,19 @@ void run_direction(const DirJob& j) {
       }
     } else {
       mul.multiply(0, B, h.data(), h_rows, gates.data(), GH, true, j.pool);
+      const LstmGates cell = lstm_gates(j);
       for (int64_t b = 0; b < B; ++b) {
-        if (tb[static_cast<size_t>(b)] < 0) continue;
-        float* gi = gates.data() + b * GH;
-        float* go = gi + H;
-        float* gf = gi + 2 * H;
-        float* gc = gi + 3 * H;
-        float* cs = c.data() + b * H;
-        if (P) {
-          // Peepholes: i and f see C_{t-1}, o sees C_t, so o waits.
-          const float* pi = P;
-          const float* pf = P + 2 * H;
-          for (int64_t k = 0; k < H; ++k) {
-            gi[k] += pi[k] * cs[k];
-            gf[k] += pf[k] * cs[k];
-          }
-          if (clip) {
-            clip_to(gi, H, cl);
-            clip_to(gf, 2 * H, cl);  // f and c
-          }
-          apply(acts[0], gi, H);
-          apply(acts[0], gf, H);
-        } else {
-          // i, o, f are contiguous and all take f().
-          if (clip) clip_to(gi, 4 * H, cl);
-          apply(acts[0], gi, 3 * H);
-        }
-        if (at.input_forget)
-          for (int64_t k = 0; k < H; ++k) gf[k] = 1.0f - gi[k];
-        apply(acts[1], gc, H);
-        for (int64_t k = 0; k < H; ++k) cs[k] = gf[k] * cs[k] + gi[k] * gc[k];
-        if (P) {
-          const float* po = P + H;
-          for (int64_t k = 0; k < H; ++k) go[k] += po[k] * cs[k];
-          if (clip) clip_to(go, H, cl);
-          apply(acts[0], go, H);
-        }
-        float* hc = tmp.data() + b * H;
-        std::memcpy(hc, cs, sizeof(float) * static_cast<size_t>(H));
-        apply(acts[2], hc, H);
-        float* hp = h.data() + b * H;
-        for (int64_t k = 0; k < H; ++k) hp[k] = go[k] * hc[k];
+        if (tb[static_cast<size_t>(b)] >= 0)
+          cell.step(nullptr, gates.data() + b * GH, c.data() + b * H, tmp.data() + b * H,
+                    h.data() + b * H);
       }
     }
 
-    if (rc.Y) {
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t t = tb[static_cast<size_t>(b)];
-        if (t < 0) continue;
-        const int64_t off = at.layout == 0 ? ((t * rc.dirs + j.d) * B + b) * H
-                                           : ((b * rc.seq + t) * rc.dirs + j.d) * H;
-        std::memcpy(rc.Y + off, h.data() + b * H, sizeof(float) * static_cast<size_t>(H));
-      }
-    }
+    for (int64_t b = 0; b < B; ++b)
+      if (tb[static_cast<size_t>(b)] >= 0)
+        write_y(j, tb[static_cast<size_t>(b)], b, h.data() + b * H);
   }
-  for (int64_t b = 0; b < B; ++b) {
-    if (rc.lens[static_cast<size_t>(b)] == 0) {  // no step: zero, as ONNX Runtime gives
-      if (rc.Yh) std::fill_n(rc.Yh + state_row(j, b), H, 0.0f);
-      if (rc.Yc) std::fill_n(rc.Yc + state_row(j, b), H, 0.0f);
-      continue;
-    }
-    if (rc.Yh)
-      std::memcpy(rc.Yh + state_row(j, b), h.data() + b * H,
-                  sizeof(float) * static_cast<size_t>(H));
-    if (rc.Yc)
-      std::memcpy(rc.Yc + state_row(j, b), c.data() + b * H,
-                  sizeof(float) * static_cast<size_t>(H));
-  }
+  write_final(j, h, c);
 }
 
 }  // namespace

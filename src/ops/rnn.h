@@ -77,6 +77,21 @@ class StepProduct {
   virtual ~StepProduct() = default;
   virtual void multiply(int mat, int64_t batch, const float* a, const std::vector<char>& rows,
                         float* c, int64_t ldc, bool accumulate, ThreadPool* pool) = 0;
+
+  // A product of R^T (mat 0) that can be cut by batch rows, so that the
+  // steps of an LSTM run on `parts` threads, each on its own rows, with the
+  // bits of one thread. split(parts, batch) readies it (false: it can't be
+  // cut; then only multiply is used). range(set, part, ...) looks at rows
+  // [b0, b1) of a (those with rows[b] set, as in multiply) and keeps what
+  // the product needs from them (a quantized product: their range) in slot
+  // (set, part); once every part of a set is in, multiply_rows(set, part,
+  // ...) writes rows [b0, b1) of a x R^T to c (ldc apart, not added), from
+  // what the slots of `set` hold. The parts of one set may run at once.
+  virtual bool split(int /*parts*/, int64_t /*batch*/) { return false; }
+  virtual void range(int /*set*/, int /*part*/, const float* /*a*/, int64_t /*b0*/, int64_t /*b1*/,
+                     const std::vector<char>& /*rows*/) {}
+  virtual void multiply_rows(int /*set*/, int /*part*/, const float* /*a*/, int64_t /*b0*/,
+                             int64_t /*b1*/, float* /*c*/, int64_t /*ldc*/, ThreadPool* /*pool*/) {}
 };
 
 // Everything a recurrent op computes besides its products: the sizes, X,

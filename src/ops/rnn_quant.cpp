@@ -40,7 +40,10 @@
 // thread count; and when Y is not asked for, its rows of ended entries keep
 // their last state instead of zeros. With one thread (or one batch entry)
 // and Y asked for, it computes the definition above, which qforge follows
-// whatever the threads and outputs.
+// whatever the threads and outputs. qforge's LSTM splits a large batch over
+// threads too (rnn::StepProduct::split), but the threads combine their
+// rows' ranges at every step and quantize with the parameters of the whole
+// state: the bits of one thread.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -144,10 +147,11 @@ Columns read_columns(OpContext& ctx, int scale_i, int zp_i, const char* weight, 
   check_param_shape(node, z, "input " + zw, dirs, GH);
   Columns c;
   c.scale = per_column(std::vector<float>(s.data<float>(), s.data<float>() + s.numel()), dirs, GH);
-  std::vector<int32_t> zp(sz(z.numel()));
-  for (int64_t i = 0; i < z.numel(); ++i)
-    zp[sz(i)] =
-        z.dtype() == DType::kI8 ? int32_t{z.data<int8_t>()[i]} : int32_t{z.data<uint8_t>()[i]};
+  std::vector<int32_t> zp;
+  if (z.dtype() == DType::kI8)
+    zp.assign(z.data<int8_t>(), z.data<int8_t>() + z.numel());
+  else
+    zp.assign(z.data<uint8_t>(), z.data<uint8_t>() + z.numel());
   c.zero_point = per_column(zp, dirs, GH);
   return c;
 }
@@ -226,41 +230,60 @@ std::shared_ptr<const void> prepare(const PrepareContext& pc, Cell cell) {
 
 // ---- dynamic quantization of activations ----
 
-// Quantizes rows x K floats at `a` to u8 codes at `q`, per tensor, as
-// DynamicQuantizeLinear would; the range comes from the rows r with
-// in_range == nullptr or (*in_range)[r] (the others count as zeros, which
-// the range holds anyway), every row is quantized. Returns the parameters;
-// a NaN or Inf in the range is an Error naming the node.
-QuantParams quantize_rows(const ir::Node& node, const char* what, const float* a, int64_t rows,
-                          int64_t K, const std::vector<char>* in_range, uint8_t* q) {
-  const auto& kr = kernels::kernels();
-  float lo = 0.0f, hi = 0.0f;  // the range is widened to contain 0 anyway
+// A range of values, widened to contain 0; finite: no NaN or Inf was seen.
+struct Range {
+  float lo = 0.0f, hi = 0.0f;
   bool finite = true;
+};
+
+// The range of rows [r0, r1) of `a` (K floats each) that have in_range ==
+// nullptr or (*in_range)[r] (the others count as zeros, which the range
+// holds anyway).
+Range row_range(const float* a, int64_t r0, int64_t r1, int64_t K,
+                const std::vector<char>* in_range) {
+  const auto& kr = kernels::kernels();
+  Range g;
   // The vector min/max kernel over each run of consecutive rows in range
   // (at every step of a batch still running, one call for the whole state).
   // Min and max are exact, so the range is what an element by element scan
-  // gives; std::min / std::max keep the first operand (+0) against a -0.
-  for (int64_t r = 0; r < rows && finite;) {
+  // gives, however the rows are cut; std::min / std::max keep the first
+  // operand (+0) against a -0.
+  for (int64_t r = r0; r < r1 && g.finite;) {
     if (in_range && !(*in_range)[sz(r)]) {
       ++r;
       continue;
     }
     int64_t e = r + 1;
-    while (e < rows && (!in_range || (*in_range)[sz(e)])) ++e;
+    while (e < r1 && (!in_range || (*in_range)[sz(e)])) ++e;
     if (K > 0) {
       float run_lo = 0.0f, run_hi = 0.0f;
-      finite = kr.minmax_f32(a + r * K, (e - r) * K, &run_lo, &run_hi);
-      lo = std::min(lo, run_lo);
-      hi = std::max(hi, run_hi);
+      g.finite = kr.minmax_f32(a + r * K, (e - r) * K, &run_lo, &run_hi);
+      g.lo = std::min(g.lo, run_lo);
+      g.hi = std::max(g.hi, run_hi);
     }
     r = e;
   }
-  if (!finite)
+  return g;
+}
+
+// The u8 per-tensor parameters DynamicQuantizeLinear chooses for range g; a
+// NaN or Inf in it is an Error naming the node.
+QuantParams params_of(const ir::Node& node, const char* what, const Range& g) {
+  if (!g.finite)
     throw Error(Errc::kInvalidArgument, node.describe(), std::string(what) + " holds NaN or Inf",
                 "finite values to quantize");
-  const QuantParams p = choose_params(QuantSpec{}, lo, hi, what);
+  return choose_params(QuantSpec{}, g.lo, g.hi, what);
+}
+
+// Quantizes rows x K floats at `a` to u8 codes at `q`, per tensor, as
+// DynamicQuantizeLinear would; the range comes from the rows r with
+// in_range == nullptr or (*in_range)[r], every row is quantized. Returns
+// the parameters.
+QuantParams quantize_rows(const ir::Node& node, const char* what, const float* a, int64_t rows,
+                          int64_t K, const std::vector<char>* in_range, uint8_t* q) {
+  const QuantParams p = params_of(node, what, row_range(a, 0, rows, K, in_range));
   if (rows * K > 0)
-    kr.quantize_u8(a, rows * K, p.scale[0], p.zero_point[0], 0, 255, q);
+    kernels::kernels().quantize_u8(a, rows * K, p.scale[0], p.zero_point[0], 0, 255, q);
   return p;
 }
 
@@ -273,34 +296,15 @@ class QuantProduct : public rnn::StepProduct {
 
   void multiply(int mat, int64_t batch, const float* a, const std::vector<char>& rows, float* c,
                 int64_t ldc, bool accumulate, ThreadPool* pool) override {
-    const kernels::QPackedB& m = *r_[mat];
-    const int64_t N = m.N(), col0 = d_ * GH_ + (mat == 0 ? 0 : 2 * H_);
+    const int64_t N = r_[mat]->N();
     if (batch == 0 || N == 0) return;
     codes_.resize(sz(batch * H_));
     const QuantParams p = quantize_rows(node_, mat == 0 ? "hidden state" : "r . hidden state", a,
                                         batch, H_, &rows, codes_.data());
     scale_.resize(sz(N));
-    for (int64_t n = 0; n < N; ++n) scale_[sz(n)] = p.scale[0] * cols_.scale[sz(col0 + n)];
     if (accumulate) out_.resize(sz(batch * N));
-    kernels::QGemmArgs g;
-    g.M = batch;
-    g.A = codes_.data();
-    g.lda = H_;
-    g.a_signed = false;
-    g.a_zp = p.zero_point[0];
-    g.B = &m;
-    g.b_zp = cols_.zero_point.data() + col0;
-    g.out = kernels::QOutput::kF32;
-    g.scale = scale_.data();
-    g.C = accumulate ? out_.data() : c;
-    g.ldc = accumulate ? N : ldc;
-    // run_directions hands the pool to steps of 2^20 multiply-adds and up,
-    // a float GEMM's measure. The int8 GEMM does such a step in a few
-    // microseconds, less than waking the pool and waiting for it costs (an
-    // LSTM of hidden size 128 at batch 32 ran 15-30% slower on 2 threads than
-    // on 1): it takes the threads from 2^22 on.
-    constexpr int64_t kMinParallelMacs = int64_t{1} << 22;
-    kernels::qgemm(g, batch * N * H_ >= kMinParallelMacs ? pool : nullptr);
+    gemm(mat, batch, codes_.data(), p, scale_.data(), accumulate ? out_.data() : c,
+         accumulate ? N : ldc, pool);
     if (!accumulate) return;
     for (int64_t b = 0; b < batch; ++b) {
       const float* s = out_.data() + b * N;
@@ -309,7 +313,67 @@ class QuantProduct : public rnn::StepProduct {
     }
   }
 
+  bool split(int parts, int64_t batch) override {
+    parts_ = parts;
+    ranges_.assign(sz(2 * parts), Range{});
+    part_scale_.resize(sz(parts * r_[0]->N()));
+    codes_.resize(sz(batch * H_));
+    return true;
+  }
+
+  void range(int set, int part, const float* a, int64_t b0, int64_t b1,
+             const std::vector<char>& rows) override {
+    ranges_[sz(set * parts_ + part)] = row_range(a, b0, b1, H_, &rows);
+  }
+
+  void multiply_rows(int set, int part, const float* a, int64_t b0, int64_t b1, float* c,
+                     int64_t ldc, ThreadPool* pool) override {
+    const int64_t N = r_[0]->N();
+    if (b1 <= b0 || N == 0) return;
+    Range g;
+    for (int p = 0; p < parts_; ++p) {
+      const Range& r = ranges_[sz(set * parts_ + p)];
+      g.lo = std::min(g.lo, r.lo);
+      g.hi = std::max(g.hi, r.hi);
+      g.finite = g.finite && r.finite;
+    }
+    const QuantParams p = params_of(node_, "hidden state", g);
+    uint8_t* q = codes_.data() + b0 * H_;
+    if (H_ > 0)
+      kernels::kernels().quantize_u8(a + b0 * H_, (b1 - b0) * H_, p.scale[0], p.zero_point[0], 0,
+                                     255, q);
+    gemm(0, b1 - b0, q, p, part_scale_.data() + part * N, c + b0 * ldc, ldc, pool);
+  }
+
  private:
+  // c (ldc apart) = rows x mat's columns of codes (quantized with p) x R,
+  // dequantized; `scale` takes the N column scales.
+  void gemm(int mat, int64_t rows, const uint8_t* codes, const QuantParams& p, float* scale,
+            float* c, int64_t ldc, ThreadPool* pool) const {
+    const kernels::QPackedB& m = *r_[mat];
+    const int64_t N = m.N(), col0 = d_ * GH_ + (mat == 0 ? 0 : 2 * H_);
+    for (int64_t n = 0; n < N; ++n) scale[n] = p.scale[0] * cols_.scale[sz(col0 + n)];
+    kernels::QGemmArgs g;
+    g.M = rows;
+    g.A = codes;
+    g.lda = H_;
+    g.a_signed = false;
+    g.a_zp = p.zero_point[0];
+    g.B = &m;
+    g.b_zp = cols_.zero_point.data() + col0;
+    g.out = kernels::QOutput::kF32;
+    g.scale = scale;
+    g.C = c;
+    g.ldc = ldc;
+    // run_directions hands the pool to steps of 2^20 multiply-adds and up,
+    // a float GEMM's measure. The int8 GEMM does such a step in a few
+    // microseconds, less than waking the pool and waiting for it costs (an
+    // LSTM of hidden size 128 at batch 32 ran 15-30% slower on 2 threads than
+    // on 1): it takes the threads from 2^22 on.
+    constexpr int64_t kMinParallelMacs = int64_t{1} << 22;
+    kernels::qgemm(g, rows * N * H_ >= kMinParallelMacs ? pool : nullptr);
+  }
+
   const ir::Node& node_;
   int64_t d_;
   const kernels::QPackedB* r_[2];
@@ -317,6 +381,9 @@ class QuantProduct : public rnn::StepProduct {
   int64_t H_, GH_;
   std::vector<uint8_t> codes_;
   std::vector<float> scale_, out_;
+  int parts_ = 1;
+  std::vector<Range> ranges_;      // [2][parts_]: split's slots
+  std::vector<float> part_scale_;  // [parts_][N]
 };
 
 // ---- run ----

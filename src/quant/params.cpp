@@ -29,9 +29,9 @@ bool is_quant_storage(DType t) {
 }  // namespace
 
 std::pair<int64_t, int64_t> param_range(const QuantSpec& spec) {
-  check(is_quant_storage(spec.dtype), Errc::kTypeMismatch, "quantization type",
-        std::string(dtype_name(spec.dtype)) + " can't hold quantized values",
-        "i8 u8 i16 u16 i32 i4 u4 i2 u2");
+  QFORGE_CHECK(is_quant_storage(spec.dtype), Errc::kTypeMismatch, "quantization type",
+               std::string(dtype_name(spec.dtype)) + " can't hold quantized values",
+               "i8 u8 i16 u16 i32 i4 u4 i2 u2");
   int64_t lo = dtype_min(spec.dtype), hi = dtype_max(spec.dtype);
   if (spec.reduce_range) {
     // One bit less, as PyTorch's calculate_qmin_qmax: i8 [-64, 63], u8 [0, 127].
@@ -45,18 +45,20 @@ std::pair<int64_t, int64_t> param_range(const QuantSpec& spec) {
   }
   if (spec.narrow_range) lo += 1;  // i8 [-127, 127]: symmetric around 0
   // 2-bit types with both options keep one code or none: no scale fits.
-  check(lo < hi, Errc::kInvalidArgument, "quantization type " + std::string(dtype_name(spec.dtype)),
-        "reduce_range and narrow_range leave the code range [" + std::to_string(lo) + ", " +
-            std::to_string(hi) + "], too few codes to choose a scale for",
-        "at least two codes: drop reduce_range or narrow_range");
+  QFORGE_CHECK(lo < hi, Errc::kInvalidArgument,
+               "quantization type " + std::string(dtype_name(spec.dtype)),
+               "reduce_range and narrow_range leave the code range [" + std::to_string(lo) + ", " +
+                   std::to_string(hi) + "], too few codes to choose a scale for",
+               "at least two codes: drop reduce_range or narrow_range");
   return {lo, hi};
 }
 
 QuantParams choose_params(const QuantSpec& spec, std::span<const float> mins,
                           std::span<const float> maxs, const std::string& subject) {
-  check(mins.size() == maxs.size() && !mins.empty(), Errc::kInvalidArgument, subject,
-        std::to_string(mins.size()) + " minima and " + std::to_string(maxs.size()) + " maxima",
-        "the same non-zero number of each");
+  QFORGE_CHECK(
+      mins.size() == maxs.size() && !mins.empty(), Errc::kInvalidArgument, subject,
+      std::to_string(mins.size()) + " minima and " + std::to_string(maxs.size()) + " maxima",
+      "the same non-zero number of each");
   const auto [qmin, qmax] = param_range(spec);
   QuantParams p;
   p.dtype = spec.dtype;
@@ -106,8 +108,8 @@ QuantParams choose_params(const QuantSpec& spec, std::span<const float> mins,
 }
 
 QuantParams choose_params(const QuantSpec& spec, float min, float max, const std::string& subject) {
-  check(spec.axis < 0, Errc::kInvalidArgument, subject,
-        "one range given for per-axis quantization", "one range per channel or block");
+  QFORGE_CHECK(spec.axis < 0, Errc::kInvalidArgument, subject,
+               "one range given for per-axis quantization", "one range per channel or block");
   return choose_params(spec, std::span<const float>(&min, 1), std::span<const float>(&max, 1),
                        subject);
 }

@@ -436,6 +436,54 @@ TEST(DynamicQuantizeLstm, MatchesReference) {
   for (const Spec& s : cases) check_case(s, seed += 10, kRefTol);
 }
 
+// Steps of 2^20 multiply-adds and up (batch x 4H x H) run with the batch cut
+// over the threads, each thread quantizing its rows with the range of the
+// whole state: the bits of one thread, for odd batches, cuts that split
+// runs of ended entries, and entries that end on either side of a cut.
+TEST(DynamicQuantizeLstm, BatchCutOverThreadsKeepsTheBits) {
+  std::vector<Spec> cases(3);
+  cases[0] = {.name = "forward, batch 33, hidden 128, sequence_lens, initial_h/c",
+              .seq = 6,
+              .batch = 33,
+              .input = 5,
+              .hidden = 128};
+  cases[0].with_h0 = cases[0].with_c0 = true;
+  for (int64_t b = 0; b < 33; ++b) cases[0].lens.push_back(static_cast<int32_t>((b * 5) % 7));
+  cases[1] = {.name = "bidirectional, batch 7, hidden 200, per direction, P, clip",
+              .direction = "bidirectional",
+              .seq = 4,
+              .batch = 7,
+              .input = 3,
+              .hidden = 200,
+              .per_channel = false,
+              .with_p = true,
+              .clip = 0.8f};
+  cases[1].lens = {4, 1, 0, 3, 4, 2, 1};
+  cases[2] = {.name = "reverse, batch 17, hidden 128, u8, input_forget",
+              .direction = "reverse",
+              .seq = 3,
+              .batch = 17,
+              .input = 4,
+              .hidden = 128,
+              .wtype = DType::kU8,
+              .input_forget = true};
+  uint32_t seed = 500;
+  for (const Spec& s : cases) {
+    SCOPED_TRACE(s.name);
+    const Data d = make_data(s, seed += 10);
+    const QWeight w = quantize_weight(d.W, s.per_channel, s.wtype);
+    const QWeight r = quantize_weight(d.R, s.per_channel, s.wtype);
+    OneNode q = quantized_node(s, d, w, r);
+    q.constants = {"W", "R", "W_scale", "W_zero_point", "R_scale", "R_zero_point"};
+    const std::vector<Tensor> one = q.run(1);
+    for (int threads : {2, 3}) {
+      const std::vector<Tensor> got = q.run(threads);
+      for (size_t i = 0; i < one.size(); ++i)
+        EXPECT_TRUE(same_bits(got[i], one[i])) << "output " << i << ", " << threads << " threads";
+    }
+  }
+}
+
 TEST(DynamicQuantizeGru, MatchesReference) {
   std::vector<Spec> cases(5);
   for (auto& c : cases) c.op = "GRU";
