@@ -82,6 +82,14 @@ int fuse_dynamic_matmul(ir::Model& model);
 // Session's optimize.
 int fuse_erf_gelu(ir::Model& model);
 
+// Transposes around a float MatMul (attention's heads: q @ k^T on
+// transposed heads, the result transposed back) -> one ai.qforge
+// TransposeMatMul whose GEMMs read the operands and write the result
+// strided, in place; bit for bit MatMul's sums. A Transpose joins when the
+// source's last axis stays among the operand's last two (the result's last
+// axis stays last). Session only (optimize).
+int fuse_transpose_matmul(ir::Model& model);
+
 // Drops initializers that no node (or subgraph) reads and that are not
 // graph outputs.
 int remove_unused_initializers(ir::Model& model);
@@ -94,7 +102,7 @@ struct OptimizeReport {
 
 // The passes above in order: eliminate_identity, fold_constants,
 // fold_batchnorm, fuse_qdq, fuse_dynamic_matmul, fuse_erf_gelu,
-// fuse_activations, fuse_conv_maxpool, qconv_channels_last,
+// fuse_transpose_matmul, fuse_activations, fuse_conv_maxpool, qconv_channels_last,
 // remove_unused_initializers. channels_last = false leaves
 // qconv_channels_last out.
 OptimizeReport optimize(ir::Model& model, bool channels_last = true);

@@ -756,6 +756,55 @@ void matmul_naive(const MatMulDims& d, const T* A, const T* B, T* Y) {
   }
 }
 
+// One sgemm per output matrix t of d: op(A) at A + ao[t] (ld lda), op(B)
+// at B + bo[t], Y at Y + yo[t] (ld ldy; yo nullptr: t * M * N). Many
+// matrices, or small ones, go one per thread; otherwise each GEMM is split
+// over the pool. Every element sees the same operations either way.
+void batched_sgemm(const MatMulDims& d, bool ta, const float* A, int64_t lda, const std::vector<int64_t>& ao,
+                   bool tb, const float* B, int64_t ldb, const std::vector<int64_t>& bo, float* Y, int64_t ldy,
+                   const std::vector<int64_t>* yo, ThreadPool* pool) {
+  const int64_t nb = static_cast<int64_t>(ao.size());
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  const int64_t macs = d.M * d.N * d.K;
+  auto one = [&](int64_t t, ThreadPool* p) {
+    const size_t i = static_cast<size_t>(t);
+    kernels::sgemm(ta, tb, d.M, d.N, d.K, 1.0f, A + ao[i], lda, B + bo[i], ldb, 0.0f,
+                   Y + (yo != nullptr ? (*yo)[i] : t * d.M * d.N), ldy, {}, p);
+  };
+  if (threads > 1 && (nb >= 2 * threads || macs < (int64_t{1} << 18))) {
+    parallel(pool, nb, grain_for(macs, 1 << 16), [&](int64_t b0, int64_t b1) {
+      for (int64_t t = b0; t < b1; ++t) one(t, nullptr);
+    });
+  } else {
+    for (int64_t t = 0; t < nb; ++t) one(t, pool);
+  }
+}
+
+// Y = A x B in float32, A, B and Y contiguous with d's shapes; `st` holds B
+// packed (or is nullptr).
+void matmul_f32(const ir::Node& node, const MatMulDims& d, const float* pa, const float* pb, float* py,
+                const MatMulState* st, ThreadPool* pool) {
+  if (shape_numel(d.b_batch) == 1) {
+    // B is one matrix: fold A's batch into its rows, one GEMM.
+    const int64_t rows = shape_numel(d.a_batch) * d.M;
+    if (st != nullptr) {
+      QFORGE_CHECK(st->b.rows() == d.K && st->b.cols() == d.N, Errc::kInternal, node.describe(),
+            "has a packed B that does not match B's shape");
+      kernels::sgemm_packed_b(rows, pa, d.K, false, st->b, 0.0f, py, d.N, {}, pool);
+    } else {
+      kernels::sgemm(false, false, rows, d.N, d.K, 1.0f, pa, d.K, pb, d.N, 0.0f, py, d.N, {}, pool);
+    }
+    return;
+  }
+  std::vector<int64_t> ao, bo;
+  batch_offsets(d, ao, bo);
+  for (size_t t = 0; t < ao.size(); ++t) {
+    ao[t] *= d.M * d.K;
+    bo[t] *= d.K * d.N;
+  }
+  batched_sgemm(d, false, pa, d.K, ao, false, pb, d.N, bo, py, d.N, nullptr, pool);
+}
+
 void matmul_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& a = ctx.input(0);
@@ -773,41 +822,180 @@ void matmul_run(OpContext& ctx) {
     case DType::kI32: matmul_naive(d, a.data<int32_t>(), b.data<int32_t>(), y.data<int32_t>()); return;
     default: bad_type(node, "input A", a.dtype(), "f32, f64, i32 or i64");
   }
-  const float* pa = a.data<float>();
-  const float* pb = b.data<float>();
-  float* py = y.data<float>();
-  ThreadPool* pool = ctx.pool();
-  if (shape_numel(d.b_batch) == 1) {
-    // B is one matrix: fold A's batch into its rows, one GEMM.
-    const int64_t rows = shape_numel(d.a_batch) * d.M;
-    if (ctx.state() != nullptr) {
-      const auto& st = ctx.state_as<MatMulState>();
-      QFORGE_CHECK(st.b.rows() == d.K && st.b.cols() == d.N, Errc::kInternal, node.describe(),
-            "has a packed B that does not match B's shape");
-      kernels::sgemm_packed_b(rows, pa, d.K, false, st.b, 0.0f, py, d.N, {}, pool);
-    } else {
-      kernels::sgemm(false, false, rows, d.N, d.K, 1.0f, pa, d.K, pb, d.N, 0.0f, py, d.N, {}, pool);
+  matmul_f32(node, d, a.data<float>(), b.data<float>(), y.data<float>(),
+             ctx.state() != nullptr ? &ctx.state_as<MatMulState>() : nullptr, ctx.pool());
+}
+
+// ---- ai.qforge TransposeMatMul ----
+//
+// Y = Transpose(MatMul(Transpose(A, perm_a), Transpose(B, perm_b)), perm_y)
+// in float32 (a missing perm: no Transpose), written by
+// passes::fuse_transpose_matmul for attention's heads. Where each permuted
+// operand keeps its source's last axis among its last two (a matrix or a
+// transposed one, with a row stride) and perm_y keeps the last axis, the
+// GEMMs read and write the strided matrices in place: sgemm packs its
+// operands anyway, and every sum is the one MatMul's GEMM computes, bit for
+// bit. Elsewhere (and where MatMul takes another path: a matrix-vector
+// product, one B for all of A's batch) the operands are transposed first
+// and MatMul's code runs on them.
+
+// A permuted view of a contiguous tensor: its shape and the strides (in
+// elements) of each of its axes in the tensor.
+struct PermutedView {
+  Shape shape;
+  std::vector<int64_t> st;
+};
+
+std::vector<int64_t> row_major_strides(const Shape& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (size_t k = s.size(); k-- > 1;) st[k - 1] = st[k] * s[k];
+  return st;
+}
+
+// The perm attribute `name` for a tensor of `rank` axes; the identity when absent.
+std::vector<int64_t> perm_attr(const ir::Node& node, const char* name, size_t rank) {
+  std::vector<int64_t> p = node.attr_ints(name, {});
+  if (p.empty()) {
+    for (size_t k = 0; k < rank; ++k) p.push_back(static_cast<int64_t>(k));
+    return p;
+  }
+  std::vector<bool> seen(rank, false);
+  bool ok = p.size() == rank;
+  for (int64_t v : p) {
+    ok = ok && v >= 0 && v < static_cast<int64_t>(rank) && !seen[static_cast<size_t>(v)];
+    if (ok) seen[static_cast<size_t>(v)] = true;
+  }
+  QFORGE_CHECK(ok, Errc::kInvalidArgument, node.describe(),
+        "has " + std::string(name) + " of " + std::to_string(p.size()) + " values for " +
+            std::to_string(rank) + " axes",
+        std::string("a permutation of 0..") + std::to_string(static_cast<int64_t>(rank) - 1));
+  return p;
+}
+
+PermutedView permuted(const Shape& s, const std::vector<int64_t>& perm) {
+  const std::vector<int64_t> st = row_major_strides(s);
+  PermutedView v;
+  for (int64_t p : perm) {
+    v.shape.push_back(s[static_cast<size_t>(p)]);
+    v.st.push_back(st[static_cast<size_t>(p)]);
+  }
+  return v;
+}
+
+bool is_identity(const std::vector<int64_t>& perm) {
+  for (size_t k = 0; k < perm.size(); ++k)
+    if (perm[k] != static_cast<int64_t>(k)) return false;
+  return true;
+}
+
+// The rows x cols matrix of a view's last two axes as sgemm reads it: trans
+// and ld; false where neither axis is contiguous.
+bool as_matrix(const PermutedView& v, bool& trans, int64_t& ld) {
+  const size_t r = v.shape.size();
+  if (r < 2) return false;
+  const int64_t rows = v.shape[r - 2], cols = v.shape[r - 1];
+  if (v.st[r - 1] == 1 && v.st[r - 2] >= cols) {
+    trans = false;
+    ld = v.st[r - 2];
+    return true;
+  }
+  if (v.st[r - 2] == 1 && v.st[r - 1] >= rows) {
+    trans = true;
+    ld = v.st[r - 1];
+    return true;
+  }
+  return false;
+}
+
+// Element offsets of the matrices of a view (batch axes `batch`, strides
+// `st`, right-aligned with out_batch; an axis of 1 broadcasts) for each
+// index of out_batch, in order.
+std::vector<int64_t> matrix_offsets(const Shape& out_batch, const Shape& batch, const std::vector<int64_t>& st) {
+  const size_t r = out_batch.size(), lead = r - batch.size();
+  std::vector<int64_t> step(r, 0);
+  for (size_t k = 0; k < batch.size(); ++k) step[lead + k] = batch[k] == 1 ? 0 : st[k];
+  std::vector<int64_t> offs(static_cast<size_t>(shape_numel(out_batch)));
+  std::vector<int64_t> idx(r, 0);
+  int64_t o = 0;
+  for (int64_t& v : offs) {
+    v = o;
+    for (size_t k = r; k-- > 0;) {
+      o += step[k];
+      if (++idx[k] < out_batch[k]) break;
+      o -= step[k] * idx[k];
+      idx[k] = 0;
     }
+  }
+  return offs;
+}
+
+void transpose_matmul_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  if (a.dtype() != DType::kF32) bad_type(node, "input A", a.dtype(), "f32");
+  if (b.dtype() != DType::kF32) bad_type(node, "input B", b.dtype(), "f32");
+  const PermutedView va = permuted(a.shape(), perm_attr(node, "perm_a", a.shape().size()));
+  const PermutedView vb = permuted(b.shape(), perm_attr(node, "perm_b", b.shape().size()));
+  const MatMulDims d = matmul_dims(node, va.shape, vb.shape);
+  const std::vector<int64_t> py = perm_attr(node, "perm_y", d.out.size());
+  const PermutedView vy = permuted(d.out, py);  // Y's shape; st: MatMul's result's strides
+  Tensor& y = ctx.output(0, DType::kF32, vy.shape);
+  if (y.numel() == 0) return;
+  ThreadPool* pool = ctx.pool();
+  // Strides in Y of each axis of MatMul's result.
+  std::vector<int64_t> yst(py.size());
+  const std::vector<int64_t> out_st = row_major_strides(vy.shape);
+  for (size_t q = 0; q < py.size(); ++q) yst[static_cast<size_t>(py[q])] = out_st[q];
+  const size_t ry = d.out.size();
+  bool ta = false, tb = false;
+  int64_t lda = 0, ldb = 0;
+  const bool in_place = d.M > 1 && d.N > 1 && shape_numel(d.b_batch) != 1 && as_matrix(va, ta, lda) &&
+                        as_matrix(vb, tb, ldb) && yst[ry - 1] == 1 && yst[ry - 2] >= d.N;
+  if (in_place) {
+    const size_t ra = va.shape.size(), rb = vb.shape.size();
+    const std::vector<int64_t> ao = matrix_offsets(d.out_batch, d.a_batch, {va.st.begin(), va.st.begin() + (ra - 2)});
+    const std::vector<int64_t> bo = matrix_offsets(d.out_batch, d.b_batch, {vb.st.begin(), vb.st.begin() + (rb - 2)});
+    const std::vector<int64_t> yo = matrix_offsets(d.out_batch, d.out_batch, {yst.begin(), yst.begin() + (ry - 2)});
+    batched_sgemm(d, ta, a.data<float>(), lda, ao, tb, b.data<float>(), ldb, bo, y.data<float>(), yst[ry - 2],
+                  &yo, pool);
     return;
   }
-  std::vector<int64_t> ao, bo;
-  batch_offsets(d, ao, bo);
-  const int64_t nb = static_cast<int64_t>(ao.size());
-  const int threads = pool != nullptr ? pool->threads() : 1;
-  const int64_t macs = d.M * d.N * d.K;
-  auto one = [&](int64_t t, ThreadPool* p) {
-    const size_t i = static_cast<size_t>(t);
-    kernels::sgemm(false, false, d.M, d.N, d.K, 1.0f, pa + ao[i] * d.M * d.K, d.K,
-                   pb + bo[i] * d.K * d.N, d.N, 0.0f, py + t * d.M * d.N, d.N, {}, p);
+  // Transpose the operands, then MatMul.
+  auto contiguous = [&](const Tensor& x, const PermutedView& v) {
+    Tensor c(DType::kF32, v.shape);
+    strided_copy(sizeof(float), v.shape, v.st, x.raw(), c.raw(), pool);
+    return c;
   };
-  if (threads > 1 && (nb >= 2 * threads || macs < (int64_t{1} << 18))) {
-    // Many matrices, or small ones: one thread per matrix.
-    parallel(pool, nb, grain_for(macs, 1 << 16), [&](int64_t b0, int64_t b1) {
-      for (int64_t t = b0; t < b1; ++t) one(t, nullptr);
-    });
-  } else {
-    for (int64_t t = 0; t < nb; ++t) one(t, pool);
+  const Tensor ca = contiguous(a, va), cb = contiguous(b, vb);
+  if (is_identity(py)) {
+    matmul_f32(node, d, ca.data<float>(), cb.data<float>(), y.data<float>(), nullptr, pool);
+    return;
   }
+  Tensor r(DType::kF32, d.out);
+  matmul_f32(node, d, ca.data<float>(), cb.data<float>(), r.data<float>(), nullptr, pool);
+  std::vector<int64_t> rst(py.size());
+  const std::vector<int64_t> r_st = row_major_strides(d.out);
+  for (size_t q = 0; q < py.size(); ++q) rst[q] = r_st[static_cast<size_t>(py[q])];
+  strided_copy(sizeof(float), vy.shape, rst, r.raw(), y.raw(), pool);
+}
+
+// MatMul's result's shape (numpy matmul of sa by sb).
+ir::SymShape matmul_sym_shape(const ir::Node& node, const ir::SymShape& sa, const ir::SymShape& sb) {
+  QFORGE_CHECK(!sa.empty() && !sb.empty(), Errc::kShapeMismatch, node.describe(),
+        "has inputs of shapes " + ir::sym_shape_str(sa) + " and " + ir::sym_shape_str(sb),
+        "inputs of rank >= 1");
+  const ir::Dim ka = sa.back(), kb = sb.size() >= 2 ? sb[sb.size() - 2] : sb[0];
+  QFORGE_CHECK(!(ka.known() && kb.known()) || ka.size == kb.size, Errc::kShapeMismatch,
+        node.describe(), "multiplies " + ir::sym_shape_str(sa) + " by " + ir::sym_shape_str(sb),
+        "A's last dimension equal to B's second-to-last (numpy matmul)");
+  ir::SymShape ba, bb;
+  if (sa.size() > 2) ba.assign(sa.begin(), sa.end() - 2);
+  if (sb.size() > 2) bb.assign(sb.begin(), sb.end() - 2);
+  ir::SymShape out = broadcast_sym(ba, bb, node);
+  if (sa.size() >= 2) out.push_back(sa[sa.size() - 2]);
+  if (sb.size() >= 2) out.push_back(sb.back());
+  return out;
 }
 
 void matmul_infer(InferContext& ctx) {
@@ -818,22 +1006,26 @@ void matmul_infer(InferContext& ctx) {
     set_output(ctx, 0, dt, std::nullopt);
     return;
   }
-  const ir::SymShape& sa = *a.shape;
-  const ir::SymShape& sb = *b.shape;
-  QFORGE_CHECK(!sa.empty() && !sb.empty(), Errc::kShapeMismatch, ctx.node().describe(),
-        "has inputs of shapes " + ir::sym_shape_str(sa) + " and " + ir::sym_shape_str(sb),
-        "inputs of rank >= 1");
-  const ir::Dim ka = sa.back(), kb = sb.size() >= 2 ? sb[sb.size() - 2] : sb[0];
-  QFORGE_CHECK(!(ka.known() && kb.known()) || ka.size == kb.size, Errc::kShapeMismatch,
-        ctx.node().describe(), "multiplies " + ir::sym_shape_str(sa) + " by " + ir::sym_shape_str(sb),
-        "A's last dimension equal to B's second-to-last (numpy matmul)");
-  ir::SymShape ba, bb;
-  if (sa.size() > 2) ba.assign(sa.begin(), sa.end() - 2);
-  if (sb.size() > 2) bb.assign(sb.begin(), sb.end() - 2);
-  ir::SymShape out = broadcast_sym(ba, bb, ctx.node());
-  if (sa.size() >= 2) out.push_back(sa[sa.size() - 2]);
-  if (sb.size() >= 2) out.push_back(sb.back());
-  set_output(ctx, 0, dt, out);
+  set_output(ctx, 0, dt, matmul_sym_shape(ctx.node(), *a.shape, *b.shape));
+}
+
+ir::SymShape permuted_sym(const ir::SymShape& s, const std::vector<int64_t>& perm) {
+  ir::SymShape out;
+  for (int64_t p : perm) out.push_back(s[static_cast<size_t>(p)]);
+  return out;
+}
+
+void transpose_matmul_infer(InferContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const ir::ValueInfo& a = ctx.input(0);
+  const ir::ValueInfo& b = ctx.input(1);
+  if (!a.shape || !b.shape) {
+    set_output(ctx, 0, DType::kF32, std::nullopt);
+    return;
+  }
+  const ir::SymShape out = matmul_sym_shape(node, permuted_sym(*a.shape, perm_attr(node, "perm_a", a.shape->size())),
+                                            permuted_sym(*b.shape, perm_attr(node, "perm_b", b.shape->size())));
+  set_output(ctx, 0, DType::kF32, permuted_sym(out, perm_attr(node, "perm_y", out.size())));
 }
 
 }  // namespace
@@ -847,6 +1039,8 @@ void register_nn_ops(OpRegistry& r) {
          .infer = gemm_infer, .check = fused_gemm_check, .prepare = gemm_prepare, .run = gemm_run});
   r.add({.domain = "", .op_type = "MatMul", .min_opset = 1, .max_opset = 21,
          .infer = matmul_infer, .prepare = matmul_prepare, .run = matmul_run});
+  r.add({.domain = kQforgeDomain, .op_type = "TransposeMatMul", .min_opset = 1, .max_opset = 1,
+         .infer = transpose_matmul_infer, .run = transpose_matmul_run});
   r.add({.domain = "", .op_type = "Softmax", .min_opset = 1, .max_opset = 21,
          .infer = infer_float_same, .run = soft_run<SoftKind::kSoftmax>});
   r.add({.domain = "", .op_type = "LogSoftmax", .min_opset = 1, .max_opset = 21,

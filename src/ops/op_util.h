@@ -27,6 +27,12 @@ ir::SymShape broadcast_sym(const ir::SymShape& a, const ir::SymShape& b, const i
 // broadcast from 1 gets stride 0. in is right-aligned with out.
 std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out);
 
+// dst (contiguous, of `shape`)[i...] = src[sum over k of i_k * st[k]], elements
+// of esz bytes (1, 2, 4 or 8), split over `pool`: a Transpose's copy, in
+// tiles where it transposes (shape.cpp).
+void strided_copy(size_t esz, const Shape& shape, const std::vector<int64_t>& st, const void* src,
+                  void* dst, ThreadPool* pool);
+
 // The values of a 0-D or 1-D int32/int64 tensor (shapes, axes, pads, k).
 std::vector<int64_t> to_int64s(const Tensor& t, const ir::Node& node, const char* what);
 // A scalar (or single-element tensor) as double: f32, f64 or any integer.

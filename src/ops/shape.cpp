@@ -289,6 +289,8 @@ void strided_copy_t(Shape shape, Ints st, const T* src, T* dst, ThreadPool* pool
   });
 }
 
+}  // namespace
+
 void strided_copy(size_t esz, const Shape& shape, const Ints& st, const void* src, void* dst,
                   ThreadPool* pool) {
   by_width(esz, [&](auto z) {
@@ -296,6 +298,8 @@ void strided_copy(size_t esz, const Shape& shape, const Ints& st, const void* sr
     strided_copy_t<T>(shape, st, static_cast<const T*>(src), static_cast<T*>(dst), pool);
   });
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------
 // Shape-inference helpers

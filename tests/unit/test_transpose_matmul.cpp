@@ -1,0 +1,202 @@
+// ai.qforge TransposeMatMul and passes::fuse_transpose_matmul. Reference:
+// the same graph unfused, Transpose -> MatMul -> Transpose run by the plain
+// ops (each held to ONNX's backend test data by the conformance run); the
+// fused op must give its bits exactly, on 1 and 2 threads (ctest runs this
+// suite again under QFORGE_ISA=avx2 and ref).
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <random>
+#include <string>
+
+#include "qforge/error.h"
+#include "qforge/npy.h"
+#include "qforge/passes.h"
+#include "qforge/session.h"
+
+using namespace qforge;
+
+namespace {
+
+Tensor random_tensor(Shape shape, uint32_t seed) {
+  Tensor t(DType::kF32, std::move(shape));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
+  return t;
+}
+
+ir::Node node(std::string op, std::vector<std::string> in, std::vector<std::string> out) {
+  ir::Node n;
+  n.op_type = std::move(op);
+  n.inputs = std::move(in);
+  n.outputs = std::move(out);
+  n.name = n.op_type + "_" + n.outputs[0];
+  return n;
+}
+
+ir::Node transpose(const std::string& in, const std::string& out, std::vector<int64_t> perm) {
+  ir::Node t = node("Transpose", {in}, {out});
+  t.attrs["perm"] = ir::Attribute::of(std::move(perm));
+  return t;
+}
+
+// y = Transpose(MatMul(Transpose(a, pa), Transpose(b, pb)), py), an empty
+// perm leaving its Transpose out.
+struct Case {
+  Shape a, b;
+  std::vector<int64_t> pa, pb, py;
+};
+
+ir::Model unfused_model(const Case& c) {
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.graph.name = "g";
+  m.graph.inputs = {"a", "b"};
+  m.graph.values["a"] = ir::ValueInfo{DType::kF32, ir::to_sym(c.a), {}};
+  m.graph.values["b"] = ir::ValueInfo{DType::kF32, ir::to_sym(c.b), {}};
+  std::string a = "a", b = "b";
+  if (!c.pa.empty()) m.graph.nodes.push_back(transpose("a", a = "ta", c.pa));
+  if (!c.pb.empty()) m.graph.nodes.push_back(transpose("b", b = "tb", c.pb));
+  m.graph.nodes.push_back(node("MatMul", {a, b}, {c.py.empty() ? "y" : "p"}));
+  if (!c.py.empty()) m.graph.nodes.push_back(transpose("p", "y", c.py));
+  m.graph.outputs = {"y"};
+  ir::infer_shapes(m);
+  return m;
+}
+
+// The op written directly, whatever the pass would do.
+ir::Model fused_model(const Case& c) {
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.opsets["ai.qforge"] = 1;
+  m.graph.name = "g";
+  m.graph.inputs = {"a", "b"};
+  m.graph.values["a"] = ir::ValueInfo{DType::kF32, ir::to_sym(c.a), {}};
+  m.graph.values["b"] = ir::ValueInfo{DType::kF32, ir::to_sym(c.b), {}};
+  ir::Node n = node("TransposeMatMul", {"a", "b"}, {"y"});
+  n.domain = "ai.qforge";
+  if (!c.pa.empty()) n.attrs["perm_a"] = ir::Attribute::of(c.pa);
+  if (!c.pb.empty()) n.attrs["perm_b"] = ir::Attribute::of(c.pb);
+  if (!c.py.empty()) n.attrs["perm_y"] = ir::Attribute::of(c.py);
+  m.graph.nodes.push_back(n);
+  m.graph.outputs = {"y"};
+  ir::infer_shapes(m);
+  return m;
+}
+
+void expect_same_bits(const Tensor& got, const Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  for (int64_t i = 0; i < want.numel(); ++i)
+    ASSERT_EQ(std::bit_cast<uint32_t>(got.data<float>()[i]), std::bit_cast<uint32_t>(want.data<float>()[i]))
+        << what << " at " << i << ": " << got.data<float>()[i] << " vs " << want.data<float>()[i];
+}
+
+int count_op(const ir::Model& m, const std::string& op) {
+  int n = 0;
+  for (const ir::Node& x : m.graph.nodes) n += x.op_type == op;
+  return n;
+}
+
+}  // namespace
+
+// Strided in place (attention's q, k^T, v and merged heads; a transposed
+// A; broadcast batches; K past sgemm's depth block) and transposed first
+// (perms that move the last axis away, M == 1 and N == 1, one B for all of
+// A's batch), each bit for bit the unfused graph.
+TEST(TransposeMatMul, MatchesTheUnfusedOpsBitForBit) {
+  const std::vector<Case> cases = {
+      {{2, 7, 3, 5}, {2, 7, 3, 5}, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}},     // q @ k^T, merged
+      {{2, 7, 3, 5}, {2, 7, 3, 6}, {0, 2, 3, 1}, {0, 2, 1, 3}, {}},               // A transposed
+      {{3, 13, 17}, {3, 17, 19}, {}, {}, {1, 0, 2}},                              // only Y
+      {{1, 33, 2, 300}, {4, 2, 300, 37}, {0, 2, 1, 3}, {}, {}},                   // broadcast A, K > 256
+      {{2, 9, 4}, {2, 9, 6}, {0, 2, 1}, {}, {0, 2, 1}},                           // y's last axis moves: copy
+      {{5, 4, 6}, {6, 4, 7}, {2, 0, 1}, {}, {}},                                  // A's last axis moves: copy
+      {{2, 1, 3, 8}, {2, 3, 5, 8}, {0, 2, 1, 3}, {0, 1, 3, 2}, {}},               // M == 1
+      {{2, 3, 6, 8}, {2, 3, 1, 8}, {}, {0, 1, 3, 2}, {0, 1, 3, 2}},               // N == 1
+      {{2, 6, 3, 8}, {11, 8}, {0, 2, 1, 3}, {1, 0}, {}},                          // one B
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    const Tensor a = random_tensor(c.a, 10 + static_cast<uint32_t>(i));
+    const Tensor b = random_tensor(c.b, 50 + static_cast<uint32_t>(i));
+    SessionOptions plain;
+    plain.optimize = false;
+    const Tensor want = Session(unfused_model(c), plain).run({{"a", a}, {"b", b}})[0];
+    for (int threads : {1, 2}) {
+      SessionOptions so = plain;
+      so.threads = threads;
+      expect_same_bits(Session(fused_model(c), so).run({{"a", a}, {"b", b}})[0], want,
+                       "case " + std::to_string(i) + ", " + std::to_string(threads) + " threads");
+    }
+  }
+}
+
+// Runs the pass on a copy of `raw`; every output stays bit for bit.
+static void expect_pass_keeps_bits(const ir::Model& raw, const Case& c, int fused, int transposes_left) {
+  ir::Model m = raw;
+  EXPECT_EQ(passes::fuse_transpose_matmul(m), fused);
+  EXPECT_EQ(count_op(m, "Transpose"), transposes_left);
+  const Tensor a = random_tensor(c.a, 1), b = random_tensor(c.b, 2);
+  SessionOptions plain;
+  plain.optimize = false;
+  const std::vector<Tensor> want = Session(raw, plain).run({{"a", a}, {"b", b}});
+  const std::vector<Tensor> got = Session(m, plain).run({{"a", a}, {"b", b}});
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t o = 0; o < want.size(); ++o) expect_same_bits(got[o], want[o], "output " + std::to_string(o));
+}
+
+TEST(TransposeMatMul, PassFusesWhatAStridedGemmReads) {
+  const Case attention{{2, 7, 3, 5}, {2, 7, 3, 5}, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 2, 1, 3}};
+  ir::Model m = unfused_model(attention);
+  EXPECT_EQ(passes::fuse_transpose_matmul(m), 1);
+  ASSERT_EQ(m.graph.nodes.size(), 1u);
+  EXPECT_EQ(m.graph.nodes[0].op_type, "TransposeMatMul");
+  EXPECT_EQ(m.graph.nodes[0].attr_ints("perm_b"), (std::vector<int64_t>{0, 2, 3, 1}));
+  EXPECT_EQ(passes::fuse_transpose_matmul(m), 0) << "a second run finds nothing";
+  expect_pass_keeps_bits(unfused_model(attention), attention, 1, 0);
+
+  // perm_y (0, 2, 1) moves the result's last axis: that Transpose stays.
+  const Case moved{{2, 9, 4}, {2, 9, 6}, {0, 2, 1}, {}, {0, 2, 1}};
+  expect_pass_keeps_bits(unfused_model(moved), moved, 1, 1);
+
+  // Values something else needs are left alone: ta and p are graph outputs,
+  // tb has a second reader.
+  ir::Model out = unfused_model(attention);
+  out.graph.outputs.push_back("ta");
+  out.graph.outputs.push_back("p");
+  expect_pass_keeps_bits(out, attention, 1, 2);
+  ir::Model twice = unfused_model(attention);
+  twice.graph.nodes.push_back(node("Relu", {"tb"}, {"r"}));
+  twice.graph.outputs.push_back("r");
+  expect_pass_keeps_bits(twice, attention, 1, 1);
+}
+
+// The Transformer's attention: both MatMuls of each of the 4 layers fuse,
+// and the logits stay bit for bit those of the unfused graph.
+TEST(TransposeMatMul, FusesTheTransformersAttention) {
+  const std::string dir = QFORGE_MODELS_DIR;
+  const ir::Model raw = ir::load_model(dir + "/transformer4.onnx");
+  ir::Model m = raw;
+  EXPECT_EQ(passes::fuse_transpose_matmul(m), 8);
+  EXPECT_EQ(count_op(m, "Transpose"), 0);
+  const Tensor x = read_npy(dir + "/transformer4.input.npy");
+  SessionOptions plain;
+  plain.optimize = false;
+  expect_same_bits(Session(m, plain).run({{raw.graph.inputs[0], x}})[0],
+                   Session(raw, plain).run({{raw.graph.inputs[0], x}})[0], "transformer4");
+}
+
+TEST(TransposeMatMul, RejectsABadPerm) {
+  const Case c{{2, 3, 4}, {2, 4, 5}, {}, {}, {}};
+  ir::Model m = fused_model(c);
+  m.graph.nodes[0].attrs["perm_a"] = ir::Attribute::of(std::vector<int64_t>{0, 2, 2});
+  SessionOptions plain;
+  plain.optimize = false;
+  try {
+    Session(m, plain).run({{"a", random_tensor(c.a, 1)}, {"b", random_tensor(c.b, 2)}});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("perm_a"), std::string::npos) << e.what();
+  }
+}
