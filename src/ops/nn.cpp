@@ -14,6 +14,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -760,16 +761,20 @@ void matmul_naive(const MatMulDims& d, const T* A, const T* B, T* Y) {
 // at B + bo[t], Y at Y + yo[t] (ld ldy; yo nullptr: t * M * N). Many
 // matrices, or small ones, go one per thread; otherwise each GEMM is split
 // over the pool. Every element sees the same operations either way.
+// post (if given) then runs on each matrix of Y, on the thread that computed
+// it, while it is still in cache.
 void batched_sgemm(const MatMulDims& d, bool ta, const float* A, int64_t lda, const std::vector<int64_t>& ao,
                    bool tb, const float* B, int64_t ldb, const std::vector<int64_t>& bo, float* Y, int64_t ldy,
-                   const std::vector<int64_t>* yo, ThreadPool* pool) {
+                   const std::vector<int64_t>* yo, ThreadPool* pool,
+                   const std::function<void(float*)>* post = nullptr) {
   const int64_t nb = static_cast<int64_t>(ao.size());
   const int threads = pool != nullptr ? pool->threads() : 1;
   const int64_t macs = d.M * d.N * d.K;
   auto one = [&](int64_t t, ThreadPool* p) {
     const size_t i = static_cast<size_t>(t);
-    kernels::sgemm(ta, tb, d.M, d.N, d.K, 1.0f, A + ao[i], lda, B + bo[i], ldb, 0.0f,
-                   Y + (yo != nullptr ? (*yo)[i] : t * d.M * d.N), ldy, {}, p);
+    float* y = Y + (yo != nullptr ? (*yo)[i] : t * d.M * d.N);
+    kernels::sgemm(ta, tb, d.M, d.N, d.K, 1.0f, A + ao[i], lda, B + bo[i], ldb, 0.0f, y, ldy, {}, p);
+    if (post != nullptr) (*post)(y);
   };
   if (threads > 1 && (nb >= 2 * threads || macs < (int64_t{1} << 18))) {
     parallel(pool, nb, grain_for(macs, 1 << 16), [&](int64_t b0, int64_t b1) {
@@ -828,9 +833,12 @@ void matmul_run(OpContext& ctx) {
 
 // ---- ai.qforge TransposeMatMul ----
 //
-// Y = Transpose(MatMul(Transpose(A, perm_a), Transpose(B, perm_b)), perm_y)
-// in float32 (a missing perm: no Transpose), written by
-// passes::fuse_transpose_matmul for attention's heads. Where each permuted
+// Y = Transpose(post(MatMul(Transpose(A, perm_a), Transpose(B, perm_b))), perm_y)
+// in float32 (a missing perm: no Transpose), post dividing by the attribute
+// `div` if there is one, then taking the Softmax over the last axis if
+// `softmax` is 1: Div's and Softmax's own operations, on each matrix while
+// it is in cache. Written by passes::fuse_transpose_matmul for attention's
+// heads (scores = softmax(q k^T / sqrt(d)), then scores v). Where each permuted
 // operand keeps its source's last axis among its last two (a matrix or a
 // transposed one, with a row stride) and perm_y keeps the last axis, the
 // GEMMs read and write the strided matrices in place: sgemm packs its
@@ -948,17 +956,36 @@ void transpose_matmul_run(OpContext& ctx) {
   const std::vector<int64_t> out_st = row_major_strides(vy.shape);
   for (size_t q = 0; q < py.size(); ++q) yst[static_cast<size_t>(py[q])] = out_st[q];
   const size_t ry = d.out.size();
+  // The post-op on `rows` contiguous rows of MatMul's result's last axis,
+  // N values (M when B is a vector).
+  const bool divide = node.has_attr("div"), softmax = node.attr_int("softmax", 0) != 0;
+  const float div = node.attr_float("div", 1.0f);
+  const int64_t N = d.out.empty() ? 1 : d.out.back();
+  auto post_rows = [&](float* m, int64_t rows) {
+    if (divide)
+      for (int64_t i = 0; i < rows * N; ++i) m[i] = m[i] / div;
+    if (softmax) {
+      // As Softmax runs its rows: interleaved, a single row by soft_rows.
+      run_vectorized([&]() NN_LAMBDA {
+        if (rows > 1) softmax_rows_interleaved<float>(m, m, rows, N);
+        else soft_rows<float, SoftKind::kSoftmax>(m, m, rows, N);
+      });
+    }
+  };
+  const std::function<void(float*)> post = [&](float* m) { post_rows(m, d.M); };
+  const bool has_post = divide || softmax;
   bool ta = false, tb = false;
   int64_t lda = 0, ldb = 0;
   const bool in_place = d.M > 1 && d.N > 1 && shape_numel(d.b_batch) != 1 && as_matrix(va, ta, lda) &&
-                        as_matrix(vb, tb, ldb) && yst[ry - 1] == 1 && yst[ry - 2] >= d.N;
+                        as_matrix(vb, tb, ldb) && yst[ry - 1] == 1 && yst[ry - 2] >= d.N &&
+                        (!has_post || yst[ry - 2] == d.N);
   if (in_place) {
     const size_t ra = va.shape.size(), rb = vb.shape.size();
     const std::vector<int64_t> ao = matrix_offsets(d.out_batch, d.a_batch, {va.st.begin(), va.st.begin() + (ra - 2)});
     const std::vector<int64_t> bo = matrix_offsets(d.out_batch, d.b_batch, {vb.st.begin(), vb.st.begin() + (rb - 2)});
     const std::vector<int64_t> yo = matrix_offsets(d.out_batch, d.out_batch, {yst.begin(), yst.begin() + (ry - 2)});
     batched_sgemm(d, ta, a.data<float>(), lda, ao, tb, b.data<float>(), ldb, bo, y.data<float>(), yst[ry - 2],
-                  &yo, pool);
+                  &yo, pool, has_post ? &post : nullptr);
     return;
   }
   // Transpose the operands, then MatMul.
@@ -970,10 +997,12 @@ void transpose_matmul_run(OpContext& ctx) {
   const Tensor ca = contiguous(a, va), cb = contiguous(b, vb);
   if (is_identity(py)) {
     matmul_f32(node, d, ca.data<float>(), cb.data<float>(), y.data<float>(), nullptr, pool);
+    if (has_post) post_rows(y.data<float>(), y.numel() / N);
     return;
   }
   Tensor r(DType::kF32, d.out);
   matmul_f32(node, d, ca.data<float>(), cb.data<float>(), r.data<float>(), nullptr, pool);
+  if (has_post) post_rows(r.data<float>(), r.numel() / N);
   std::vector<int64_t> rst(py.size());
   const std::vector<int64_t> r_st = row_major_strides(d.out);
   for (size_t q = 0; q < py.size(); ++q) rst[q] = r_st[static_cast<size_t>(py[q])];

@@ -12,16 +12,6 @@
 #include "qforge/passes.h"
 
 namespace qforge::passes {
-namespace {
-
-// The value of a one-element f32 constant input, if `name` is one.
-std::optional<float> scalar(const ir::Graph& g, const Uses& uses, const std::string& name) {
-  const Tensor* t = name.empty() || uses.pinned.count(name) ? nullptr : g.initializer(name);
-  if (t == nullptr || t->dtype() != DType::kF32 || t->numel() != 1) return std::nullopt;
-  return t->data<float>()[0];
-}
-
-}  // namespace
 
 int fuse_erf_gelu(ir::Model& model) {
   ir::Graph& g = model.graph;
@@ -34,19 +24,19 @@ int fuse_erf_gelu(ir::Model& model) {
     const std::string& x = d.inputs[0];
     const ir::ValueInfo* xi = g.info(x);
     if (xi == nullptr || xi->dtype != DType::kF32) continue;  // f32 only (the op's one type)
-    const auto c_div = scalar(g, uses, d.inputs[1]);
+    const auto c_div = f32_scalar(g, uses, d.inputs[1]);
     const auto ei = uses.sole_reader(d.outputs[0]);
     if (!c_div || !ei || dead[*ei] || !is_op(g.nodes[*ei], "Erf")) continue;
     const auto ai = uses.sole_reader(g.nodes[*ei].outputs[0]);
     if (!ai || dead[*ai] || !is_op(g.nodes[*ai], "Add")) continue;
-    const auto c_add = scalar(g, uses, other_input(g.nodes[*ai], g.nodes[*ei].outputs[0]));
+    const auto c_add = f32_scalar(g, uses, other_input(g.nodes[*ai], g.nodes[*ei].outputs[0]));
     const auto mi = uses.sole_reader(g.nodes[*ai].outputs[0]);
     if (!c_add || !mi || dead[*mi] || !is_op(g.nodes[*mi], "Mul") ||
         other_input(g.nodes[*mi], g.nodes[*ai].outputs[0]) != x)
       continue;
     const auto hi = uses.sole_reader(g.nodes[*mi].outputs[0]);
     if (!hi || dead[*hi] || !is_op(g.nodes[*hi], "Mul")) continue;
-    const auto c_mul = scalar(g, uses, other_input(g.nodes[*hi], g.nodes[*mi].outputs[0]));
+    const auto c_mul = f32_scalar(g, uses, other_input(g.nodes[*hi], g.nodes[*mi].outputs[0]));
     if (!c_mul) continue;
     ir::Node n;
     n.name = g.nodes[*ei].name;

@@ -59,6 +59,13 @@ inline std::string other_input(const ir::Node& n, const std::string& v) {
   return {};
 }
 
+// The value of a one-element f32 constant input, if `name` is one.
+inline std::optional<float> f32_scalar(const ir::Graph& g, const Uses& uses, const std::string& name) {
+  const Tensor* t = name.empty() || uses.pinned.count(name) ? nullptr : g.initializer(name);
+  if (t == nullptr || t->dtype() != DType::kF32 || t->numel() != 1) return std::nullopt;
+  return t->data<float>()[0];
+}
+
 // Removes the nodes marked dead, keeping the order of the rest.
 inline void erase_nodes(ir::Graph& g, const std::vector<bool>& dead) {
   std::vector<ir::Node> kept;

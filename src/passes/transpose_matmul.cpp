@@ -6,7 +6,10 @@
 //                             |
 //                           Transpose(., perm_y)
 //
-// becomes one ai.qforge TransposeMatMul(A, B) with the perms as attributes.
+// becomes one ai.qforge TransposeMatMul(A, B) with the perms as attributes;
+// so do a Div by a scalar f32 constant and a Softmax over the last axis
+// that follow the MatMul (attention's scores), as its attributes div and
+// softmax (then without perm_y).
 // A Transpose joins only if it keeps the last axis where a strided GEMM can
 // read it (perm_a, perm_b: the source's last axis is one of the last two;
 // perm_y: the last axis stays last), so that the op reads its operands and
@@ -28,6 +31,17 @@ std::optional<std::vector<int64_t>> perm_of(const ir::Node& t) {
   return p;
 }
 
+// A Softmax over its input's last axis (its rank known). Before opset 13
+// the input is coerced to 2-D at axis, which is the same for the last one.
+bool last_axis_softmax(const ir::Graph& g, const ir::Node& s, int64_t opset) {
+  const ir::ValueInfo* x = g.info(s.inputs[0]);
+  if (x == nullptr || !x->shape || x->shape->empty()) return false;
+  const int64_t rank = static_cast<int64_t>(x->shape->size());
+  int64_t axis = s.attr_int("axis", opset < 13 ? 1 : -1);
+  if (axis < 0) axis += rank;
+  return axis == rank - 1;
+}
+
 bool f32(const ir::Graph& g, const std::string& v) {
   const ir::ValueInfo* i = g.info(v);
   return i != nullptr && i->dtype == DType::kF32;
@@ -47,6 +61,7 @@ int fuse_transpose_matmul(ir::Model& model) {
     const ir::Node& mm = g.nodes[i];
     if (!is_op(mm, "MatMul") || mm.inputs.size() != 2 || mm.outputs.size() != 1 || dead[i]) continue;
     if (!f32(g, mm.inputs[0]) || !f32(g, mm.inputs[1])) continue;  // the op's one type
+    if (g.initializer(mm.inputs[1]) != nullptr) continue;  // MatMul packs a constant B once
     ir::Node n;
     n.name = mm.name;
     n.op_type = "TransposeMatMul";
@@ -66,15 +81,28 @@ int fuse_transpose_matmul(ir::Model& model) {
       n.attrs[k == 0 ? "perm_a" : "perm_b"] = ir::Attribute::of(*perm);
       joined.push_back(it->second);
     }
+    // The nodes after the MatMul join in turn; the fused node takes the last
+    // one's place, where its inputs are ready.
     size_t place = i;
-    if (const auto r = uses.sole_reader(mm.outputs[0]); r && !dead[*r]) {
+    auto join = [&](size_t r, const char* attr, ir::Attribute a) {
+      n.outputs = g.nodes[r].outputs;
+      n.attrs[attr] = std::move(a);
+      joined.push_back(place);
+      place = r;
+    };
+    auto next = [&](const char* op) -> std::optional<size_t> {
+      const auto r = uses.sole_reader(n.outputs[0]);
+      if (!r || dead[*r] || !is_op(g.nodes[*r], op) || g.nodes[*r].outputs.size() != 1) return std::nullopt;
+      return r;
+    };
+    if (const auto r = next("Div"); r && g.nodes[*r].inputs.size() == 2 && g.nodes[*r].inputs[0] == n.outputs[0]) {
+      if (const auto c = f32_scalar(g, uses, g.nodes[*r].inputs[1])) join(*r, "div", ir::Attribute::of(*c));
+    }
+    if (const auto r = next("Softmax"); r && last_axis_softmax(g, g.nodes[*r], model.opset("")))
+      join(*r, "softmax", ir::Attribute::of(int64_t{1}));
+    if (const auto r = next("Transpose"); r && place == i) {
       const auto perm = perm_of(g.nodes[*r]);
-      if (perm && perm->back() == static_cast<int64_t>(perm->size()) - 1) {
-        n.outputs = g.nodes[*r].outputs;
-        n.attrs["perm_y"] = ir::Attribute::of(*perm);
-        joined.push_back(i);
-        place = *r;  // the last node's place: the inputs are ready there
-      }
+      if (perm && perm->back() == static_cast<int64_t>(perm->size()) - 1) join(*r, "perm_y", ir::Attribute::of(*perm));
     }
     if (n.attrs.empty()) continue;
     for (size_t k : joined) dead[k] = true;

@@ -41,11 +41,14 @@ ir::Node transpose(const std::string& in, const std::string& out, std::vector<in
   return t;
 }
 
-// y = Transpose(MatMul(Transpose(a, pa), Transpose(b, pb)), py), an empty
-// perm leaving its Transpose out.
+// y = Transpose(post(MatMul(Transpose(a, pa), Transpose(b, pb))), py), an
+// empty perm leaving its Transpose out; post: Div by `div` (if not 0), then
+// Softmax over the last axis (if softmax).
 struct Case {
   Shape a, b;
   std::vector<int64_t> pa, pb, py;
+  float div = 0;
+  bool softmax = false;
 };
 
 ir::Model unfused_model(const Case& c) {
@@ -58,8 +61,18 @@ ir::Model unfused_model(const Case& c) {
   std::string a = "a", b = "b";
   if (!c.pa.empty()) m.graph.nodes.push_back(transpose("a", a = "ta", c.pa));
   if (!c.pb.empty()) m.graph.nodes.push_back(transpose("b", b = "tb", c.pb));
-  m.graph.nodes.push_back(node("MatMul", {a, b}, {c.py.empty() ? "y" : "p"}));
-  if (!c.py.empty()) m.graph.nodes.push_back(transpose("p", "y", c.py));
+  // MatMul's result, then each step's output named in turn; the last is y.
+  std::vector<ir::Node> chain = {node("MatMul", {a, b}, {"p"})};
+  if (c.div != 0) {
+    m.graph.initializers["c"] = Tensor::from<float>({}, {c.div});
+    m.graph.values["c"] = ir::ValueInfo{DType::kF32, ir::to_sym({}), {}};
+    chain.push_back(node("Div", {"", "c"}, {"q"}));
+  }
+  if (c.softmax) chain.push_back(node("Softmax", {""}, {"s"}));
+  if (!c.py.empty()) chain.push_back(transpose("", "t", c.py));
+  for (size_t k = 1; k < chain.size(); ++k) chain[k].inputs[0] = chain[k - 1].outputs[0];
+  chain.back().outputs[0] = "y";
+  for (ir::Node& n : chain) m.graph.nodes.push_back(std::move(n));
   m.graph.outputs = {"y"};
   ir::infer_shapes(m);
   return m;
@@ -79,6 +92,8 @@ ir::Model fused_model(const Case& c) {
   if (!c.pa.empty()) n.attrs["perm_a"] = ir::Attribute::of(c.pa);
   if (!c.pb.empty()) n.attrs["perm_b"] = ir::Attribute::of(c.pb);
   if (!c.py.empty()) n.attrs["perm_y"] = ir::Attribute::of(c.py);
+  if (c.div != 0) n.attrs["div"] = ir::Attribute::of(c.div);
+  if (c.softmax) n.attrs["softmax"] = ir::Attribute::of(int64_t{1});
   m.graph.nodes.push_back(n);
   m.graph.outputs = {"y"};
   ir::infer_shapes(m);
@@ -115,6 +130,13 @@ TEST(TransposeMatMul, MatchesTheUnfusedOpsBitForBit) {
       {{2, 1, 3, 8}, {2, 3, 5, 8}, {0, 2, 1, 3}, {0, 1, 3, 2}, {}},               // M == 1
       {{2, 3, 6, 8}, {2, 3, 1, 8}, {}, {0, 1, 3, 2}, {0, 1, 3, 2}},               // N == 1
       {{2, 6, 3, 8}, {11, 8}, {0, 2, 1, 3}, {1, 0}, {}},                          // one B
+      // Attention's scores, in place and (M == 1, y's last axis moved) not.
+      {{2, 7, 3, 16}, {2, 7, 3, 16}, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, 4.0f, true},
+      {{2, 9, 3, 5}, {2, 9, 3, 5}, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, 2.2360680f, true},
+      {{2, 1, 3, 8}, {2, 3, 5, 8}, {0, 2, 1, 3}, {0, 1, 3, 2}, {}, 0.3f, true},
+      {{2, 9, 4}, {2, 9, 6}, {0, 2, 1}, {}, {0, 2, 1}, 3.0f, true},
+      {{3, 13, 17}, {3, 17, 19}, {}, {}, {}, 0, true},
+      {{3, 13, 17}, {3, 17, 19}, {}, {}, {}, 7.0f, false},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
@@ -156,6 +178,20 @@ TEST(TransposeMatMul, PassFusesWhatAStridedGemmReads) {
   EXPECT_EQ(passes::fuse_transpose_matmul(m), 0) << "a second run finds nothing";
   expect_pass_keeps_bits(unfused_model(attention), attention, 1, 0);
 
+  // Attention's scores: Div by a constant and Softmax join.
+  const Case scores{{2, 7, 3, 5}, {2, 7, 3, 5}, {0, 2, 1, 3}, {0, 2, 3, 1}, {}, 2.0f, true};
+  ir::Model sm = unfused_model(scores);
+  EXPECT_EQ(passes::fuse_transpose_matmul(sm), 1);
+  ASSERT_EQ(sm.graph.nodes.size(), 1u);
+  EXPECT_EQ(sm.graph.nodes[0].attr_float("div", 0), 2.0f);
+  EXPECT_EQ(sm.graph.nodes[0].attr_int("softmax", 0), 1);
+  expect_pass_keeps_bits(unfused_model(scores), scores, 1, 0);
+  // A Softmax over another axis stays a Softmax.
+  ir::Model other = unfused_model(scores);
+  other.graph.nodes.back().attrs["axis"] = ir::Attribute::of(int64_t{2});
+  expect_pass_keeps_bits(other, scores, 1, 0);
+  EXPECT_EQ(count_op(other, "Softmax"), 1);
+
   // perm_y (0, 2, 1) moves the result's last axis: that Transpose stays.
   const Case moved{{2, 9, 4}, {2, 9, 6}, {0, 2, 1}, {}, {0, 2, 1}};
   expect_pass_keeps_bits(unfused_model(moved), moved, 1, 1);
@@ -172,14 +208,17 @@ TEST(TransposeMatMul, PassFusesWhatAStridedGemmReads) {
   expect_pass_keeps_bits(twice, attention, 1, 1);
 }
 
-// The Transformer's attention: both MatMuls of each of the 4 layers fuse,
-// and the logits stay bit for bit those of the unfused graph.
+// The Transformer's attention: both MatMuls of each of the 4 layers fuse
+// with their Transposes, the scores' Div and Softmax, and the logits stay
+// bit for bit those of the unfused graph.
 TEST(TransposeMatMul, FusesTheTransformersAttention) {
   const std::string dir = QFORGE_MODELS_DIR;
   const ir::Model raw = ir::load_model(dir + "/transformer4.onnx");
   ir::Model m = raw;
   EXPECT_EQ(passes::fuse_transpose_matmul(m), 8);
   EXPECT_EQ(count_op(m, "Transpose"), 0);
+  EXPECT_EQ(count_op(m, "Softmax"), 0);
+  EXPECT_EQ(count_op(m, "MatMul"), 4 * 4) << "qkv, proj, ff1 and ff2 (constant B) stay MatMuls";
   const Tensor x = read_npy(dir + "/transformer4.input.npy");
   SessionOptions plain;
   plain.optimize = false;
