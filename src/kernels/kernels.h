@@ -18,6 +18,16 @@
 
 #include "qforge/cpu.h"
 
+// Loops left to the compiler's vectoriser, compiled for x86-64-v4 (AVX-512)
+// and v3 (AVX2) as well as the baseline, picked at load time (GCC function
+// multiversioning). Integer loops give the same results on every ISA; a
+// float loop may have its multiply and add fused (FMA) on the wider ones.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QFORGE_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QFORGE_ISA_CLONES
+#endif
+
 namespace qforge::kernels {
 
 // In order of preference within an architecture: x86-64 has avx2, avxvnni

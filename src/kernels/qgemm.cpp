@@ -221,16 +221,10 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 
 // The set-up loops of a call, over its N columns: most of a small GEMM's
 // set-up unless they vectorise, so compiled for AVX-512 and AVX2 as well
-// (integer arithmetic: the same results on every ISA).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define QFORGE_QGEMM_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define QFORGE_QGEMM_CLONES
-#endif
-
+// (QFORGE_ISA_CLONES; integer arithmetic: the same results on every ISA).
+//
 // *lo, *hi = the least and greatest of v[0..n), n >= 1.
-QFORGE_QGEMM_CLONES void minmax_i32(const int32_t* v, int64_t n, int32_t* lo, int32_t* hi) {
+QFORGE_ISA_CLONES void minmax_i32(const int32_t* v, int64_t n, int32_t* lo, int32_t* hi) {
   int32_t l = v[0], h = v[0];
   for (int64_t j = 1; j < n; ++j) {
     l = std::min(l, v[j]);
@@ -244,7 +238,7 @@ QFORGE_QGEMM_CLONES void minmax_i32(const int32_t* v, int64_t n, int32_t* lo, in
 // a_zp' = azp and b_zp'[j] = b_zp[j] - shift: col_off[j] = -a_zp' colsum[j]
 // + K a_zp' b_zp'[j] and neg_b_zp[j] = -b_zp'[j], modulo 2^32 (computed in
 // uint32, which wraps as the int32 sums do). True if some b_zp' is non-zero.
-QFORGE_QGEMM_CLONES bool column_terms(const int32_t* b_zp, const int32_t* colsum, int64_t N,
+QFORGE_ISA_CLONES bool column_terms(const int32_t* b_zp, const int32_t* colsum, int64_t N,
                                       int64_t K, int32_t azp, int32_t shift, int32_t* col_off,
                                       int32_t* neg_b_zp) {
   const uint32_t za = static_cast<uint32_t>(azp);

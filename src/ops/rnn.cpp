@@ -132,20 +132,14 @@ std::string lower(std::string s) {
 }
 
 // The loops over gate values are compiled for AVX-512 and AVX2 as well as
-// the baseline, picked at load time (GCC function multiversioning); the
-// wider versions may fuse a multiply and an add (FMA), so results can differ
-// from the baseline's in the last bit, as the GEMM's do between ISAs.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define QFORGE_RNN_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define QFORGE_RNN_CLONES
-#endif
-
+// the baseline (QFORGE_ISA_CLONES); the wider versions may fuse a multiply
+// and an add (FMA), so results can differ from the baseline's in the last
+// bit, as the GEMM's do between ISAs.
+//
 // x[i] = act(x[i]) for i < n, or act(add[i] + x[i]) where add is given
 // (the sigmoid and tanh in the same loop). One loop per kind, so each
 // vectorises.
-QFORGE_RNN_CLONES void apply(const Act& a, float* x, int64_t n, const float* add = nullptr) {
+QFORGE_ISA_CLONES void apply(const Act& a, float* x, int64_t n, const float* add = nullptr) {
   const float al = a.alpha, be = a.beta;
   if (add && a.kind == ActKind::kSigmoid) {
     for (int64_t i = 0; i < n; ++i) x[i] = sigmoid_approx(add[i] + x[i]);
