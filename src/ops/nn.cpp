@@ -136,14 +136,29 @@ NN_INLINE T exp_of(T x) {
 
 enum class SoftKind { kSoftmax, kLogSoftmax };
 
+// acc[j] = the greatest of -inf and x[j], x[16 + j], ... below `body` (a
+// multiple of 16); a NaN never wins. Written on a vector of 16 (GCC's
+// vector extension), as `v > m ? v : m`, which is what vmaxps computes:
+// the element loop it replaces did the same with scalar compares.
+template <typename T>
+NN_INLINE void lane_max(const T* x, int64_t body, T* acc) {
+  typedef T V __attribute__((vector_size(16 * sizeof(T))));
+  V m;
+  for (int j = 0; j < 16; ++j) m[j] = -std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < body; i += 16) {
+    V v;
+    std::memcpy(&v, x + i, sizeof v);
+    m = v > m ? v : m;
+  }
+  std::memcpy(acc, &m, sizeof m);
+}
+
 template <typename T>
 NN_INLINE T row_max(const T* x, int64_t n) {
   constexpr int64_t L = 16;
   T acc[L];
-  for (int64_t j = 0; j < L; ++j) acc[j] = -std::numeric_limits<T>::infinity();
-  int64_t i = 0;
-  for (; i + L <= n; i += L)
-    for (int64_t j = 0; j < L; ++j) acc[j] = __builtin_isgreater(x[i + j], acc[j]) ? x[i + j] : acc[j];
+  int64_t i = n / L * L;
+  lane_max(x, i, acc);
   // The 16 lanes folded in halves (a few vector steps instead of a chain of
   // 16 scalar ones). The maximum doesn't depend on the order: only which of
   // +0 and -0 survives could, and x - m, hence e^(x - m), is the same for both.
@@ -209,11 +224,8 @@ NN_INLINE void softmax_rows_interleaved(const T* x, T* y, int64_t rows, int64_t 
     for (int64_t r = 0; r < L; ++r)
       for (int64_t j = 0; j < L; ++j) lanes[j][r] = -std::numeric_limits<T>::infinity();
     for (int64_t r = 0; r < R; ++r) {
-      const T* xr = x + (r0 + r) * n;
       T acc[L];
-      for (int64_t j = 0; j < L; ++j) acc[j] = -std::numeric_limits<T>::infinity();
-      for (int64_t i = 0; i < body; i += L)
-        for (int64_t j = 0; j < L; ++j) acc[j] = __builtin_isgreater(xr[i + j], acc[j]) ? xr[i + j] : acc[j];
+      lane_max(x + (r0 + r) * n, body, acc);
       for (int64_t j = 0; j < L; ++j) lanes[j][r] = acc[j];
     }
     for (int64_t r = 0; r < L; ++r) m[r] = lanes[0][r];
