@@ -886,8 +886,7 @@ std::vector<int64_t> perm_attr(const ir::Node& node, const char* name, size_t ra
     if (ok) seen[static_cast<size_t>(v)] = true;
   }
   QFORGE_CHECK(ok, Errc::kInvalidArgument, node.describe(),
-        "has " + std::string(name) + " of " + std::to_string(p.size()) + " values for " +
-            std::to_string(rank) + " axes",
+        "has " + std::string(name) + " " + shape_str(p) + " for an operand of " + std::to_string(rank) + " axes",
         std::string("a permutation of 0..") + std::to_string(static_cast<int64_t>(rank) - 1));
   return p;
 }
