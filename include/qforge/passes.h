@@ -87,7 +87,9 @@ int fuse_erf_gelu(ir::Model& model);
 // TransposeMatMul whose GEMMs read the operands and write the result
 // strided, in place; bit for bit MatMul's sums. A Transpose joins when the
 // source's last axis stays among the operand's last two (the result's last
-// axis stays last). Session only (optimize).
+// axis stays last). The scores' Div by a constant and last-axis Softmax
+// join as post-ops, and q, k, v made by Split (last axis) and Reshape are
+// read from the Split's input in place. Session only (optimize).
 int fuse_transpose_matmul(ir::Model& model);
 
 // Drops initializers that no node (or subgraph) reads and that are not

@@ -857,13 +857,16 @@ void matmul_run(OpContext& ctx) {
 // operands anyway, and every sum is the one MatMul's GEMM computes, bit for
 // bit. Elsewhere (and where MatMul takes another path: a matrix-vector
 // product, one B for all of A's batch) the operands are transposed first
-// and MatMul's code runs on them.
+// and MatMul's code runs on them. An operand may also be a Split's part
+// reshaped (a_cols / b_cols and inputs 2 / 3, see operand_view): q, k and v
+// read from the projection's output where they lie.
 
-// A permuted view of a contiguous tensor: its shape and the strides (in
-// elements) of each of its axes in the tensor.
+// A permuted view of a tensor: its shape, the strides (in elements) of each
+// of its axes and where its first element is.
 struct PermutedView {
   Shape shape;
   std::vector<int64_t> st;
+  const float* data = nullptr;
 };
 
 std::vector<int64_t> row_major_strides(const Shape& s) {
@@ -891,14 +894,62 @@ std::vector<int64_t> perm_attr(const ir::Node& node, const char* name, size_t ra
   return p;
 }
 
-PermutedView permuted(const Shape& s, const std::vector<int64_t>& perm) {
-  const std::vector<int64_t> st = row_major_strides(s);
+PermutedView permuted(const Shape& s, const std::vector<int64_t>& st, const std::vector<int64_t>& perm,
+                      const float* data = nullptr) {
   PermutedView v;
+  v.data = data;
   for (int64_t p : perm) {
     v.shape.push_back(s[static_cast<size_t>(p)]);
     v.st.push_back(st[static_cast<size_t>(p)]);
   }
   return v;
+}
+
+// Operand k (0: A, 1: B) as a view of input k. With the attribute a_cols
+// (b_cols) = [c0, c1), the operand is first the columns c0..c1 of input k's
+// last axis (a Split's part) reshaped to the shape in input k + 2 (a
+// Reshape's target): a strided view too where that Reshape only splits the
+// last axis (attention's heads), else a copy of the part kept in `hold`.
+// Then the perm.
+PermutedView operand_view(const OpContext& ctx, int k, Tensor& hold) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(k);
+  const std::string cols_name = k == 0 ? "a_cols" : "b_cols";
+  Shape shape = x.shape();
+  std::vector<int64_t> st = row_major_strides(shape);
+  const float* data = x.data<float>();
+  if (node.has_attr(cols_name)) {
+    const std::vector<int64_t> c = node.attr_ints(cols_name);
+    QFORGE_CHECK(c.size() == 2 && !shape.empty() && c[0] >= 0 && c[0] <= c[1] && c[1] <= shape.back(),
+          Errc::kInvalidArgument, node.describe(),
+          "has " + cols_name + " " + shape_str(c) + " for input " + std::to_string(k) + " of shape " +
+              shape_str(shape),
+          "[begin, end) within the input's last axis");
+    QFORGE_CHECK(ctx.has_input(k + 2), Errc::kInvalidArgument, node.describe(),
+          "has " + cols_name + " but no input " + std::to_string(k + 2), "the shape the columns take");
+    Shape part = shape;
+    part.back() = c[1] - c[0];
+    const Shape target = reshape_shape(part, to_int64s(ctx.input(k + 2), node, "the columns' shape"), false, node);
+    data += c[0];
+    const size_t lead = part.size() - 1;
+    if (target.size() >= lead && std::equal(part.begin(), part.begin() + static_cast<std::ptrdiff_t>(lead), target.begin())) {
+      // The leading axes keep their strides; the part's columns are the
+      // trailing axes, row-major.
+      st.resize(target.size());
+      int64_t inner = 1;
+      for (size_t a = target.size(); a-- > lead;) {
+        st[a] = inner;
+        inner *= target[a];
+      }
+    } else {
+      hold = Tensor(DType::kF32, part);
+      strided_copy(sizeof(float), part, st, data, hold.raw(), ctx.pool());
+      data = hold.data<float>();
+      st = row_major_strides(target);
+    }
+    shape = target;
+  }
+  return permuted(shape, st, perm_attr(node, k == 0 ? "perm_a" : "perm_b", shape.size()), data);
 }
 
 bool is_identity(const std::vector<int64_t>& perm) {
@@ -954,11 +1005,11 @@ void transpose_matmul_run(OpContext& ctx) {
   const Tensor& b = ctx.input(1);
   if (a.dtype() != DType::kF32) bad_type(node, "input A", a.dtype(), "f32");
   if (b.dtype() != DType::kF32) bad_type(node, "input B", b.dtype(), "f32");
-  const PermutedView va = permuted(a.shape(), perm_attr(node, "perm_a", a.shape().size()));
-  const PermutedView vb = permuted(b.shape(), perm_attr(node, "perm_b", b.shape().size()));
+  Tensor hold_a, hold_b;
+  const PermutedView va = operand_view(ctx, 0, hold_a), vb = operand_view(ctx, 1, hold_b);
   const MatMulDims d = matmul_dims(node, va.shape, vb.shape);
   const std::vector<int64_t> py = perm_attr(node, "perm_y", d.out.size());
-  const PermutedView vy = permuted(d.out, py);  // Y's shape; st: MatMul's result's strides
+  const PermutedView vy = permuted(d.out, row_major_strides(d.out), py);  // Y's shape
   Tensor& y = ctx.output(0, DType::kF32, vy.shape);
   if (y.numel() == 0) return;
   ThreadPool* pool = ctx.pool();
@@ -995,17 +1046,17 @@ void transpose_matmul_run(OpContext& ctx) {
     const std::vector<int64_t> ao = matrix_offsets(d.out_batch, d.a_batch, {va.st.begin(), va.st.begin() + (ra - 2)});
     const std::vector<int64_t> bo = matrix_offsets(d.out_batch, d.b_batch, {vb.st.begin(), vb.st.begin() + (rb - 2)});
     const std::vector<int64_t> yo = matrix_offsets(d.out_batch, d.out_batch, {yst.begin(), yst.begin() + (ry - 2)});
-    batched_sgemm(d, ta, a.data<float>(), lda, ao, tb, b.data<float>(), ldb, bo, y.data<float>(), yst[ry - 2],
-                  &yo, pool, has_post ? &post : nullptr);
+    batched_sgemm(d, ta, va.data, lda, ao, tb, vb.data, ldb, bo, y.data<float>(), yst[ry - 2], &yo, pool,
+                  has_post ? &post : nullptr);
     return;
   }
   // Transpose the operands, then MatMul.
-  auto contiguous = [&](const Tensor& x, const PermutedView& v) {
+  auto contiguous = [&](const PermutedView& v) {
     Tensor c(DType::kF32, v.shape);
-    strided_copy(sizeof(float), v.shape, v.st, x.raw(), c.raw(), pool);
+    strided_copy(sizeof(float), v.shape, v.st, v.data, c.raw(), pool);
     return c;
   };
-  const Tensor ca = contiguous(a, va), cb = contiguous(b, vb);
+  const Tensor ca = contiguous(va), cb = contiguous(vb);
   if (is_identity(py)) {
     matmul_f32(node, d, ca.data<float>(), cb.data<float>(), y.data<float>(), nullptr, pool);
     if (has_post) post_rows(y.data<float>(), y.numel() / N);
@@ -1059,8 +1110,8 @@ void transpose_matmul_infer(InferContext& ctx) {
   const ir::Node& node = ctx.node();
   const ir::ValueInfo& a = ctx.input(0);
   const ir::ValueInfo& b = ctx.input(1);
-  if (!a.shape || !b.shape) {
-    set_output(ctx, 0, DType::kF32, std::nullopt);
+  if (!a.shape || !b.shape || node.has_attr("a_cols") || node.has_attr("b_cols")) {
+    set_output(ctx, 0, DType::kF32, std::nullopt);  // the columns' shape is known when it runs
     return;
   }
   const ir::SymShape out = matmul_sym_shape(node, permuted_sym(*a.shape, perm_attr(node, "perm_a", a.shape->size())),

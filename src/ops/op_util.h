@@ -33,6 +33,11 @@ std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out);
 void strided_copy(size_t esz, const Shape& shape, const std::vector<int64_t>& st, const void* src,
                   void* dst, ThreadPool* pool);
 
+// Reshape's output shape for an input of shape `in` and the target shape
+// (0 copies the input's dimension unless allowzero, one -1 is inferred);
+// Error naming the node if they don't fit (shape.cpp).
+Shape reshape_shape(const Shape& in, const std::vector<int64_t>& target, bool allowzero, const ir::Node& node);
+
 // The values of a 0-D or 1-D int32/int64 tensor (shapes, axes, pads, k).
 std::vector<int64_t> to_int64s(const Tensor& t, const ir::Node& node, const char* what);
 // A scalar (or single-element tensor) as double: f32, f64 or any integer.

@@ -498,6 +498,8 @@ void reshape_check_target(const Ints& t, bool allowzero, const ir::Node& node) {
         "no -1 when a 0 means a zero-sized dimension");
 }
 
+}  // namespace
+
 Shape reshape_shape(const Shape& in, const Ints& target, bool allowzero, const ir::Node& node) {
   reshape_check_target(target, allowzero, node);
   Shape out(target.size());
@@ -530,6 +532,8 @@ Shape reshape_shape(const Shape& in, const Ints& target, bool allowzero, const i
         "a shape with " + std::to_string(numel) + " elements");
   return out;
 }
+
+namespace {
 
 void reshape_run(OpContext& ctx) {
   const Tensor& x = ctx.input(0);

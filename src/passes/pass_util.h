@@ -48,6 +48,14 @@ struct Uses {
   }
 };
 
+// The index of the node that writes each value.
+inline std::unordered_map<std::string, size_t> producers(const ir::Graph& g) {
+  std::unordered_map<std::string, size_t> p;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (const std::string& o : g.nodes[i].outputs) p[o] = i;
+  return p;
+}
+
 // An ONNX-domain node of this op type.
 inline bool is_op(const ir::Node& n, const char* op) { return n.domain.empty() && n.op_type == op; }
 

@@ -14,7 +14,10 @@
 // read it (perm_a, perm_b: the source's last axis is one of the last two;
 // perm_y: the last axis stays last), so that the op reads its operands and
 // writes its result in place instead of copying them; the op's sums are
-// MatMul's, bit for bit.
+// MatMul's, bit for bit. Then (read_split_parts) operands that are parts of
+// one Split, each reshaped, read the Split's input instead.
+#include <algorithm>
+
 #include "pass_util.h"
 #include "qforge/passes.h"
 
@@ -47,14 +50,103 @@ bool f32(const ir::Graph& g, const std::string& v) {
   return i != nullptr && i->dtype == DType::kF32;
 }
 
+// The [begin, end) of each output of a Split along its input's last axis,
+// from constant sizes (input 1, or the attribute before opset 13) or equal
+// parts of a known axis; nullopt otherwise.
+std::optional<std::vector<std::pair<int64_t, int64_t>>> split_columns(const ir::Graph& g, const Uses& uses,
+                                                                      const ir::Node& sp, int64_t opset) {
+  const ir::ValueInfo* x = g.info(sp.inputs[0]);
+  if (x == nullptr || !x->shape || x->shape->empty()) return std::nullopt;
+  const int64_t rank = static_cast<int64_t>(x->shape->size());
+  int64_t axis = sp.attr_int("axis", 0);
+  if (axis < 0) axis += rank;
+  if (axis != rank - 1) return std::nullopt;
+  std::vector<int64_t> sizes;
+  if (opset >= 13 && sp.inputs.size() > 1 && !sp.inputs[1].empty()) {
+    const Tensor* t = uses.pinned.count(sp.inputs[1]) ? nullptr : g.initializer(sp.inputs[1]);
+    if (t == nullptr || t->dtype() != DType::kI64) return std::nullopt;
+    sizes.assign(t->data<int64_t>(), t->data<int64_t>() + t->numel());
+  } else if (opset < 13 && sp.has_attr("split")) {
+    sizes = sp.attr_ints("split");
+  } else {
+    const ir::Dim last = x->shape->back();
+    const int64_t n = static_cast<int64_t>(sp.outputs.size());
+    if (!last.known() || opset >= 18 || last.size % n != 0) return std::nullopt;
+    sizes.assign(static_cast<size_t>(n), last.size / n);
+  }
+  if (sizes.size() != sp.outputs.size()) return std::nullopt;
+  std::vector<std::pair<int64_t, int64_t>> cols;
+  int64_t at = 0;
+  for (int64_t v : sizes) {
+    if (v < 0) return std::nullopt;
+    cols.emplace_back(at, at + v);
+    at += v;
+  }
+  return cols;
+}
+
+// Second step: a TransposeMatMul operand made by Reshape (to a shape
+// computed at run time) from one output of a Split along the last axis
+// (attention's q, k and v from one projection) reads the Split's input:
+// attribute a_cols / b_cols (the part's columns) and the Reshape's target
+// as input 2 / 3. Only when every output of the Split is read so, so that
+// the Split goes.
+void read_split_parts(ir::Model& model) {
+  ir::Graph& g = model.graph;
+  const Uses uses(g);
+  const auto producer = producers(g);
+  struct Part {
+    size_t node;
+    int k;  // the operand
+    size_t reshape;
+  };
+  std::unordered_map<size_t, std::vector<Part>> by_split;  // Split node -> the parts read
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const ir::Node& t = g.nodes[i];
+    if (t.domain != kQforge || t.op_type != "TransposeMatMul" || t.inputs.size() != 2) continue;
+    for (int k = 0; k < 2; ++k) {
+      const std::string& v = t.inputs[static_cast<size_t>(k)];
+      const auto r = producer.find(v);
+      if (r == producer.end() || uses.sole_reader(v) != i) continue;
+      const ir::Node& rs = g.nodes[r->second];
+      if (!is_op(rs, "Reshape") || rs.inputs.size() != 2 || rs.attr_int("allowzero", 0) != 0) continue;
+      const auto sp = producer.find(rs.inputs[0]);
+      if (sp == producer.end() || uses.sole_reader(rs.inputs[0]) != r->second) continue;
+      if (!is_op(g.nodes[sp->second], "Split")) continue;
+      by_split[sp->second].push_back({i, k, r->second});
+    }
+  }
+  std::vector<bool> dead(g.nodes.size(), false);
+  for (const auto& [si, parts] : by_split) {
+    const ir::Node& sp = g.nodes[si];
+    const auto cols = split_columns(g, uses, sp, model.opset(""));
+    if (!cols || parts.size() != sp.outputs.size()) continue;
+    for (const Part& p : parts) {
+      ir::Node& t = g.nodes[p.node];
+      const ir::Node& rs = g.nodes[p.reshape];
+      const size_t j = static_cast<size_t>(
+          std::find(sp.outputs.begin(), sp.outputs.end(), rs.inputs[0]) - sp.outputs.begin());
+      t.inputs.resize(4);
+      t.inputs[static_cast<size_t>(p.k)] = sp.inputs[0];
+      t.inputs[static_cast<size_t>(p.k) + 2] = rs.inputs[1];
+      t.attrs[p.k == 0 ? "a_cols" : "b_cols"] =
+          ir::Attribute::of(std::vector<int64_t>{(*cols)[j].first, (*cols)[j].second});
+      dead[p.reshape] = true;
+    }
+    for (ir::Node& t : g.nodes)  // inputs 2 and 3 are optional: trailing empty ones go
+      if (t.domain == kQforge && t.op_type == "TransposeMatMul")
+        while (t.inputs.size() > 2 && t.inputs.back().empty()) t.inputs.pop_back();
+    dead[si] = true;
+  }
+  erase_nodes(g, dead);
+}
+
 }  // namespace
 
 int fuse_transpose_matmul(ir::Model& model) {
   ir::Graph& g = model.graph;
   const Uses uses(g);
-  std::unordered_map<std::string, size_t> producer;
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    for (const std::string& o : g.nodes[i].outputs) producer[o] = i;
+  const auto producer = producers(g);
   std::vector<bool> dead(g.nodes.size(), false);
   int count = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -113,6 +205,7 @@ int fuse_transpose_matmul(ir::Model& model) {
   if (count == 0) return 0;
   erase_nodes(g, dead);
   if (!model.opsets.count(kQforge)) model.opsets[kQforge] = 1;
+  read_split_parts(model);
   return count;
 }
 

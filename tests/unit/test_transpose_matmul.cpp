@@ -208,6 +208,79 @@ TEST(TransposeMatMul, PassFusesWhatAStridedGemmReads) {
   expect_pass_keeps_bits(twice, attention, 1, 1);
 }
 
+// Attention as PyTorch exports it: x [b, s, 3 h d] -> Split (last axis) ->
+// q, k, v -> Reshape (to `target`) -> Transpose -> q k^T / div -> Softmax ->
+// @ v -> Transpose -> Reshape [b, s, h d]; extra_reader gives v's Split
+// output a second reader (a graph output).
+ir::Model attention_model(Shape x, std::vector<int64_t> target, bool extra_reader = false) {
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.graph.name = "g";
+  m.graph.inputs = {"x"};
+  m.graph.values["x"] = ir::ValueInfo{DType::kF32, ir::to_sym(x), {}};
+  const int64_t part = x.back() / 3;
+  auto constant = [&](const std::string& name, Tensor t) {
+    m.graph.values[name] = ir::ValueInfo{t.dtype(), ir::to_sym(t.shape()), {}};
+    m.graph.initializers[name] = std::move(t);
+  };
+  constant("sizes", Tensor::from<int64_t>({3}, {part, part, part}));
+  constant("target", Tensor::from<int64_t>({static_cast<int64_t>(target.size())}, target));
+  constant("merged", Tensor::from<int64_t>({3}, {x[0], x[1], part}));
+  constant("c", Tensor::from<float>({}, {2.0f}));
+  ir::Node sp = node("Split", {"x", "sizes"}, {"q", "k", "v"});
+  sp.attrs["axis"] = ir::Attribute::of(int64_t{-1});
+  m.graph.nodes.push_back(sp);
+  for (const char* v : {"q", "k", "v"}) m.graph.nodes.push_back(node("Reshape", {v, "target"}, {std::string(v) + "r"}));
+  m.graph.nodes.push_back(transpose("qr", "qt", {0, 2, 1, 3}));
+  m.graph.nodes.push_back(transpose("kr", "kt", {0, 2, 3, 1}));
+  m.graph.nodes.push_back(transpose("vr", "vt", {0, 2, 1, 3}));
+  m.graph.nodes.push_back(node("MatMul", {"qt", "kt"}, {"s"}));
+  m.graph.nodes.push_back(node("Div", {"s", "c"}, {"sd"}));
+  m.graph.nodes.push_back(node("Softmax", {"sd"}, {"p"}));
+  m.graph.nodes.push_back(node("MatMul", {"p", "vt"}, {"o"}));
+  m.graph.nodes.push_back(transpose("o", "ot", {0, 2, 1, 3}));
+  m.graph.nodes.push_back(node("Reshape", {"ot", "merged"}, {"y"}));
+  m.graph.outputs = {"y"};
+  if (extra_reader) m.graph.outputs.push_back("v");
+  ir::infer_shapes(m);
+  return m;
+}
+
+// q, k and v read from the projection's output in place of the Split:
+// bit for bit the unfused graph, where the Reshape only splits the last
+// axis into heads (strided views; 0 and -1 in the target) and where it
+// doesn't (the part copied first); left alone when a Split output has
+// another reader.
+TEST(TransposeMatMul, ReadsAttentionsHeadsFromTheProjection) {
+  struct Want {
+    Shape x;
+    std::vector<int64_t> target;
+    bool extra_reader;
+    int splits_left;
+  };
+  for (const Want& w : {Want{{2, 5, 18}, {2, 5, 2, 3}, false, 0}, Want{{3, 4, 24}, {0, 0, 2, -1}, false, 0},
+                        Want{{2, 5, 18}, {1, 10, 2, 3}, false, 0}, Want{{2, 5, 18}, {2, 5, 2, 3}, true, 1}}) {
+    const ir::Model raw = attention_model(w.x, w.target, w.extra_reader);
+    ir::Model m = raw;
+    EXPECT_EQ(passes::fuse_transpose_matmul(m), 2);
+    EXPECT_EQ(count_op(m, "Split"), w.splits_left);
+    EXPECT_EQ(count_op(m, "Transpose"), 0);
+    EXPECT_EQ(count_op(m, "Reshape"), 1 + (w.splits_left ? 3 : 0)) << "only the merge of the heads is left";
+    const Tensor x = random_tensor(w.x, 3);
+    SessionOptions plain;
+    plain.optimize = false;
+    const std::vector<Tensor> want = Session(raw, plain).run({{"x", x}});
+    for (int threads : {1, 2}) {
+      SessionOptions so = plain;
+      so.threads = threads;
+      const std::vector<Tensor> got = Session(m, so).run({{"x", x}});
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t o = 0; o < want.size(); ++o)
+        expect_same_bits(got[o], want[o], "target " + shape_str(w.target) + ", output " + std::to_string(o));
+    }
+  }
+}
+
 // The Transformer's attention: both MatMuls of each of the 4 layers fuse
 // with their Transposes, the scores' Div and Softmax, and the logits stay
 // bit for bit those of the unfused graph.
@@ -218,6 +291,7 @@ TEST(TransposeMatMul, FusesTheTransformersAttention) {
   EXPECT_EQ(passes::fuse_transpose_matmul(m), 8);
   EXPECT_EQ(count_op(m, "Transpose"), 0);
   EXPECT_EQ(count_op(m, "Softmax"), 0);
+  EXPECT_EQ(count_op(m, "Split"), 0);
   EXPECT_EQ(count_op(m, "MatMul"), 4 * 4) << "qkv, proj, ff1 and ff2 (constant B) stay MatMuls";
   const Tensor x = read_npy(dir + "/transformer4.input.npy");
   SessionOptions plain;
