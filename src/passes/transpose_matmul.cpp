@@ -50,9 +50,9 @@ bool f32(const ir::Graph& g, const std::string& v) {
   return i != nullptr && i->dtype == DType::kF32;
 }
 
-// The [begin, end) of each output of a Split along its input's last axis,
-// from constant sizes (input 1, or the attribute before opset 13) or equal
-// parts of a known axis; nullopt otherwise.
+// The [begin, end) of each output of a Split along its input's last axis
+// (of known size), from constant sizes (input 1, or the attribute before
+// opset 13) or equal parts; nullopt otherwise.
 std::optional<std::vector<std::pair<int64_t, int64_t>>> split_columns(const ir::Graph& g, const Uses& uses,
                                                                       const ir::Node& sp, int64_t opset) {
   const ir::ValueInfo* x = g.info(sp.inputs[0]);
@@ -82,6 +82,8 @@ std::optional<std::vector<std::pair<int64_t, int64_t>>> split_columns(const ir::
     cols.emplace_back(at, at + v);
     at += v;
   }
+  // Sizes that don't add up to the axis: the Split itself must refuse them.
+  if (!x->shape->back().known() || at != x->shape->back().size) return std::nullopt;
   return cols;
 }
 

@@ -281,6 +281,15 @@ TEST(TransposeMatMul, ReadsAttentionsHeadsFromTheProjection) {
   }
 }
 
+// Split sizes that don't add up to the axis: the Split stays, to refuse
+// them when it runs.
+TEST(TransposeMatMul, LeavesASplitThatDoesNotAddUp) {
+  ir::Model m = attention_model({2, 5, 18}, {2, 5, 2, 3});
+  m.graph.initializers["sizes"] = Tensor::from<int64_t>({3}, {6, 6, 5});
+  EXPECT_EQ(passes::fuse_transpose_matmul(m), 2);
+  EXPECT_EQ(count_op(m, "Split"), 1);
+}
+
 // The Transformer's attention: both MatMuls of each of the 4 layers fuse
 // with their Transposes, the scores' Div and Softmax, and the logits stay
 // bit for bit those of the unfused graph.
