@@ -13,6 +13,7 @@
 #include "qforge/npy.h"
 #include "qforge/passes.h"
 #include "qforge/session.h"
+#include "test_util.h"
 
 using namespace qforge;
 
@@ -107,11 +108,7 @@ void expect_same_bits(const Tensor& got, const Tensor& want, const std::string& 
         << what << " at " << i << ": " << got.data<float>()[i] << " vs " << want.data<float>()[i];
 }
 
-int count_op(const ir::Model& m, const std::string& op) {
-  int n = 0;
-  for (const ir::Node& x : m.graph.nodes) n += x.op_type == op;
-  return n;
-}
+int count_op(const ir::Model& m, const std::string& op) { return test::count_op(m.graph, op); }
 
 }  // namespace
 
