@@ -13,7 +13,8 @@
 #   models  end to end: the five Fashion-MNIST models (models/fmnist)
 #           quantized static by qforge (the lstm dynamic) and
 #           models/transformer4.onnx dynamic: qforge int8 and fp32 (qforge
-#           bench, interleaved), ORT on the same qforge-written int8 file, and
+#           bench, interleaved in blocks of warm runs, as each peer's own
+#           loop is warm), ORT on the same qforge-written int8 file, and
 #           PyTorch's own PTQ of the same architectures (random weights)
 #
 #   scripts/bench_int8.sh [peak|gemm|models|all] [SECONDS]    (default: all 0.5)

@@ -76,7 +76,8 @@ struct BenchOptions {
   int64_t batch = 1;  // the size of each input's first symbolic dimension
   int threads = 0;
   int warmup = 3;
-  int runs = 30;  // timed runs per model, interleaved across the models
+  int runs = 30;  // timed runs per model, interleaved across the models in blocks
+  int block = 10;  // consecutive timed runs of one model before the next model's turn
   // Shapes for inputs whose shape isn't fixed by the batch, by input name.
   std::vector<std::pair<std::string, Shape>> shapes;
   ProgressCallback progress;  // timed rounds
@@ -94,9 +95,14 @@ struct BenchResult {
 };
 
 // Load time and memory are measured with one model loaded at a time; then
-// all are loaded and timed round-robin (one run of each per round), so a
-// slow phase of the machine falls on every model alike. Inputs are
-// deterministic pseudo-random values (floats in [0, 1), integers 0).
+// all are loaded and timed round-robin in blocks: each model's turn is one
+// untimed run (the previous model has evicted its weights and buffers from
+// the caches) and then `block` timed runs, so every timed run is warm, as in
+// a deployment that runs one model over and over and as the peers' own
+// loops are timed, while a slow phase of the machine still falls on every
+// model alike. With one model there is nothing to interleave: its runs are
+// back to back. Inputs are deterministic pseudo-random values (floats in
+// [0, 1), integers 0).
 std::vector<BenchResult> benchmark(const std::vector<std::string>& models, const BenchOptions& opts);
 
 // Those inputs for one session: each input's first symbolic dimension set to

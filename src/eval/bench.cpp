@@ -81,6 +81,7 @@ std::vector<BenchResult> benchmark(const std::vector<std::string>& models, const
   check(!models.empty(), Errc::kInvalidArgument, "bench", "needs at least one model");
   check(o.batch >= 1, Errc::kInvalidArgument, "batch " + std::to_string(o.batch), "must be at least 1");
   check(o.runs >= 1 && o.warmup >= 0, Errc::kInvalidArgument, "runs " + std::to_string(o.runs), "must be at least 1");
+  check(o.block >= 1, Errc::kInvalidArgument, "block " + std::to_string(o.block), "must be at least 1");
   SessionOptions so;
   so.threads = o.threads;
   std::vector<BenchResult> res(models.size());
@@ -110,7 +111,7 @@ std::vector<BenchResult> benchmark(const std::vector<std::string>& models, const
     }
     r.rss_added_bytes = std::max<int64_t>(0, r.peak_rss_bytes - before);
   }
-  // Phase 2, all loaded: runs interleaved round-robin.
+  // Phase 2, all loaded: runs interleaved round-robin in blocks (see evaluate.h).
   std::vector<Session> sessions;
   std::vector<Session::NamedTensors> inputs;
   sessions.reserve(models.size());
@@ -122,13 +123,17 @@ std::vector<BenchResult> benchmark(const std::vector<std::string>& models, const
     for (size_t k = 0; k < sessions.size(); ++k) sessions[k].run(inputs[k]);
   std::vector<std::vector<double>> ms(models.size());
   const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < o.runs; ++i) {
+  for (int i = 0; i < o.runs; i += o.block) {
+    const int n = std::min(o.block, o.runs - i);
     for (size_t k = 0; k < sessions.size(); ++k) {
-      const auto t0 = std::chrono::steady_clock::now();
-      sessions[k].run(inputs[k]);
-      ms[k].push_back(1e3 * seconds_since(t0));
+      if (sessions.size() > 1) sessions[k].run(inputs[k]);  // warms the caches again, untimed
+      for (int j = 0; j < n; ++j) {
+        const auto t0 = std::chrono::steady_clock::now();
+        sessions[k].run(inputs[k]);
+        ms[k].push_back(1e3 * seconds_since(t0));
+      }
     }
-    if (o.progress) o.progress(i + 1, o.runs, seconds_since(start));
+    if (o.progress) o.progress(i + n, o.runs, seconds_since(start));
   }
   for (size_t k = 0; k < models.size(); ++k) {
     BenchResult& r = res[k];

@@ -220,6 +220,28 @@ TEST_F(Evaluate, BenchmarkMeasuresEachModel) {
   BenchOptions bad;
   bad.batch = 0;
   test::expect_error([&] { benchmark({kCnn}, bad); }, "batch 0");
+  bad = BenchOptions{};
+  bad.block = 0;
+  test::expect_error([&] { benchmark({kCnn}, bad); }, "block 0");
+}
+
+// Runs are timed in blocks: a number of runs that isn't a multiple of the
+// block still gets exactly that many timings (a last, shorter block), and
+// progress reports every block.
+TEST_F(Evaluate, BenchmarkTimesRunsInBlocks) {
+  BenchOptions o;
+  o.runs = 7;
+  o.block = 3;
+  o.warmup = 0;
+  std::vector<int64_t> done;
+  o.progress = [&](int64_t d, int64_t total, double) {
+    EXPECT_EQ(total, 7);
+    done.push_back(d);
+  };
+  const auto r = benchmark({kCnn, kCnn}, o);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(done, (std::vector<int64_t>{3, 6, 7}));
+  for (const auto& b : r) EXPECT_GT(b.p50_ms, 0);
 }
 
 }  // namespace

@@ -60,7 +60,7 @@ struct BenchArgs {
   std::vector<std::string> models, shapes;
   std::string json;
   int64_t batch = 1;
-  int threads = 0, runs = 30, warmup = 3;
+  int threads = 0, runs = 30, warmup = 3, block = 10;
   bool quiet = false;
 };
 
@@ -70,6 +70,7 @@ int bench_cmd(const BenchArgs& a) {
   o.threads = a.threads;
   o.runs = a.runs;
   o.warmup = a.warmup;
+  o.block = a.block;
   for (const auto& s : a.shapes) o.shapes.push_back(parse_shape(s));
   std::vector<BenchResult> r;
   {
@@ -164,6 +165,9 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--threads", a->threads, "threads (default: all cores)");
   sub->add_option("--runs", a->runs, "timed runs per model (default 30)");
   sub->add_option("--warmup", a->warmup, "untimed runs per model first (default 3)");
+  sub->add_option("--block", a->block,
+                  "timed runs of one model per turn, after an untimed one that warms the caches "
+                  "(default 10; 1: strict round-robin)");
   sub->add_option("--shape", a->shapes, "NAME=D0xD1x... for inputs the batch doesn't fix");
   sub->add_option("--json", a->json, "also write the results as JSON (for qforge report)");
   sub->add_flag("-q,--quiet", a->quiet, "no progress bar");

@@ -40,7 +40,7 @@ nlohmann::json to_json(const std::vector<BenchResult>& r, const BenchOptions& o)
                       {"peak_rss_bytes", b.peak_rss_bytes},
                       {"rss_added_bytes", b.rss_added_bytes},
                       {"rss_exact", b.rss_exact}});
-  return {{"kind", "bench"}, {"batch", o.batch}, {"threads", o.threads}, {"runs", o.runs}, {"models", models}};
+  return {{"kind", "bench"}, {"batch", o.batch}, {"threads", o.threads}, {"runs", o.runs}, {"block", o.block}, {"models", models}};
 }
 
 nlohmann::json to_json(const CompareResult& r) {
@@ -87,8 +87,9 @@ void print_eval(const EvalResult& r) {
 }
 
 void print_bench(const std::vector<BenchResult>& r, const BenchOptions& o) {
-  std::printf("batch %lld, %s thread(s), %d timed runs per model, interleaved\n\n", static_cast<long long>(o.batch),
-              o.threads > 0 ? std::to_string(o.threads).c_str() : "default", o.runs);
+  std::printf("batch %lld, %s thread(s), %d timed runs per model, interleaved in blocks of %d\n\n",
+              static_cast<long long>(o.batch), o.threads > 0 ? std::to_string(o.threads).c_str() : "default",
+              o.runs, o.block);
   std::printf("%-40s %10s %9s %9s %9s %9s %11s %11s\n", "model", "file", "load ms", "p50 ms", "p90 ms", "p99 ms",
               "samples/s", "peak RSS");
   for (const BenchResult& b : r)
