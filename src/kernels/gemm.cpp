@@ -202,6 +202,16 @@ struct GemmJob {
   GemmEpilogue ep;
 };
 
+// Small products (attention's per-head matrices, 64 x 64 x 64) spend as
+// long packing their operands as multiplying them: the kernels read them in
+// place instead (MicroTile::a_ld, b_stride), the same products in the same
+// order. A row-major A is read in place when it is used for at most
+// kDirectMaxN columns of C (the kernel reads it once per NR of them), a
+// row-major B's whole NR-column panels for at most kDirectMaxM rows of C;
+// larger products keep packing, which keeps each operand's block contiguous
+// in L1 and L2 however long its rows are.
+constexpr int64_t kDirectMaxN = 128, kDirectMaxM = 96;
+
 // C[m0:m1, n0:n1] in full (all of K). m0 and n0 are multiples of MR and NR.
 void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const Impl& im = *g.im;
@@ -209,6 +219,8 @@ void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
   const int64_t kc = even_block(K, im.kc, 1);
   const int64_t mc = even_block(m1 - m0, im.mc, mr);
   const int64_t nc = even_block(n1 - n0, im.nc, nr);
+  const bool direct_a = g.a.packed == nullptr && !g.a.trans && g.a.ld > 0 && n1 - n0 <= kDirectMaxN;
+  const bool direct_b = g.b.packed == nullptr && !g.b.trans && m1 - m0 <= kDirectMaxM;
 
   MicroTile t;
   t.alpha = g.alpha;
@@ -237,7 +249,6 @@ void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
       }
 
       t.k = kcur;
-      t.b_stride = nr;
       t.beta = pc == 0 ? g.beta : 1.0f;
       t.act = last ? g.ep.act : Epilogue::kNone;
       t.clip_min = g.ep.clip_min;
@@ -261,10 +272,12 @@ void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
         const int64_t tiles_m = ceil_div(mcur, mr);
         for (int64_t jr = 0; jr < ncur; jr += nr) {
           t.n = std::min(nr, ncur - jr);
-          if (pack_b && ic == m0)
+          const bool b_in_place = direct_b && t.n == nr;
+          if (pack_b && !b_in_place && ic == m0)
             pack_b_block(im, g.b.trans, g.b.data, g.b.ld, pc, kcur, jc + jr, t.n,
                          bbuf + (jr / nr) * b_panel_stride, b_panel_stride);
-          t.b = bblock + (jr / nr) * b_panel_stride;
+          t.b = b_in_place ? g.b.data + pc * g.b.ld + jc + jr : bblock + (jr / nr) * b_panel_stride;
+          t.b_stride = b_in_place ? g.b.ld : nr;
           t.bias_n = last && g.ep.bias_n != nullptr ? g.ep.bias_n + jc + jr : nullptr;
           // A prepacked B (weights) is usually not in cache: the tiles of
           // this column share the prefetching of the next B micro-panel into
@@ -274,10 +287,11 @@ void gemm_tile(const GemmJob& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
           const int64_t b_lines_per_tile = ceil_div(b_lines, tiles_m);
           for (int64_t ir = 0; ir < mcur; ir += mr) {
             t.m = std::min(mr, mcur - ir);
-            if (pack_a && jr == 0)
+            if (pack_a && !direct_a && jr == 0)
               pack_a_block(im, g.a.trans, g.a.data, g.a.ld, ic + ir, t.m, pc, kcur,
                            abuf + (ir / mr) * a_panel_stride, a_panel_stride);
-            t.a = ablock + (ir / mr) * a_panel_stride;
+            t.a = direct_a ? g.a.data + (ic + ir) * g.a.ld + pc : ablock + (ir / mr) * a_panel_stride;
+            t.a_ld = direct_a ? g.a.ld : 0;
             t.prefetch = nullptr;
             t.prefetch_lines = 0;
             if (b_next != nullptr) {
@@ -666,11 +680,13 @@ void sgemm_tile__ref(const MicroTile& t) {
   constexpr int64_t MR = kRefMr, NR = kRefNr;
   float acc[MR][NR] = {};
   const float* a = t.a;
+  const int64_t lda = t.a_ld != 0 ? t.a_ld : 1, as = t.a_ld != 0 ? 1 : MR;
+  const int64_t rows = t.a_ld != 0 ? t.m : MR;  // a packed panel's rows >= m are zeros
   for (int64_t k = 0; k < t.k; ++k) {
     const float* b = t.b + (t.b_rows != nullptr ? t.b_rows[k] : k * t.b_stride);
-    for (int64_t i = 0; i < MR; ++i)
-      for (int64_t j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
-    a += MR;
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < NR; ++j) acc[i][j] += a[i * lda] * b[j];
+    a += as;
   }
   GemmEpilogue ep;
   ep.act = t.act;

@@ -22,7 +22,11 @@
 // over M, an A micro-panel during the first pass over N. The first KC block
 // applies beta (C is not read when beta == 0), later ones accumulate; the last
 // one adds the bias and applies the activation, so the epilogue costs no
-// extra pass over C. K, M and N are split into equal blocks of at most
+// extra pass over C. Small products (attention's 64 x 64 x 64 per head)
+// skip the copies: a row-major A used for at most 128 columns of C, and a
+// row-major B's whole NR-column panels for at most 96 rows, are read where
+// they are (gemm.cpp, kDirectMaxN / kDirectMaxM), with the same products in
+// the same order. K, M and N are split into equal blocks of at most
 // KC, MC, NC, so there is no short remainder block. When an operand was
 // packed beforehand (weights), the kernels prefetch its next micro-panel into
 // L2 while they compute.
@@ -165,7 +169,11 @@ inline constexpr int64_t kAvx512Mr = 12, kAvx512Nr = 32;
 // two per k step; rounded up to a multiple of 8): the driver points it at
 // data the next tiles will need that is not in cache yet.
 struct MicroTile {
+  // A's values: the packed MR-tall panel, or, when a_ld != 0, the m x k
+  // matrix itself, row i at a + i * a_ld (rows >= m are not read). The
+  // products and their order are the same either way.
   const float* a = nullptr;
+  int64_t a_ld = 0;
   const float* b = nullptr;
   int64_t b_stride = 0;
   // When set, B's row k starts at b + b_rows[k] instead of b + k * b_stride

@@ -293,6 +293,10 @@ TEST(Gemm, ThreadsMatchSingleThread) {
 
 // The packed variants against the reference, and, where both take the tiled
 // path (M, N > 1), bit for bit against the unpacked call.
+// Packed operands against the plain call, bit for bit. Small products read
+// their unpacked operands in place (A for N <= 128, B's whole panels for
+// M <= 96: 13 x 35, 64 x 64, 40 x 96, A alone in 130 x 70), so this also
+// holds the in-place kernels to the packed ones' sums.
 TEST(Gemm, PackedOperands) {
   ThreadPool pool(2);
   for (Isa isa : isas()) {
@@ -304,6 +308,8 @@ TEST(Gemm, PackedOperands) {
                                {1, 600, 120},
                                {5, 1, 9},
                                {13, 35, 270},
+                               {64, 64, 64},
+                               {40, 96, 300},
                                {130, 70, 60}}) {
           for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
             Problem p(ta, tb, M, N, K, 1.0f, 0.5f, 2, seed++);

@@ -52,14 +52,14 @@ inline void fma_row(const float* a, __m256 b0, __m256 b1, __m256& c0, __m256& c1
 // the start GCC keeps c0[] and c1[] in registers.)
 template <int... I>
 __attribute__((always_inline)) inline void step(std::integer_sequence<int, I...>, const float* ak,
-                                                const float* bk, __m256* c0, __m256* c1) {
+                                                int64_t lda, const float* bk, __m256* c0, __m256* c1) {
   const __m256 b0 = _mm256_loadu_ps(bk);
   const __m256 b1 = _mm256_loadu_ps(bk + 8);
-  (fma_row(ak + I, b0, b1, c0[I], c1[I]), ...);
+  (fma_row(ak + I * lda, b0, b1, c0[I], c1[I]), ...);
 }
 
 // C tile of exactly M rows (M <= MR); columns [0, t.n) are written.
-template <int M>
+template <int M, bool kDirectA>
 void tile(const MicroTile& t) {
   constexpr auto rows = std::make_integer_sequence<int, M>();
   __m256 c0[M], c1[M];
@@ -68,7 +68,11 @@ void tile(const MicroTile& t) {
     c0[i] = _mm256_setzero_ps();
     c1[i] = _mm256_setzero_ps();
   }
+  // A's (i, k) at a[i * lda + k * as]: the packed panel's layout, or the
+  // matrix itself (MicroTile::a_ld).
   const float* a = t.a;
+  const int64_t lda = kDirectA ? t.a_ld : 1;
+  constexpr int64_t as = kDirectA ? 1 : MR;
   const float* b = t.b;
   const int64_t bs = t.b_stride;
   int64_t k = t.k;
@@ -78,37 +82,37 @@ void tile(const MicroTile& t) {
   if (t.b_rows != nullptr) {  // B's rows at given offsets; no prefetching
     const int64_t* off = t.b_rows;
     for (; k >= 4; k -= 4) {
-      step(rows, a, b + off[0], c0, c1);
-      step(rows, a + MR, b + off[1], c0, c1);
-      step(rows, a + 2 * MR, b + off[2], c0, c1);
-      step(rows, a + 3 * MR, b + off[3], c0, c1);
-      a += 4 * MR;
+      step(rows, a, lda, b + off[0], c0, c1);
+      step(rows, a + as, lda, b + off[1], c0, c1);
+      step(rows, a + 2 * as, lda, b + off[2], c0, c1);
+      step(rows, a + 3 * as, lda, b + off[3], c0, c1);
+      a += 4 * as;
       off += 4;
     }
-    for (; k > 0; --k) step(rows, a, b + *off++, c0, c1), a += MR;
+    for (; k > 0; --k) step(rows, a, lda, b + *off++, c0, c1), a += as;
   }
   for (int64_t left = t.prefetch_lines; k >= 4 && left > 0; k -= 4, left -= 8) {
 #pragma GCC unroll 8
     for (int l = 0; l < 8; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
     pf += 512;
-    step(rows, a, b, c0, c1);
-    step(rows, a + MR, b + bs, c0, c1);
-    step(rows, a + 2 * MR, b + 2 * bs, c0, c1);
-    step(rows, a + 3 * MR, b + 3 * bs, c0, c1);
-    a += 4 * MR;
+    step(rows, a, lda, b, c0, c1);
+    step(rows, a + as, lda, b + bs, c0, c1);
+    step(rows, a + 2 * as, lda, b + 2 * bs, c0, c1);
+    step(rows, a + 3 * as, lda, b + 3 * bs, c0, c1);
+    a += 4 * as;
     b += 4 * bs;
   }
   for (; k >= 4; k -= 4) {
-    step(rows, a, b, c0, c1);
-    step(rows, a + MR, b + bs, c0, c1);
-    step(rows, a + 2 * MR, b + 2 * bs, c0, c1);
-    step(rows, a + 3 * MR, b + 3 * bs, c0, c1);
-    a += 4 * MR;
+    step(rows, a, lda, b, c0, c1);
+    step(rows, a + as, lda, b + bs, c0, c1);
+    step(rows, a + 2 * as, lda, b + 2 * bs, c0, c1);
+    step(rows, a + 3 * as, lda, b + 3 * bs, c0, c1);
+    a += 4 * as;
     b += 4 * bs;
   }
   for (; k > 0; --k) {
-    step(rows, a, b, c0, c1);
-    a += MR;
+    step(rows, a, lda, b, c0, c1);
+    a += as;
     b += bs;
   }
 
@@ -145,17 +149,23 @@ void tile(const MicroTile& t) {
   }
 }
 
+template <int M>
+void dispatch(const MicroTile& t) {
+  if (t.a_ld != 0) tile<M, true>(t);
+  else tile<M, false>(t);
+}
+
 }  // namespace
 
 void sgemm_tile__avx2(const MicroTile& t) {
   switch (t.m) {
-    case 1: tile<1>(t); break;
-    case 2: tile<2>(t); break;
-    case 3: tile<3>(t); break;
-    case 4: tile<4>(t); break;
-    case 5: tile<5>(t); break;
-    case 6: tile<6>(t); break;
-    default: break;
+    case 1: return dispatch<1>(t);
+    case 2: return dispatch<2>(t);
+    case 3: return dispatch<3>(t);
+    case 4: return dispatch<4>(t);
+    case 5: return dispatch<5>(t);
+    case 6: return dispatch<6>(t);
+    default: return;
   }
   static_assert(MR == 6, "one case per row count");
 }

@@ -49,14 +49,45 @@ inline void fma_row(const float* a, __m512 b0, __m512 b1, __m512& c0, __m512& c1
 // the start GCC keeps c0[] and c1[] in registers.)
 template <int... I>
 __attribute__((always_inline)) inline void step(std::integer_sequence<int, I...>, const float* ak,
-                                                const float* bk, __m512* c0, __m512* c1) {
+                                                int64_t lda, const float* bk, __m512* c0, __m512* c1) {
   const __m512 b0 = _mm512_loadu_ps(bk);
   const __m512 b1 = _mm512_loadu_ps(bk + 16);
-  (fma_row(ak + I, b0, b1, c0[I], c1[I]), ...);
+  (fma_row(ak + I * lda, b0, b1, c0[I], c1[I]), ...);
+}
+
+// fma_row for A read in place: row 3g + J of A at p + J * L (L: the row
+// stride in bytes), addressed as base + index * scale so that 12 rows take
+// four base registers and one index rather than twelve pointers (GCC's own
+// addressing spilled those and accumulators). The asm reads A without a
+// memory operand: the kernel never writes A, and it stores nothing before
+// its k loop ends.
+#define QFORGE_FMA_AT(ADDR)                                \
+  __asm__("vbroadcastss " ADDR ", %[t]\n\t"                \
+          "vfmadd231ps %[b0], %[t], %[c0]\n\t"             \
+          "vfmadd231ps %[b1], %[t], %[c1]"                  \
+          : [c0] "+v"(c0), [c1] "+v"(c1), [t] "=&v"(t)      \
+          : [p] "r"(p), [L] "r"(L), [b0] "v"(b0), [b1] "v"(b1))
+template <int J>
+inline void fma_at(const float* p, int64_t L, __m512 b0, __m512 b1, __m512& c0, __m512& c1) {
+  __m512 t;
+  if constexpr (J == 0) QFORGE_FMA_AT("(%[p])");
+  else if constexpr (J == 1) QFORGE_FMA_AT("(%[p],%[L],1)");
+  else QFORGE_FMA_AT("(%[p],%[L],2)");
+}
+#undef QFORGE_FMA_AT
+
+// One k step of A in place: rows I... from the bases p[I / 3].
+template <int... I>
+__attribute__((always_inline)) inline void step_at(std::integer_sequence<int, I...>,
+                                                   const float* const* p, int64_t L,
+                                                   const float* bk, __m512* c0, __m512* c1) {
+  const __m512 b0 = _mm512_loadu_ps(bk);
+  const __m512 b1 = _mm512_loadu_ps(bk + 16);
+  (fma_at<I % 3>(p[I / 3], L, b0, b1, c0[I], c1[I]), ...);
 }
 
 // C tile of exactly M rows (M <= MR); columns [0, t.n) are written.
-template <int M>
+template <int M, bool kDirectA>
 void tile(const MicroTile& t) {
   constexpr auto rows = std::make_integer_sequence<int, M>();
   __m512 c0[M], c1[M];
@@ -65,47 +96,61 @@ void tile(const MicroTile& t) {
     c0[i] = _mm512_setzero_ps();
     c1[i] = _mm512_setzero_ps();
   }
+  // A's (i, k) at a[i * lda + k * as]: the packed panel's layout, or the
+  // matrix itself (MicroTile::a_ld).
   const float* a = t.a;
+  const int64_t lda = kDirectA ? t.a_ld : 1;
+  constexpr int64_t as = kDirectA ? 1 : MR;
   const float* b = t.b;
   const int64_t bs = t.b_stride;
   int64_t k = t.k;
   // First the k steps that also prefetch two lines each into L2 (of the
   // operand panel the next tiles will use), then the rest.
   const char* pf = reinterpret_cast<const char*>(t.prefetch);
-  if (t.b_rows != nullptr) {  // B's rows at given offsets; no prefetching
+  if (kDirectA) {  // A in place: one plain loop (no gathered B rows, no prefetching)
+    static_assert(MR <= 12, "four bases of three rows");
+    const float* p[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda};
+    const int64_t L = lda * static_cast<int64_t>(sizeof(float));
+#pragma GCC unroll 4
+    for (; k > 0; --k) {
+      step_at(rows, p, L, b, c0, c1);
+      for (auto& q : p) ++q;
+      b += bs;
+    }
+  } else if (t.b_rows != nullptr) {  // B's rows at given offsets; no prefetching
     const int64_t* off = t.b_rows;
     for (; k >= 4; k -= 4) {
-      step(rows, a, b + off[0], c0, c1);
-      step(rows, a + MR, b + off[1], c0, c1);
-      step(rows, a + 2 * MR, b + off[2], c0, c1);
-      step(rows, a + 3 * MR, b + off[3], c0, c1);
-      a += 4 * MR;
+      step(rows, a, lda, b + off[0], c0, c1);
+      step(rows, a + as, lda, b + off[1], c0, c1);
+      step(rows, a + 2 * as, lda, b + off[2], c0, c1);
+      step(rows, a + 3 * as, lda, b + off[3], c0, c1);
+      a += 4 * as;
       off += 4;
     }
-    for (; k > 0; --k) step(rows, a, b + *off++, c0, c1), a += MR;
+    for (; k > 0; --k) step(rows, a, lda, b + *off++, c0, c1), a += as;
   }
   for (int64_t left = t.prefetch_lines; k >= 4 && left > 0; k -= 4, left -= 8) {
 #pragma GCC unroll 8
     for (int l = 0; l < 8; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
     pf += 512;
-    step(rows, a, b, c0, c1);
-    step(rows, a + MR, b + bs, c0, c1);
-    step(rows, a + 2 * MR, b + 2 * bs, c0, c1);
-    step(rows, a + 3 * MR, b + 3 * bs, c0, c1);
-    a += 4 * MR;
+    step(rows, a, lda, b, c0, c1);
+    step(rows, a + as, lda, b + bs, c0, c1);
+    step(rows, a + 2 * as, lda, b + 2 * bs, c0, c1);
+    step(rows, a + 3 * as, lda, b + 3 * bs, c0, c1);
+    a += 4 * as;
     b += 4 * bs;
   }
   for (; k >= 4; k -= 4) {
-    step(rows, a, b, c0, c1);
-    step(rows, a + MR, b + bs, c0, c1);
-    step(rows, a + 2 * MR, b + 2 * bs, c0, c1);
-    step(rows, a + 3 * MR, b + 3 * bs, c0, c1);
-    a += 4 * MR;
+    step(rows, a, lda, b, c0, c1);
+    step(rows, a + as, lda, b + bs, c0, c1);
+    step(rows, a + 2 * as, lda, b + 2 * bs, c0, c1);
+    step(rows, a + 3 * as, lda, b + 3 * bs, c0, c1);
+    a += 4 * as;
     b += 4 * bs;
   }
   for (; k > 0; --k) {
-    step(rows, a, b, c0, c1);
-    a += MR;
+    step(rows, a, lda, b, c0, c1);
+    a += as;
     b += bs;
   }
 
@@ -142,23 +187,29 @@ void tile(const MicroTile& t) {
   }
 }
 
+template <int M>
+void dispatch(const MicroTile& t) {
+  if (t.a_ld != 0) tile<M, true>(t);
+  else tile<M, false>(t);
+}
+
 }  // namespace
 
 void sgemm_tile__avx512(const MicroTile& t) {
   switch (t.m) {
-    case 1: tile<1>(t); break;
-    case 2: tile<2>(t); break;
-    case 3: tile<3>(t); break;
-    case 4: tile<4>(t); break;
-    case 5: tile<5>(t); break;
-    case 6: tile<6>(t); break;
-    case 7: tile<7>(t); break;
-    case 8: tile<8>(t); break;
-    case 9: tile<9>(t); break;
-    case 10: tile<10>(t); break;
-    case 11: tile<11>(t); break;
-    case 12: tile<12>(t); break;
-    default: break;
+    case 1: return dispatch<1>(t);
+    case 2: return dispatch<2>(t);
+    case 3: return dispatch<3>(t);
+    case 4: return dispatch<4>(t);
+    case 5: return dispatch<5>(t);
+    case 6: return dispatch<6>(t);
+    case 7: return dispatch<7>(t);
+    case 8: return dispatch<8>(t);
+    case 9: return dispatch<9>(t);
+    case 10: return dispatch<10>(t);
+    case 11: return dispatch<11>(t);
+    case 12: return dispatch<12>(t);
+    default: return;
   }
   static_assert(MR == 12, "one case per row count");
 }
