@@ -3,8 +3,15 @@
 // Design: one job at a time. A job lives on the stack of the thread that
 // called parallel_for; it is published to the workers through `job_` under
 // `mu_` together with a new generation number. Workers join the job under
-// `mu_` (counting themselves in `job->active`), claim chunks from the job's
-// atomic counter, and leave under `mu_`. The caller also claims chunks; when
+// `mu_` (counting themselves in `job->active`), claim chunks, and leave
+// under `mu_`. The chunks are cut into one contiguous range per thread (the
+// caller is thread 0, worker i thread i): each thread first claims the
+// chunks of its own range, in order, then those left in the others'. So
+// consecutive loops over the same rows give each thread the same rows: the
+// data it wrote in the last loop is still in its own cache. (Measured on the
+// 2-core VM: reading 1 MiB the other core has just written takes 3x as long
+// as reading it after writing it on the same core; with one shared counter
+// the chunks went to either thread at random.) The caller also claims chunks; when
 // none are left it unpublishes the job, so no further worker can join, and
 // waits (spinning, then on done_cv_) until `active` drops to zero. Only then
 // does the job (and with it the chunk counter and the caller's fn) go out of
@@ -65,13 +72,23 @@ int resolve_threads(int threads) {
 }  // namespace
 
 struct ThreadPool::Impl {
+  // Threads beyond this many share the ranges of chunks (see the file comment).
+  static constexpr int kMaxAffinityThreads = 64;
+
   // One parallel_for call. Lives on the caller's stack (see the file comment).
   struct Job {
     const std::function<void(int64_t, int64_t)>* fn = nullptr;
     int64_t n = 0;
     int64_t chunk = 1;    // items per chunk; the last chunk may be shorter
     int64_t nchunks = 0;  // ceil(n / chunk)
-    std::atomic<int64_t> next{0};  // next chunk index to hand out
+    // Thread t's range of chunks is [t * nchunks / T, (t + 1) * nchunks / T)
+    // for T threads; next[t] is the next of them to hand out (may run past
+    // the range's end: then it is used up).
+    struct alignas(64) Next {
+      std::atomic<int64_t> v{0};
+    };
+    int nthreads = 1;
+    Next next[kMaxAffinityThreads];
     std::atomic<bool> failed{false};  // set once fn threw; stops new chunks
     // Workers inside the job: changed under Impl::mu_, read without it by the
     // caller's spin-wait.
@@ -92,7 +109,7 @@ struct ThreadPool::Impl {
   explicit Impl(int threads) : nthreads(resolve_threads(threads)) {
     try {
       workers.reserve(static_cast<size_t>(nthreads - 1));
-      for (int i = 1; i < nthreads; ++i) workers.emplace_back([this] { worker_loop(); });
+      for (int i = 1; i < nthreads; ++i) workers.emplace_back([this, i] { worker_loop(i); });
     } catch (...) {
       // Thread creation failed (std::system_error): the destructor will not
       // run, and destroying a joinable std::thread terminates, so join here.
@@ -116,26 +133,48 @@ struct ThreadPool::Impl {
     workers.clear();
   }
 
-  // Runs chunks of `job` on the calling thread until none are left or fn
-  // has failed; records the first exception.
-  static void run_chunks(Job& job) {
+  // The first chunk of range t of `job`.
+  static int64_t range_begin(const Job& job, int t) {
+    return job.nchunks * t / job.nthreads;
+  }
+
+  // Claims the next chunk of range t, or returns -1 if it is used up.
+  static int64_t claim(Job& job, int t) {
+    const int64_t end = range_begin(job, t + 1);
+    if (job.next[t].v.load(std::memory_order_relaxed) >= end) return -1;
+    const int64_t c = job.next[t].v.fetch_add(1, std::memory_order_relaxed);
+    return c < end ? c : -1;
+  }
+
+  // Runs chunks of `job` on the calling thread (thread `self` of the pool)
+  // until none are left or fn has failed: its own range first, then the
+  // others' in turn. Records the first exception.
+  static void run_chunks(Job& job, int self) {
     InParallelScope scope;
-    while (!job.failed.load(std::memory_order_relaxed)) {
-      const int64_t c = job.next.fetch_add(1, std::memory_order_relaxed);
-      if (c >= job.nchunks) break;
-      const int64_t begin = c * job.chunk;
-      const int64_t end = begin + std::min(job.chunk, job.n - begin);  // no overflow
-      try {
-        (*job.fn)(begin, end);
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(job.error_mu);
-        if (!job.error) job.error = std::current_exception();
-        job.failed.store(true, std::memory_order_relaxed);
+    for (int k = 0; k < job.nthreads; ++k) {
+      const int t = (self + k) % job.nthreads;
+      for (;;) {
+        if (job.failed.load(std::memory_order_relaxed)) return;
+        const int64_t c = claim(job, t);
+        if (c < 0) break;
+        run_chunk(job, c);
       }
     }
   }
 
-  void worker_loop() {
+  static void run_chunk(Job& job, int64_t c) {
+    const int64_t begin = c * job.chunk;
+    const int64_t end = begin + std::min(job.chunk, job.n - begin);  // no overflow
+    try {
+      (*job.fn)(begin, end);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(job.error_mu);
+      if (!job.error) job.error = std::current_exception();
+      job.failed.store(true, std::memory_order_relaxed);
+    }
+  }
+
+  void worker_loop(int id) {
     uint64_t seen = 0;  // the last generation this worker has looked at
     for (;;) {
       // Poll without the lock first; the locked wait below is what decides.
@@ -154,7 +193,7 @@ struct ThreadPool::Impl {
         job = job_;
         job->active.fetch_add(1, std::memory_order_relaxed);
       }
-      run_chunks(*job);
+      run_chunks(*job, id % job->nthreads);
       {
         std::lock_guard<std::mutex> lk(mu_);
         // Notify under the lock: once `active` is 0 the caller may return
@@ -175,6 +214,8 @@ struct ThreadPool::Impl {
     const int64_t per_thread_share = n / (nthreads * 4) + (n % (nthreads * 4) != 0 ? 1 : 0);
     job.chunk = std::max(grain, per_thread_share);
     job.nchunks = n / job.chunk + (n % job.chunk != 0 ? 1 : 0);
+    job.nthreads = std::min(nthreads, kMaxAffinityThreads);
+    for (int t = 0; t < job.nthreads; ++t) job.next[t].v.store(range_begin(job, t), std::memory_order_relaxed);
 
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -183,7 +224,7 @@ struct ThreadPool::Impl {
     }
     work_cv_.notify_all();
 
-    run_chunks(job);
+    run_chunks(job, 0);
 
     {
       std::lock_guard<std::mutex> lk(mu_);

@@ -323,8 +323,12 @@ void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
   g.qmax = a.y_signed ? 127 : 255;
   g.c_elem = a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float ? 1 : 4;
 
+  // Rows first where A is read in place (u8 rows of kp bytes): nothing is
+  // repacked per tile then, and each thread keeps its own rows (tiling.h).
+  const bool in_place = !a.a_signed && (K == B.kp() || a.a_rows_padded);
   for_each_tile(M, N, kr.mr, kr.nr, 16, pool, M * N * std::max<int64_t>(K, 1) >= kMinParallelMacs,
-                [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) { run_tile(g, m0, m1, n0, n1); });
+                [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) { run_tile(g, m0, m1, n0, n1); },
+                in_place);
 }
 
 const QGemmKernel kRefKernel{"qu8_qs8_gemm_4x16c4__ref", 4, 16, qu8_qs8_gemm_4x16c4__ref};

@@ -12,16 +12,22 @@ namespace qforge::kernels {
 // whole mr x nr panels, as even as they can be. N is split first, into parts
 // of at least 64 columns (tiles that split N pack disjoint parts of B and
 // only repack the usually smaller A), then M, into parts of at least
-// min_rows rows. More tiles than threads only repack more (measured slower).
+// min_rows rows. With rows_first (a GEMM that packs no A) M is split first
+// where it has enough rows: thread t then writes the t-th band of rows of C,
+// the rows ThreadPool also hands thread t in the elementwise loops before
+// and after, so they stay in its cache. More tiles than threads only repack
+// more (measured slower).
 // Without a pool of several threads, or when `parallel` is false (too little
 // work to wake the pool), the whole output is one tile. Empty tiles are skipped.
 template <typename Fn>
 void for_each_tile(int64_t M, int64_t N, int64_t mr, int64_t nr, int64_t min_rows, ThreadPool* pool,
-                   bool parallel, Fn&& fn) {
+                   bool parallel, Fn&& fn, bool rows_first = false) {
   const int threads = pool != nullptr ? pool->threads() : 1;
   const int64_t panels_m = (M + mr - 1) / mr, panels_n = (N + nr - 1) / nr;
   int64_t split_m = 1, split_n = 1;
-  if (threads > 1 && parallel) {
+  if (threads > 1 && parallel && rows_first && std::min(panels_m, M / min_rows) >= threads) {
+    split_m = threads;
+  } else if (threads > 1 && parallel) {
     split_n = std::clamp<int64_t>(threads, 1, std::min(panels_n, std::max<int64_t>(1, N / 64)));
     split_m = std::clamp<int64_t>((threads + split_n - 1) / split_n, 1,
                                   std::min(panels_m, std::max<int64_t>(1, M / min_rows)));

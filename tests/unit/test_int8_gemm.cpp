@@ -399,13 +399,15 @@ TEST_P(QGemmKernels, RequantizationTiesAndSaturation) {
     }
 }
 
-// Any split over threads gives the same bytes as one thread.
+// Any split over threads gives the same bytes as one thread: over N, and
+// over M where u8 A is read in place (K a multiple of 4: 130 x 97 x 64,
+// 96 x 300 x 256, split into bands of rows).
 TEST_P(QGemmKernels, ThreadsDoNotChangeResults) {
   const QGemmKernel& kr = *GetParam();
   ThreadPool pool(3);
   uint32_t seed = 100;
-  for (const auto& [M, N, K] :
-       std::vector<std::array<int64_t, 3>>{{1, 768, 300}, {64, 200, 129}, {130, 97, 64}})
+  for (const auto& [M, N, K] : std::vector<std::array<int64_t, 3>>{
+           {1, 768, 300}, {64, 200, 129}, {130, 97, 64}, {96, 300, 256}})
     for (const QOutput out : {QOutput::kS32, QOutput::kQ8Double, QOutput::kF32}) {
       const Problem p = random_problem(M, N, K, seed % 2 == 0, true, out, seed);
       ++seed;

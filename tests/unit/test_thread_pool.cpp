@@ -94,6 +94,33 @@ TEST(ThreadPool, SmallRangeRunsInlineAsOneChunk) {
   EXPECT_EQ(chunks[0], std::make_pair(int64_t{0}, int64_t{10}));
 }
 
+// Each thread owns a contiguous range of the chunks and claims its own first
+// (so consecutive loops give a thread the same rows): the caller, thread 0,
+// starts at 0 and runs its whole range in order, and only then chunks left
+// in the other ranges. n = 100 on 2 threads: 8 chunks of 13, the caller's
+// range the first 4 (begins 0, 13, 26, 39). Repeated, since a late worker
+// changes which of the others the caller takes, never its own order.
+TEST(ThreadPool, CallerRunsItsOwnRangeFirst) {
+  ThreadPool pool(2);
+  const auto caller = std::this_thread::get_id();
+  for (int rep = 0; rep < 200; ++rep) {
+    std::vector<int64_t> mine;  // appended by the caller only
+    std::mutex mu;
+    std::vector<int64_t> all;
+    pool.parallel_for(100, 1, [&](int64_t b, int64_t e) {
+      EXPECT_EQ(e - b, std::min<int64_t>(13, 100 - b));
+      if (std::this_thread::get_id() == caller) mine.push_back(b);
+      std::lock_guard<std::mutex> lk(mu);
+      all.push_back(b);
+    });
+    ASSERT_GE(mine.size(), 4u);
+    EXPECT_EQ(std::vector<int64_t>(mine.begin(), mine.begin() + 4), (std::vector<int64_t>{0, 13, 26, 39}));
+    for (size_t i = 4; i < mine.size(); ++i) EXPECT_GE(mine[i], 52) << "a chunk of the worker's range";
+    std::sort(all.begin(), all.end());
+    EXPECT_EQ(all, (std::vector<int64_t>{0, 13, 26, 39, 52, 65, 78, 91}));
+  }
+}
+
 TEST(ThreadPool, ManyCallsInARow) {
   ThreadPool pool(3);
   for (int rep = 0; rep < 500; ++rep) {
