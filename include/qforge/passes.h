@@ -82,6 +82,11 @@ int fuse_dynamic_matmul(ir::Model& model);
 // Session's optimize.
 int fuse_erf_gelu(ir::Model& model);
 
+// An f32 Add (a residual) read only by a LayerNormalization -> one
+// ai.qforge AddLayerNormalization, bit for bit the two ops, without the sum
+// written out where both inputs have one shape. Session only (optimize).
+int fuse_add_layernorm(ir::Model& model);
+
 // Transposes around a float MatMul (attention's heads: q @ k^T on
 // transposed heads, the result transposed back) -> one ai.qforge
 // TransposeMatMul whose GEMMs read the operands and write the result
@@ -104,7 +109,7 @@ struct OptimizeReport {
 
 // The passes above in order: eliminate_identity, fold_constants,
 // fold_batchnorm, fuse_qdq, fuse_dynamic_matmul, fuse_erf_gelu,
-// fuse_transpose_matmul, fuse_activations, fuse_conv_maxpool, qconv_channels_last,
+// fuse_add_layernorm, fuse_transpose_matmul, fuse_activations, fuse_conv_maxpool, qconv_channels_last,
 // remove_unused_initializers. channels_last = false leaves
 // qconv_channels_last out.
 OptimizeReport optimize(ir::Model& model, bool channels_last = true);

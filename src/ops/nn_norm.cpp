@@ -1,6 +1,7 @@
 // Normalizations: BatchNormalization (inference), LayerNormalization,
 // InstanceNormalization, LpNormalization, LRN, MeanVarianceNormalization,
-// and ai.qforge QLinearLayerNormalization (8-bit in and out).
+// and ai.qforge QLinearLayerNormalization (8-bit in and out) and
+// AddLayerNormalization (a residual Add folded in).
 // Registered from register_nn_ops (nn.cpp).
 //
 // Statistics are taken in two passes (mean, then centred squares) with
@@ -204,10 +205,13 @@ DType stash_dtype(const ir::Node& node) {
   return st == 1 ? DType::kF32 : DType::kF64;
 }
 
-void layernorm_run(OpContext& ctx) {
+// LayerNormalization of x, its Scale and B at inputs `param` and param + 1;
+// with `skip` (x's shape and type), of x + skip (ai.qforge
+// AddLayerNormalization): each row's sum is written into Y's row and
+// normalized there, in place.
+void layernorm_impl(OpContext& ctx, const Tensor& x, int param, const Tensor* skip) {
   const ir::Node& node = ctx.node();
-  const Tensor& x = ctx.input(0);
-  const Tensor& sc = ctx.input(1);
+  const Tensor& sc = ctx.input(param);
   const int64_t rank = x.rank();
   const int64_t axis = normalize_axis(node.attr_int("axis", -1), rank, node);
   const DType stash = stash_dtype(node);
@@ -221,7 +225,7 @@ void layernorm_run(OpContext& ctx) {
     using T = decltype(z);
     const std::vector<T> scale = row_param<T>(sc, norm_shape, node, "Scale");
     std::vector<T> bias;
-    if (ctx.has_input(2)) bias = row_param<T>(ctx.input(2), norm_shape, node, "B");
+    if (ctx.has_input(param + 1)) bias = row_param<T>(ctx.input(param + 1), norm_shape, node, "B");
     Tensor& y = ctx.output(0, x.dtype(), x.shape());
     Tensor* mean_t = ctx.wants_output(1) ? &ctx.output(1, stash, stat_shape) : nullptr;
     Tensor* inv_t = ctx.wants_output(2) ? &ctx.output(2, stash, stat_shape) : nullptr;
@@ -230,11 +234,20 @@ void layernorm_run(OpContext& ctx) {
     const T* ps = scale.data();
     const T* pb = bias.empty() ? nullptr : bias.data();
     const T e = static_cast<T>(eps);
+    const T* pk = skip != nullptr ? skip->data<T>() : nullptr;
     parallel(ctx.pool(), rows, grain_for(n), [&](int64_t b0, int64_t e0) {
       for (int64_t r = b0; r < e0; ++r) {
         T mean = 0, inv = 0;
         run_vectorized([&]() NN_LAMBDA {
-          layernorm_row(px + r * n, py + r * n, n, ps, pb, e, mean, inv);
+          if (pk == nullptr) {
+            layernorm_row(px + r * n, py + r * n, n, ps, pb, e, mean, inv);
+          } else {
+            const T* a = px + r * n;
+            const T* b = pk + r * n;
+            T* row = py + r * n;
+            for (int64_t i = 0; i < n; ++i) row[i] = a[i] + b[i];
+            layernorm_row(row, row, n, ps, pb, e, mean, inv);
+          }
         });
         if (mean_t != nullptr) {
           if (stash == DType::kF32) mean_t->data<float>()[r] = static_cast<float>(mean);
@@ -247,6 +260,57 @@ void layernorm_run(OpContext& ctx) {
       }
     });
   });
+}
+
+void layernorm_run(OpContext& ctx) { layernorm_impl(ctx, ctx.input(0), 1, nullptr); }
+
+// ai.qforge AddLayerNormalization(A, B, Scale, [Bias]), LayerNormalization's
+// attributes, one output: LayerNormalization(A + B), written by
+// passes::fuse_add_layernorm for an f32 Add whose only reader is the
+// LayerNormalization (a post-norm Transformer's residuals). The sums are the
+// Add op's float sums, normalized by LayerNormalization's own row code: bit
+// for bit the two nodes. Where A and B have one shape (residuals) the sums
+// are made row by row into Y and normalized there, one pass; otherwise A + B
+// is broadcast into a tensor of its own first, as Add would.
+void add_layernorm_run(OpContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  QFORGE_CHECK(b.dtype() == a.dtype(), Errc::kTypeMismatch, node.describe(),
+               "input B has type " + std::string(dtype_name(b.dtype())),
+               "input A's type " + std::string(dtype_name(a.dtype())));
+  if (b.shape() == a.shape()) return layernorm_impl(ctx, a, 2, &b);
+  const Shape out = broadcast_shapes(a.shape(), b.shape(), node);
+  Tensor sum(a.dtype(), out);
+  const std::vector<int64_t> sa = broadcast_strides(a.shape(), out), sb = broadcast_strides(b.shape(), out);
+  dispatch_float(a.dtype(), node, "input A", [&](auto z) {
+    using T = decltype(z);
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* ps = sum.data<T>();
+    std::vector<int64_t> idx(out.size(), 0);
+    int64_t ia = 0, ib = 0;
+    for (int64_t i = 0; i < sum.numel(); ++i) {
+      ps[i] = pa[ia] + pb[ib];
+      for (size_t d = idx.size(); d-- > 0;) {  // odometer over out, both offsets along
+        ia += sa[d];
+        ib += sb[d];
+        if (++idx[d] < out[d]) break;
+        ia -= sa[d] * out[d];
+        ib -= sb[d] * out[d];
+        idx[d] = 0;
+      }
+    }
+  });
+  layernorm_impl(ctx, sum, 2, nullptr);
+}
+
+void add_layernorm_infer(InferContext& ctx) {
+  const ir::ValueInfo& a = ctx.input(0);
+  const ir::ValueInfo& b = ctx.input(1);
+  std::optional<ir::SymShape> shape;
+  if (a.shape && b.shape) shape = broadcast_sym(*a.shape, *b.shape, ctx.node());
+  set_output(ctx, 0, a.dtype, shape);
 }
 
 // ai.qforge QLinearLayerNormalization(X, X_scale, X_zero_point, Scale, B,
@@ -582,6 +646,8 @@ void register_nn_norm_ops(OpRegistry& r) {
          .infer = batchnorm_infer, .check = batchnorm_check, .run = batchnorm_run});
   r.add({.domain = "", .op_type = "LayerNormalization", .min_opset = 17, .max_opset = 21,
          .infer = layernorm_infer, .run = layernorm_run});
+  r.add({.domain = "ai.qforge", .op_type = "AddLayerNormalization", .min_opset = 1, .max_opset = 1,
+         .infer = add_layernorm_infer, .run = add_layernorm_run});
   r.add({.domain = "ai.qforge", .op_type = "QLinearLayerNormalization", .min_opset = 1, .max_opset = 1,
          .infer = qlinear_layernorm_infer, .run = qlinear_layernorm_run});
   r.add({.domain = "", .op_type = "InstanceNormalization", .min_opset = 1, .max_opset = 21,

@@ -51,10 +51,7 @@ int fuse_erf_gelu(ir::Model& model) {
     g.nodes[*hi] = std::move(n);  // the last node's place: x and the constants are ready there
     ++count;
   }
-  if (count == 0) return 0;
-  erase_nodes(g, dead);
-  if (!model.opsets.count(kQforge)) model.opsets[kQforge] = 1;
-  return count;
+  return finish_qforge_fusion(model, dead, count);
 }
 
 }  // namespace qforge::passes

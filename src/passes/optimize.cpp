@@ -460,6 +460,7 @@ OptimizeReport optimize(ir::Model& model, bool channels_last) {
   step("fuse_qdq", fuse_qdq(model));
   step("fuse_dynamic_matmul", fuse_dynamic_matmul(model));
   step("fuse_erf_gelu", fuse_erf_gelu(model));
+  step("fuse_add_layernorm", fuse_add_layernorm(model));
   step("fuse_transpose_matmul", fuse_transpose_matmul(model));
   step("fuse_activations", fuse_activations(model));
   step("fuse_conv_maxpool", fuse_conv_maxpool(model));

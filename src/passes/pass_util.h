@@ -83,4 +83,13 @@ inline void erase_nodes(ir::Graph& g, const std::vector<bool>& dead) {
   g.nodes = std::move(kept);
 }
 
+// The end of a pass that wrote `count` ai.qforge nodes in the places of the
+// nodes it replaced: removes those marked dead and declares the domain.
+inline int finish_qforge_fusion(ir::Model& model, const std::vector<bool>& dead, int count) {
+  if (count == 0) return 0;
+  erase_nodes(model.graph, dead);
+  if (!model.opsets.count(kQforge)) model.opsets[kQforge] = 1;
+  return count;
+}
+
 }  // namespace qforge::passes

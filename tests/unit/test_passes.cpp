@@ -17,6 +17,7 @@
 #include "qforge/npy.h"
 #include "qforge/passes.h"
 #include "qforge/session.h"
+#include "test_util.h"
 
 using namespace qforge;
 
@@ -523,12 +524,7 @@ ir::Model erf_gelu_model(bool swap, bool erf_is_output = false, Shape add_shape 
   return m;
 }
 
-void expect_same_bits(const Tensor& got, const Tensor& want, const std::string& what) {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  for (int64_t i = 0; i < want.numel(); ++i)
-    ASSERT_EQ(std::bit_cast<uint32_t>(got.data<float>()[i]), std::bit_cast<uint32_t>(want.data<float>()[i]))
-        << what << " at " << i << ": " << got.data<float>()[i] << " vs " << want.data<float>()[i];
-}
+using test::expect_same_bits;
 
 }  // namespace
 

@@ -101,12 +101,7 @@ ir::Model fused_model(const Case& c) {
   return m;
 }
 
-void expect_same_bits(const Tensor& got, const Tensor& want, const std::string& what) {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  for (int64_t i = 0; i < want.numel(); ++i)
-    ASSERT_EQ(std::bit_cast<uint32_t>(got.data<float>()[i]), std::bit_cast<uint32_t>(want.data<float>()[i]))
-        << what << " at " << i << ": " << got.data<float>()[i] << " vs " << want.data<float>()[i];
-}
+using test::expect_same_bits;
 
 int count_op(const ir::Model& m, const std::string& op) { return test::count_op(m.graph, op); }
 

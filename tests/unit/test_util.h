@@ -4,6 +4,7 @@
 #include <stdlib.h>  // mkdtemp
 
 #include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <map>
 #include <filesystem>
@@ -79,6 +80,15 @@ inline ir::Node one_output_node(const std::string& op, std::vector<std::string> 
   n.inputs = std::move(in);
   n.outputs = {out};
   return n;
+}
+
+// Two f32 tensors of one shape, bit for bit (NaN payloads and signed zeros
+// included); the first difference is reported with `what`.
+inline void expect_same_bits(const Tensor& got, const Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  for (int64_t i = 0; i < want.numel(); ++i)
+    ASSERT_EQ(std::bit_cast<uint32_t>(got.data<float>()[i]), std::bit_cast<uint32_t>(want.data<float>()[i]))
+        << what << " at " << i << ": " << got.data<float>()[i] << " vs " << want.data<float>()[i];
 }
 
 inline int count_op(const ir::Graph& g, const std::string& op) {
