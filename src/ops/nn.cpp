@@ -1024,15 +1024,16 @@ void transpose_matmul_run(OpContext& ctx) {
   const float div = node.attr_float("div", 1.0f);
   const int64_t N = d.out.empty() ? 1 : d.out.back();
   auto post_rows = [&](float* m, int64_t rows) {
-    if (divide)
-      for (int64_t i = 0; i < rows * N; ++i) m[i] = m[i] / div;
-    if (softmax) {
+    // Compiled for the widest ISA (run_vectorized), the Div included.
+    run_vectorized([&]() NN_LAMBDA {
+      if (divide)
+        for (int64_t i = 0; i < rows * N; ++i) m[i] = m[i] / div;
       // As Softmax runs its rows: interleaved, a single row by soft_rows.
-      run_vectorized([&]() NN_LAMBDA {
+      if (softmax) {
         if (rows > 1) softmax_rows_interleaved<float>(m, m, rows, N);
         else soft_rows<float, SoftKind::kSoftmax>(m, m, rows, N);
-      });
-    }
+      }
+    });
   };
   const std::function<void(float*)> post = [&](float* m) { post_rows(m, d.M); };
   const bool has_post = divide || softmax;
