@@ -192,7 +192,9 @@ template <> struct VecOf<v16f> { using I = v16i; using U = v16u; using H = v16h;
 #define QFORGE_VINLINE [[gnu::always_inline]] inline
 #if defined(__x86_64__) && defined(__GNUC__)
 #define QFORGE_HAVE_AVX2_PATH 1
-#define QFORGE_AVX2 __attribute__((target("avx2")))
+// FMA on both: fma_v uses it. The file is compiled without contraction
+// (CMakeLists.txt), so plain a * b + c still rounds twice on every path.
+#define QFORGE_AVX2 __attribute__((target("avx2,fma")))
 #define QFORGE_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,prefer-vector-width=512")))
 #else
 #define QFORGE_HAVE_AVX2_PATH 0
@@ -212,6 +214,16 @@ template <class V> QFORGE_VINLINE V splat(float s) { return V{} + s; }
 template <class V> QFORGE_VINLINE typename VecOf<V>::U splat_u(uint32_t s) { return typename VecOf<V>::U{} + s; }
 template <class V> QFORGE_VINLINE typename VecOf<V>::U as_u(const V& v) { return __builtin_bit_cast(typename VecOf<V>::U, v); }
 template <class V, class U> QFORGE_VINLINE V as_f(const U& u) { return __builtin_bit_cast(V, u); }
+// a * b + c rounded once, on every path: one FMA instruction where the
+// target has it (AVX2 and AVX-512 here, NEON), else libm's fmaf. A
+// polynomial written with it has the same bits on every ISA, in half the
+// instructions of a multiply and an add.
+template <class V> QFORGE_VINLINE V fma_v(const V& a, const V& b, const V& c) {
+  V r;
+  for (int64_t i = 0; i < VecOf<V>::N; ++i) r[i] = __builtin_fmaf(a[i], b[i], c[i]);
+  return r;
+}
+template <class V> QFORGE_VINLINE V fma_v(const V& a, const V& b, float c) { return fma_v(a, b, splat<V>(c)); }
 template <class V> QFORGE_VINLINE V loadv(const float* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
 template <class V> QFORGE_VINLINE void storev(float* p, const V& v) { std::memcpy(p, &v, sizeof v); }
 
@@ -274,7 +286,9 @@ QFORGE_VINLINE V sigmoid_v(const V& x) {
 }
 
 // erf: a rational minimax approximation on [-4, 4] (erf is +-1 in f32
-// beyond), odd numerator over even denominator; within 5e-7 of erf.
+// beyond), odd numerator over even denominator; within 5e-7 of erf. The
+// polynomials by fma_v (Erf, Gelu and ErfGelu alike: the fused GELU stays
+// bit for bit the unfused one).
 template <class V>
 QFORGE_VINLINE V erf_v(const V& x) {
   const V lo = splat<V>(-4.0f), hi = splat<V>(4.0f);
@@ -282,17 +296,17 @@ QFORGE_VINLINE V erf_v(const V& x) {
   c = c > hi ? hi : c;  // NaN stays NaN
   const V x2 = c * c;
   V p = splat<V>(-2.72614225801306e-10f);
-  p = p * x2 + 2.77068142495902e-08f;
-  p = p * x2 - 2.10102402082508e-06f;
-  p = p * x2 - 5.69250639462346e-05f;
-  p = p * x2 - 7.34990630326855e-04f;
-  p = p * x2 - 2.95459980854025e-03f;
-  p = p * x2 - 1.60960333262415e-02f;
+  p = fma_v(p, x2, 2.77068142495902e-08f);
+  p = fma_v(p, x2, -2.10102402082508e-06f);
+  p = fma_v(p, x2, -5.69250639462346e-05f);
+  p = fma_v(p, x2, -7.34990630326855e-04f);
+  p = fma_v(p, x2, -2.95459980854025e-03f);
+  p = fma_v(p, x2, -1.60960333262415e-02f);
   V q = splat<V>(-1.45660718464996e-05f);
-  q = q * x2 - 2.13374055278905e-04f;
-  q = q * x2 - 1.68282697438203e-03f;
-  q = q * x2 - 7.37332916720468e-03f;
-  q = q * x2 - 1.42647390514189e-02f;
+  q = fma_v(q, x2, -2.13374055278905e-04f);
+  q = fma_v(q, x2, -1.68282697438203e-03f);
+  q = fma_v(q, x2, -7.37332916720468e-03f);
+  q = fma_v(q, x2, -1.42647390514189e-02f);
   return c * p / q;
 }
 
@@ -475,12 +489,12 @@ QFORGE_VINLINE V erf_gelu_v(const V& x, float c_div, float c_add, float c_mul) {
   return ((erf_v(x / splat<V>(c_div)) + c_add) * x) * c_mul;
 }
 // 16 lanes where the kernel table is AVX-512's: the same operations per
-// element as the 8- and 4-lane loops, so the same bits. AVX-512F has FMA,
-// which GCC would contract a * b + c into (its default on x86): not here.
+// element as the 8- and 4-lane loops, so the same bits (the file is
+// compiled without contraction; erf's FMAs are fma_v's, on every path).
 #if QFORGE_HAVE_AVX2_PATH
 QFORGE_AVX2 void erf_gelu_block_avx2(const float* x, float* y, int64_t n, float c_div, float c_add,
                                      float c_mul) QFORGE_VEC_LOOP(v8f, erf_gelu_v(v, c_div, c_add, c_mul))
-QFORGE_AVX512 __attribute__((optimize("fp-contract=off"))) void erf_gelu_block_avx512(
+QFORGE_AVX512 void erf_gelu_block_avx512(
     const float* x, float* y, int64_t n, float c_div, float c_add, float c_mul)
     QFORGE_VEC_LOOP(v16f, erf_gelu_v(v, c_div, c_add, c_mul))
 #endif

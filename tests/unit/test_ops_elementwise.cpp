@@ -645,6 +645,42 @@ TEST(ElementwiseEdge, ErfAccuracy) {
   EXPECT_EQ(sp[2], -1.0f);
 }
 
+// erf's arithmetic, one value: the clamp to [-4, 4], the two polynomials in
+// x^2 by fused multiply-adds (std::fma, rounded once), then c * p / q.
+float erf_formula(float x) {
+  float c = x < -4.0f ? -4.0f : x;
+  c = c > 4.0f ? 4.0f : c;
+  const float x2 = c * c;
+  float p = -2.72614225801306e-10f;
+  for (float k : {2.77068142495902e-08f, -2.10102402082508e-06f, -5.69250639462346e-05f,
+                  -7.34990630326855e-04f, -2.95459980854025e-03f, -1.60960333262415e-02f})
+    p = std::fma(p, x2, k);
+  float q = -1.45660718464996e-05f;
+  for (float k : {-2.13374055278905e-04f, -1.68282697438203e-03f, -7.37332916720468e-03f,
+                  -1.42647390514189e-02f})
+    q = std::fma(q, x2, k);
+  return c * p / q;
+}
+
+// Erf, Gelu and ai.qforge ErfGelu give erf_formula's bits on whichever path
+// runs (16, 8 or 4 lanes, every tail length; ctest runs this under
+// QFORGE_ISA=avx2 and ref too): the fused GELU is then the unfused one bit
+// for bit on every ISA.
+TEST(ElementwiseEdge, ErfSameBitsOnEveryPath) {
+  std::vector<float> xs;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> d(-5.0f, 5.0f);
+  for (int i = 0; i < 4000; ++i) xs.push_back(d(rng));
+  for (float v : {0.0f, -0.0f, 1e-30f, 4.0f, -4.0f, 3.9999998f, 100.0f}) xs.push_back(v);
+  for (size_t n = xs.size() - 17; n <= xs.size(); ++n) {
+    const std::vector<float> part(xs.begin(), xs.begin() + static_cast<long>(n));
+    const auto y = values<float>(run1("Erf", {f32({static_cast<int64_t>(n)}, part)}));
+    for (size_t i = 0; i < n; ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(erf_formula(part[i])))
+          << "Erf(" << part[i] << "), " << n << " values";
+  }
+}
+
 // Floor / Ceil / Round's vector forms against the C library (IEEE: signed
 // zeros kept, large values, Inf and NaN unchanged), incl. every tail length.
 TEST(ElementwiseEdge, FloorCeilRoundMatchLibm) {
