@@ -4,18 +4,20 @@
 // called parallel_for; it is published to the workers through `job_` under
 // `mu_` together with a new generation number. Workers join the job under
 // `mu_` (counting themselves in `job->active`), claim chunks, and leave
-// under `mu_`. The chunks are cut into one contiguous range per thread (the
-// caller is thread 0, worker i thread i): each thread first claims the
-// chunks of its own range, in order, then those left in the others'. So
-// consecutive loops over the same rows give each thread the same rows: the
-// data it wrote in the last loop is still in its own cache. (Measured on the
-// 2-core VM: reading 1 MiB the other core has just written takes 3x as long
-// as reading it after writing it on the same core; with one shared counter
-// the chunks went to either thread at random.) The caller also claims chunks; when
-// none are left it unpublishes the job, so no further worker can join, and
-// waits (spinning, then on done_cv_) until `active` drops to zero. Only then
-// does the job (and with it the chunk counter and the caller's fn) go out of
-// scope, so a slow worker can never touch a finished job.
+// under `mu_`. The caller also claims chunks; when none are left it
+// unpublishes the job, so no further worker can join, and waits (spinning,
+// then on done_cv_) until `active` drops to zero. Only then does the job
+// (and with it the chunk counters and the caller's fn) go out of scope, so
+// a slow worker can never touch a finished job.
+//
+// The chunks are cut into one contiguous range per thread (the caller is
+// thread 0, worker i thread i): each thread first claims the chunks of its
+// own range, in order, then those left in the others'. So consecutive
+// loops over the same rows give each thread the same rows, and the data it
+// wrote in the last loop is still in its own cache. (On the 2-core VM,
+// reading 1 MiB that the other core has just written takes 3x as long as
+// reading it after writing it on the same core; with one shared counter
+// the chunks went to either thread at random.)
 #include "qforge/thread_pool.h"
 
 #include <algorithm>
