@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <mutex>
@@ -94,28 +95,45 @@ TEST(ThreadPool, SmallRangeRunsInlineAsOneChunk) {
   EXPECT_EQ(chunks[0], std::make_pair(int64_t{0}, int64_t{10}));
 }
 
-// Each thread owns a contiguous range of the chunks and claims its own first
-// (so consecutive loops give a thread the same rows): the caller, thread 0,
-// starts at 0 and runs its whole range in order, and only then chunks left
-// in the other ranges. n = 100 on 2 threads: 8 chunks of 13, the caller's
-// range the first 4 (begins 0, 13, 26, 39). Repeated, since a late worker
-// changes which of the others the caller takes, never its own order.
-TEST(ThreadPool, CallerRunsItsOwnRangeFirst) {
+// Each thread owns a contiguous range of the chunks and claims its own
+// first, in order (so consecutive loops give a thread the same rows). n = 100
+// on 2 threads: 8 chunks of 13, the caller's range the first 4 (begins 0,
+// 13, 26, 39), the worker's the last 4 (52 ...). The two threads meet inside
+// their first chunks, so neither can take the other's chunks before both
+// have started: the caller's first chunk is then 0 and the worker's 52 (with
+// one shared counter the worker's was 13). Afterwards either may take what
+// is left of the other's range; the caller's chunks still rise (its own
+// range, then the worker's).
+TEST(ThreadPool, EachThreadStartsWithItsOwnRange) {
   ThreadPool pool(2);
   const auto caller = std::this_thread::get_id();
-  for (int rep = 0; rep < 200; ++rep) {
-    std::vector<int64_t> mine;  // appended by the caller only
-    std::mutex mu;
-    std::vector<int64_t> all;
+  // Says this thread is in, then waits (at most 10 s, then gives up: a
+  // failure, not a hang) for the other.
+  auto meet = [](std::atomic<bool>& mine, const std::atomic<bool>& other) {
+    mine.store(true);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!other.load() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    return other.load();
+  };
+  for (int rep = 0; rep < 50; ++rep) {
+    std::vector<int64_t> by_caller, by_worker;  // each appended by its own thread only
+    std::atomic<bool> caller_in{false}, worker_in{false};
+    std::atomic<bool> met{true};
     pool.parallel_for(100, 1, [&](int64_t b, int64_t e) {
       EXPECT_EQ(e - b, std::min<int64_t>(13, 100 - b));
-      if (std::this_thread::get_id() == caller) mine.push_back(b);
-      std::lock_guard<std::mutex> lk(mu);
-      all.push_back(b);
+      const bool is_caller = std::this_thread::get_id() == caller;
+      std::vector<int64_t>& mine = is_caller ? by_caller : by_worker;
+      if (mine.empty() && !(is_caller ? meet(caller_in, worker_in) : meet(worker_in, caller_in))) met.store(false);
+      mine.push_back(b);
     });
-    ASSERT_GE(mine.size(), 4u);
-    EXPECT_EQ(std::vector<int64_t>(mine.begin(), mine.begin() + 4), (std::vector<int64_t>{0, 13, 26, 39}));
-    for (size_t i = 4; i < mine.size(); ++i) EXPECT_GE(mine[i], 52) << "a chunk of the worker's range";
+    ASSERT_TRUE(met.load()) << "the two threads never both ran a chunk";
+    ASSERT_FALSE(by_caller.empty());
+    ASSERT_FALSE(by_worker.empty());
+    EXPECT_EQ(by_caller[0], 0);
+    EXPECT_EQ(by_worker[0], 52);
+    EXPECT_TRUE(std::is_sorted(by_caller.begin(), by_caller.end()));
+    std::vector<int64_t> all = by_caller;
+    all.insert(all.end(), by_worker.begin(), by_worker.end());
     std::sort(all.begin(), all.end());
     EXPECT_EQ(all, (std::vector<int64_t>{0, 13, 26, 39, 52, 65, 78, 91}));
   }
