@@ -166,8 +166,8 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--runs", a->runs, "timed runs per model (default 30)");
   sub->add_option("--warmup", a->warmup, "untimed runs per model first (default 3)");
   sub->add_option("--block", a->block,
-                  "timed runs of one model per turn, each turn after an untimed run that warms "
-                  "the caches (default 10)");
+                  "timed runs of one model per turn (default 10); with several models each turn "
+                  "starts with an untimed run that warms the caches");
   sub->add_option("--shape", a->shapes, "NAME=D0xD1x... for inputs the batch doesn't fix");
   sub->add_option("--json", a->json, "also write the results as JSON (for qforge report)");
   sub->add_flag("-q,--quiet", a->quiet, "no progress bar");
