@@ -91,6 +91,16 @@ inline void expect_same_bits(const Tensor& got, const Tensor& want, const std::s
         << what << " at " << i << ": " << got.data<float>()[i] << " vs " << want.data<float>()[i];
 }
 
+// `raw` and `m` (a rewrite of it) run without Session's passes on x as raw's
+// first input: their first outputs bit for bit.
+inline void expect_same_first_output(const ir::Model& raw, const ir::Model& m, const Tensor& x,
+                                     const std::string& what) {
+  SessionOptions plain;
+  plain.optimize = false;
+  const std::string& in = raw.graph.inputs[0];
+  expect_same_bits(Session(m, plain).run({{in, x}})[0], Session(raw, plain).run({{in, x}})[0], what);
+}
+
 inline int count_op(const ir::Graph& g, const std::string& op) {
   int n = 0;
   for (const auto& x : g.nodes) n += x.op_type == op;
