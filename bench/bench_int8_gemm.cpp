@@ -205,22 +205,23 @@ BENCHMARK(BM_QLinearMatMulOp)
     ->ArgNames({"M", "N", "K", "fast"})
     ->UseRealTime();
 
-// Args: channels in, image size, channels out, path; 3x3, padding 1.
+// Args: channels in, image size, channels out, path, batch; 3x3, padding 1.
 void BM_QLinearConvOp(benchmark::State& state) {
   using qforge::DType;
-  const int64_t C = state.range(0), HW = state.range(1), M = state.range(2);
+  const int64_t C = state.range(0), HW = state.range(1), M = state.range(2), N = state.range(4);
   run_op(state, "QLinearConv",
-         {codes(DType::kU8, {1, C, HW, HW}, 1), scalar(0.02f), codes(DType::kU8, {}, 2),
+         {codes(DType::kU8, {N, C, HW, HW}, 1), scalar(0.02f), codes(DType::kU8, {}, 2),
           codes(DType::kI8, {M, C, 3, 3}, 3), scalar(0.01f), qforge::Tensor::from<int8_t>({}, {0}),
           scalar(0.5f), codes(DType::kU8, {}, 4)},
-         3, qforge::ops::reference::qlinear_conv, M * C * 9 * HW * HW,
+         3, qforge::ops::reference::qlinear_conv, N * M * C * 9 * HW * HW,
          {{"pads", qforge::ir::Attribute::of(std::vector<int64_t>{1, 1, 1, 1})}});
 }
 BENCHMARK(BM_QLinearConvOp)
-    ->Args({32, 28, 32, 0})
-    ->Args({32, 28, 32, 1})
-    ->Args({64, 56, 64, 1})
-    ->ArgNames({"C", "HW", "M", "fast"})
+    ->Args({32, 28, 32, 0, 1})
+    ->Args({32, 28, 32, 1, 1})
+    ->Args({64, 56, 64, 1, 1})
+    ->Args({1, 28, 32, 1, 32})  // a grayscale first layer (the Fashion-MNIST CNNs) at batch 32
+    ->ArgNames({"C", "HW", "M", "fast", "N"})
     ->UseRealTime();
 
 }  // namespace

@@ -80,9 +80,20 @@ void parallel(ThreadPool* pool, int64_t n, F&& fn) {
 
 // ---- convolution helpers ----
 
+// kw4: a one-channel 2-D input and a kernel 3 taps wide (a grayscale first
+// layer's 3 x 3), whose im2col rows hold each kernel row as 4 bytes: its 3
+// taps then x_zp's byte, times a weight 0. That adds (x_zp - x_zp) * (0 -
+// w_zp) = 0 to each sum, so the sums are the 3-tap layout's, and each kernel
+// row is one 4-byte word of the input, aligned with the GEMM's groups of 4
+// (im2col_1ch). K is then 4 * kernel height.
 struct ConvDims {
   int64_t Cg = 0, Mg = 0, K = 0, ksize = 1, in_size = 1, P = 1;
+  bool kw4 = false;
 };
+
+bool kw4_fits(int64_t C, size_t rank, int64_t KW, int64_t dw) {
+  return C == 1 && rank == 2 && KW == 3 && dw == 1;
+}
 
 ConvDims dims_of(const Conv& p) {
   ConvDims d;
@@ -92,6 +103,10 @@ ConvDims dims_of(const Conv& p) {
   d.in_size = shape_numel(p.in);
   d.P = shape_numel(p.out);
   d.K = d.Cg * d.ksize;
+  if (p.in.size() == 2) {
+    d.kw4 = kw4_fits(p.C, p.in.size(), p.kernel[1], p.dilation[1]);
+    if (d.kw4) d.K = 4 * p.kernel[0];
+  }
   return d;
 }
 
@@ -161,6 +176,22 @@ void im2col_2d(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, 
   }
 }
 
+// im2col_1ch's d.kw4 rows for `run` output positions along an output row:
+// row i, word kh = the 4 bytes at win + i * sw + kh * step with the last
+// replaced by zp. KH taps high, fixed at compile time where KHC > 0.
+template <int KHC>
+NN_INLINE void kw4_rows(const uint8_t* win, int64_t step, int64_t sw, int64_t run, uint8_t zp,
+                        uint8_t* row, int64_t ld, int64_t KH = KHC) {
+  if constexpr (KHC > 0) KH = KHC;
+  for (int64_t i = 0; i < run; ++i, win += sw, row += ld)
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      uint8_t word[4];
+      std::memcpy(word, win + kh * step, 4);
+      word[3] = zp;
+      std::memcpy(row + kh * 4, word, 4);
+    }
+}
+
 // Whether im2col_1ch serves this convolution.
 bool im2col_1ch_fits(const Conv& p) {
   return p.C == 1 && p.in.size() == 2 && p.kernel[1] <= 4 && p.dilation[1] == 1;
@@ -173,7 +204,8 @@ bool im2col_1ch_fits(const Conv& p) {
 // window is one 4-byte copy: its bytes past KW are overwritten by the next
 // kernel row's, then by the row's zero padding, or (the last row's few
 // bytes past K + padding) land in the next im2col row, which is written
-// after it, or in the buffer's 4 spare bytes.
+// after it, or in the buffer's 4 spare bytes. With d.kw4 the copy's 4th byte
+// is the zero point's instead (see ConvDims).
 void im2col_1ch(const Conv& p, const ConvDims& d, const uint8_t* x, int64_t p0, int64_t np,
                 uint8_t zp, uint8_t* col, int64_t ld, std::vector<uint8_t>& plane_buf) {
   const int64_t H = p.in[0], W = p.in[1], OW = p.out[1], KH = p.kernel[0], KW = p.kernel[1];
@@ -197,6 +229,22 @@ void im2col_1ch(const Conv& p, const ConvDims& d, const uint8_t* x, int64_t p0, 
   }
   const int64_t K = d.K;
   int64_t oh = oh_first, ow = p0 % OW;
+  if (d.kw4) {
+    // Each kernel row a word: its 3 taps and the zero point's byte (ld == K),
+    // a run of output positions along an output row at a time.
+    const int64_t step = dh * Wp;
+    for (int64_t i = 0; i < np;) {
+      const int64_t run = std::min(np - i, OW - ow);
+      const uint8_t* win = plane + (oh - oh_first) * sh * Wp + ow * sw;
+      if (KH == 3)
+        kw4_rows<3>(win, step, sw, run, zp, col + i * ld, ld);
+      else
+        kw4_rows<0>(win, step, sw, run, zp, col + i * ld, ld, KH);
+      i += run;
+      ow = 0, ++oh;
+    }
+    return;
+  }
   for (int64_t i = 0; i < np; ++i) {
     uint8_t* row = col + i * ld;
     const uint8_t* win = plane + (oh - oh_first) * sh * Wp + ow * sw;
@@ -255,9 +303,15 @@ void im2col(const Conv& p, const ConvDims& d, const uint8_t* xg, int64_t p0, int
 
 // One group's weights, [Mg, Cg, taps] at w, packed as the GEMM's B: K x Mg
 // with K in im2col's (tap, channel) order.
+// kw4: each kernel row's 3 taps then a 0.
 QPackedB pack_conv_group(const ConvDims& d, bool w_signed, const uint8_t* w) {
   if (d.ksize == 1) return kernels::qpack_b(w_signed, true, d.K, d.Mg, d.K > 0 ? w : nullptr, d.K);
   std::vector<uint8_t> t(sz(d.Mg * d.K));
+  if (d.kw4) {
+    for (int64_t m = 0; m < d.Mg; ++m)
+      for (int64_t kk = 0; kk < d.ksize; ++kk) t[sz(m * d.K + kk / 3 * 4 + kk % 3)] = w[m * d.ksize + kk];
+    return kernels::qpack_b(w_signed, true, d.K, d.Mg, t.data(), d.K);
+  }
   for (int64_t m = 0; m < d.Mg; ++m)
     for (int64_t c = 0; c < d.Cg; ++c)
       for (int64_t kk = 0; kk < d.ksize; ++kk)
@@ -707,11 +761,17 @@ std::shared_ptr<const void> prepare_conv(const PrepareContext& ctx, int w_index)
   d.Cg = w->dim(1);
   d.K = K;
   d.ksize = K / d.Cg;
+  const std::vector<int64_t> dil = ctx.node.attr_ints("dilations", {});
+  if (w->rank() == 4) {
+    d.kw4 = kw4_fits(group * d.Cg, 2, w->dim(3), dil.size() == 2 ? dil[1] : 1);
+    if (d.kw4) d.K = 4 * w->dim(2);
+  }
   auto st = std::make_shared<PackedWeights>();
   st->source = w->raw();
   st->dtype = w->dtype();
   st->shape = w->shape();
   st->group = group;
+  st->kw4 = d.kw4;
   for (int64_t g = 0; g < group; ++g)
     st->mats.push_back(pack_conv_group(d, is_signed8(*w), bytes(*w) + g * Mg * K));
   return st;
@@ -828,14 +888,15 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   }
   // The groups' weights, K x (M / group) each.
   const auto* st = static_cast<const PackedWeights*>(state);
-  if (st != nullptr && !st->matches(*p.w, p.group)) st = nullptr;
+  if (st != nullptr && (!st->matches(*p.w, p.group) || st->kw4 != d.kw4)) st = nullptr;
   std::vector<QPackedB> local;
   std::vector<const QPackedB*> wp(sz(p.group));
+  const int64_t w_group = d.Mg * d.Cg * d.ksize;  // weights per group
   for (int64_t g = 0; g < p.group; ++g) {
     if (st != nullptr)
       wp[sz(g)] = &st->mats[sz(g)];
     else
-      local.push_back(pack_conv_group(d, ws, d.K > 0 ? bytes(*p.w) + g * d.Mg * d.K : nullptr));
+      local.push_back(pack_conv_group(d, ws, w_group > 0 ? bytes(*p.w) + g * w_group : nullptr));
   }
   for (int64_t g = 0; st == nullptr && g < p.group; ++g) wp[sz(g)] = &local[sz(g)];
 
@@ -886,7 +947,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
       // GEMM reads in place (a_rows_padded) instead of packing them again.
       const int64_t ld = xs ? d.K : ceil_div(d.K, 4) * 4;
       uint8_t* col = scratch(col_buf, sz(np * ld) + 4);
-      if (im2col_1ch_fits(p))
+      if (d.kw4 || im2col_1ch_fits(p))
         im2col_1ch(p, d, xg, p0, np, zp, col, ld, plane_buf);
       else
         im2col(p, d, xg, p0, np, zp, col, ld);

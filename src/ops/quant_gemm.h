@@ -26,6 +26,7 @@ struct PackedWeights {
   Shape shape;
   int64_t group = 1;   // convolutions
   bool trans = false;  // QGemm's transB
+  bool kw4 = false;    // convolutions: kernel rows padded to 4 taps (quant_gemm.cpp)
   std::vector<kernels::QPackedB> mats;
 
   bool matches(const Tensor& t, int64_t g = 1, bool tr = false) const {

@@ -510,8 +510,9 @@ TEST(Int8GemmOps, QLinearConvFastPathIsTheReference) {
 
 // One input channel (a first layer's grayscale image): im2col from a padded
 // plane with 4-byte kernel-row copies, u8 rows padded with zeros to a
-// multiple of 4 that the GEMM reads in place (a_rows_padded), and no row
-// sums where the weights have no zero point. Kernel rows of 1-4 taps (5 and
+// multiple of 4 that the GEMM reads in place (a_rows_padded), kernel rows of
+// 3 taps as 4-byte words ending in x's zero point (times a weight 0), and no
+// row sums where the weights have no zero point. Kernel rows of 1-4 taps (5 and
 // a W dilation: the general im2col), planes narrower than 4, pads past the
 // image, strides, H dilations, weights with and without zero points, and a
 // 200 x 200 image whose second im2col chunk starts mid-row.
