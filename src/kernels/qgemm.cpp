@@ -347,7 +347,7 @@ bool has_avxvnni(const CpuFeatures& f) {
   return has_avx2(f) && f.avxvnni;
 }
 bool has_avx512vnni(const CpuFeatures& f) {
-  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
+  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni;
 }
 #elif defined(__aarch64__)
 const QGemmKernel kNeonKernel{"qu8_qs8_gemm_3x16c4__neon", 3, 16, qu8_qs8_gemm_3x16c4__neon};

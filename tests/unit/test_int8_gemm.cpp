@@ -399,6 +399,55 @@ TEST_P(QGemmKernels, RequantizationTiesAndSaturation) {
     }
 }
 
+// kQ8Double is the float64 product rounded; a kernel may compute it in
+// float32 where that gives the same integers (qgemm_avx512vnni.cpp) but must
+// not where it does not. A is 0, so each sum is its bias (M x N), and the
+// test's oracle is the contract's float64 formula. Columns 0-3: multiplier
+// 0.1f (a little above 0.1) on odd multiples of 5, whose products lie just
+// past a half-integer (5 * 0.1f = 0.50000000745...) and round away from it,
+// where the float32 product is the half-integer itself and would round to
+// even. Column 4: 16777219 (past float32's 2^24, where it becomes 16777220)
+// times the float32 4.470347505503014e-07: the product 7.49999991 rounds to
+// 7, while the float32 one, 7.50000048, is no half-integer and rounds to 8.
+// Column 5: exact ties (multiplier 0.5 on odd sums), to even.
+TEST_P(QGemmKernels, Q8DoubleNearHalfIntegersAndPastFloat32) {
+  const QGemmKernel& kr = *GetParam();
+  float past24 = 0.0f;
+  const uint32_t past24_bits = 888143869u;  // 4.470347505503014e-07
+  std::memcpy(&past24, &past24_bits, 4);
+  const float col_scale[6] = {0.1f, 0.1f, 0.1f, 0.1f, past24, 0.5f};
+  for (const bool y_signed : {false, true}) {
+    Problem p = random_problem(8, 6, 4, false, true, QOutput::kQ8Double, 9);
+    std::fill(p.A.begin(), p.A.end(), uint8_t{0});
+    p.a_zp = 0;
+    p.bias_ld = p.N;
+    p.bias.assign(static_cast<size_t>(p.M * p.N), 0);
+    for (int64_t m = 0; m < p.M; ++m)
+      for (int64_t n = 0; n < p.N; ++n) {
+        const auto i = static_cast<int32_t>(m * p.N + n);
+        int32_t& b = p.bias[static_cast<size_t>(m * p.N + n)];
+        // Even rows: the near and exact half-integers; odd rows: only
+        // column 4's (a vector with both would be redone for either).
+        const bool odd = m % 2 == 1;
+        if (n < 4) b = odd ? 0 : (2 * i + 1) * 5 * (i % 3 == 1 ? -1 : 1);
+        else if (n == 4) b = odd ? 16777219 : 0;
+        else b = (odd ? 2 * i : 2 * i + 1) - 2 * static_cast<int32_t>(p.M);
+      }
+    p.scale.assign(col_scale, col_scale + 6);
+    p.y_signed = y_signed;
+    p.y_zp = y_signed ? -100 : 0;
+    const auto want = oracle(p, kGuard);
+    ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard), want)) << kr.name;
+    // The oracle itself: 5 * 0.1f rounds up to 1, 16777219 * past24 to 7.
+    auto code = [&](int64_t m, int64_t n) {
+      const uint8_t c = want[static_cast<size_t>(m * p.ldc + n)];
+      return y_signed ? int32_t{static_cast<int8_t>(c)} : int32_t{c};
+    };
+    EXPECT_EQ(code(0, 0), 1 + p.y_zp);
+    EXPECT_EQ(code(1, 4), 7 + p.y_zp);
+  }
+}
+
 // Any split over threads gives the same bytes as one thread: over N, and
 // over M where u8 A is read in place (K a multiple of 4: 130 x 97 x 64,
 // 96 x 300 x 256, split into bands of rows).

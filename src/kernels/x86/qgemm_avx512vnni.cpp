@@ -8,10 +8,11 @@
 // adds them at the end (integer adds: the order doesn't matter).
 //
 // The epilogue is the scalar reference's (ref/qgemm_ref.cpp) lane for lane:
-// the same wrapping integer terms, float32 / float64 products rounded once,
-// max/min in the reference's operand order (maxps/maxpd return the second
-// operand for NaN, which is what `x > lo ? x : lo` does), and conversion
-// rounding to nearest even. Partial tiles use masked loads and stores, so
+// the same wrapping integer terms, float32 / float64 products rounded once
+// (kQ8Double's float64 results from float32 where provably the same:
+// requantize_q8_double), max/min in the reference's operand order
+// (maxps/maxpd return the second operand for NaN, which is what
+// `x > lo ? x : lo` does), and conversion rounding to nearest even. Partial tiles use masked loads and stores, so
 // nothing outside the tile's m x n elements is read from bias or written.
 #include <immintrin.h>
 
@@ -52,7 +53,6 @@ inline void store_codes(uint8_t* c, __mmask16 m, __m512i q) {
 struct PanelCols {
   __m512i col_off, neg_b_zp;
   __m512 scale, fbias;
-  __m512d dscale[2];  // kQ8Double: the scales widened to double (exact), 8 columns each
   bool zp;
 };
 
@@ -62,14 +62,52 @@ inline __attribute__((always_inline)) PanelCols panel_cols(const QGemmTile& t, i
   c.col_off = _mm512_loadu_si512(t.col_off + j0);
   c.neg_b_zp = _mm512_loadu_si512(t.neg_b_zp + j0);
   c.zp = _mm512_test_epi32_mask(c.neg_b_zp, c.neg_b_zp) != 0;
-  c.scale = OUT == QOutput::kF32 || OUT == QOutput::kQ8Float ? _mm512_loadu_ps(t.scale + j0)
-                                                              : _mm512_setzero_ps();
+  c.scale = OUT != QOutput::kS32 ? _mm512_loadu_ps(t.scale + j0) : _mm512_setzero_ps();
   c.fbias = OUT == QOutput::kF32 && t.fbias != nullptr ? _mm512_loadu_ps(t.fbias + j0)
                                                        : _mm512_setzero_ps();
-  for (int h = 0; h < 2; ++h)
-    c.dscale[h] = OUT == QOutput::kQ8Double ? _mm512_cvtps_pd(_mm256_loadu_ps(t.scale + j0 + 8 * h))
-                                            : _mm512_setzero_pd();
   return c;
+}
+
+// kQ8Double's rounded and clamped products, round_half_even(clamp(double(v)
+// * double(scale), lo, hi)), in float32 where that gives the same integers,
+// in float64 where it might not.
+//
+// For |v| <= 2^24 (exact in float32) the double product is exact (24 + 24
+// significant bits), and p = float32(v * scale) is that product rounded to
+// nearest, a monotone function that keeps every half-integer of [lo, hi]
+// (|lo|, |hi| < 2^9) and lo and hi themselves. So clamping p to [lo, hi]
+// gives the clamped product rounded, and if the clamped p is not a
+// half-integer, both lie strictly between the same two half-integers
+// (crossing one would take p onto it), and round to the same integer. The
+// lanes that fail either test (rare: a half-integer p, or |v| > 2^24) are
+// redone in double for the whole vector. NaN clamps to lo on both paths
+// (max returns the second operand), as in the reference.
+inline __attribute__((always_inline)) __m512i requantize_q8_double(__m512i v, __m512 scale,
+                                                                   int32_t qmin, int32_t qmax,
+                                                                   int32_t zp) {
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(qmin - zp));
+  const __m512 hi = _mm512_set1_ps(static_cast<float>(qmax - zp));
+  __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), scale);
+  f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+  // |f - round(f)| == 0.5 (vreduceps: f less f rounded to nearest even).
+  const __m512 frac = _mm512_abs_ps(_mm512_reduce_round_ps(f, _MM_FROUND_TO_NEAREST_INT, _MM_FROUND_NO_EXC));
+  const __mmask16 redo =
+      _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_EQ_OQ) |
+      _mm512_cmpgt_epi32_mask(_mm512_abs_epi32(v), _mm512_set1_epi32(1 << 24));
+  if (__builtin_expect(redo == 0, 1))
+    return _mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512d dlo = _mm512_set1_pd(static_cast<double>(qmin - zp));
+  const __m512d dhi = _mm512_set1_pd(static_cast<double>(qmax - zp));
+  __m256i half[2];
+  for (int h = 0; h < 2; ++h) {
+    const __m256i vi = h == 0 ? _mm512_castsi512_si256(v) : _mm512_extracti64x4_epi64(v, 1);
+    const __m256 sh = h == 0 ? _mm512_castps512_ps256(scale)
+                             : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(scale), 1));
+    __m512d d = _mm512_mul_pd(_mm512_cvtepi32_pd(vi), _mm512_cvtps_pd(sh));
+    d = _mm512_min_pd(_mm512_max_pd(d, dlo), dhi);
+    half[h] = _mm512_cvt_roundpd_epi32(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  return _mm512_inserti64x4(_mm512_castsi256_si512(half[0]), half[1], 1);
 }
 
 // Row i, columns [j0, j0 + 16) of the tile (m: the valid ones).
@@ -103,18 +141,8 @@ inline __attribute__((always_inline)) void epilogue(const QGemmTile& t, int64_t 
       break;
     }
     case QOutput::kQ8Double: {
-      const __m512d lo = _mm512_set1_pd(static_cast<double>(t.qmin - t.y_zp));
-      const __m512d hi = _mm512_set1_pd(static_cast<double>(t.qmax - t.y_zp));
-      __m256i half[2];
-      for (int h = 0; h < 2; ++h) {
-        const __m256i vi = h == 0 ? _mm512_castsi512_si256(v) : _mm512_extracti64x4_epi64(v, 1);
-        __m512d d = _mm512_mul_pd(_mm512_cvtepi32_pd(vi), c.dscale[h]);
-        d = _mm512_min_pd(_mm512_max_pd(d, lo), hi);
-        half[h] = _mm512_cvt_roundpd_epi32(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      }
-      const __m512i q =
-          _mm512_add_epi32(_mm512_inserti64x4(_mm512_castsi256_si512(half[0]), half[1], 1),
-                           _mm512_set1_epi32(t.y_zp));
+      const __m512i q = _mm512_add_epi32(requantize_q8_double(v, c.scale, t.qmin, t.qmax, t.y_zp),
+                                         _mm512_set1_epi32(t.y_zp));
       store_codes(static_cast<uint8_t*>(t.c) + at, m, q);
       break;
     }
