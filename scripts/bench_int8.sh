@@ -28,7 +28,12 @@
 # (14 on a loaded 2-core VM); `gemm` about 1.5 minutes at 0.3 s. On a machine
 # shared with other work, `chrt -f 10 scripts/bench_int8.sh ...` (as root;
 # the children inherit the priority) keeps the others off the cores while it
-# runs. Raw results stay under build-peers/int8/.
+# runs. In `models`, every runtime's one-thread runs are pinned (taskset) to
+# one CPU, the last unless BENCH_CPU (environment) names another: on a VM the
+# virtual CPUs can differ in speed by a quarter, hour by hour (the host's load
+# on the cores behind them), and a runtime that happened to land on the slow
+# one while its peer didn't made the ratio a coin toss. Raw results stay
+# under build-peers/int8/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -48,6 +53,7 @@ cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DQFORGE_BUILD_BEN
 ninja -C build-bench qforge_bench qforge_cli >/dev/null
 B=build-bench/bench/qforge_bench
 Q=build-bench/qforge
+export BENCH_CPU=${BENCH_CPU:-$(($(nproc) - 1))}
 mkdir -p "$out"
 gbench() {  # gbench FILTER MIN_TIME OUT.json
   $B --benchmark_filter="$1" --benchmark_min_time="$2" --benchmark_format=json >"$3" 2>/dev/null
@@ -100,12 +106,13 @@ models() {
       echo "bench_int8.sh: models, $name, round $r of $rounds" >&2
       for batch in 1 32; do
         for t in 1 2; do
-          local ort_line runs
-          ort_line=$(node bench/peers/ort_bench.js "$q" "$dtype" "$batch,$sample" "$t" "$secs")
+          local ort_line runs pin=()
+          [[ $t == 1 ]] && pin=(taskset -c "$BENCH_CPU")
+          ort_line=$("${pin[@]}" node bench/peers/ort_bench.js "$q" "$dtype" "$batch,$sample" "$t" "$secs")
           echo "{\"name\": \"$name\", \"batch\": $batch, \"round\": $r, \"ort\": $ort_line}" >>"$out/models/ort.jsonl"
           # As many qforge runs as ORT needs for SECONDS (at least 10, at most 2000).
           runs=$($PY -c "import json,sys; ms=json.loads(sys.argv[1])['ms_median']; print(max(10, min(2000, int($secs*1000/ms))))" "$ort_line")
-          $Q bench "$float" "$q" --batch "$batch" --threads "$t" --runs "$runs" -q \
+          "${pin[@]}" $Q bench "$float" "$q" --batch "$batch" --threads "$t" --runs "$runs" -q \
              --json "$out/models/$name.b$batch.t$t.r$r.qforge.json" >/dev/null
         done
       done

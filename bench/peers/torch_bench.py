@@ -16,7 +16,8 @@ measurement: the median ms of a call over SECONDS (after warm-up runs).
       the definitions in those scripts with random weights (only speed is
       measured here; calibration on random images in [0, 1)), quantized
       with each engine; at batch 1 and 32 and 1 and 2 threads, the engines
-      taking turns run by run (at least 5 runs each).
+      taking turns run by run (at least 5 runs each). With BENCH_CPU set
+      (environment), the one-thread runs are pinned to that CPU.
 """
 import os
 import statistics
@@ -114,6 +115,16 @@ def quantized_model(name, engine):
     return tf.static_ptq(model, name, engine, torch.rand(256, 1, 28, 28))[0]
 
 
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+
+
+def pin(threads):
+    """On one thread, run on CPU $BENCH_CPU where it is set (bench_int8.sh pins
+    every runtime's one-thread runs to the same CPU); else on all of them."""
+    cpu = os.environ.get("BENCH_CPU")
+    os.sched_setaffinity(0, {int(cpu)} if threads == 1 and cpu is not None else ALL_CPUS)
+
+
 @torch.no_grad()
 def model_bench(name, seconds):
     models = {engine: quantized_model(name, engine) for engine in ENGINES}
@@ -124,6 +135,7 @@ def model_bench(name, seconds):
             x = torch.rand(batch, 1, 28, 28)
         for threads in (1, 2):
             tf.set_threads(threads)
+            pin(threads)
             fns = {e: engine_call(e, lambda m=m: m(x)) for e, m in models.items()}
             for engine, (ms, runs) in time_calls(fns, seconds, min_runs=5).items():
                 emit(runtime="pytorch", engine=engine, model=name, batch=batch, threads=threads,
