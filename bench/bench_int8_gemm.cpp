@@ -135,6 +135,13 @@ void transformer_shapes(benchmark::internal::Benchmark* b) {
         b->Args({m, n, kk, threads, -1, 8});
   b->ArgNames({"M", "N", "K", "threads", "kernel", "bits"})->UseRealTime();
 }
+// The Fashion-MNIST LSTM's step product (models/fmnist/lstm.onnx: hidden
+// 128, 4 gates) at batch 32 on one thread: the whole batch (M = 32), and one
+// of the two parts of rows that two threads take (M = 16).
+void lstm_shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t m : {16, 32}) b->Args({m, 512, 128, 1, -1, 8});
+  b->ArgNames({"M", "N", "K", "threads", "kernel", "bits"})->UseRealTime();
+}
 void chosen_shapes(benchmark::internal::Benchmark* b) {
   for (int64_t threads : {1, 2})
     for (auto [m, n, kk] : kIssueShapes) b->Args({m, n, kk, threads, -1, 8});
@@ -145,6 +152,8 @@ BENCHMARK(BM_Int8Gemm)->Apply(shapes);
 BENCHMARK(BM_Int8GemmRequant)->Apply(chosen_shapes);
 void BM_Int8GemmTransformer(benchmark::State& state) { run(state, k::QOutput::kF32); }
 BENCHMARK(BM_Int8GemmTransformer)->Apply(transformer_shapes);
+void BM_Int8GemmLstmStep(benchmark::State& state) { run(state, k::QOutput::kF32); }
+BENCHMARK(BM_Int8GemmLstmStep)->Apply(lstm_shapes);
 
 // ---- whole ops: the fast path against the reference ----
 
