@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <type_traits>
 
 #include "ops/families.h"
 #include "ops/nn_common.h"
@@ -185,6 +187,47 @@ std::vector<T> row_param(const Tensor& t, const Shape& norm_shape, const ir::Nod
   return out;
 }
 
+// Scale and B as rows, made once in prepare where both are f32 constants
+// of one shape (the normalized shape, whenever X's is what the model
+// says): row_param per run allocated and ran its broadcast loop on every
+// call, microseconds of a batch-1 ViT's 60. The run uses them where X's
+// normalized shape is that shape and the inputs are these tensors.
+struct LayerNormRows {
+  const void* scale_src = nullptr;
+  const void* bias_src = nullptr;  // nullptr: no B
+  Shape shape;
+  std::vector<float> scale, bias;
+};
+
+// prepare for the ops with Scale and B at inputs `param` and param + 1.
+std::shared_ptr<const void> layernorm_prepare(const PrepareContext& ctx, int param) {
+  const auto at = [&](int i) -> const Tensor* {
+    return static_cast<size_t>(i) < ctx.constants.size() ? ctx.constants[static_cast<size_t>(i)] : nullptr;
+  };
+  const Tensor* sc = at(param);
+  const bool has_b = ctx.node.inputs.size() > static_cast<size_t>(param + 1) &&
+                     !ctx.node.inputs[static_cast<size_t>(param + 1)].empty();
+  const Tensor* b = has_b ? at(param + 1) : nullptr;
+  if (sc == nullptr || sc->dtype() != DType::kF32 || (has_b && (b == nullptr || b->dtype() != DType::kF32 ||
+                                                                 b->shape() != sc->shape())))
+    return nullptr;
+  auto st = std::make_shared<LayerNormRows>();
+  st->scale_src = sc->raw();
+  st->bias_src = b != nullptr ? b->raw() : nullptr;
+  st->shape = sc->shape();
+  st->scale = row_param<float>(*sc, st->shape, ctx.node, "Scale");
+  if (b != nullptr) st->bias = row_param<float>(*b, st->shape, ctx.node, "B");
+  return st;
+}
+
+// The prepared rows where they serve this call (see LayerNormRows), else nullptr.
+const LayerNormRows* prepared_rows(const OpContext& ctx, int param, const Shape& norm_shape) {
+  const auto* st = static_cast<const LayerNormRows*>(ctx.state());
+  if (st == nullptr || st->shape != norm_shape || ctx.input(param).raw() != st->scale_src) return nullptr;
+  const void* b = ctx.has_input(param + 1) ? ctx.input(param + 1).raw() : nullptr;
+  return b == st->bias_src ? st : nullptr;
+}
+
 template <typename T>
 NN_INLINE void layernorm_row(const T* x, T* y, int64_t n, const T* scale, const T* bias, T eps,
                              T& mean, T& inv) {
@@ -221,11 +264,15 @@ void layernorm_impl(OpContext& ctx, const Tensor& x, int param, const Tensor* sk
   const int64_t n = shape_numel(norm_shape);
   const int64_t rows = n > 0 ? x.numel() / n : shape_numel(Shape(x.shape().begin(), x.shape().begin() + axis));
   const double eps = node.attr_float("epsilon", 1e-5f);
+  const LayerNormRows* rows_st = prepared_rows(ctx, param, norm_shape);
   dispatch_float(x.dtype(), node, "input X", [&](auto z) {
     using T = decltype(z);
-    const std::vector<T> scale = row_param<T>(sc, norm_shape, node, "Scale");
-    std::vector<T> bias;
-    if (ctx.has_input(param + 1)) bias = row_param<T>(ctx.input(param + 1), norm_shape, node, "B");
+    const LayerNormRows* pre = std::is_same_v<T, float> ? rows_st : nullptr;
+    std::vector<T> scale, bias;
+    if (pre == nullptr) {
+      scale = row_param<T>(sc, norm_shape, node, "Scale");
+      if (ctx.has_input(param + 1)) bias = row_param<T>(ctx.input(param + 1), norm_shape, node, "B");
+    }
     Tensor& y = ctx.output(0, x.dtype(), x.shape());
     Tensor* mean_t = ctx.wants_output(1) ? &ctx.output(1, stash, stat_shape) : nullptr;
     Tensor* inv_t = ctx.wants_output(2) ? &ctx.output(2, stash, stat_shape) : nullptr;
@@ -233,6 +280,12 @@ void layernorm_impl(OpContext& ctx, const Tensor& x, int param, const Tensor* sk
     T* py = y.data<T>();
     const T* ps = scale.data();
     const T* pb = bias.empty() ? nullptr : bias.data();
+    if constexpr (std::is_same_v<T, float>) {
+      if (pre != nullptr) {
+        ps = pre->scale.data();
+        pb = pre->bias.empty() ? nullptr : pre->bias.data();
+      }
+    }
     const T e = static_cast<T>(eps);
     const T* pk = skip != nullptr ? skip->data<T>() : nullptr;
     parallel(ctx.pool(), rows, grain_for(n), [&](int64_t b0, int64_t e0) {
@@ -331,23 +384,29 @@ void qlinear_layernorm_run(OpContext& ctx) {
   const int64_t axis = normalize_axis(node.attr_int("axis", -1), x.rank(), node);
   const Shape norm_shape(x.shape().begin() + axis, x.shape().end());
   const int64_t n = shape_numel(norm_shape);
-  const std::vector<float> scale = row_param<float>(sc, norm_shape, node, "Scale");
-  std::vector<float> bias;
-  if (ctx.has_input(4)) bias = row_param<float>(ctx.input(4), norm_shape, node, "B");
+  const LayerNormRows* pre = prepared_rows(ctx, 3, norm_shape);
+  std::vector<float> scale, bias;
+  if (pre == nullptr) {
+    scale = row_param<float>(sc, norm_shape, node, "Scale");
+    if (ctx.has_input(4)) bias = row_param<float>(ctx.input(4), norm_shape, node, "B");
+  }
   Tensor& y = ctx.output(0, yq.type, x.shape());
   if (n == 0 || x.numel() == 0) return;
   const int64_t rows = x.numel() / n;
   const auto* px = static_cast<const uint8_t*>(x.raw());
   auto* py = static_cast<uint8_t*>(y.raw());
-  const float* ps = scale.data();
-  const float* pb = bias.empty() ? nullptr : bias.data();
+  const float* ps = pre != nullptr ? pre->scale.data() : scale.data();
+  const std::vector<float>& bv = pre != nullptr ? pre->bias : bias;
+  const float* pb = bv.empty() ? nullptr : bv.data();
   const auto eps = static_cast<float>(node.attr_float("epsilon", 1e-5f));
   // Rows in runs of about 4K values: one lookup loop, one kernel call and
   // one quantize call per run rather than per (short) row; each row's
   // float arithmetic is the same.
   const int64_t run = std::max<int64_t>(1, 4096 / n);
   parallel(ctx.pool(), rows, std::max(run, grain_for(n)), [&](int64_t b0, int64_t e0) {
-    std::vector<float> buf(static_cast<size_t>(std::min(run, e0 - b0) * n));
+    thread_local std::vector<float> buf;  // grow-only, kept between calls
+    const auto need = static_cast<size_t>(std::min(run, e0 - b0) * n);
+    if (buf.size() < need) buf.resize(need);
     float* f = buf.data();
     for (int64_t r0 = b0; r0 < e0; r0 += run) {
       const int64_t k = std::min(run, e0 - r0), len = k * n;
@@ -645,11 +704,17 @@ void register_nn_norm_ops(OpRegistry& r) {
   r.add({.domain = "", .op_type = "BatchNormalization", .min_opset = 1, .max_opset = 21,
          .infer = batchnorm_infer, .check = batchnorm_check, .run = batchnorm_run});
   r.add({.domain = "", .op_type = "LayerNormalization", .min_opset = 17, .max_opset = 21,
-         .infer = layernorm_infer, .run = layernorm_run});
+         .infer = layernorm_infer,
+         .prepare = [](const PrepareContext& p) { return layernorm_prepare(p, 1); },
+         .run = layernorm_run});
   r.add({.domain = "ai.qforge", .op_type = "AddLayerNormalization", .min_opset = 1, .max_opset = 1,
-         .infer = add_layernorm_infer, .run = add_layernorm_run});
+         .infer = add_layernorm_infer,
+         .prepare = [](const PrepareContext& p) { return layernorm_prepare(p, 2); },
+         .run = add_layernorm_run});
   r.add({.domain = "ai.qforge", .op_type = "QLinearLayerNormalization", .min_opset = 1, .max_opset = 1,
-         .infer = qlinear_layernorm_infer, .run = qlinear_layernorm_run});
+         .infer = qlinear_layernorm_infer,
+         .prepare = [](const PrepareContext& p) { return layernorm_prepare(p, 3); },
+         .run = qlinear_layernorm_run});
   r.add({.domain = "", .op_type = "InstanceNormalization", .min_opset = 1, .max_opset = 21,
          .infer = infer_float_same, .run = instancenorm_run});
   r.add({.domain = "", .op_type = "LpNormalization", .min_opset = 1, .max_opset = 21,

@@ -5,11 +5,14 @@
 // (the op's fallback), and the whole of models/transformer4.onnx.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "qforge/error.h"
+#include "qforge/op.h"
+#include "qforge/thread_pool.h"
 #include "qforge/npy.h"
 #include "qforge/passes.h"
 #include "qforge/session.h"
@@ -105,6 +108,68 @@ TEST(AddLayerNorm, NamesAMismatchedInput) {
   test::expect_error([&] { s.run({{"a", a}, {"b", test::random_f32({3, 37}, 2, -1.0f, 1.0f)}}); },
                      "broadcast");
   test::expect_error([&] { s.run({{"a", a}, {"b", Tensor(DType::kF64, {2, 37})}}); }, "input B has type");
+}
+
+// LayerNormalization, AddLayerNormalization and QLinearLayerNormalization
+// make their Scale and B rows in prepare where both are constants: the run
+// on those rows gives the bits of a run that makes them itself (no prepare),
+// on 1 and 3 threads; a state prepared on other Scale values is not used.
+TEST(AddLayerNorm, PreparedScaleAndBiasAreTheRunsOwn) {
+  struct Op {
+    std::string domain, type;
+    int param;  // Scale's input index
+  };
+  const Op ops_[] = {{"", "LayerNormalization", 1},
+                     {"ai.qforge", "AddLayerNormalization", 2},
+                     {"ai.qforge", "QLinearLayerNormalization", 3}};
+  const Tensor x = test::random_f32({3, 5, 37}, 1, -4.0f, 4.0f);
+  const Tensor skip = test::random_f32({3, 5, 37}, 2, -4.0f, 4.0f);
+  Tensor codes(DType::kU8, {3, 5, 37});
+  for (int64_t i = 0; i < codes.numel(); ++i) codes.data<uint8_t>()[i] = static_cast<uint8_t>(i * 37 % 256);
+  const Tensor scale = test::random_f32({37}, 7, 0.5f, 2.0f), bias = test::random_f32({37}, 8, -1.0f, 1.0f);
+  const Tensor other = test::random_f32({37}, 9, 0.5f, 2.0f);
+  const Tensor f = Tensor::from<float>({}, {0.05f});
+  const Tensor zp = Tensor::from<uint8_t>({}, {128});
+  ThreadPool pool(3);
+  for (const Op& op : ops_) {
+    std::vector<const Tensor*> in;
+    if (op.type == "LayerNormalization") in = {&x, &scale, &bias};
+    else if (op.type == "AddLayerNormalization") in = {&x, &skip, &scale, &bias};
+    else in = {&codes, &f, &zp, &scale, &bias, &f, &zp};
+    ir::Node node;
+    node.domain = op.domain;
+    node.op_type = op.type;
+    for (size_t i = 0; i < in.size(); ++i) node.inputs.push_back("i" + std::to_string(i));
+    node.outputs = {"y"};
+    node.attrs["epsilon"] = ir::Attribute::of(1e-3f);
+    const int64_t opset = op.domain.empty() ? 17 : 1;
+    const ops::OpDef* def = ops::OpRegistry::global().find(op.domain, op.type, opset);
+    ASSERT_NE(def, nullptr) << op.type;
+    ASSERT_TRUE(def->prepare) << op.type;
+    auto prepared = [&](const Tensor& sc) {
+      std::vector<const Tensor*> consts(in.size(), nullptr);
+      consts[static_cast<size_t>(op.param)] = &sc;
+      consts[static_cast<size_t>(op.param + 1)] = &bias;
+      return def->prepare(ops::PrepareContext{node, opset, consts, nullptr});
+    };
+    const std::shared_ptr<const void> mine = prepared(scale), others = prepared(other);
+    ASSERT_NE(mine, nullptr) << op.type;
+    auto run = [&](const void* state, ThreadPool* p) {
+      ops::OpContext ctx(node, opset, in, state, p);
+      def->run(ctx);
+      return ctx.outputs().at(0);
+    };
+    const Tensor want = run(nullptr, nullptr);
+    auto same = [&](const Tensor& got, const std::string& what) {  // bytes: f32 or u8
+      ASSERT_EQ(got.dtype(), want.dtype()) << what;
+      ASSERT_EQ(got.shape(), want.shape()) << what;
+      EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << what;
+    };
+    for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+      same(run(mine.get(), p), op.type + ", prepared");
+      same(run(others.get(), p), op.type + ", prepared on other Scale values");
+    }
+  }
 }
 
 // The Transformer's eight residual Add + LayerNormalization pairs (post-norm)
