@@ -379,7 +379,13 @@ void soft_run(OpContext& ctx) {
 // exp_shifted the float kernel runs, on the 256 dequantized values) and
 // looked up after that; each row is then summed, scaled and quantized as
 // soft_rows does. Bit for bit the float kernel's result, with a few
-// hundred exponentials per call instead of one per element.
+// hundred exponentials per call instead of one per element. A call of at
+// most kDirectValues values in short rows (a ViT's attention at batch 1: 64
+// rows of 16) takes its exponentials directly instead, the same exp_of on
+// the same values: there few rows share a maximum, and a table of 256 costs
+// more than a row's own n. (With many rows, as at batch 32, the tables win.)
+constexpr int64_t kShortRow = 64, kDirectValues = 4096;
+
 void softmax_rows_by_code(const std::array<float, 256>& table, bool is_signed, int64_t rows, int64_t n,
                           const Q8& yq, const uint8_t* px, uint8_t* py, ThreadPool* pool) {
   const uint8_t flip = is_signed ? 0x80 : 0;  // code order as unsigned bytes
@@ -390,11 +396,13 @@ void softmax_rows_by_code(const std::array<float, 256>& table, bool is_signed, i
     // sees a few distinct maxima, so the tables are made on demand into a
     // buffer each thread keeps (a zeroed 256 x 256 block per call cost more
     // than the whole Softmax).
-    thread_local std::vector<float> exps, buf;
+    thread_local std::vector<float> exps, buf, maxima;
     std::array<int16_t, 256> slot;
     slot.fill(-1);
     int16_t used = 0;
+    const bool direct = n <= kShortRow && rows * n <= kDirectValues;
     buf.resize(static_cast<size_t>(std::min(run, e - b) * n));
+    maxima.resize(static_cast<size_t>(std::min(run, e - b)));
     float* f = buf.data();
     const float* tab = table.data();
     for (int64_t r0 = b; r0 < e; r0 += run) {
@@ -404,6 +412,12 @@ void softmax_rows_by_code(const std::array<float, 256>& table, bool is_signed, i
         uint8_t top = 0;
         for (int64_t i = 0; i < n; ++i) top = std::max<uint8_t>(top, static_cast<uint8_t>(xr[i] ^ flip));
         const uint8_t mx = top ^ flip;  // the largest code's byte
+        if (direct) {  // the dequantized row; its exponentials below
+          float* fr = f + r * n;
+          for (int64_t i = 0; i < n; ++i) fr[i] = tab[xr[i]];
+          maxima[static_cast<size_t>(r)] = tab[mx];
+          continue;
+        }
         if (slot[mx] < 0) {
           if (exps.size() < static_cast<size_t>(used + 1) * 256)
             exps.resize(static_cast<size_t>(used + 1) * 256);
@@ -419,6 +433,7 @@ void softmax_rows_by_code(const std::array<float, 256>& table, bool is_signed, i
       run_vectorized([&]() NN_LAMBDA {
         for (int64_t r = 0; r < k; ++r) {
           float* fr = f + r * n;
+          if (direct) exp_shifted(fr, fr, n, maxima[static_cast<size_t>(r)]);
           const float inv = 1.0f / sum_of(fr, n);
           for (int64_t i = 0; i < n; ++i) fr[i] *= inv;
         }

@@ -706,18 +706,18 @@ TEST(SoftmaxOps, CoercedBeforeOpset13AlongOneAxisAfter) {
   }
 }
 
-// com.microsoft QLinearSoftmax along the last axis keeps one table of 256
-// exponentials per row maximum. With X scale 1 the maxima 10 and 200 are 190
-// apart, so a row read through the other maximum's table would underflow
-// to 0/0 or overflow to inf/inf. Reference: the float Softmax of the
-// dequantized rows, quantized by hand (Y scale 1/256: y * 256 is exact).
-TEST(SoftmaxOps, QLinearSoftmaxOneTablePerRowMaximum) {
-  const std::vector<uint8_t> top = {10, 200, 10, 200, 30, 10, 30, 200};
+// QLinearSoftmax on copies x 8 rows of n codes, each row's maximum from `top`, against
+// the float Softmax (SoftmaxOps.QLinearSoftmaxOneTablePerRowMaximum).
+void qlinear_softmax_rows(int64_t n, int copies) {
+  SCOPED_TRACE(std::to_string(copies) + " x 8 rows of " + std::to_string(n));
+  const std::vector<uint8_t> eight = {10, 200, 10, 200, 30, 10, 30, 200};
+  std::vector<uint8_t> top;
+  for (int k = 0; k < copies; ++k) top.insert(top.end(), eight.begin(), eight.end());
   std::vector<uint8_t> codes;
   std::vector<float> deq;
   for (size_t r = 0; r < top.size(); ++r)
-    for (int i = 0; i < 5; ++i) {
-      const auto c = static_cast<uint8_t>(i == static_cast<int>(r % 5) ? top[r] : top[r] - 1 - 2 * i);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto c = static_cast<uint8_t>(i == static_cast<int64_t>(r) % n ? top[r] : top[r] - 1 - 2 * i % top[r]);
       codes.push_back(c);
       deq.push_back(static_cast<float>(c));
     }
@@ -727,7 +727,7 @@ TEST(SoftmaxOps, QLinearSoftmaxOneTablePerRowMaximum) {
   m.opsets["com.microsoft"] = 1;
   m.graph.name = "main";
   m.graph.inputs = {"x"};
-  m.graph.values["x"] = ir::ValueInfo{DType::kU8, ir::to_sym(Shape{rows, 5})};
+  m.graph.values["x"] = ir::ValueInfo{DType::kU8, ir::to_sym(Shape{rows, n})};
   m.graph.initializers["xs"] = Tensor::from<float>({}, {1.0f});
   m.graph.initializers["xz"] = Tensor::from<uint8_t>({}, {0});
   m.graph.initializers["ys"] = Tensor::from<float>({}, {1.0f / 256});
@@ -738,15 +738,28 @@ TEST(SoftmaxOps, QLinearSoftmaxOneTablePerRowMaximum) {
   q.attrs["opset"] = ir::Attribute::of(int64_t{13});
   m.graph.nodes = {q};
   m.graph.outputs = {"y"};
-  const Tensor y = Session(std::move(m)).run({{"x", Tensor::from<uint8_t>({rows, 5}, codes)}})[0];
+  const Tensor y = Session(std::move(m)).run({{"x", Tensor::from<uint8_t>({rows, n}, codes)}})[0];
   const floats want =
-      values(run(make_node("Softmax", {"x"}, {"y"}), {{"x", Tensor::from<float>({rows, 5}, deq)}}, 13)[0]);
-  ASSERT_EQ(y.numel(), rows * 5);
+      values(run(make_node("Softmax", {"x"}, {"y"}), {{"x", Tensor::from<float>({rows, n}, deq)}}, 13)[0]);
+  ASSERT_EQ(y.numel(), rows * n);
   for (int64_t i = 0; i < y.numel(); ++i) {
     const float v = std::nearbyint(want[static_cast<size_t>(i)] * 256.0f);
     EXPECT_EQ(static_cast<const uint8_t*>(y.raw())[i], static_cast<uint8_t>(std::min(v, 255.0f)))
         << "element " << i;
   }
+}
+
+// com.microsoft QLinearSoftmax along the last axis keeps one table of 256
+// exponentials per row maximum for rows longer than 64 (n = 70 here) or many
+// values (64 x 8 rows of 5), and takes the exponentials of a few short rows
+// directly (8 rows of 5). With X scale 1 the
+// maxima 10 and 200 are 190 apart, so a row read through the other
+// maximum's table would underflow to 0/0 or overflow to inf/inf. Reference:
+// the float Softmax of the dequantized rows, quantized by hand (Y scale
+// 1/256: y * 256 is exact).
+TEST(SoftmaxOps, QLinearSoftmaxOneTablePerRowMaximum) {
+  for (const int64_t n : {5, 70}) qlinear_softmax_rows(n, 1);
+  qlinear_softmax_rows(5, 64);
 }
 
 // Softmax along the last axis runs several rows at a time (their row maxima
