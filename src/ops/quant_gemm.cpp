@@ -91,9 +91,8 @@ struct ConvDims {
   bool kw4 = false;
 };
 
-bool kw4_fits(int64_t C, size_t rank, int64_t KW, int64_t dw) {
-  return C == 1 && rank == 2 && KW == 3 && dw == 1;
-}
+// For a 2-D convolution of C input channels, a kernel KW wide and dilation dw along W.
+bool kw4_fits(int64_t C, int64_t KW, int64_t dw) { return C == 1 && KW == 3 && dw == 1; }
 
 ConvDims dims_of(const Conv& p) {
   ConvDims d;
@@ -103,10 +102,8 @@ ConvDims dims_of(const Conv& p) {
   d.in_size = shape_numel(p.in);
   d.P = shape_numel(p.out);
   d.K = d.Cg * d.ksize;
-  if (p.in.size() == 2) {
-    d.kw4 = kw4_fits(p.C, p.in.size(), p.kernel[1], p.dilation[1]);
-    if (d.kw4) d.K = 4 * p.kernel[0];
-  }
+  d.kw4 = p.in.size() == 2 && kw4_fits(p.C, p.kernel[1], p.dilation[1]);
+  if (d.kw4) d.K = 4 * p.kernel[0];
   return d;
 }
 
@@ -763,7 +760,7 @@ std::shared_ptr<const void> prepare_conv(const PrepareContext& ctx, int w_index)
   d.ksize = K / d.Cg;
   const std::vector<int64_t> dil = ctx.node.attr_ints("dilations", {});
   if (w->rank() == 4) {
-    d.kw4 = kw4_fits(group * d.Cg, 2, w->dim(3), dil.size() == 2 ? dil[1] : 1);
+    d.kw4 = kw4_fits(group * d.Cg, w->dim(3), dil.size() == 2 ? dil[1] : 1);
     if (d.kw4) d.K = 4 * w->dim(2);
   }
   auto st = std::make_shared<PackedWeights>();

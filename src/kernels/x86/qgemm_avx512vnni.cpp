@@ -12,8 +12,9 @@
 // (kQ8Double's float64 results from float32 where provably the same:
 // requantize_q8_double), max/min in the reference's operand order
 // (maxps/maxpd return the second operand for NaN, which is what
-// `x > lo ? x : lo` does), and conversion rounding to nearest even. Partial tiles use masked loads and stores, so
-// nothing outside the tile's m x n elements is read from bias or written.
+// `x > lo ? x : lo` does), and conversion rounding to nearest even. Partial
+// tiles use masked loads and stores, so nothing outside the tile's m x n
+// elements is read from bias or written.
 #include <immintrin.h>
 
 #include <cstring>
