@@ -91,8 +91,13 @@ struct ConvDims {
   bool kw4 = false;
 };
 
-// For a 2-D convolution of C input channels, a kernel KW wide and dilation dw along W.
-bool kw4_fits(int64_t C, int64_t KW, int64_t dw) { return C == 1 && KW == 3 && dw == 1; }
+// Sets d.kw4 for a 2-D convolution of C input channels and a KH x KW kernel
+// with dilation dw along W, and then K (the run's dims_of and prepare_conv
+// alike).
+void set_kw4(ConvDims& d, int64_t C, int64_t KH, int64_t KW, int64_t dw) {
+  d.kw4 = C == 1 && KW == 3 && dw == 1;
+  if (d.kw4) d.K = 4 * KH;
+}
 
 ConvDims dims_of(const Conv& p) {
   ConvDims d;
@@ -102,8 +107,7 @@ ConvDims dims_of(const Conv& p) {
   d.in_size = shape_numel(p.in);
   d.P = shape_numel(p.out);
   d.K = d.Cg * d.ksize;
-  d.kw4 = p.in.size() == 2 && kw4_fits(p.C, p.kernel[1], p.dilation[1]);
-  if (d.kw4) d.K = 4 * p.kernel[0];
+  if (p.in.size() == 2) set_kw4(d, p.C, p.kernel[0], p.kernel[1], p.dilation[1]);
   return d;
 }
 
@@ -759,10 +763,7 @@ std::shared_ptr<const void> prepare_conv(const PrepareContext& ctx, int w_index)
   d.K = K;
   d.ksize = K / d.Cg;
   const std::vector<int64_t> dil = ctx.node.attr_ints("dilations", {});
-  if (w->rank() == 4) {
-    d.kw4 = kw4_fits(group * d.Cg, w->dim(3), dil.size() == 2 ? dil[1] : 1);
-    if (d.kw4) d.K = 4 * w->dim(2);
-  }
+  if (w->rank() == 4) set_kw4(d, group * d.Cg, w->dim(2), w->dim(3), dil.size() == 2 ? dil[1] : 1);
   auto st = std::make_shared<PackedWeights>();
   st->source = w->raw();
   st->dtype = w->dtype();
@@ -944,7 +945,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
       // GEMM reads in place (a_rows_padded) instead of packing them again.
       const int64_t ld = xs ? d.K : ceil_div(d.K, 4) * 4;
       uint8_t* col = scratch(col_buf, sz(np * ld) + 4);
-      if (d.kw4 || im2col_1ch_fits(p))
+      if (im2col_1ch_fits(p))  // every d.kw4 convolution among them
         im2col_1ch(p, d, xg, p0, np, zp, col, ld, plane_buf);
       else
         im2col(p, d, xg, p0, np, zp, col, ld);

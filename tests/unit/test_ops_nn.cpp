@@ -752,11 +752,10 @@ void qlinear_softmax_rows(int64_t n, int copies) {
 // com.microsoft QLinearSoftmax along the last axis keeps one table of 256
 // exponentials per row maximum for rows longer than 64 (n = 70 here) or many
 // values (64 x 8 rows of 5), and takes the exponentials of a few short rows
-// directly (8 rows of 5). With X scale 1 the
-// maxima 10 and 200 are 190 apart, so a row read through the other
-// maximum's table would underflow to 0/0 or overflow to inf/inf. Reference:
-// the float Softmax of the dequantized rows, quantized by hand (Y scale
-// 1/256: y * 256 is exact).
+// directly (8 rows of 5). With X scale 1 the maxima 10 and 200 are 190
+// apart, so a row read through the other maximum's table would underflow to
+// 0/0 or overflow to inf/inf. Reference: the float Softmax of the
+// dequantized rows, quantized by hand (Y scale 1/256: y * 256 is exact).
 TEST(SoftmaxOps, QLinearSoftmaxOneTablePerRowMaximum) {
   for (const int64_t n : {5, 70}) qlinear_softmax_rows(n, 1);
   qlinear_softmax_rows(5, 64);
