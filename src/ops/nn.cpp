@@ -136,21 +136,18 @@ NN_INLINE T exp_of(T x) {
 
 enum class SoftKind { kSoftmax, kLogSoftmax };
 
-// acc[j] = the greatest of -inf and x[j], x[16 + j], ... below `body` (a
-// multiple of 16); a NaN never wins. Written on a vector of 16 (GCC's
-// vector extension), as `v > m ? v : m`, which is what vmaxps computes:
-// the element loop it replaces did the same with scalar compares.
+// The lanes j of the greatest of -inf and x[j], x[16 + j], ... below `body`
+// (a multiple of 16); a NaN never wins. Written as `v > m ? v : m`, which is
+// what vmaxps computes: the element loop it replaces did the same with
+// scalar compares.
 template <typename T>
-NN_INLINE void lane_max(const T* x, int64_t body, T* acc) {
-  typedef T V __attribute__((vector_size(16 * sizeof(T))));
-  V m;
+NN_INLINE void lane_max(const T* x, int64_t body, Vec16<T>& m) {
   for (int j = 0; j < 16; ++j) m[j] = -std::numeric_limits<T>::infinity();
   for (int64_t i = 0; i < body; i += 16) {
-    V v;
+    Vec16<T> v;
     std::memcpy(&v, x + i, sizeof v);
     m = v > m ? v : m;
   }
-  std::memcpy(acc, &m, sizeof m);
 }
 
 template <typename T>
@@ -158,7 +155,9 @@ NN_INLINE T row_max(const T* x, int64_t n) {
   constexpr int64_t L = 16;
   T acc[L];
   int64_t i = n / L * L;
-  lane_max(x, i, acc);
+  Vec16<T> lanes;
+  lane_max<T>(x, i, lanes);
+  std::memcpy(acc, &lanes, sizeof acc);
   // The 16 lanes folded in halves (a few vector steps instead of a chain of
   // 16 scalar ones). The maximum doesn't depend on the order: only which of
   // +0 and -0 survives could, and x - m, hence e^(x - m), is the same for both.
@@ -204,49 +203,85 @@ NN_INLINE void soft_rows(const T* x, T* y, int64_t rows, int64_t n) {
   }
 }
 
+// v[0..15], a 16 x 16 matrix of rows, transposed in place: the blocks of
+// B x B off the diagonal swapped, for B = 8, 4, 2, 1 (each a two-source
+// shuffle per row: vpermt2ps).
+template <int B, typename T>
+NN_INLINE void swap_blocks(Vec16<T>* v) {
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  using Mask [[gnu::vector_size(16 * sizeof(T))]] = I;
+  Mask lo, hi;
+  for (int l = 0; l < 16; ++l) {
+    lo[l] = (l & B) != 0 ? 16 + l - B : l;
+    hi[l] = (l & B) != 0 ? 16 + l : l + B;
+  }
+  for (int i = 0; i < 16; ++i)
+    if ((i & B) == 0) {
+      const Vec16<T> a = v[i], b = v[i + B];
+      v[i] = __builtin_shuffle(a, b, lo);
+      v[i + B] = __builtin_shuffle(a, b, hi);
+    }
+}
+
+template <typename T>
+NN_INLINE void transpose16(Vec16<T>* v) {
+  swap_blocks<8, T>(v);
+  swap_blocks<4, T>(v);
+  swap_blocks<2, T>(v);
+  swap_blocks<1, T>(v);
+}
+
 // Softmax of `rows` contiguous rows of n values, bit for bit soft_rows, 16
 // rows at a time. With short rows (a Transformer's 64 scores) soft_rows
 // spends most of its time in the scalar tails of each row: the fold of
-// row_max's 16 lanes and sum_of's chain of 16 dependent adds. Here the 16
-// lanes of 16 rows are kept transposed (lanes[j][r]: lane j of row r), and
-// each fold runs across the rows, one vector step per lane: every row still
-// adds its lanes in sum_of's order (0 + lane 0 + ... + lane 15, then the
-// tail), and its maximum is the same value (max doesn't depend on the order;
-// only which of +0 and -0 survives could, and e^(x - m) is the same for both).
+// row_max's 16 lanes and sum_of's chain of 16 dependent adds. Here the
+// 16-lane vectors of 16 rows are transposed in registers (lane j of every
+// row in one vector), and each fold runs across the rows, one vector step
+// per lane: every row still adds its lanes in sum_of's order (0 + lane 0 +
+// ... + lane 15, then the tail), and its maximum is the same value (max
+// doesn't depend on the order; only which of +0 and -0 survives could, and
+// e^(x - m) is the same for both).
 template <typename T>
 NN_INLINE void softmax_rows_interleaved(const T* x, T* y, int64_t rows, int64_t n) {
   constexpr int64_t L = 16;
+  using V = Vec16<T>;
   const int64_t body = n / L * L;
   for (int64_t r0 = 0; r0 < rows; r0 += L) {
     const int64_t R = std::min(L, rows - r0);
-    T lanes[L][L], m[L], s[L];
+    V acc[L];
     // Row maxima: row_max's 16 lanes per row, folded across the rows.
-    for (int64_t r = 0; r < L; ++r)
-      for (int64_t j = 0; j < L; ++j) lanes[j][r] = -std::numeric_limits<T>::infinity();
-    for (int64_t r = 0; r < R; ++r) {
-      T acc[L];
-      lane_max(x + (r0 + r) * n, body, acc);
-      for (int64_t j = 0; j < L; ++j) lanes[j][r] = acc[j];
+    for (int64_t r = 0; r < L; ++r) {
+      if (r < R) lane_max<T>(x + (r0 + r) * n, body, acc[r]);
+      else acc[r] = V{} - std::numeric_limits<T>::infinity();
     }
-    for (int64_t r = 0; r < L; ++r) m[r] = lanes[0][r];
-    for (int64_t j = 1; j < L; ++j)
-      for (int64_t r = 0; r < L; ++r) m[r] = __builtin_isgreater(lanes[j][r], m[r]) ? lanes[j][r] : m[r];
-    // Exponentials and sum_of's 16 partial sums per row.
+    transpose16<T>(acc);
+    V m = acc[0];
+    for (int64_t j = 1; j < L; ++j) m = acc[j] > m ? acc[j] : m;
+    // x - m in y, row by row, then the exponentials of the R rows in one
+    // loop (the rows are contiguous): its constants are set up once, and
+    // its iterations overlap, where a loop per row would run 4 of them.
     for (int64_t r = 0; r < R; ++r) {
       const T* xr = x + (r0 + r) * n;
       T* yr = y + (r0 + r) * n;
       T mr = m[r];
       for (int64_t i = body; i < n; ++i) mr = __builtin_isgreater(xr[i], mr) ? xr[i] : mr;
       if (std::isinf(mr)) mr = mr > 0 ? mr : T(0);  // as soft_rows
-      exp_shifted(xr, yr, n, mr);
-      T acc[L] = {};
-      for (int64_t i = 0; i < body; i += L)
-        for (int64_t j = 0; j < L; ++j) acc[j] += yr[i + j];
-      for (int64_t j = 0; j < L; ++j) lanes[j][r] = acc[j];
+      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - mr;
     }
-    for (int64_t r = 0; r < L; ++r) s[r] = 0;
-    for (int64_t j = 0; j < L; ++j)
-      for (int64_t r = 0; r < L; ++r) s[r] += lanes[j][r];
+    T* yb = y + r0 * n;
+    for (int64_t i = 0; i < R * n; ++i) yb[i] = exp_of<T>(yb[i]);
+    // sum_of's 16 partial sums per row.
+    for (int64_t r = 0; r < L; ++r) {
+      acc[r] = V{};
+      for (int64_t i = 0; r < R && i < body; i += L) {
+        V e;
+        std::memcpy(&e, yb + r * n + i, sizeof e);
+        acc[r] += e;
+      }
+    }
+    transpose16<T>(acc);
+    V s = V{};
+    for (int64_t j = 0; j < L; ++j) s += acc[j];
     for (int64_t r = 0; r < R; ++r) {
       T* yr = y + (r0 + r) * n;
       T sr = s[r];
@@ -1037,11 +1072,18 @@ void transpose_matmul_run(OpContext& ctx) {
   // N values (M when B is a vector).
   const bool divide = node.has_attr("div"), softmax = node.attr_int("softmax", 0) != 0;
   const float div = node.attr_float("div", 1.0f);
+  // Dividing by 2^k is multiplying by 2^-k, bit for bit (both round the same
+  // exact value once), where 2^-k is a normal float: attention's sqrt(64).
+  int div_exp = 0;
+  const bool div_pow2 = std::frexp(div, &div_exp) == 0.5f && div_exp >= -124 && div_exp <= 127;
+  const float inv_div = div_pow2 ? std::ldexp(1.0f, 1 - div_exp) : 0.0f;
   const int64_t N = d.out.empty() ? 1 : d.out.back();
   auto post_rows = [&](float* m, int64_t rows) {
     // Compiled for the widest ISA (run_vectorized), the Div included.
     run_vectorized([&]() NN_LAMBDA {
-      if (divide)
+      if (divide && div_pow2)
+        for (int64_t i = 0; i < rows * N; ++i) m[i] = m[i] * inv_div;
+      else if (divide)
         for (int64_t i = 0; i < rows * N; ++i) m[i] = m[i] / div;
       // As Softmax runs its rows: interleaved, a single row by soft_rows.
       if (softmax) {

@@ -49,6 +49,12 @@ void run_vectorized(const F& f) {
   f();
 }
 
+// 16 values of T in one vector (GCC's vector extension): what one AVX-512
+// register holds of floats. Used only inside always-inline code compiled
+// for one ISA (run_vectorized), never passed to or returned from a call.
+template <typename T>
+using Vec16 [[gnu::vector_size(16 * sizeof(T))]] = T;
+
 // x[0] + ... + x[n-1], in 16 partial sums so that the loop vectorises.
 template <typename T>
 NN_INLINE T sum_of(const T* x, int64_t n) {
