@@ -13,10 +13,12 @@ namespace qforge::kernels {
 // of at least 64 columns (tiles that split N pack disjoint parts of B and
 // only repack the usually smaller A), then M, into parts of at least
 // min_rows rows. With rows_first (a GEMM that packs no A) M is split first
-// where it has enough rows: thread t then writes the t-th band of rows of C,
-// the rows ThreadPool also hands thread t in the elementwise loops before
-// and after, so they stay in its cache. More tiles than threads only repack
-// more (measured slower).
+// where it has enough rows, into up to 4 bands per thread: thread t first
+// writes the t-th group of bands of C, the rows ThreadPool also hands
+// thread t in the elementwise loops before and after, so they stay in its
+// cache, and a thread that finishes first takes the last bands of a slower
+// one. Elsewhere, more tiles than threads only repack more (measured
+// slower).
 // Without a pool of several threads, or when `parallel` is false (too little
 // work to wake the pool), the whole output is one tile. Empty tiles are skipped.
 template <typename Fn>
@@ -26,7 +28,15 @@ void for_each_tile(int64_t M, int64_t N, int64_t mr, int64_t nr, int64_t min_row
   const int64_t panels_m = (M + mr - 1) / mr, panels_n = (N + nr - 1) / nr;
   int64_t split_m = 1, split_n = 1;
   if (threads > 1 && parallel && rows_first && std::min(panels_m, M / min_rows) >= threads) {
-    split_m = threads;
+    // Up to kRowTiles bands per thread (ThreadPool::parallel_for gives each
+    // thread its group and lets one that finishes early take another's
+    // last), so that a core running slower (a VM's vCPU whose physical core
+    // is busy with another tenant) doesn't hold up the whole call. A band
+    // repacks nothing; B is read once more per band. transformer4 at batch
+    // 32 on 2 threads: 7% faster with one vCPU at 75% speed, 2% slower
+    // with both at full speed (docs/PERFORMANCE.md, Session 14).
+    constexpr int64_t kRowTiles = 4;
+    split_m = std::clamp<int64_t>(std::min(panels_m, M / min_rows), threads, threads * kRowTiles);
   } else if (threads > 1 && parallel) {
     split_n = std::clamp<int64_t>(threads, 1, std::min(panels_n, std::max<int64_t>(1, N / 64)));
     split_m = std::clamp<int64_t>((threads + split_n - 1) / split_n, 1,
