@@ -21,7 +21,8 @@
 #
 # SECONDS is the time per measurement. Every measurement is repeated in
 # ROUNDS rounds (default 3; environment variable), the runtimes taking turns
-# within each round, and the tables show the median over the rounds of each
+# within each round (in `models`, ORT, qforge and PyTorch one after the
+# other on each configuration, seconds apart), and the tables show the median over the rounds of each
 # runtime's median. MODELS (environment variable, e.g. MODELS=mlp,vit)
 # limits `models` to those names. Ratio columns are time ratios qforge / peer: below 1
 # means qforge is faster. `all` takes 10-15 minutes at 0.5 s on 2 cores
@@ -102,6 +103,12 @@ models() {
     else
       $Q quantize "$float" -o "$q" --mode dynamic --no-speed-check -q
     fi
+    # PyTorch, its models built once, times each configuration on request
+    # right after ORT and qforge (torch_bench.py serve).
+    coproc TORCH { $PY bench/peers/torch_bench.py serve "$name" "$secs"; }
+    local ready torch_line
+    read -r ready <&"${TORCH[0]}"
+    [[ $ready == ready ]] || { echo "bench_int8.sh: torch_bench.py serve $name did not start" >&2; exit 1; }
     for r in $(seq "$rounds"); do
       echo "bench_int8.sh: models, $name, round $r of $rounds" >&2
       for batch in 1 32; do
@@ -114,10 +121,17 @@ models() {
           runs=$($PY -c "import json,sys; ms=json.loads(sys.argv[1])['ms_median']; print(max(10, min(2000, int($secs*1000/ms))))" "$ort_line")
           "${pin[@]}" $Q bench "$float" "$q" --batch "$batch" --threads "$t" --runs "$runs" -q \
              --json "$out/models/$name.b$batch.t$t.r$r.qforge.json" >/dev/null
+          echo "$batch $t" >&"${TORCH[1]}"
+          for _ in 1 2; do  # onednn, qnnpack
+            read -r torch_line <&"${TORCH[0]}"
+            echo "{\"round\": $r, ${torch_line#\{}" >>"$out/models/torch.jsonl"
+          done
         done
       done
-      $PY bench/peers/torch_bench.py model "$name" "$secs" | sed "s/^{/{\"round\": $r, /" >>"$out/models/torch.jsonl"
     done
+    local torch_pid=$TORCH_PID
+    exec {TORCH[1]}>&-
+    wait "$torch_pid"
   done
 }
 

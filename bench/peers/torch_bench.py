@@ -18,6 +18,14 @@ measurement: the median ms of a call over SECONDS (after warm-up runs).
       with each engine; at batch 1 and 32 and 1 and 2 threads, the engines
       taking turns run by run (at least 5 runs each). With BENCH_CPU set
       (environment), the one-thread runs are pinned to that CPU.
+
+  torch_bench.py serve NAME SECONDS
+      The same models, built once; then one measurement per line read from
+      stdin ("BATCH THREADS"), its two JSON lines (onednn, qnnpack) printed
+      when done. bench_int8.sh keeps one running per model so that PyTorch
+      is timed right after ONNX Runtime and qforge on each configuration:
+      this host's speed changes within seconds, and peers timed apart
+      could land in different phases.
 """
 import os
 import statistics
@@ -126,20 +134,32 @@ def pin(threads):
 
 
 @torch.no_grad()
+def measure(name, models, batch, threads, seconds):
+    if name == "transformer4":
+        x = torch.randint(0, 1000, (batch, 64))
+    else:
+        x = torch.rand(batch, 1, 28, 28)
+    tf.set_threads(threads)
+    pin(threads)
+    fns = {e: engine_call(e, lambda m=m: m(x)) for e, m in models.items()}
+    for engine, (ms, runs) in time_calls(fns, seconds, min_runs=5).items():
+        emit(runtime="pytorch", engine=engine, model=name, batch=batch, threads=threads,
+             ms_median=ms, runs=runs)
+
+
 def model_bench(name, seconds):
     models = {engine: quantized_model(name, engine) for engine in ENGINES}
     for batch in (1, 32):
-        if name == "transformer4":
-            x = torch.randint(0, 1000, (batch, 64))
-        else:
-            x = torch.rand(batch, 1, 28, 28)
         for threads in (1, 2):
-            tf.set_threads(threads)
-            pin(threads)
-            fns = {e: engine_call(e, lambda m=m: m(x)) for e, m in models.items()}
-            for engine, (ms, runs) in time_calls(fns, seconds, min_runs=5).items():
-                emit(runtime="pytorch", engine=engine, model=name, batch=batch, threads=threads,
-                     ms_median=ms, runs=runs)
+            measure(name, models, batch, threads, seconds)
+
+
+def serve(name, seconds):
+    models = {engine: quantized_model(name, engine) for engine in ENGINES}
+    print("ready", flush=True)
+    for line in sys.stdin:
+        batch, threads = (int(v) for v in line.split())
+        measure(name, models, batch, threads, seconds)
 
 
 def main():
@@ -147,6 +167,8 @@ def main():
         gemm(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
     elif len(sys.argv) == 4 and sys.argv[1] == "model":
         model_bench(sys.argv[2], float(sys.argv[3]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "serve":
+        serve(sys.argv[2], float(sys.argv[3]))
     else:
         sys.exit(__doc__)
 
