@@ -7,6 +7,8 @@
 // [batch, 4, 64, 64] (arg: batch). Values/s counts the outputs.
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
