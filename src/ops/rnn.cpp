@@ -46,10 +46,12 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/scratch.h"
 #include "ops/families.h"
 #include "ops/op_util.h"
 #include "qforge/thread_pool.h"
@@ -253,8 +255,12 @@ int64_t state_row(const DirJob& j, int64_t b) {
   return (rc.at.layout == 0 ? j.d * rc.batch + b : b * rc.dirs + j.d) * rc.H;
 }
 
+// Per batch row buffers (H, C, gates) start on a cache line: an LSTM's
+// parts write their rows at once (run_lstm_parts).
+using Rows = kernels::CacheLineVector<float>;
+
 // H and (LSTM) C per batch row, from initial_h / initial_c or zeros.
-void init_state(const DirJob& j, std::vector<float>& h, std::vector<float>& c) {
+void init_state(const DirJob& j, Rows& h, Rows& c) {
   const Recurrence& rc = *j.rc;
   const int64_t H = rc.H, B = rc.batch;
   h.assign(static_cast<size_t>(B * H), 0.0f);
@@ -270,7 +276,7 @@ void init_state(const DirJob& j, std::vector<float>& h, std::vector<float>& c) {
 }
 
 // Y_h and Y_c from the final state.
-void write_final(const DirJob& j, const std::vector<float>& h, const std::vector<float>& c) {
+void write_final(const DirJob& j, const Rows& h, const Rows& c) {
   const Recurrence& rc = *j.rc;
   const int64_t H = rc.H;
   for (int64_t b = 0; b < rc.batch; ++b) {
@@ -432,13 +438,13 @@ void run_lstm_parts(const DirJob& j, int parts) {
   const int64_t H = rc.H, B = rc.batch, GH = rc.GH;
   StepProduct& mul = *j.product;
   const LstmGates cell = lstm_gates(j);
-  std::vector<float> h, c;
+  Rows h, c;
   init_state(j, h, c);
-  std::vector<float> gates(static_cast<size_t>(B * GH)), tmp(static_cast<size_t>(B * H));
+  Rows gates(static_cast<size_t>(B * GH)), tmp(static_cast<size_t>(B * H));
   // The rows of H_{t-1} that hold a state (every row at the first step):
   // entries already done hold zeros in Y, whatever is left in h.
   std::vector<char> h_rows(static_cast<size_t>(B), 1);
-  auto first = [&](int p) { return B * p / parts; };
+  auto first = [&](int p) { return part_first(rc, parts, p); };
   for (int p = 0; p < parts; ++p) mul.range(0, p, h.data(), first(p), first(p + 1), h_rows);
   auto part_step = [&](int64_t s, int p) {
     const int64_t b0 = first(p), b1 = first(p + 1);
@@ -474,7 +480,7 @@ void run_direction(const DirJob& j) {
   const Attrs& at = rc.at;
   StepProduct& mul = *j.product;
   if (at.cell == Cell::kLstm) {
-    const int parts = j.pool ? static_cast<int>(std::clamp<int64_t>(B, 1, j.pool->threads())) : 1;
+    const int parts = lstm_parts(rc, j.pool);
     if (mul.split(parts, B)) {
       run_lstm_parts(j, parts);
       return;
@@ -485,9 +491,9 @@ void run_direction(const DirJob& j) {
   const bool clip = at.clip > 0;
   const float cl = at.clip;
 
-  std::vector<float> h, c;
+  Rows h, c;
   init_state(j, h, c);
-  std::vector<float> gates(static_cast<size_t>(B * GH)), tmp(static_cast<size_t>(B * H));
+  Rows gates(static_cast<size_t>(B * GH)), tmp(static_cast<size_t>(B * H));
   std::vector<float> rec;
   if (at.cell == Cell::kGru && at.linear_before_reset) rec.resize(static_cast<size_t>(B * GH));
   // The time each batch entry reads at this step, -1 once it is done.
@@ -792,6 +798,22 @@ Recurrence make_recurrence(OpContext& ctx, const Attrs& at, int64_t H) {
 
 bool big_step(const Recurrence& rc) {
   return rc.batch * rc.GH * rc.H >= (int64_t{1} << 20);
+}
+
+int lstm_parts(const Recurrence& rc, ThreadPool* pool) {
+  if (rc.at.cell != Cell::kLstm || !pool || !big_step(rc)) return 1;
+  return static_cast<int>(std::clamp<int64_t>(rc.batch, 1, pool->threads()));
+}
+
+// Where the batch is large enough, a multiple of q rows, so that each
+// part's rows of every per-row buffer (H, C and the gates, and the
+// product's u8 codes of H) start on a cache line of their own, and no line
+// moves between two cores that write it in turn.
+int64_t part_first(const Recurrence& rc, int parts, int p) {
+  const int64_t B = rc.batch, q = 64 / std::gcd(rc.H, int64_t{64});
+  if (p <= 0 || p >= parts) return p <= 0 ? 0 : B;
+  const int64_t even = B * p / parts;
+  return B >= 4 * q * parts ? std::min(B, (even + q / 2) / q * q) : even;
 }
 
 void run_directions(const Recurrence& rc, const float* xproj,

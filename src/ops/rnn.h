@@ -133,6 +133,12 @@ int64_t checked_mul(const ir::Node& node, std::initializer_list<int64_t> dims);
 // at every step costs more than it saves.
 bool big_step(const Recurrence& rc);
 
+// The parts an LSTM's batch is cut into, each part's steps on a thread of
+// its own (1: not cut): the pool's threads, at most one per row, where
+// big_step. Part p takes batch rows [part_first(p), part_first(p + 1)).
+int lstm_parts(const Recurrence& rc, ThreadPool* pool);
+int64_t part_first(const Recurrence& rc, int parts, int p);
+
 // Runs the recurrence of every direction from the input projection xproj
 // ([seq * batch rows in X's order, dirs * GH], bias included), with
 // products[d] for direction d's recurrent products. Two directions run at

@@ -54,6 +54,8 @@
 
 #include "kernels/kernels.h"
 #include "kernels/qgemm.h"
+#include "kernels/scratch.h"
+#include "qforge/thread_pool.h"
 #include "ops/families.h"
 #include "ops/op_util.h"
 #include "ops/quant_gemm.h"
@@ -315,15 +317,17 @@ class QuantProduct : public rnn::StepProduct {
 
   bool split(int parts, int64_t batch) override {
     parts_ = parts;
-    ranges_.assign(sz(2 * parts), Range{});
-    part_scale_.resize(sz(parts * r_[0]->N()));
+    ranges_.assign(sz(2 * parts), Slot{});
+    // Each part's scales on cache lines of their own (16 floats a line).
+    scale_stride_ = (r_[0]->N() + 15) / 16 * 16;
+    part_scale_.resize(sz(parts * scale_stride_));
     codes_.resize(sz(batch * H_));
     return true;
   }
 
   void range(int set, int part, const float* a, int64_t b0, int64_t b1,
              const std::vector<char>& rows) override {
-    ranges_[sz(set * parts_ + part)] = row_range(a, b0, b1, H_, &rows);
+    ranges_[sz(set * parts_ + part)].r = row_range(a, b0, b1, H_, &rows);
   }
 
   void multiply_rows(int set, int part, const float* a, int64_t b0, int64_t b1, float* c,
@@ -332,7 +336,7 @@ class QuantProduct : public rnn::StepProduct {
     if (b1 <= b0 || N == 0) return;
     Range g;
     for (int p = 0; p < parts_; ++p) {
-      const Range& r = ranges_[sz(set * parts_ + p)];
+      const Range& r = ranges_[sz(set * parts_ + p)].r;
       g.lo = std::min(g.lo, r.lo);
       g.hi = std::max(g.hi, r.hi);
       g.finite = g.finite && r.finite;
@@ -342,7 +346,7 @@ class QuantProduct : public rnn::StepProduct {
     if (H_ > 0)
       kernels::kernels().quantize_u8(a + b0 * H_, (b1 - b0) * H_, p.scale[0], p.zero_point[0], 0,
                                      255, q);
-    gemm(0, b1 - b0, q, p, part_scale_.data() + part * N, c + b0 * ldc, ldc, pool);
+    gemm(0, b1 - b0, q, p, part_scale_.data() + part * scale_stride_, c + b0 * ldc, ldc, pool);
   }
 
  private:
@@ -379,11 +383,17 @@ class QuantProduct : public rnn::StepProduct {
   const kernels::QPackedB* r_[2];
   const Columns& cols_;
   int64_t H_, GH_;
-  std::vector<uint8_t> codes_;
+  // The parts' rows of codes_ and their slots and scales lie on cache lines
+  // of their own: the parts write them at once, on different threads.
+  kernels::CacheLineVector<uint8_t> codes_;
   std::vector<float> scale_, out_;
   int parts_ = 1;
-  std::vector<Range> ranges_;      // [2][parts_]: split's slots
-  std::vector<float> part_scale_;  // [parts_][N]
+  struct alignas(64) Slot {
+    Range r;
+  };
+  std::vector<Slot> ranges_;  // [2][parts_]: split's slots
+  int64_t scale_stride_ = 0;
+  kernels::CacheLineVector<float> part_scale_;  // [parts_][scale_stride_]
 };
 
 // ---- run ----
@@ -448,7 +458,25 @@ void run(OpContext& ctx, Cell cell) {
     g.fbias = rc.bias.data();
     g.C = xproj.get();
     g.ldc = N;
-    kernels::qgemm(g, pool);
+    const int parts = rnn::lstm_parts(rc, pool);
+    if (parts > 1 && at.layout == 0) {
+      // Each part's rows on the thread that runs its steps (the pool's
+      // thread k takes part k in both), where its cells then read them from
+      // its own cache rather than the other core's.
+      pool->parallel_for(parts, 1, [&](int64_t k, int64_t) {
+        const int64_t b0 = rnn::part_first(rc, parts, static_cast<int>(k));
+        const int64_t b1 = rnn::part_first(rc, parts, static_cast<int>(k) + 1);
+        kernels::QGemmArgs gp = g;
+        gp.M = b1 - b0;
+        for (int64_t t = 0; t < rc.max_len && gp.M > 0; ++t) {
+          gp.A = xq.data() + (t * rc.batch + b0) * rc.input;
+          gp.C = xproj.get() + (t * rc.batch + b0) * N;
+          kernels::qgemm(gp, nullptr);
+        }
+      });
+    } else {
+      kernels::qgemm(g, pool);
+    }
   }
 
   const size_t per = cell == Cell::kGru && !at.linear_before_reset ? 2 : 1;
