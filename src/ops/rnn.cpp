@@ -446,16 +446,27 @@ void run_lstm_parts(const DirJob& j, int parts) {
   std::vector<char> h_rows(static_cast<size_t>(B), 1);
   auto first = [&](int p) { return part_first(rc, parts, p); };
   for (int p = 0; p < parts; ++p) mul.range(0, p, h.data(), first(p), first(p + 1), h_rows);
+  // Where the product projects the input at the steps: each part's rows of
+  // it and of their times (at a line apart).
+  const bool own_proj = mul.projects();
+  Rows xp(own_proj ? static_cast<size_t>(B * GH) : 0);
+  const int64_t time_stride = (B + 7) / 8 * 8;
+  kernels::CacheLineVector<int64_t> times(own_proj ? static_cast<size_t>(parts * time_stride) : 0);
   auto part_step = [&](int64_t s, int p) {
     const int64_t b0 = first(p), b1 = first(p + 1);
+    if (own_proj) {
+      int64_t* tp = times.data() + p * time_stride;
+      for (int64_t b = b0; b < b1; ++b) tp[b - b0] = time_of(j, s, b);
+      mul.project_rows(tp, b0, b1, xp.data() + b0 * GH, GH);
+    }
     mul.multiply_rows(static_cast<int>(s % 2), p, h.data(), b0, b1, gates.data(), GH,
                       parts == 1 ? j.pool : nullptr);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t t = time_of(j, s, b);
       if (t < 0) continue;
       float* hb = h.data() + b * H;
-      cell.step(xproj_row(j, t, b), gates.data() + b * GH, c.data() + b * H, tmp.data() + b * H,
-                hb);
+      cell.step(own_proj ? xp.data() + b * GH : xproj_row(j, t, b), gates.data() + b * GH,
+                c.data() + b * H, tmp.data() + b * H, hb);
       write_y(j, t, b, hb);
     }
     if (s + 1 == rc.max_len) return;

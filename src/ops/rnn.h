@@ -92,6 +92,17 @@ class StepProduct {
                      const std::vector<char>& /*rows*/) {}
   virtual void multiply_rows(int /*set*/, int /*part*/, const float* /*a*/, int64_t /*b0*/,
                              int64_t /*b1*/, float* /*c*/, int64_t /*ldc*/, ThreadPool* /*pool*/) {}
+
+  // An input projection made at each step of an LSTM cut by rows, by the
+  // part that reads it, instead of one for all steps ahead (xproj, which an
+  // LSTM then doesn't read): projects() says whether the product makes it.
+  // project_rows(times, b0, b1, out, ldo) writes the projection (bias
+  // included) of batch entries b0 <= b < b1 at times[b - b0] to out's rows
+  // (ldo apart); a time of -1 (an entry already done) leaves its row
+  // unspecified.
+  virtual bool projects() const { return false; }
+  virtual void project_rows(const int64_t* /*times*/, int64_t /*b0*/, int64_t /*b1*/,
+                            float* /*out*/, int64_t /*ldo*/) {}
 };
 
 // Everything a recurrent op computes besides its products: the sizes, X,

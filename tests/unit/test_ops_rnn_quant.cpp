@@ -459,7 +459,7 @@ TEST(DynamicQuantizeLstm, BatchCutOverThreadsKeepsTheBits) {
               .with_p = true,
               .clip = 0.8f};
   cases[1].lens = {4, 1, 0, 3, 4, 2, 1};
-  cases[2] = {.name = "reverse, batch 17, hidden 128, u8, input_forget",
+  cases[2] = {.name = "reverse, batch 17, hidden 128, u8, input_forget, sequence_lens",
               .direction = "reverse",
               .seq = 3,
               .batch = 17,
@@ -467,6 +467,8 @@ TEST(DynamicQuantizeLstm, BatchCutOverThreadsKeepsTheBits) {
               .hidden = 128,
               .wtype = DType::kU8,
               .input_forget = true};
+  // Reversed, entries of different lengths read different times at a step.
+  for (int64_t b = 0; b < 17; ++b) cases[2].lens.push_back(static_cast<int32_t>(b % 4));
   // Hidden 40: the cuts move to multiples of 8 rows (88 of 170 on 2
   // threads, 56 and 112 on 3), each part's rows of H starting a cache line.
   cases[3] = {.name = "forward, batch 170, hidden 40, sequence_lens: cuts on cache lines",
