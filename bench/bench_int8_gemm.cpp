@@ -137,9 +137,12 @@ void transformer_shapes(benchmark::internal::Benchmark* b) {
 }
 // The Fashion-MNIST LSTM's step product (models/fmnist/lstm.onnx: hidden
 // 128, 4 gates) at batch 32 on one thread: the whole batch (M = 32), and one
-// of the two parts of rows that two threads take (M = 16).
+// of the two parts of rows that two threads take (M = 16). Then its input
+// projection (28 pixels a row): all 28 steps ahead (M = 896), and a part's
+// rows of one step (M = 16).
 void lstm_shapes(benchmark::internal::Benchmark* b) {
   for (int64_t m : {16, 32}) b->Args({m, 512, 128, 1, -1, 8});
+  for (int64_t m : {16, 896}) b->Args({m, 512, 28, 1, -1, 8});
   b->ArgNames({"M", "N", "K", "threads", "kernel", "bits"})->UseRealTime();
 }
 void chosen_shapes(benchmark::internal::Benchmark* b) {
