@@ -193,6 +193,19 @@ QFORGE_ISA_CLONES void apply(const Act& a, float* x, int64_t n, const float* add
   }
 }
 
+// An LSTM row's new state with h = tanh (ONNX's default), i, f, g and o
+// already activated: C = f . C + i . g, H = o . tanh(C), in one loop
+// (compiled for the ISA, as `apply` is) where the general path takes three
+// and a copy.
+QFORGE_ISA_CLONES void lstm_state_tanh(const float* gi, const float* gf, const float* gc,
+                                       const float* go, float* cs, float* hp, int64_t H) {
+  for (int64_t k = 0; k < H; ++k) {
+    const float c = gf[k] * cs[k] + gi[k] * gc[k];
+    cs[k] = c;
+    hp[k] = go[k] * tanh_approx(c);
+  }
+}
+
 void clip_to(float* x, int64_t n, float c) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i] < c ? x[i] : c;
@@ -360,6 +373,10 @@ struct LstmGates {
     if (input_forget)
       for (int64_t k = 0; k < H; ++k) gf[k] = 1.0f - gi[k];
     apply(acts[1], gc, H, x ? x + 3 * H : nullptr);
+    if (!P && acts[2].kind == ActKind::kTanh) {
+      lstm_state_tanh(gi, gf, gc, go, cs, hp, H);
+      return;
+    }
     for (int64_t k = 0; k < H; ++k) cs[k] = gf[k] * cs[k] + gi[k] * gc[k];
     if (P) {
       const float* po = P + H;
