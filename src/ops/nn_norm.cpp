@@ -228,6 +228,16 @@ const LayerNormRows* prepared_rows(const OpContext& ctx, int param, const Shape&
   return b == st->bias_src ? st : nullptr;
 }
 
+// t[j] += t[j + W] for j < W (the other lanes: whatever).
+template <int W, typename T>
+NN_INLINE void fold_half(Vec16<T>& t) {
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  using Mask [[gnu::vector_size(16 * sizeof(T))]] = I;
+  Mask up;
+  for (int l = 0; l < 16; ++l) up[l] = (l + W) % 16;
+  t += __builtin_shuffle(t, up);
+}
+
 // The sum of x[0..n) (Sq: of (x[i] - mu)^2) as a LayerNormalization row
 // takes it: in 64 lanes (four vectors of 16, four independent chains of
 // adds where one chain of 16 dependent adds per row made a Transformer's
@@ -247,12 +257,14 @@ NN_INLINE T row_sum(const T* x, int64_t n, T mu) {
   for (; i + 64 <= n; i += 64)
     for (int k = 0; k < 4; ++k) add(i + 16 * k, a[k]);
   for (int k = 0; i + 16 <= n; i += 16, ++k) add(i, a[k]);
-  const V t = (a[0] + a[1]) + (a[2] + a[3]);
-  T lanes[16];
-  std::memcpy(lanes, &t, sizeof lanes);
-  for (int w = 8; w >= 1; w /= 2)
-    for (int j = 0; j < w; ++j) lanes[j] += lanes[j + w];
-  T s = lanes[0];
+  V t = (a[0] + a[1]) + (a[2] + a[3]);
+  // Lane j += lane j + w for w = 8, 4, 2, 1, by shuffles in the register
+  // (through memory, the 16 scalar loads of a vector just stored wait on it).
+  fold_half<8, T>(t);
+  fold_half<4, T>(t);
+  fold_half<2, T>(t);
+  fold_half<1, T>(t);
+  T s = t[0];
   for (; i < n; ++i) s += Sq ? (x[i] - mu) * (x[i] - mu) : x[i];
   return s;
 }
