@@ -315,11 +315,13 @@ class QuantProduct : public rnn::StepProduct {
   }
 
   // Makes the input projection at the steps: proj's GEMM (A the u8 codes
-  // of X, batch rows a step, bias and scales in its epilogue) row by row.
+  // of X, batch rows a step, bias and scales in its epilogue), a part's
+  // rows of a step at a time.
   void project_at_steps(const kernels::QGemmArgs& proj, int64_t batch) {
     proj_ = proj;
     batch_ = batch;
-    gather_.resize(sz(batch * proj.lda));
+    gather_ld_ = (proj.lda + 63) / 64 * 64;  // a part's gathered rows start a line
+    gather_.resize(sz(batch * gather_ld_));
   }
 
   bool projects() const override { return proj_.B != nullptr; }
@@ -343,11 +345,12 @@ class QuantProduct : public rnn::StepProduct {
     } else {
       // Entries at different times (ends apart, reversed): their rows side
       // by side (a done entry's any row: its output isn't read).
-      uint8_t* dst = gather_.data() + b0 * K;
+      uint8_t* dst = gather_.data() + b0 * gather_ld_;
       for (int64_t i = 0; i < b1 - b0; ++i)
-        std::memcpy(dst + i * K, x + ((times[i] < 0 ? t0 : times[i]) * batch_ + b0 + i) * K,
-                    sz(K));
+        std::memcpy(dst + i * gather_ld_,
+                    x + ((times[i] < 0 ? t0 : times[i]) * batch_ + b0 + i) * K, sz(K));
       g.A = dst;
+      g.lda = gather_ld_;
     }
     g.C = out;
     g.ldc = ldo;
@@ -434,8 +437,8 @@ class QuantProduct : public rnn::StepProduct {
   int64_t scale_stride_ = 0;
   kernels::CacheLineVector<float> part_scale_;  // [parts_][scale_stride_]
   kernels::QGemmArgs proj_;                     // B null: no projection at the steps
-  int64_t batch_ = 0;
-  std::vector<uint8_t> gather_;  // [batch][K]: X's rows gathered, by entry
+  int64_t batch_ = 0, gather_ld_ = 0;
+  kernels::CacheLineVector<uint8_t> gather_;  // [batch][gather_ld_]: X's rows gathered, by entry
 };
 
 // ---- run ----
