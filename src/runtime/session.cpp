@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -31,6 +32,10 @@ struct Step {
   std::vector<int> dead_after;  // slots whose last reader is this step
   std::shared_ptr<const void> state;
   std::map<std::string, std::unique_ptr<GraphPlan>> subplans;  // by attribute name
+  // Index of this step's entry in a run's StepMemo list, or -1: a step of
+  // the main graph computing shapes (see shape_pure), whose outputs a run
+  // reuses while its inputs are those of the last run.
+  int memo = -1;
 };
 
 struct GraphPlan {
@@ -46,6 +51,7 @@ struct GraphPlan {
   std::vector<int> inputs, outputs;
   std::vector<std::pair<int, std::string>> captured;  // filled from enclosing frames
   std::vector<Step> steps;
+  int num_memos = 0;  // steps with a memo (main graph only)
 
   int slot(const std::string& name) {
     auto [it, fresh] = slot_of.emplace(name, num_slots);
@@ -66,7 +72,35 @@ void collect_unsupported(const ir::Graph& g, const ir::Model& m, std::vector<std
   }
 }
 
-std::unique_ptr<GraphPlan> build_plan(const ir::Graph& g, const ir::Model& m, ThreadPool* pool) {
+// Ops of the default domain whose outputs depend on nothing but their
+// inputs and attributes, the arithmetic of a graph's shape computations
+// (Shape -> Gather -> Unsqueeze -> Concat -> Reshape's shape input).
+bool pure_op(const ir::Node& n) {
+  static const std::unordered_set<std::string> ops = {
+      "Shape", "Size", "Constant", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Identity",
+      "Reshape", "Slice", "Add", "Sub", "Mul", "Div", "Mod", "Neg", "Abs", "Floor", "Ceil", "Sqrt",
+      "Min", "Max", "Equal", "Less", "Greater", "Not", "And", "Or", "Where", "Range", "ReduceProd"};
+  return (n.domain.empty() || n.domain == "ai.onnx") && ops.count(n.op_type) != 0;
+}
+
+// A node of the main graph that computes from shapes: a pure_op whose inputs
+// are constants or outputs of such nodes, or Shape / Size (which read only
+// their input's shape), and none of whose outputs leaves the graph (the
+// caller gets a tensor the memo doesn't share). Marked in `pure` by output name.
+bool shape_pure(const ir::Node& n, const ir::Graph& g, const std::unordered_set<std::string>& pure) {
+  if (!pure_op(n)) return false;
+  for (const auto& [an, a] : n.attrs)
+    if (a.g || !a.graphs.empty()) return false;
+  for (const std::string& o : n.outputs)
+    if (std::find(g.outputs.begin(), g.outputs.end(), o) != g.outputs.end()) return false;
+  if (n.op_type == "Shape" || n.op_type == "Size") return true;
+  for (const std::string& in : n.inputs)
+    if (!in.empty() && !pure.count(in) && !g.initializers.count(in)) return false;
+  return true;
+}
+
+std::unique_ptr<GraphPlan> build_plan(const ir::Graph& g, const ir::Model& m, ThreadPool* pool,
+                                      bool main_graph = false) {
   auto plan = std::make_unique<GraphPlan>();
   plan->graph = &g;
   for (const auto& [name, t] : g.initializers) plan->constants.emplace_back(plan->slot(name), &t);
@@ -82,9 +116,14 @@ std::unique_ptr<GraphPlan> build_plan(const ir::Graph& g, const ir::Model& m, Th
     if (static_cast<size_t>(s) >= last_use.size()) last_use.resize(static_cast<size_t>(s) + 1, -1);
     last_use[static_cast<size_t>(s)] = step;
   };
+  std::unordered_set<std::string> pure;  // outputs of shape_pure nodes
   for (const ir::Node& n : g.nodes) {
     Step st;
     st.node = &n;
+    if (main_graph && shape_pure(n, g, pure)) {
+      st.memo = plan->num_memos++;
+      for (const std::string& o : n.outputs) pure.insert(o);
+    }
     st.opset = m.opset(n.domain);
     st.def = ops::OpRegistry::global().find(n.domain, n.op_type, st.opset);
     const int idx = static_cast<int>(plan->steps.size());
@@ -174,8 +213,80 @@ class BufferPool {
   std::unordered_set<const Storage*> mine_;
 };
 
+// A memo step's (Step::memo) inputs and outputs from the last run that
+// kept them: each input's type, shape and bytes (Shape and Size: type and
+// shape only). A run whose inputs match takes the outputs instead of running
+// the step. Only small values are kept (kMemoBytes per tensor): the memo
+// is for the few int64s of a shape computation.
+class StepMemo {
+ public:
+  static constexpr size_t kMemoBytes = 4096;
+
+  bool holds(const Step& st, const std::vector<const Tensor*>& in) const {
+    if (!valid_ || in.size() != keys_.size()) return false;
+    const bool shape_only = reads_shape_only(st);
+    for (size_t i = 0; i < in.size(); ++i) {
+      const Key& k = keys_[i];
+      const Tensor* t = in[i];
+      if ((t != nullptr) != k.present) return false;
+      if (t == nullptr) continue;
+      if (t->dtype() != k.dtype || t->shape() != k.shape) return false;
+      if (!shape_only && (t->nbytes() != k.bytes.size() || std::memcmp(t->raw(), k.bytes.data(), k.bytes.size()) != 0))
+        return false;
+    }
+    return true;
+  }
+  const std::vector<Tensor>& outputs() const { return out_; }
+
+  // Keeps this run's inputs and outputs, where all are small.
+  void keep(const Step& st, const std::vector<const Tensor*>& in, const std::vector<Tensor>& out) {
+    valid_ = false;
+    const bool shape_only = reads_shape_only(st);
+    for (const Tensor* t : in)
+      if (t != nullptr && !shape_only && t->nbytes() > kMemoBytes) return;
+    for (const Tensor& t : out)
+      if (t.nbytes() > kMemoBytes) return;
+    keys_.resize(in.size());
+    for (size_t i = 0; i < in.size(); ++i) {
+      Key& k = keys_[i];
+      k.present = in[i] != nullptr;
+      k.bytes.clear();
+      if (!k.present) continue;
+      k.dtype = in[i]->dtype();
+      k.shape = in[i]->shape();
+      if (!shape_only) {
+        const auto* b = static_cast<const unsigned char*>(in[i]->raw());
+        k.bytes.assign(b, b + in[i]->nbytes());
+      }
+    }
+    out_ = out;
+    valid_ = true;
+  }
+
+ private:
+  static bool reads_shape_only(const Step& st) {
+    return st.node->op_type == "Shape" || st.node->op_type == "Size";
+  }
+  struct Key {
+    bool present = false;
+    DType dtype = DType::kF32;
+    Shape shape;
+    std::vector<unsigned char> bytes;
+  };
+  bool valid_ = false;
+  std::vector<Key> keys_;
+  std::vector<Tensor> out_;
+};
+
+// What a run keeps for the next one: its buffers and its memos.
+struct RunCache {
+  BufferPool buffers;
+  std::vector<StepMemo> memos;
+};
+
 struct RunState {
   BufferPool* pool = nullptr;
+  std::vector<StepMemo>* memos = nullptr;  // by Step::memo, main graph only
   RunProfile* profile = nullptr;
   const Session::ValueTap* tap = nullptr;  // main graph only
   ThreadPool* threads = nullptr;
@@ -281,9 +392,23 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
                     "reads '" + st.node->inputs[i] + "', which has no value at this point");
       in.push_back(t);
     }
-    StepContext ctx(st, std::move(in), std::move(outs), f, rs);
     const auto t0 = std::chrono::steady_clock::now();
-    st.def->run(ctx);
+    StepMemo* memo = st.memo >= 0 && parent == nullptr && rs.memos != nullptr
+                         ? &(*rs.memos)[static_cast<size_t>(st.memo)]
+                         : nullptr;
+    if (memo != nullptr && memo->holds(st, in)) {
+      outs = memo->outputs();
+    } else {
+      StepContext ctx(st, std::move(in), std::move(outs), f, rs);
+      st.def->run(ctx);
+      ctx.release_vectors(in, outs);
+      for (size_t i = 0; i < st.out.size(); ++i)
+        if (!(st.out[i] < 0 || !outs[i].empty()))
+          throw Error(
+              Errc::kInternal, st.node->describe(),
+              "did not produce output " + std::to_string(i) + " ('" + st.node->outputs[i] + "')");
+      if (memo != nullptr) memo->keep(st, in, outs);
+    }
     if (rs.profile) {
       const auto t1 = std::chrono::steady_clock::now();
       rs.profile->nodes.push_back(
@@ -292,15 +417,9 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
     for (size_t i = 0; i < st.out.size(); ++i) {
       const int s = st.out[i];
       if (s < 0) continue;
-      Tensor& o = ctx.outputs()[i];
-      if (!(!o.empty()))
-        throw Error(
-            Errc::kInternal, st.node->describe(),
-            "did not produce output " + std::to_string(i) + " ('" + st.node->outputs[i] + "')");
-      f.slots[static_cast<size_t>(s)] = std::move(o);
+      f.slots[static_cast<size_t>(s)] = std::move(outs[i]);
       if (tap) (*tap)(st.node->outputs[i], f.slots[static_cast<size_t>(s)]);
     }
-    ctx.release_vectors(in, outs);
     outs.clear();  // an optional output nobody reads goes now, as with the context
     for (int s : st.dead_after) rs.pool->release(f.slots[static_cast<size_t>(s)]);
   }
@@ -329,8 +448,8 @@ struct Session::Impl {
   ThreadPool* pool = nullptr;
   std::unique_ptr<GraphPlan> plan;
   std::vector<IoInfo> inputs, outputs;
-  std::mutex pools_mu;  // buffer pools of finished runs, one taken per run
-  std::vector<std::unique_ptr<BufferPool>> pools;
+  std::mutex pools_mu;  // caches of finished runs, one taken per run
+  std::vector<std::unique_ptr<RunCache>> pools;
 };
 
 Session::Session(ir::Model model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
@@ -362,7 +481,7 @@ Session::Session(ir::Model model, SessionOptions options) : impl_(std::make_uniq
                         "' of a type qforge can't run (a sequence, map, optional or string tensor)",
                     "numeric tensors");
     }
-  impl_->plan = build_plan(m.graph, m, impl_->pool);
+  impl_->plan = build_plan(m.graph, m, impl_->pool, true);
   for (const std::string& n : m.graph.inputs)
     impl_->inputs.push_back({n, m.graph.info(n) ? *m.graph.info(n) : ir::ValueInfo{}});
   for (const std::string& n : m.graph.outputs)
@@ -427,27 +546,29 @@ std::vector<Tensor> Session::run(const NamedTensors& inputs, RunProfile* profile
       throw Error(Errc::kNotFound, "input '" + impl_->inputs[i].name + "'", "was not given",
                   "a value for every model input");
 
-  std::unique_ptr<BufferPool> buffers;
+  std::unique_ptr<RunCache> cache;
   {
     std::lock_guard<std::mutex> lock(impl_->pools_mu);
     if (!impl_->pools.empty()) {
-      buffers = std::move(impl_->pools.back());
+      cache = std::move(impl_->pools.back());
       impl_->pools.pop_back();
     }
   }
-  if (!buffers) buffers = std::make_unique<BufferPool>();
+  if (!cache) cache = std::make_unique<RunCache>();
+  cache->memos.resize(static_cast<size_t>(impl_->plan->num_memos));
   RunState rs;
-  rs.pool = buffers.get();
+  rs.pool = &cache->buffers;
+  rs.memos = &cache->memos;
   rs.profile = profile;
   rs.tap = tap ? &tap : nullptr;
   rs.threads = impl_->pool;
   rs.max_bytes = impl_->options.max_tensor_bytes;
   if (profile) *profile = RunProfile{};
   std::vector<Tensor> out = execute(*impl_->plan, nullptr, ordered, rs);
-  buffers->end_run();
+  cache->buffers.end_run();
   {
     std::lock_guard<std::mutex> lock(impl_->pools_mu);
-    impl_->pools.push_back(std::move(buffers));
+    impl_->pools.push_back(std::move(cache));
   }
   if (profile)
     profile->total_ms =

@@ -16,6 +16,7 @@
 
 #include "test_util.h"
 #include "qforge/ir.h"
+#include "qforge/npy.h"
 #include "qforge/session.h"
 
 namespace fs = std::filesystem;
@@ -390,6 +391,74 @@ TEST(SessionApi, RefusesUnsupportedOpsListingThem) {
   mp.mutable_graph()->mutable_node(0)->set_op_type("NoSuchOp");
   expect_error([&] { Session s(ir::parse_model(mp.SerializeAsString())); },
                "node 'relu0' (NoSuchOp): no kernel for op NoSuchOp");
+}
+
+// x [n, 6] reshaped to [2n, 3] by a shape computation: Shape, Gather,
+// Unsqueeze, Mul, Concat. A run reuses the computation's values (a memo per
+// step) while x's shape is the last run's, and recomputes them when it
+// changes; a value that is a graph output is never shared with the memo.
+TEST(SessionApi, ShapeComputationsKeptWhileTheShapeIs) {
+  ir::Model m;
+  m.opsets[""] = 17;
+  m.graph.name = "g";
+  m.graph.inputs = {"x"};
+  m.graph.values["x"] = ir::ValueInfo{DType::kF32, ir::SymShape{ir::Dim::sym("n"), ir::Dim(6)}, {}};
+  m.graph.initializers["zero"] = Tensor::from<int64_t>({}, {0});
+  m.graph.initializers["axes"] = Tensor::from<int64_t>({1}, {0});
+  m.graph.initializers["two"] = Tensor::from<int64_t>({1}, {2});
+  m.graph.initializers["three"] = Tensor::from<int64_t>({1}, {3});
+  ir::Node cat = test::one_output_node("Concat", {"rows", "three"}, "shape");
+  cat.attrs["axis"] = ir::Attribute::of(int64_t{0});
+  m.graph.nodes = {test::one_output_node("Shape", {"x"}, "s"),
+                   test::one_output_node("Gather", {"s", "zero"}, "n"),
+                   test::one_output_node("Unsqueeze", {"n", "axes"}, "n1"),
+                   test::one_output_node("Mul", {"n1", "two"}, "rows"), cat,
+                   test::one_output_node("Reshape", {"x", "shape"}, "y")};
+  m.graph.outputs = {"y", "shape"};
+  ir::infer_shapes(m);
+  SessionOptions plain;
+  plain.optimize = false;
+  const Session s(m, plain);
+  std::vector<Tensor> rows;  // "rows" of each run, as the tap saw it
+  const Session::ValueTap tap = [&](const std::string& name, const Tensor& t) {
+    if (name == "rows") rows.push_back(t);
+  };
+  for (int64_t n : {2, 2, 3, 2}) {
+    const Tensor x = test::random_f32({n, 6}, static_cast<uint32_t>(n), -1.0f, 1.0f);
+    std::vector<Tensor> y = s.run({{"x", x}}, nullptr, tap);
+    ASSERT_EQ(y[0].shape(), (Shape{2 * n, 3}));
+    EXPECT_EQ(std::memcmp(y[0].raw(), x.raw(), x.nbytes()), 0);
+    ASSERT_EQ(y[1].numel(), 2);
+    EXPECT_EQ(y[1].data<int64_t>()[0], 2 * n);
+    EXPECT_EQ(y[1].data<int64_t>()[1], 3);
+    y[1].data<int64_t>()[0] = -7;  // the caller's: the next run's value is not this
+  }
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[1].storage(), rows[0].storage()) << "the second run (same shape) computed 'rows' again";
+  EXPECT_NE(rows[2].storage(), rows[1].storage());
+  EXPECT_EQ(rows[2].data<int64_t>()[0], 6);
+  EXPECT_EQ(rows[3].data<int64_t>()[0], 4);
+}
+
+// The Transformer (its shape computations feed Reshape and the attention's
+// column shapes) run by one Session at batch 2, 1, 2 gives each batch's
+// logits bit for bit as a fresh Session does.
+TEST(SessionApi, TransformerAcrossBatchesAsFresh) {
+  const std::string dir = QFORGE_MODELS_DIR;
+  const Tensor x2 = read_npy(dir + "/transformer4.input.npy");
+  ASSERT_EQ(x2.dim(0), 2);
+  Shape s1 = x2.shape();
+  s1[0] = 1;
+  Tensor x1(x2.dtype(), s1);
+  std::memcpy(x1.raw(), static_cast<const unsigned char*>(x2.raw()) + x1.nbytes(), x1.nbytes());  // the second
+  const std::string in = Session(dir + "/transformer4.onnx").inputs()[0].name;
+  const Session kept(dir + "/transformer4.onnx");
+  for (const Tensor* x : {&x2, static_cast<const Tensor*>(&x1), &x2}) {
+    const Tensor a = kept.run({{in, *x}})[0];
+    const Tensor b = Session(dir + "/transformer4.onnx").run({{in, *x}})[0];
+    ASSERT_EQ(a.shape(), b.shape());
+    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << "batch " << x->dim(0);
+  }
 }
 
 TEST(SessionApi, ConcurrentRunsAgree) {
