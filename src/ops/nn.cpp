@@ -768,6 +768,7 @@ MatMulDims matmul_dims(const ir::Node& node, const Shape& a, const Shape& b) {
   if (a.size() > 2) d.a_batch.assign(a.begin(), a.end() - 2);
   if (b.size() > 2) d.b_batch.assign(b.begin(), b.end() - 2);
   d.out_batch = broadcast_shapes(d.a_batch, d.b_batch, node);
+  d.out.reserve(d.out_batch.size() + 2);
   d.out = d.out_batch;
   if (a.size() >= 2) d.out.push_back(d.M);
   if (b.size() >= 2) d.out.push_back(d.N);
@@ -929,6 +930,7 @@ std::vector<int64_t> row_major_strides(const Shape& s) {
 std::vector<int64_t> perm_attr(const ir::Node& node, const char* name, size_t rank) {
   std::vector<int64_t> p = node.attr_ints(name, {});
   if (p.empty()) {
+    p.reserve(rank);
     for (size_t k = 0; k < rank; ++k) p.push_back(static_cast<int64_t>(k));
     return p;
   }
@@ -948,6 +950,8 @@ PermutedView permuted(const Shape& s, const std::vector<int64_t>& st, const std:
                       const float* data = nullptr) {
   PermutedView v;
   v.data = data;
+  v.shape.reserve(perm.size());
+  v.st.reserve(perm.size());
   for (int64_t p : perm) {
     v.shape.push_back(s[static_cast<size_t>(p)]);
     v.st.push_back(st[static_cast<size_t>(p)]);

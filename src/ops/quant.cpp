@@ -35,7 +35,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <limits>
 #include <optional>
 #include <span>
@@ -621,6 +620,7 @@ MatmulPlan plan_matmul(const Shape& a, const Shape& b, const ir::Node& node) {
                        });
   }
   p.out = std::move(ob);
+  p.out.reserve(p.out.size() + 2);
   if (a.size() > 1) p.out.push_back(p.M);
   if (b.size() > 1) p.out.push_back(p.N);
   return p;
@@ -1930,7 +1930,7 @@ void dynamic_quantize_matmul_run(OpContext& ctx, Path path) {
     const int64_t parts =
         std::clamp<int64_t>(n / kPartMin, 1, ctx.pool() != nullptr ? ctx.pool()->threads() : 1);
     // fn(part, begin, end) for each part of x.
-    auto in_parts = [&](const std::function<void(int64_t, int64_t, int64_t)>& fn) {
+    auto in_parts = [&](const auto& fn) {
       auto run = [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) fn(p, n * p / parts, n * (p + 1) / parts);
       };
