@@ -833,18 +833,32 @@ void batched_sgemm(const MatMulDims& d, bool ta, const float* A, int64_t lda, co
   const int64_t nb = static_cast<int64_t>(ao.size());
   const int threads = pool != nullptr ? pool->threads() : 1;
   const int64_t macs = d.M * d.N * d.K;
-  auto one = [&](int64_t t, ThreadPool* p) {
+  // Operands that fit in L1 (attention's 64 x 64 heads): the next
+  // matrix's rows (rows x cols floats stored ld apart) are fetched while
+  // this one runs. The heads are strided views of the projection's
+  // output, rows a few lines long spread over megabytes at batch 32, which
+  // the hardware doesn't fetch ahead of the packing loops.
+  const bool small = (d.M * d.K + d.K * d.N) * static_cast<int64_t>(sizeof(float)) <= (int64_t{32} << 10);
+  auto fetch = [](const float* m, int64_t rows, int64_t cols, int64_t ld) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; c += 16) __builtin_prefetch(m + r * ld + c);
+  };
+  auto one = [&](int64_t t, ThreadPool* p, bool fetch_next) {
     const size_t i = static_cast<size_t>(t);
+    if (fetch_next && small) {
+      fetch(A + ao[i + 1], ta ? d.K : d.M, ta ? d.M : d.K, lda);
+      fetch(B + bo[i + 1], tb ? d.N : d.K, tb ? d.K : d.N, ldb);
+    }
     float* y = Y + (yo != nullptr ? (*yo)[i] : t * d.M * d.N);
     kernels::sgemm(ta, tb, d.M, d.N, d.K, 1.0f, A + ao[i], lda, B + bo[i], ldb, 0.0f, y, ldy, {}, p);
     if (post != nullptr) (*post)(y);
   };
   if (threads > 1 && (nb >= 2 * threads || macs < (int64_t{1} << 18))) {
     parallel(pool, nb, grain_for(macs, 1 << 16), [&](int64_t b0, int64_t b1) {
-      for (int64_t t = b0; t < b1; ++t) one(t, nullptr);
+      for (int64_t t = b0; t < b1; ++t) one(t, nullptr, t + 1 < b1);
     });
   } else {
-    for (int64_t t = 0; t < nb; ++t) one(t, pool);
+    for (int64_t t = 0; t < nb; ++t) one(t, pool, t + 1 < nb);
   }
 }
 
