@@ -839,15 +839,11 @@ void batched_sgemm(const MatMulDims& d, bool ta, const float* A, int64_t lda, co
   // output, rows a few lines long spread over megabytes at batch 32, which
   // the hardware doesn't fetch ahead of the packing loops.
   const bool small = (d.M * d.K + d.K * d.N) * static_cast<int64_t>(sizeof(float)) <= (int64_t{32} << 10);
-  auto fetch = [](const float* m, int64_t rows, int64_t cols, int64_t ld) {
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; c += 16) __builtin_prefetch(m + r * ld + c);
-  };
   auto one = [&](int64_t t, ThreadPool* p, bool fetch_next) {
     const size_t i = static_cast<size_t>(t);
     if (fetch_next && small) {
-      fetch(A + ao[i + 1], ta ? d.K : d.M, ta ? d.M : d.K, lda);
-      fetch(B + bo[i + 1], tb ? d.N : d.K, tb ? d.K : d.N, ldb);
+      prefetch_rows(A + ao[i + 1], ta ? d.K : d.M, ta ? d.M : d.K, lda);
+      prefetch_rows(B + bo[i + 1], tb ? d.N : d.K, tb ? d.K : d.N, ldb);
     }
     float* y = Y + (yo != nullptr ? (*yo)[i] : t * d.M * d.N);
     kernels::sgemm(ta, tb, d.M, d.N, d.K, 1.0f, A + ao[i], lda, B + bo[i], ldb, 0.0f, y, ldy, {}, p);

@@ -55,6 +55,16 @@ void run_vectorized(const F& f) {
 template <typename T>
 using Vec16 [[gnu::vector_size(16 * sizeof(T))]] = T;
 
+// Prefetches `rows` rows of `cols` values of T stored `ld` apart, a cache
+// line at a time: rows the hardware won't fetch ahead of a loop whose
+// dependent steps hold back its next loads (short strided rows, or rows
+// behind a long chain of arithmetic).
+template <typename T>
+NN_INLINE void prefetch_rows(const T* m, int64_t rows, int64_t cols, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; c += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(m + r * ld + c);
+}
+
 // x[0] + ... + x[n-1], in 16 partial sums so that the loop vectorises.
 template <typename T>
 NN_INLINE T sum_of(const T* x, int64_t n) {

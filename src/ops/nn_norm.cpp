@@ -338,11 +338,10 @@ void layernorm_impl(OpContext& ctx, const Tensor& x, int param, const Tensor* sk
           // the loads of the next rows where the inputs come from L3
           // (transformer4 at batch 32, AddLayerNormalization: 43% less
           // time in a slow phase of the host).
-          if (r + 2 < e0)
-            for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(T))) {
-              __builtin_prefetch(px + (r + 2) * n + i);
-              if (pk != nullptr) __builtin_prefetch(pk + (r + 2) * n + i);
-            }
+          if (r + 2 < e0) {
+            prefetch_rows(px + (r + 2) * n, 1, n, n);
+            if (pk != nullptr) prefetch_rows(pk + (r + 2) * n, 1, n, n);
+          }
           if (pk == nullptr) {
             layernorm_row(px + r * n, py + r * n, n, ps, pb, e, mean, inv);
           } else {

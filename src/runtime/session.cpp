@@ -83,6 +83,9 @@ bool pure_op(const ir::Node& n) {
   return (n.domain.empty() || n.domain == "ai.onnx") && ops.count(n.op_type) != 0;
 }
 
+// Shape and Size read only their input's shape, not its values.
+bool reads_only_shape(const ir::Node& n) { return n.op_type == "Shape" || n.op_type == "Size"; }
+
 // A node of the main graph that computes from shapes: a pure_op whose inputs
 // are constants or outputs of such nodes, or Shape / Size (which read only
 // their input's shape), and none of whose outputs leaves the graph (the
@@ -93,7 +96,7 @@ bool shape_pure(const ir::Node& n, const ir::Graph& g, const std::unordered_set<
     if (a.g || !a.graphs.empty()) return false;
   for (const std::string& o : n.outputs)
     if (std::find(g.outputs.begin(), g.outputs.end(), o) != g.outputs.end()) return false;
-  if (n.op_type == "Shape" || n.op_type == "Size") return true;
+  if (reads_only_shape(n)) return true;
   for (const std::string& in : n.inputs)
     if (!in.empty() && !pure.count(in) && !g.initializers.count(in)) return false;
   return true;
@@ -224,7 +227,7 @@ class StepMemo {
 
   bool holds(const Step& st, const std::vector<const Tensor*>& in) const {
     if (!valid_ || in.size() != keys_.size()) return false;
-    const bool shape_only = reads_shape_only(st);
+    const bool shape_only = reads_only_shape(*st.node);
     for (size_t i = 0; i < in.size(); ++i) {
       const Key& k = keys_[i];
       const Tensor* t = in[i];
@@ -241,7 +244,7 @@ class StepMemo {
   // Keeps this run's inputs and outputs, where all are small.
   void keep(const Step& st, const std::vector<const Tensor*>& in, const std::vector<Tensor>& out) {
     valid_ = false;
-    const bool shape_only = reads_shape_only(st);
+    const bool shape_only = reads_only_shape(*st.node);
     for (const Tensor* t : in)
       if (t != nullptr && !shape_only && t->nbytes() > kMemoBytes) return;
     for (const Tensor& t : out)
@@ -264,9 +267,6 @@ class StepMemo {
   }
 
  private:
-  static bool reads_shape_only(const Step& st) {
-    return st.node->op_type == "Shape" || st.node->op_type == "Size";
-  }
   struct Key {
     bool present = false;
     DType dtype = DType::kF32;
