@@ -139,6 +139,37 @@ TEST(ThreadPool, EachThreadStartsWithItsOwnRange) {
   }
 }
 
+// The paths where a thread stops spinning and sleeps: idle workers (calls
+// 5 ms apart, longer than a worker's spin) must be woken by the next call,
+// all of them (each chunk waits, at most 10 s, until every thread holds
+// one: a worker left asleep fails the test); and a caller whose worker is
+// still busy after the caller's own spin (a chunk of 20 ms) must sleep until
+// that chunk is done, and return only then.
+TEST(ThreadPool, SleepingWorkersAndCallerAreWoken) {
+  ThreadPool pool(3);
+  for (int rep = 0; rep < 4; ++rep) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::atomic<int> in{0};
+    std::atomic<bool> all_met{true};
+    pool.parallel_for(3, 1, [&](int64_t, int64_t) {
+      in.fetch_add(1);
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (in.load() < 3 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      if (in.load() < 3) all_met.store(false);
+    });
+    ASSERT_TRUE(all_met.load()) << "rep " << rep << ": a sleeping worker was not woken";
+  }
+  const auto caller = std::this_thread::get_id();
+  for (int rep = 0; rep < 4; ++rep) {
+    std::atomic<int> finished{0};
+    pool.parallel_for(3, 1, [&](int64_t, int64_t) {
+      if (std::this_thread::get_id() != caller) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      finished.fetch_add(1);
+    });
+    EXPECT_EQ(finished.load(), 3) << "rep " << rep << ": returned before a worker's chunk ended";
+  }
+}
+
 TEST(ThreadPool, ManyCallsInARow) {
   ThreadPool pool(3);
   for (int rep = 0; rep < 500; ++rep) {
