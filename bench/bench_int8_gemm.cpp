@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -174,21 +175,24 @@ qforge::Tensor scalar(float v) {
 // registered kernel (path 1) or the reference (path 0).
 void run_op(benchmark::State& state, const std::string& op, std::vector<qforge::Tensor> in,
             int w_index, void (*reference)(qforge::ops::OpContext&), int64_t macs,
-            std::map<std::string, qforge::ir::Attribute> attrs = {}) {
+            std::map<std::string, qforge::ir::Attribute> attrs = {}, const std::string& domain = "") {
   qforge::ir::Node node;
   node.name = "n";
   node.op_type = op;
   for (size_t i = 0; i < in.size(); ++i) node.inputs.push_back("in" + std::to_string(i));
   node.outputs = {"y"};
   node.attrs = std::move(attrs);
-  const qforge::ops::OpDef* def = qforge::ops::OpRegistry::global().find("", op, 13);
+  node.domain = domain;
+  const qforge::ops::OpDef* def = qforge::ops::OpRegistry::global().find(domain, op, domain.empty() ? 13 : 1);
   std::vector<const qforge::Tensor*> ptrs, consts(in.size(), nullptr);
   for (const auto& t : in) ptrs.push_back(&t);
   consts[static_cast<size_t>(w_index)] = &in[static_cast<size_t>(w_index)];
+  if (!domain.empty())  // com.microsoft: B's scales, zero points and bias are constants too
+    for (size_t i = static_cast<size_t>(w_index); i < in.size(); ++i) consts[i] = &in[i];
   const bool fast = state.range(3) != 0;
-  const auto st = def->prepare(qforge::ops::PrepareContext{node, 13, consts, nullptr});
+  const auto st = def->prepare(qforge::ops::PrepareContext{node, domain.empty() ? 13 : 1, consts, nullptr});
   for (auto _ : state) {
-    qforge::ops::OpContext ctx(node, 13, ptrs, st.get(), nullptr);
+    qforge::ops::OpContext ctx(node, domain.empty() ? 13 : 1, ptrs, st.get(), nullptr);
     if (fast)
       def->run(ctx);
     else
@@ -214,6 +218,35 @@ void BM_QLinearMatMulOp(benchmark::State& state) {
 BENCHMARK(BM_QLinearMatMulOp)
     ->Args({32, 768, 768, 0})
     ->Args({32, 768, 768, 1})
+    ->ArgNames({"M", "N", "K", "fast"})
+    ->UseRealTime();
+
+// com.microsoft DynamicQuantizeMatMul as the dynamic Transformer has it
+// (models/transformer4.onnx quantized by qforge: W s8 [K, N], per-column
+// scales, zero points and bias): A's range, its quantization, the int8 GEMM
+// and the per-call set-up, against BM_Int8GemmTransformer's GEMM alone on
+// the same shapes. Args: M, N, K, path.
+void BM_DynamicQuantizeMatMulOp(benchmark::State& state) {
+  using qforge::DType;
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(M * K)), ws(static_cast<size_t>(N)), bias(static_cast<size_t>(N));
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : ws) v = 0.01f + 0.001f * std::abs(nd(rng));
+  for (auto& v : bias) v = 0.1f * nd(rng);
+  run_op(state, "DynamicQuantizeMatMul",
+         {qforge::Tensor::from<float>({M, K}, x), codes(DType::kI8, {K, N}, 3),
+          qforge::Tensor::from<float>({N}, ws),
+          qforge::Tensor::from<int8_t>({N}, std::vector<int8_t>(static_cast<size_t>(N), 0)),
+          qforge::Tensor::from<float>({N}, bias)},
+         1, qforge::ops::reference::dynamic_quantize_matmul, M * N * K, {}, "com.microsoft");
+}
+BENCHMARK(BM_DynamicQuantizeMatMulOp)
+    ->Args({64, 768, 256, 1})
+    ->Args({64, 256, 256, 1})
+    ->Args({64, 1024, 256, 1})
+    ->Args({64, 256, 1024, 1})
     ->ArgNames({"M", "N", "K", "fast"})
     ->UseRealTime();
 

@@ -1856,6 +1856,60 @@ void qlinear_concat_infer(InferContext& c) {
 
 // ---------------------------------------------------------------- com.microsoft matmul to float
 
+// prepare for DynamicQuantizeMatMul and MatMulIntegerToFloat: B packed
+// (int8::prepare_matmul), and where B is 2-D and b_scale (float32),
+// b_zero_point and bias (float32, N values) are constants of the shapes the
+// fast path takes, their N per-column values, kept so that a call copies
+// none of them (integer_matmul_to_float). Used only while the inputs are the
+// very tensors they were made from.
+struct ToFloatWeights {
+  std::shared_ptr<const void> packed;  // int8::PackedWeights, or null
+  bool cols = false;                   // the per-column values below are made
+  const void *scale_src = nullptr, *zp_src = nullptr, *bias_src = nullptr;  // null: input absent
+  std::vector<int32_t> b_zp;
+  std::vector<float> b_scale;
+  std::vector<float> bias;  // zeros without a bias (the reference adds 0.0f)
+  int32_t zp_extremes[2] = {0, 0};  // the least and greatest b_zp, for exact_in_int32
+
+  bool matches(const Tensor* bz, const Tensor& bs, const Tensor* b_bias) const {
+    return cols && bs.raw() == scale_src && (bz ? bz->raw() : nullptr) == zp_src &&
+           (b_bias ? b_bias->raw() : nullptr) == bias_src;
+  }
+};
+
+std::shared_ptr<const void> prepare_matmul_to_float(const PrepareContext& ctx, int scale_index,
+                                                    int zp_index, int bias_index) {
+  auto st = std::make_shared<ToFloatWeights>();
+  st->packed = int8::prepare_matmul(ctx, 1);
+  auto constant = [&](int i) { return sz(i) < ctx.constants.size() ? ctx.constants[sz(i)] : nullptr; };
+  auto given = [&](int i) { return sz(i) < ctx.node.inputs.size() && !ctx.node.inputs[sz(i)].empty(); };
+  const Tensor* b = constant(1);
+  const Tensor* bs = constant(scale_index);
+  const Tensor* bz = constant(zp_index);
+  const Tensor* bias = constant(bias_index);
+  if (st->packed && b->rank() == 2 && bs && bs->dtype() == DType::kF32 && (bz || !given(zp_index)) &&
+      (!bz || bz->dtype() == b->dtype()) && (bias || !given(bias_index))) {
+    const int64_t N = b->dim(1);
+    auto zp = per_column_zp(bz, N);
+    auto scale = per_column_scale(*bs, N);
+    const bool bias_ok = !bias || (bias->dtype() == DType::kF32 && bias->rank() == 1 && bias->numel() == N);
+    if (zp && scale && bias_ok) {
+      st->cols = true;
+      st->scale_src = bs->raw();
+      st->zp_src = bz ? bz->raw() : nullptr;
+      st->bias_src = bias ? bias->raw() : nullptr;
+      st->b_zp = std::move(*zp);
+      st->b_scale = std::move(*scale);
+      st->bias = bias ? floats_of(*bias) : std::vector<float>(sz(N), 0.0f);
+      const auto [lo, hi] = std::minmax_element(st->b_zp.begin(), st->b_zp.end());
+      st->zp_extremes[0] = *lo;
+      st->zp_extremes[1] = *hi;
+    }
+  }
+  if (!st->packed && !st->cols) return nullptr;
+  return st;
+}
+
 // Y = (A - a_zp) x (B - b_zp) * (a_scale * b_scale) + bias, in float32 as
 // ONNX Runtime's kernels compute it: float(int sum) * (a_scale * b_scale[n]) + bias[n].
 // A per tensor (codes `aq`, of a's shape); B per tensor or per column.
@@ -1863,6 +1917,36 @@ void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_
                              float a_scale, const Tensor& b, const Tensor* bz, const Tensor& bs,
                              const Tensor* bias, DType out_type) {
   const ir::Node& node = ctx.node();
+  const auto* tf = static_cast<const ToFloatWeights*>(ctx.state());
+  const auto* packed = tf ? static_cast<const int8::PackedWeights*>(tf->packed.get()) : nullptr;
+  // The common case without set-up: one packed 2-D B, per-column values made
+  // in prepare, A's rows (its batch folded in) in one GEMM.
+  if (path == Path::kFast && out_type == DType::kF32 && packed && packed->matches(b) && b.rank() == 2 &&
+      tf->matches(bz, bs, bias) && aq.rank() >= 1 && aq.shape().back() == b.dim(0) && b.dim(0) > 0 &&
+      aq.numel() > 0 &&
+      kernels::exact_in_int32(b.dim(0), signed8(aq), a_zp, signed8(b), tf->zp_extremes, 2)) {
+    const int64_t K = b.dim(0), N = b.dim(1);
+    Shape out = aq.shape();
+    out.back() = N;
+    thread_local std::vector<float> scale;  // a_scale * b_scale[n], as the general path's
+    scale.resize(sz(N));
+    for (int64_t n = 0; n < N; ++n) scale[sz(n)] = a_scale * tf->b_scale[sz(n)];
+    kernels::QGemmArgs g;
+    g.M = aq.numel() / K;
+    g.A = aq.raw();
+    g.lda = K;
+    g.a_signed = signed8(aq);
+    g.a_zp = a_zp;
+    g.B = &packed->mats[0];
+    g.b_zp = tf->b_zp.data();
+    g.out = kernels::QOutput::kF32;
+    g.scale = scale.data();
+    g.fbias = tf->bias.data();
+    g.C = ctx.output(0, DType::kF32, std::move(out)).raw();
+    g.ldc = N;
+    kernels::qgemm(g, ctx.pool());
+    return;
+  }
   MatmulPlan p = plan_matmul(aq.shape(), b.shape(), node);
   std::vector<float> bv;
   auto read_bias = [&] {
@@ -1886,7 +1970,7 @@ void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_
       m.ep.scale = std::move(*sb);
       for (float& v : m.ep.scale) v = a_scale * v;
       m.ep.fbias = bv.empty() ? std::vector<float>(sz(p.N), 0.0f) : std::move(bv);  // + 0.0f as below
-      int8::matmul(m, ctx.state(), ctx.output(0, out_type, p.out).raw(), ctx.pool());
+      int8::matmul(m, packed, ctx.output(0, out_type, p.out).raw(), ctx.pool());
       return;
     }
   }
@@ -2261,10 +2345,12 @@ void register_quant_ops(OpRegistry& r) {
   r.add({.domain = ms, .op_type = "QLinearConcat", .min_opset = 1, .max_opset = 1,
          .infer = qlinear_concat_infer, .run = qlinear_concat_run});
   r.add({.domain = ms, .op_type = "DynamicQuantizeMatMul", .min_opset = 1, .max_opset = 1,
-         .infer = dynamic_quantize_matmul_infer, .prepare = packs_matmul_b(1),
+         .infer = dynamic_quantize_matmul_infer,
+         .prepare = [](const PrepareContext& p) { return prepare_matmul_to_float(p, 2, 3, 4); },
          .run = fast(dynamic_quantize_matmul_run)});
   r.add({.domain = ms, .op_type = "MatMulIntegerToFloat", .min_opset = 1, .max_opset = 1,
-         .infer = matmul_integer_to_float_infer, .prepare = packs_matmul_b(1),
+         .infer = matmul_integer_to_float_infer,
+         .prepare = [](const PrepareContext& p) { return prepare_matmul_to_float(p, 3, 5, 6); },
          .run = fast(matmul_integer_to_float_run)});
   r.add({.domain = ms, .op_type = "QGemm", .min_opset = 1, .max_opset = 1, .infer = qgemm_infer,
          .prepare = [](const PrepareContext& p) {

@@ -83,7 +83,21 @@ struct OpCall {
   Attrs attrs;
   std::vector<int> packed;          // inputs prepare sees as constants
   std::optional<Inputs> pack_from;  // prepare on these inputs instead
+  // Inputs prepare may also see as constants (B's scales, zero points and
+  // bias, whose per-column values MatMulIntegerToFloat and
+  // DynamicQuantizeMatMul make in prepare): expect_fast_is_reference runs
+  // with and without them.
+  std::vector<int> params;
 };
+
+// A call of a com.microsoft op (version 1).
+OpCall ms_call(const std::string& op) {
+  OpCall c;
+  c.domain = kMs;
+  c.op = op;
+  c.opset = 1;
+  return c;
+}
 
 Tensor run_fast(const OpCall& c, ThreadPool* pool) {
   const ir::Node node = make_node(c.domain, c.op, c.in, c.attrs);
@@ -150,11 +164,15 @@ void expect_fast_is_reference(OpCall c, RefFn ref, const std::string& what) {
   const Tensor want = run_reference(c, ref);
   ThreadPool pool(3);
   const std::vector<int> packed = c.packed;
-  for (const bool pack : {false, true}) {
-    c.packed = pack ? packed : std::vector<int>{};
+  std::vector<int> with_params = packed;
+  with_params.insert(with_params.end(), c.params.begin(), c.params.end());
+  for (const int pack : {0, 1, 2}) {
+    if (pack == 2 && c.params.empty()) continue;
+    c.packed = pack == 0 ? std::vector<int>{} : pack == 1 ? packed : with_params;
     for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
       ASSERT_TRUE(same_tensor(run_fast(c, p), want))
-          << (pack ? "packed in prepare" : "packed per run") << (p ? ", 3 threads" : ", 1 thread");
+          << (pack == 0 ? "packed per run" : pack == 1 ? "packed in prepare" : "packed with B's parameters")
+          << (p ? ", 3 threads" : ", 1 thread");
     }
   }
 }
@@ -337,10 +355,7 @@ TEST(Int8GemmOps, MatMulIntegerToFloatFastPathIsTheReference) {
     const auto [as, bs] = matmul_shapes(r, i);
     const DType ta = r.type8(), tb = r.type8();
     const int64_t N = bs.size() == 1 ? 1 : bs.back();
-    OpCall c;
-    c.domain = kMs;
-    c.op = "MatMulIntegerToFloat";
-    c.opset = 1;
+    OpCall c = ms_call("MatMulIntegerToFloat");
     const bool per_col = i % 2 == 1;
     c.in = {r.codes(ta, as),
             r.codes(tb, bs),
@@ -354,6 +369,7 @@ TEST(Int8GemmOps, MatMulIntegerToFloatFastPathIsTheReference) {
     if (i % 4 == 2) c.in[5] = r.codes(tb, {N});
     if (i % 2 == 0) c.in[6] = r.f32({N}, -2.0f, 2.0f);
     c.packed = {1};
+    c.params = {3, 5, 6};
     expect_fast_is_reference(c, ops::reference::matmul_integer_to_float,
                              "case " + std::to_string(i));
   }
@@ -365,10 +381,7 @@ TEST(Int8GemmOps, DynamicQuantizeMatMulFastPathIsTheReference) {
     const auto [as, bs] = matmul_shapes(r, i);
     const DType tb = r.type8();
     const int64_t N = bs.size() == 1 ? 1 : bs.back();
-    OpCall c;
-    c.domain = kMs;
-    c.op = "DynamicQuantizeMatMul";
-    c.opset = 1;
+    OpCall c = ms_call("DynamicQuantizeMatMul");
     const float lo = i % 3 == 0 ? 0.5f : -3.0f;  // ranges with and without 0 inside
     c.in = {r.f32(as, lo, 2.0f), r.codes(tb, bs),
             i % 2 ? r.f32({N}, 1e-3f, 1e-2f) : scalar_f32(0.01f), std::nullopt, std::nullopt};
@@ -376,6 +389,7 @@ TEST(Int8GemmOps, DynamicQuantizeMatMulFastPathIsTheReference) {
     if (i % 3 == 2) c.in[3] = r.codes(tb, {N});
     if (i % 2 == 0) c.in[4] = r.f32({N}, -1.0f, 1.0f);
     c.packed = {1};
+    c.params = {2, 3, 4};
     expect_fast_is_reference(c, ops::reference::dynamic_quantize_matmul,
                              "case " + std::to_string(i));
   }
@@ -390,10 +404,7 @@ TEST(Int8GemmOps, DynamicQuantizeMatMulInPartsIsTheReference) {
   float* x = a.data<float>();
   x[a.numel() - 1] = 7.5f;   // the maximum, in the last part
   x[a.numel() / 2] = -4.0f;  // the minimum, in the middle one
-  OpCall c;
-  c.domain = kMs;
-  c.op = "DynamicQuantizeMatMul";
-  c.opset = 1;
+  OpCall c = ms_call("DynamicQuantizeMatMul");
   c.in = {a, r.codes(DType::kI8, {300, 40}), r.f32({40}, 1e-3f, 1e-2f), std::nullopt,
           r.f32({40}, -1.0f, 1.0f)};
   c.packed = {1};
@@ -415,10 +426,7 @@ TEST(Int8GemmOps, DynamicQuantizeMatMulInPartsIsTheReference) {
 // is the reference's result.
 TEST(Int8GemmOps, DynamicQuantizeMatMulLargeAIsTheReference) {
   Rng r(7);
-  OpCall c;
-  c.domain = kMs;
-  c.op = "DynamicQuantizeMatMul";
-  c.opset = 1;
+  OpCall c = ms_call("DynamicQuantizeMatMul");
   c.in = {std::nullopt, r.codes(DType::kI8, {8, 3}), r.f32({3}, 1e-3f, 1e-2f), std::nullopt,
           r.f32({3}, -1.0f, 1.0f)};
   c.packed = {1};
@@ -428,6 +436,32 @@ TEST(Int8GemmOps, DynamicQuantizeMatMulLargeAIsTheReference) {
     c.in[0] = a;
     expect_fast_is_reference(c, ops::reference::dynamic_quantize_matmul,
                              std::to_string(rows) + " rows");
+  }
+}
+
+// B's per-column values made in prepare are used only while the inputs are
+// the tensors they were made from: prepared on other scales, zero points and
+// bias (or without them), a run on these is still the reference's.
+TEST(Int8GemmOps, DynamicQuantizeMatMulParamsMadeFromOtherTensorsAreNotUsed) {
+  Rng r(8);
+  OpCall c = ms_call("DynamicQuantizeMatMul");
+  c.in = {r.f32({2, 5, 64}, -2.0f, 2.0f), r.codes(DType::kI8, {64, 40}), r.f32({40}, 1e-3f, 1e-2f),
+          r.codes(DType::kI8, {40}), r.f32({40}, -1.0f, 1.0f)};
+  const Tensor want = run_reference(c, ops::reference::dynamic_quantize_matmul);
+  c.packed = {1, 2, 3, 4};
+  ASSERT_TRUE(same_tensor(run_fast(c, nullptr), want)) << "prepared on the same tensors";
+  Inputs other = c.in;
+  other[2] = r.f32({40}, 1e-3f, 1e-2f);
+  other[3] = r.codes(DType::kI8, {40});
+  other[4] = r.f32({40}, -1.0f, 1.0f);
+  for (int k = 2; k <= 4; ++k) {
+    Inputs from = c.in;
+    from[static_cast<size_t>(k)] = other[static_cast<size_t>(k)];
+    c.pack_from = from;
+    EXPECT_TRUE(same_tensor(run_fast(c, nullptr), want)) << "prepared on another input " << k;
+    from[static_cast<size_t>(k)] = std::nullopt;
+    c.pack_from = from;
+    EXPECT_TRUE(same_tensor(run_fast(c, nullptr), want)) << "prepared without input " << k;
   }
 }
 
@@ -960,10 +994,7 @@ TEST(Int8GemmOps, QLinearGlobalAveragePoolFastPathIsTheReference) {
       const DType t = r.type8();
       Shape xs = s;
       if (last) std::rotate(xs.begin() + 1, xs.begin() + 2, xs.end());  // [N, spatial..., C]
-      OpCall c;
-      c.domain = kMs;
-      c.op = "QLinearGlobalAveragePool";
-      c.opset = 1;
+      OpCall c = ms_call("QLinearGlobalAveragePool");
       c.attrs = {{"channels_last", ai(last ? 1 : 0)}};
       const float ys = i % 3 == 0 ? 0.25f : r.real(0.002f, 0.05f);
       c.in = {r.codes(t, xs), scalar_f32(i % 3 == 0 ? 0.5f : r.real(0.01f, 0.1f)), r.code(t),
@@ -1043,10 +1074,7 @@ TEST(Int8GemmOps, SessionPacksInitializerWeights) {
 // ---------------------------------------------------------------- QGemm
 
 OpCall qgemm_call(Inputs in, Attrs attrs = {}) {
-  OpCall c;
-  c.domain = kMs;
-  c.op = "QGemm";
-  c.opset = 1;
+  OpCall c = ms_call("QGemm");
   c.in = std::move(in);
   c.attrs = std::move(attrs);
   c.packed = {3};
