@@ -15,10 +15,10 @@ int64_t shape_numel(const Shape& s) {
     if (!(d >= 0))
       throw Error(Errc::kShapeMismatch, "shape " + shape_str(s), "has a negative dimension",
                   "dimensions >= 0");
-    if (!(d == 0 || n <= std::numeric_limits<int64_t>::max() / d))
+    // No division: numel() runs on every tensor access of the ops' loops.
+    if (__builtin_mul_overflow(n, d, &n))
       throw Error(Errc::kShapeMismatch, "shape " + shape_str(s),
                   "has more elements than fit in 64 bits");
-    n *= d;
   }
   return n;
 }

@@ -131,6 +131,23 @@ TEST(TensorShape, NumelAndStr) {
   EXPECT_THROW(Tensor(DType::kF32, {-3}), Error);
 }
 
+// shape_numel refuses a product past 2^63 - 1, checked at every step (a
+// later 0 doesn't hide an overflow before it), and takes one right up to it.
+TEST(TensorShape, NumelOverflowAtEveryStep) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(shape_numel({int64_t{1} << 31, int64_t{1} << 31}), int64_t{1} << 62);
+  EXPECT_EQ(shape_numel({3, kMax / 3}), kMax / 3 * 3);
+  for (const Shape& s : {Shape{int64_t{1} << 62, 2}, Shape{int64_t{1} << 40, int64_t{1} << 40, 0},
+                         Shape{3, kMax / 2}}) {
+    try {
+      shape_numel(s);
+      ADD_FAILURE() << shape_str(s) << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("more elements than fit in 64 bits"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(TensorShape, ScalarAndDim) {
   Tensor s(DType::kF32, {});
   EXPECT_FALSE(s.empty());
