@@ -135,6 +135,16 @@ constexpr int64_t kPackABytes = int64_t{256} << 10;
 // which is as fast or faster there.
 constexpr int64_t kAliasedRows = 16;
 
+// A C of 4-byte elements larger than this (a core's L2) is written with
+// non-temporal stores (QGemmTile::stream): it can't stay in this core's cache
+// anyway, and a normal store first reads each line it misses (read for
+// ownership) from L3 or memory. The Transformer at batch 32 (qkv and ff1
+// write 6 and 8 MiB, proj and ff2 2 MiB per layer, ten milliseconds after
+// the buffer's last use): 30.6-31.5 -> 29.5-30.0 ms on one thread (5 pairs),
+// 20.5-20.8 -> 17.8-19.2 ms on two; the int8 GEMM benchmark, which writes
+// the same C every call (hot in cache), showed no difference.
+constexpr int64_t kStreamBytes = int64_t{1} << 20;
+
 // Below this many multiply-adds a GEMM runs on one thread: waking the pool
 // costs microseconds.
 constexpr int64_t kMinParallelMacs = int64_t{1} << 20;
@@ -153,6 +163,7 @@ struct Job {
   std::vector<float> scale_copy, fbias_copy;
   int32_t qmin = 0, qmax = 255;
   size_t c_elem = 4;  // bytes per element of C
+  bool stream = false;  // QGemmTile::stream (kStreamBytes)
 };
 
 // C[m0:m1, n0:n1]; n0 is a multiple of NR.
@@ -181,6 +192,7 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
                                 ? std::max<int64_t>(mr, kAliasedRows / mr * mr)
                                 : chunk;
   if (in_place) t.lda = a.lda;
+  t.stream = g.stream;
   for (int64_t ic = m0; ic < m1; ic += chunk) {
     const int64_t rows = std::min(chunk, m1 - ic);
     auto* rsum = t_row_sums.get<int32_t>(static_cast<size_t>(round_up(rows, mr)));
@@ -217,6 +229,9 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
       }
     }
   }
+#if defined(__SSE2__)
+  if (t.stream) _mm_sfence();  // this thread's non-temporal stores, visible before it reports done
+#endif
 }
 
 // The set-up loops of a call, over its N columns: most of a small GEMM's
@@ -322,6 +337,8 @@ void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
   g.qmin = a.y_signed ? -128 : 0;
   g.qmax = a.y_signed ? 127 : 255;
   g.c_elem = a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float ? 1 : 4;
+  g.stream = g.c_elem == 4 && M * a.ldc * 4 > kStreamBytes && reinterpret_cast<uintptr_t>(a.C) % 64 == 0 &&
+             a.ldc % 16 == 0;
 
   // Rows first where A is read in place (u8 rows of kp bytes): nothing is
   // repacked per tile then, and each thread keeps its own rows (tiling.h).

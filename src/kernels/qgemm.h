@@ -246,6 +246,10 @@ struct QGemmTile {
   int32_t y_zp = 0, qmin = 0, qmax = 255;
   void* c = nullptr;  // the tile's first element
   int64_t ldc = 0;    // in elements
+  // A hint (the AVX-512 kernel takes it): write whole 64-byte vectors of a
+  // 4-byte C with non-temporal stores, which are then aligned (the driver
+  // sets it only where C and ldc make them so, and fences after the tiles).
+  bool stream = false;
 };
 
 // u8 (A') x s8 (B') microkernels, "c4" packing. MR x NR in the name.

@@ -150,7 +150,11 @@ std::vector<uint8_t> oracle(const Problem& p, uint8_t guard) {
 std::vector<uint8_t> run_kernel(const QGemmKernel& kr, const Problem& p, uint8_t guard,
                                 ThreadPool* pool = nullptr) {
   const QPackedB pb = kernels::qpack_b(p.b_signed, p.trans_b, p.K, p.N, p.B.data(), p.ldb);
-  std::vector<uint8_t> c(static_cast<size_t>(p.M * p.ldc) * p.elem(), guard);
+  // C 64-byte aligned, as a tensor's storage is (where the driver may then
+  // use non-temporal stores, QGemmTile::stream).
+  const size_t bytes = static_cast<size_t>(p.M * p.ldc) * p.elem();
+  std::vector<uint8_t> buf(bytes + 64, guard);
+  uint8_t* c = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;
   QGemmArgs a;
   a.M = p.M;
   a.A = p.A.data();
@@ -167,10 +171,10 @@ std::vector<uint8_t> run_kernel(const QGemmKernel& kr, const Problem& p, uint8_t
   a.fbias = p.fbias.empty() ? nullptr : p.fbias.data();
   a.y_zp = p.y_zp;
   a.y_signed = p.y_signed;
-  a.C = c.data();
+  a.C = c;
   a.ldc = p.ldc;
   kernels::qgemm_with(kr, a, pool);
-  return c;
+  return std::vector<uint8_t>(c, c + bytes);
 }
 
 std::string describe(const Problem& p) {
@@ -482,6 +486,26 @@ TEST_P(QGemmKernels, RowsFourKiBApartOverRowBlocks) {
         ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard), want)) << kr.name << " " << describe(p);
         ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard, &pool), want)) << kr.name << " threads";
       }
+}
+
+// A C of 4-byte elements past 1 MiB with ldc a multiple of 16 goes out by
+// non-temporal stores where the kernel takes the hint (AVX-512), whole
+// vectors only: N a multiple of 16 and not (the last panel's masked stores
+// beside them), ldc that allows them and one that doesn't; one thread and
+// two.
+TEST_P(QGemmKernels, LargeCOverNonTemporalStores) {
+  const QGemmKernel& kr = *GetParam();
+  ThreadPool pool(2);
+  uint32_t seed = 1700;
+  for (const auto& [N, ldc] : std::vector<std::array<int64_t, 2>>{{512, 512}, {500, 512}, {512, 515}})
+    for (const QOutput out : {QOutput::kS32, QOutput::kF32}) {
+      Problem p = random_problem(530, N, 68, seed % 2 == 0, true, out, seed);
+      ++seed;
+      p.ldc = ldc;
+      const auto want = oracle(p, kGuard);
+      ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard), want)) << kr.name;
+      ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard, &pool), want)) << kr.name << " threads";
+    }
 }
 
 // s8 weights in [-64, 63] (the quantizer's reduce_range): vpmaddubsw can't

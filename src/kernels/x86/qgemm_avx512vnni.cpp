@@ -14,7 +14,8 @@
 // (maxps/maxpd return the second operand for NaN, which is what
 // `x > lo ? x : lo` does), and conversion rounding to nearest even. Partial
 // tiles use masked loads and stores, so nothing outside the tile's m x n
-// elements is read from bias or written.
+// elements is read from bias or written. With QGemmTile::stream, whole
+// vectors of an int32 or float C go out with non-temporal stores.
 #include <immintrin.h>
 
 #include <cstring>
@@ -122,12 +123,18 @@ inline __attribute__((always_inline)) void epilogue(const QGemmTile& t, int64_t 
   const int64_t at = i * t.ldc + j0;
   switch (OUT) {
     case QOutput::kS32:
-      _mm512_mask_storeu_epi32(static_cast<int32_t*>(t.c) + at, m, v);
+      if (t.stream && m == 0xffff)
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(static_cast<int32_t*>(t.c) + at), v);
+      else
+        _mm512_mask_storeu_epi32(static_cast<int32_t*>(t.c) + at, m, v);
       break;
     case QOutput::kF32: {
       __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), c.scale);
       if (t.fbias != nullptr) f = _mm512_add_ps(f, c.fbias);
-      _mm512_mask_storeu_ps(static_cast<float*>(t.c) + at, m, f);
+      if (t.stream && m == 0xffff)
+        _mm512_stream_ps(static_cast<float*>(t.c) + at, f);
+      else
+        _mm512_mask_storeu_ps(static_cast<float*>(t.c) + at, m, f);
       break;
     }
     case QOutput::kQ8Float: {
