@@ -139,10 +139,11 @@ constexpr int64_t kAliasedRows = 16;
 // non-temporal stores (QGemmTile::stream): it can't stay in this core's cache
 // anyway, and a normal store first reads each line it misses (read for
 // ownership) from L3 or memory. The Transformer at batch 32 (qkv and ff1
-// write 6 and 8 MiB, proj and ff2 2 MiB per layer, ten milliseconds after
-// the buffer's last use): 30.6-31.5 -> 29.5-30.0 ms on one thread (5 pairs),
-// 20.5-20.8 -> 17.8-19.2 ms on two; the int8 GEMM benchmark, which writes
-// the same C every call (hot in cache), showed no difference.
+// write 6 and 8 MiB, proj and ff2 2 MiB per layer) on one thread: 29.4-30.6
+// -> 29.1-29.8 ms (6 pairs), and 32.7-42.9 -> 31.3-35.7 ms while the host
+// was slow (5 pairs); on two 20.5-20.8 -> 17.8-18.8 ms while slow, the same
+// (16.1-16.7) while fast. The int8 GEMM benchmark, which writes the same C
+// every call (hot in cache), showed no difference.
 constexpr int64_t kStreamBytes = int64_t{1} << 20;
 
 // Below this many multiply-adds a GEMM runs on one thread: waking the pool
