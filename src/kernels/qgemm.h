@@ -174,6 +174,10 @@ struct QGemmArgs {
   bool y_signed = false;         // kQ8*: s8 (true) or u8 output
   void* C = nullptr;             // M x N, row-major, element type by `out`
   int64_t ldc = 0;
+  // C is a buffer last touched long ago (an op's output, not a scratch the
+  // caller reads back at once): one of 4-byte elements larger than a core's
+  // L2 is then written with non-temporal stores (qgemm.cpp, kStreamBytes).
+  bool cold_c = false;
 };
 
 // One microkernel, as chosen from the kernel table (kernels().qgemm).

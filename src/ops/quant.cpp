@@ -1944,6 +1944,7 @@ void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_
     g.fbias = tf->bias.data();
     g.C = ctx.output(0, DType::kF32, std::move(out)).raw();
     g.ldc = N;
+    g.cold_c = true;
     kernels::qgemm(g, ctx.pool());
     return;
   }

@@ -803,6 +803,7 @@ void matmul(const Matmul& p, const void* state, void* y, ThreadPool* pool) {
   a.b_zp = p.b_zp.data();
   set_epilogue(a, p.ep, 0);
   a.ldc = p.N;
+  a.cold_c = true;  // y: the op's output
   const size_t es = elem_size(p.ep.out);
   const uint8_t* A = p.K > 0 ? bytes(*p.a) : nullptr;
   auto* Y = static_cast<uint8_t*>(y);
@@ -860,6 +861,7 @@ void gemm(const Gemm& p, const void* state, void* y, ThreadPool* pool) {
   a.bias_ld = p.bias_ld;
   a.C = y;
   a.ldc = p.N;
+  a.cold_c = true;  // y: the op's output
   kernels::qgemm(a, pool);
 }
 

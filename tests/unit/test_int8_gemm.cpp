@@ -173,6 +173,7 @@ std::vector<uint8_t> run_kernel(const QGemmKernel& kr, const Problem& p, uint8_t
   a.y_signed = p.y_signed;
   a.C = c;
   a.ldc = p.ldc;
+  a.cold_c = true;
   kernels::qgemm_with(kr, a, pool);
   return std::vector<uint8_t>(c, c + bytes);
 }
