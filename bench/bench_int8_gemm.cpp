@@ -183,16 +183,17 @@ void run_op(benchmark::State& state, const std::string& op, std::vector<qforge::
   node.outputs = {"y"};
   node.attrs = std::move(attrs);
   node.domain = domain;
-  const qforge::ops::OpDef* def = qforge::ops::OpRegistry::global().find(domain, op, domain.empty() ? 13 : 1);
+  const int64_t opset = domain.empty() ? 13 : 1;  // com.microsoft ops are version 1
+  const qforge::ops::OpDef* def = qforge::ops::OpRegistry::global().find(domain, op, opset);
   std::vector<const qforge::Tensor*> ptrs, consts(in.size(), nullptr);
   for (const auto& t : in) ptrs.push_back(&t);
   consts[static_cast<size_t>(w_index)] = &in[static_cast<size_t>(w_index)];
   if (!domain.empty())  // com.microsoft: B's scales, zero points and bias are constants too
     for (size_t i = static_cast<size_t>(w_index); i < in.size(); ++i) consts[i] = &in[i];
   const bool fast = state.range(3) != 0;
-  const auto st = def->prepare(qforge::ops::PrepareContext{node, domain.empty() ? 13 : 1, consts, nullptr});
+  const auto st = def->prepare(qforge::ops::PrepareContext{node, opset, consts, nullptr});
   for (auto _ : state) {
-    qforge::ops::OpContext ctx(node, domain.empty() ? 13 : 1, ptrs, st.get(), nullptr);
+    qforge::ops::OpContext ctx(node, opset, ptrs, st.get(), nullptr);
     if (fast)
       def->run(ctx);
     else

@@ -15,7 +15,7 @@ int64_t shape_numel(const Shape& s) {
     if (!(d >= 0))
       throw Error(Errc::kShapeMismatch, "shape " + shape_str(s), "has a negative dimension",
                   "dimensions >= 0");
-    // No division: numel() runs on every tensor access of the ops' loops.
+    // No division here: the ops call numel() inside their loops.
     if (__builtin_mul_overflow(n, d, &n))
       throw Error(Errc::kShapeMismatch, "shape " + shape_str(s),
                   "has more elements than fit in 64 bits");

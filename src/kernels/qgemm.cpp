@@ -139,12 +139,13 @@ constexpr int64_t kAliasedRows = 16;
 // core's L2) is written with non-temporal stores (QGemmTile::stream): it
 // can't stay in this core's cache anyway, and a normal store first reads
 // each line it misses (read for ownership) from L3 or memory. (A scratch C
-// the caller reads back at once is in cache: there they would only evict it.) The Transformer at batch 32 (qkv and ff1
-// write 6 and 8 MiB, proj and ff2 2 MiB per layer) on one thread: 29.4-30.6
-// -> 29.1-29.8 ms (6 pairs), and 32.7-42.9 -> 31.3-35.7 ms while the host
-// was slow (5 pairs); on two 20.5-20.8 -> 17.8-18.8 ms while slow, the same
-// (16.1-16.7) while fast. The int8 GEMM benchmark, which writes the same C
-// every call (hot in cache), showed no difference.
+// the caller reads back at once is in cache: there they would only evict
+// it.) The Transformer at batch 32 (qkv and ff1 write 6 and 8 MiB, proj and
+// ff2 2 MiB per layer) on one thread: 29.4-30.6 -> 29.1-29.8 ms (6 pairs),
+// and 32.7-42.9 -> 31.3-35.7 ms while the host was slow (5 pairs); on two
+// 20.5-20.8 -> 17.8-18.8 ms while slow, the same (16.1-16.7) while fast.
+// The int8 GEMM benchmark, which writes the same C every call (hot in
+// cache), showed no difference.
 constexpr int64_t kStreamBytes = int64_t{1} << 20;
 
 // Below this many multiply-adds a GEMM runs on one thread: waking the pool
@@ -339,8 +340,8 @@ void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
   g.qmin = a.y_signed ? -128 : 0;
   g.qmax = a.y_signed ? 127 : 255;
   g.c_elem = a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float ? 1 : 4;
-  g.stream = a.cold_c && g.c_elem == 4 && M * a.ldc * 4 > kStreamBytes && reinterpret_cast<uintptr_t>(a.C) % 64 == 0 &&
-             a.ldc % 16 == 0;
+  g.stream = a.cold_c && g.c_elem == 4 && M * a.ldc * 4 > kStreamBytes &&
+             reinterpret_cast<uintptr_t>(a.C) % 64 == 0 && a.ldc % 16 == 0;  // aligned vectors
 
   // Rows first where A is read in place (u8 rows of kp bytes): nothing is
   // repacked per tile then, and each thread keeps its own rows (tiling.h).
