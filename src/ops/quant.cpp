@@ -1863,19 +1863,9 @@ void qlinear_concat_infer(InferContext& c) {
 // none of them (integer_matmul_to_float). Used only while the inputs are the
 // very tensors they were made from.
 struct ToFloatWeights {
-  // A constant input the values were made from (raw == nullptr: absent).
-  struct Source {
-    const void* raw = nullptr;
-    DType dtype = DType::kF32;
-    Shape shape;
-    static Source of(const Tensor* t) { return t ? Source{t->raw(), t->dtype(), t->shape()} : Source{}; }
-    bool is(const Tensor* t) const {
-      return t ? raw == t->raw() && dtype == t->dtype() && shape == t->shape() : raw == nullptr;
-    }
-  };
   std::shared_ptr<const void> packed;  // int8::PackedWeights, or null
   bool cols = false;                   // the per-column values below are made
-  Source scale_src, zp_src, bias_src;
+  int8::SourceTensor scale_src, zp_src, bias_src;
   std::vector<int32_t> b_zp;
   std::vector<float> b_scale;
   std::vector<float> bias;  // zeros without a bias (the reference adds 0.0f)
@@ -1904,9 +1894,9 @@ std::shared_ptr<const void> prepare_matmul_to_float(const PrepareContext& ctx, i
     const bool bias_ok = !bias || (bias->dtype() == DType::kF32 && bias->rank() == 1 && bias->numel() == N);
     if (zp && scale && bias_ok) {
       st->cols = true;
-      st->scale_src = ToFloatWeights::Source::of(bs);
-      st->zp_src = ToFloatWeights::Source::of(bz);
-      st->bias_src = ToFloatWeights::Source::of(bias);
+      st->scale_src = int8::SourceTensor::of(bs);
+      st->zp_src = int8::SourceTensor::of(bz);
+      st->bias_src = int8::SourceTensor::of(bias);
       st->b_zp = std::move(*zp);
       st->b_scale = std::move(*scale);
       st->bias = bias ? floats_of(*bias) : std::vector<float>(sz(N), 0.0f);

@@ -727,9 +727,7 @@ std::shared_ptr<const void> prepare_matmul(const PrepareContext& ctx, int b_inde
   const int64_t N = b->rank() == 1 ? 1 : b->dim(-1);
   if (K == 0 || N == 0) return nullptr;
   auto st = std::make_shared<PackedWeights>();
-  st->source = b->raw();
-  st->dtype = b->dtype();
-  st->shape = b->shape();
+  st->source = SourceTensor::of(b);
   for (int64_t i = 0; i < b->numel() / (K * N); ++i)
     st->mats.push_back(kernels::qpack_b(is_signed8(*b), false, K, N, bytes(*b) + i * K * N, N));
   return st;
@@ -740,9 +738,7 @@ std::shared_ptr<const void> prepare_gemm(const PrepareContext& ctx, int b_index,
   if (b == nullptr || !is_8bit(b->dtype()) || b->rank() != 2 || b->numel() == 0) return nullptr;
   const int64_t K = trans_b ? b->dim(1) : b->dim(0), N = trans_b ? b->dim(0) : b->dim(1);
   auto st = std::make_shared<PackedWeights>();
-  st->source = b->raw();
-  st->dtype = b->dtype();
-  st->shape = b->shape();
+  st->source = SourceTensor::of(b);
   st->trans = trans_b;
   st->mats.push_back(kernels::qpack_b(is_signed8(*b), trans_b, K, N, b->raw(), b->dim(1)));
   return st;
@@ -765,9 +761,7 @@ std::shared_ptr<const void> prepare_conv(const PrepareContext& ctx, int w_index)
   const std::vector<int64_t> dil = ctx.node.attr_ints("dilations", {});
   if (w->rank() == 4) set_kw4(d, group * d.Cg, w->dim(2), w->dim(3), dil.size() == 2 ? dil[1] : 1);
   auto st = std::make_shared<PackedWeights>();
-  st->source = w->raw();
-  st->dtype = w->dtype();
-  st->shape = w->shape();
+  st->source = SourceTensor::of(w);
   st->group = group;
   st->kw4 = d.kw4;
   for (int64_t g = 0; g < group; ++g)

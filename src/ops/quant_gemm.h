@@ -17,21 +17,34 @@
 
 namespace qforge::ops::int8 {
 
-// Weights packed once in prepare: one QPackedB per matrix of B, or per group
-// of a convolution's W. Used only while the input is the very tensor they
-// were packed from (an initializer overridden at run time is packed anew).
-struct PackedWeights {
-  const void* source = nullptr;
+// The constant input a prepared state was made from: the state serves a run
+// only while the input is that very tensor (its data, type and shape; an
+// initializer overridden at run time is prepared anew). raw == nullptr: the
+// input was absent.
+struct SourceTensor {
+  const void* raw = nullptr;
   DType dtype = DType::kU8;
   Shape shape;
+
+  static SourceTensor of(const Tensor* t) {
+    return t != nullptr ? SourceTensor{t->raw(), t->dtype(), t->shape()} : SourceTensor{};
+  }
+  bool is(const Tensor* t) const {
+    return t != nullptr ? raw == t->raw() && dtype == t->dtype() && shape == t->shape() : raw == nullptr;
+  }
+};
+
+// Weights packed once in prepare: one QPackedB per matrix of B, or per group
+// of a convolution's W, used only while the input is `source`.
+struct PackedWeights {
+  SourceTensor source;
   int64_t group = 1;   // convolutions
   bool trans = false;  // QGemm's transB
   bool kw4 = false;    // convolutions: kernel rows padded to 4 taps (quant_gemm.cpp)
   std::vector<kernels::QPackedB> mats;
 
   bool matches(const Tensor& t, int64_t g = 1, bool tr = false) const {
-    return t.raw() == source && t.dtype() == dtype && t.shape() == shape && g == group &&
-           tr == trans;
+    return source.is(&t) && g == group && tr == trans;
   }
 };
 

@@ -194,9 +194,7 @@ std::vector<kernels::QPackedB> pack_recurrent_weights(const Tensor& R, Cell cell
 
 int8::PackedWeights packed(const Tensor& t, std::vector<kernels::QPackedB> mats) {
   int8::PackedWeights p;
-  p.source = t.raw();
-  p.dtype = t.dtype();
-  p.shape = t.shape();
+  p.source = int8::SourceTensor::of(&t);
   p.mats = std::move(mats);
   return p;
 }
