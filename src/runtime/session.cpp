@@ -448,8 +448,8 @@ struct Session::Impl {
   ThreadPool* pool = nullptr;
   std::unique_ptr<GraphPlan> plan;
   std::vector<IoInfo> inputs, outputs;
-  std::mutex pools_mu;  // caches of finished runs, one taken per run
-  std::vector<std::unique_ptr<RunCache>> pools;
+  std::mutex caches_mu;  // caches of finished runs, one taken per run
+  std::vector<std::unique_ptr<RunCache>> caches;
 };
 
 Session::Session(ir::Model model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
@@ -548,10 +548,10 @@ std::vector<Tensor> Session::run(const NamedTensors& inputs, RunProfile* profile
 
   std::unique_ptr<RunCache> cache;
   {
-    std::lock_guard<std::mutex> lock(impl_->pools_mu);
-    if (!impl_->pools.empty()) {
-      cache = std::move(impl_->pools.back());
-      impl_->pools.pop_back();
+    std::lock_guard<std::mutex> lock(impl_->caches_mu);
+    if (!impl_->caches.empty()) {
+      cache = std::move(impl_->caches.back());
+      impl_->caches.pop_back();
     }
   }
   if (!cache) cache = std::make_unique<RunCache>();
@@ -567,8 +567,8 @@ std::vector<Tensor> Session::run(const NamedTensors& inputs, RunProfile* profile
   std::vector<Tensor> out = execute(*impl_->plan, nullptr, ordered, rs);
   cache->buffers.end_run();
   {
-    std::lock_guard<std::mutex> lock(impl_->pools_mu);
-    impl_->pools.push_back(std::move(cache));
+    std::lock_guard<std::mutex> lock(impl_->caches_mu);
+    impl_->caches.push_back(std::move(cache));
   }
   if (profile)
     profile->total_ms =
