@@ -1,5 +1,6 @@
 // This machine's peak int8 dot-product and fp32 FMA throughput per core (the
-// AVX-512 ones also on 2 threads, to see whether the cores share units):
+// AVX-512 ones also on 2 threads, to see whether the cores share units),
+// and its read bandwidth (the bound of an int8 GEMM at M = 1):
 //   ./build-bench/bench/qforge_bench --benchmark_filter=Peak
 // Each benchmark runs a long unrolled loop of one instruction on 14
 // independent register accumulators (enough to cover its latency: 4-5
@@ -17,6 +18,8 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 namespace {
 
@@ -124,6 +127,50 @@ void BM_PeakFp32FmaAvx2(benchmark::State& state) {
   state.SetLabel("vfmadd ymm");
 }
 
+// Read bandwidth: the bound of an int8 GEMM at M = 1, which reads each byte
+// of the packed B once per call and makes 2 operations of it (one
+// multiply-add), so no kernel can pass 2 x this many GB/s in GOPS. The
+// buffer is 1 x 4096 x 4096's B (16 MiB: past L2, within this machine's
+// L3, as B is in the GEMM benchmark, which reads it on every call), summed
+// 128 bytes at a time into 4 independent accumulators; on two threads each
+// reads half, as the GEMM's threads read half of B's columns each.
+constexpr size_t kReadBytes = size_t{16} << 20;
+
+__attribute__((target("avx2"))) int64_t read_sum(const uint8_t* p, size_t n) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i + 128 <= n; i += 128) {
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
+  }
+  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  return _mm256_extract_epi64(s, 0) + _mm256_extract_epi64(s, 3);
+}
+
+void BM_PeakReadBandwidth(benchmark::State& state) {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx2")) {
+    state.SkipWithError("this CPU lacks AVX2");
+    return;
+  }
+  static const uint8_t* const buf = [] {  // every thread's, for the process's life
+    auto* b = static_cast<uint8_t*>(std::aligned_alloc(64, kReadBytes));
+    if (b != nullptr) std::memset(b, 1, kReadBytes);
+    return b;
+  }();
+  if (buf == nullptr) {
+    state.SkipWithError("no memory for the buffer");
+    return;
+  }
+  const size_t part = kReadBytes / static_cast<size_t>(state.threads());
+  const uint8_t* p = buf + part * static_cast<size_t>(state.thread_index());
+  for (auto _ : state) benchmark::DoNotOptimize(read_sum(p, part));
+  state.counters["GBps"] = benchmark::Counter(1e-9 * static_cast<double>(part * state.iterations()),
+                                              benchmark::Counter::kIsRate);
+  state.SetLabel("16 MiB, 32-byte loads");
+}
+
 // One thread: rates over the thread's CPU time, so that other processes
 // taking the core now and then don't lower the peak. Two threads: over
 // wall-clock time (CPU time would be per thread), so a loaded machine shows.
@@ -133,6 +180,8 @@ BENCHMARK(BM_PeakInt8DotAvxVnni);
 BENCHMARK(BM_PeakFp32Fma);
 BENCHMARK(BM_PeakFp32Fma)->Threads(2)->UseRealTime();
 BENCHMARK(BM_PeakFp32FmaAvx2);
+BENCHMARK(BM_PeakReadBandwidth);
+BENCHMARK(BM_PeakReadBandwidth)->Threads(2)->UseRealTime();
 
 }  // namespace
 

@@ -4,12 +4,13 @@
 # onednn and qnnpack), side by side (issue 5). Prints Markdown tables:
 #
 #   peak    this machine's peak int8 dot-product (vpdpbusd) and fp32 FMA
-#           throughput per core (bench/bench_peak.cpp)
+#           throughput per core, and its read bandwidth (bench/bench_peak.cpp)
 #   gemm    the int8 GEMM on issue 5's shapes at 1 and 2 threads: qforge's
 #           kernel (bench/bench_int8_gemm.cpp, the process's choice, int32
 #           out and requantized to u8), its percent of the measured peak,
 #           ORT's MatMulInteger (bench/peers/ort_gemm.js) and PyTorch's
-#           quantized.linear (bench/peers/torch_bench.py gemm)
+#           quantized.linear (bench/peers/torch_bench.py gemm), and the
+#           read bandwidth that bounds M = 1
 #   models  end to end: the five Fashion-MNIST models (models/fmnist)
 #           quantized static by qforge (the lstm dynamic) and
 #           models/transformer4.onnx dynamic: qforge int8 and fp32 (qforge
@@ -73,7 +74,8 @@ gemm() {
   rm -rf "$out/gemm" && mkdir -p "$out/gemm"
   for r in $(seq "$rounds"); do
     echo "bench_int8.sh: gemm, round $r of $rounds" >&2
-    gbench 'BM_Int8Gemm(Requant)?/.*/kernel:-1/' "$secs" "$out/gemm/r$r.qforge.json"
+    # With the read bandwidth, the bound of M = 1 (bench/bench_peak.cpp), in the same round.
+    gbench 'BM_Int8Gemm(Requant)?/.*/kernel:-1/|BM_PeakReadBandwidth' "$secs" "$out/gemm/r$r.qforge.json"
     for t in 1 2; do
       # 1,4,4: the cost of a session.run through Node alone.
       node bench/peers/ort_gemm.js build-peers/gemm_models "$t" "$secs" 1,4,4 "${shapes[@]}" >>"$out/gemm/r$r.ort.jsonl"

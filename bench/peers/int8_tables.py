@@ -24,7 +24,7 @@ def peak_gops(out):
     repetitions, as other load on the machine can only lower a peak."""
     res = {}
     for b in gbench_rows(f"{out}/peak.json"):
-        if "error_occurred" in b or b.get("run_type") == "aggregate":
+        if "error_occurred" in b or b.get("run_type") == "aggregate" or "GOPS" not in b:
             continue
         m = re.match(r"(BM_\w+)(?:/real_time)?(?:/threads:(\d+))?", b["run_name"])
         key = (m.group(1), int(m.group(2) or 1))
@@ -34,11 +34,28 @@ def peak_gops(out):
     return res
 
 
+def read_gbps(paths):
+    """{threads: median GB/s} of BM_PeakReadBandwidth over the Google Benchmark
+    results in paths (empty if it wasn't measured)."""
+    res = defaultdict(list)
+    for path in paths:
+        for b in gbench_rows(path):
+            if b["run_name"].startswith("BM_PeakReadBandwidth") and "GBps" in b and "error_occurred" not in b \
+                    and b.get("run_type") != "aggregate":
+                m = re.search(r"/threads:(\d+)", b["run_name"])
+                res[int(m.group(1)) if m else 1].append(b["GBps"])
+    return {t: statistics.median(v) for t, v in res.items()}
+
+
 def peak(out):
     print("| instruction | threads | GOPS (best of the rounds) | GOPS per core |")
     print("|---|---:|---:|---:|")
     for (name, threads), (g, label) in sorted(peak_gops(out).items()):
         print(f"| {label} (`{name}`) | {threads} | {g:.0f} | {g / threads:.0f} |")
+    bw = read_gbps([f"{out}/peak.json"])
+    if bw:
+        print("\nRead bandwidth (`BM_PeakReadBandwidth`, 16 MiB, median of the rounds): "
+              + ", ".join(f"{g:.0f} GB/s on {t} thread{'s' if t > 1 else ''}" for t, g in sorted(bw.items())) + ".")
 
 
 def med(values):
@@ -77,6 +94,19 @@ def gemm(out):
             print(f"| {M} x {K} x {N} | {t} | {g:.0f} | {100 * g / (peak1 * t):.0f}% | {o:.0f} | {ratio(o, g)} "
                   f"| {gr:.0f} | {d:.0f} | {ratio(d, gr)} | {p:.0f} | {ratio(p, gr)} |")
     floor = {t: med(peer[("ort", 1, 4, 4, t)]) for t in (1, 2)}
+    bw = read_gbps(glob.glob(f"{out}/gemm/r*.qforge.json"))  # in the GEMMs' rounds
+    if bw:
+        # M = 1 reads each byte of B once per call and makes 2 operations of
+        # it: no kernel passes 2 x the read bandwidth in GOPS.
+        parts = []
+        for t in sorted(bw):
+            bound = 2 * bw[t]
+            g, o = med(q[("Int8Gemm", 1, 4096, 4096, t)]), med(peer[("ort", 1, 4096, 4096, t)])
+            parts.append(f"{t} thread{'s' if t > 1 else ''}: {bw[t]:.0f} GB/s, so at most {bound:.0f} GOPS; "
+                         f"qforge {100 * g / bound:.0f}% of it, ORT {100 * o / bound:.0f}%, "
+                         f"twice ORT would be {100 * 2 * o / bound:.0f}%")
+        print("\nRead bandwidth (BM_PeakReadBandwidth, 16 MiB, the size of 1 x 4096 x 4096's B; median of "
+              "the rounds, measured beside the GEMMs), the bound of 1 x 4096 x 4096: " + "; ".join(parts) + ".")
     print(f"\nPeak: {peak1:.0f} GOPS per core (vpdpbusd zmm, 1 thread); % of peak = qforge GOPS / (peak x threads). "
           f"ORT's figures include a session.run through Node: a 1 x 4 x 4 MatMulInteger takes "
           f"{1000 * floor[1]:.1f} us (1 thread) / {1000 * floor[2]:.1f} us (2 threads). PyTorch's include a "
