@@ -21,6 +21,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "ops/nn_common.h"
 #include "qforge/thread_pool.h"
@@ -707,6 +709,107 @@ void pool_2x2_cl(const uint8_t* tile, int64_t pairs, int64_t OW, int64_t Mg, uin
   });
 }
 
+// MaxPool 2x2 / 2 of a channels-last tile of int32 sums (as pool_2x2_cl),
+// each maximum then through the kQ8Double epilogue
+// (kernels::requantize_double with its channel's multiplier), into codes
+// of T. Where every multiplier is positive, requantization never decreases
+// as the sum grows, so it commutes with max: these are the codes of
+// requantizing every sum and pooling the codes, from a quarter of the
+// requantizations (conv's pool_sums).
+//
+// The requantization is the AVX-512 kernel's (x86/qgemm_avx512vnni.cpp,
+// requantize_q8_double): in float32, where that provably gives the float64
+// codes (|v| <= 2^24, and the clamped product not a half-integer), the
+// vector redone in float64 where a lane isn't. Both round half to even by
+// adding and subtracting 1.5 * 2^23 (2^52 in float64), exact for the few
+// hundred the clamp leaves.
+template <typename T>
+void pool_2x2_requant_cl(const int32_t* sums, int64_t pairs, int64_t OW, int64_t Mg, const float* scale,
+                         int32_t zp, uint8_t* out, int64_t ldo) {
+  constexpr int32_t qmin = std::is_signed_v<T> ? -128 : 0, qmax = std::is_signed_v<T> ? 127 : 255;
+  nn_detail::run_vectorized([=]() NN_LAMBDA {
+    using VI = nn_detail::Vec16<int32_t>;
+    using VU = nn_detail::Vec16<uint32_t>;
+    using VF = nn_detail::Vec16<float>;
+    using VT = nn_detail::Vec16<T>;
+    // float64 8 lanes at a time (wider generic vectors of double are
+    // compiled lane by lane).
+    using VI8 [[gnu::vector_size(32)]] = int32_t;
+    using VF8 [[gnu::vector_size(32)]] = float;
+    using VD8 [[gnu::vector_size(64)]] = double;
+    using VT8 [[gnu::vector_size(8)]] = T;
+    const VF lo = VF{} + static_cast<float>(qmin - zp), hi = VF{} + static_cast<float>(qmax - zp);
+    const VF magic = VF{} + 12582912.0f;  // 1.5 * 2^23
+    const VI vzp = VI{} + zp;
+    const VD8 dlo = VD8{} + (qmin - zp), dhi = VD8{} + (qmax - zp);
+    const VD8 dmagic = VD8{} + 6755399441055744.0;  // 1.5 * 2^52
+    const VI8 vzp8 = VI8{} + zp;
+    const int64_t pw_count = OW / 2, vec = Mg / 16 * 16;
+    // v = the 2x2 maximum of channels [m, m + lanes) at pooled position j
+    // of row pair r.
+    auto pooled_max = [&](int64_t r, int64_t j, int64_t m, auto& v) NN_LAMBDA {
+      const int32_t* a = sums + (2 * r * OW + 2 * j) * Mg + m;
+      const int32_t* b = a + OW * Mg;
+      auto a0 = v, a1 = v, b0 = v, b1 = v;
+      std::memcpy(&a0, a, sizeof a0);
+      std::memcpy(&a1, a + Mg, sizeof a1);
+      std::memcpy(&b0, b, sizeof b0);
+      std::memcpy(&b1, b + Mg, sizeof b1);
+      a0 = a0 > a1 ? a0 : a1;
+      b0 = b0 > b1 ? b0 : b1;
+      v = a0 > b0 ? a0 : b0;
+    };
+    for (int64_t r = 0; r < pairs; ++r) {
+      T* const row = reinterpret_cast<T*>(out + r * pw_count * ldo);
+      VU flag = VU{};  // lanes float32 can't answer for, over the row
+      for (int64_t j = 0; j < pw_count; ++j)
+        for (int64_t m = 0; m < vec; m += 16) {
+          VI v;
+          pooled_max(r, j, m, v);
+          VF sc;
+          std::memcpy(&sc, scale + m, sizeof sc);
+          VF f = __builtin_convertvector(v, VF) * sc;
+          f = f > lo ? f : lo;
+          f = f < hi ? f : hi;
+          const VF rf = (f + magic) - magic;
+          const VF frac = f - rf;
+          // |v| >= 2^24, or |frac| == 0.5 (it is at most that), in shifts
+          // and adds: compares used as values are compiled lane by lane
+          // here, where the lambda is first compiled for the base ISA.
+          const VU fbits = __builtin_bit_cast(VU, frac) & 0x7fffffffu;
+          flag |= ((__builtin_bit_cast(VU, v) + 0x01000000u) >> 25) | ((fbits + 0x01000000u) >> 30);
+          const VT c = __builtin_convertvector(__builtin_convertvector(rf, VI) + vzp, VT);
+          std::memcpy(row + j * ldo + m, &c, sizeof c);
+        }
+      uint32_t lanes[16];
+      std::memcpy(lanes, &flag, sizeof lanes);
+      bool redo = false;
+      for (uint32_t l : lanes) redo |= l != 0;
+      if (__builtin_expect(redo, 0)) {  // the row again, in float64
+        for (int64_t j = 0; j < pw_count; ++j)
+          for (int64_t m = 0; m < vec; m += 8) {
+            VF8 sc;
+            std::memcpy(&sc, scale + m, sizeof sc);
+            VI8 v;
+            pooled_max(r, j, m, v);
+            VD8 x = __builtin_convertvector(v, VD8) * __builtin_convertvector(sc, VD8);
+            x = x > dlo ? x : dlo;
+            x = x < dhi ? x : dhi;
+            const VT8 c = __builtin_convertvector(__builtin_convertvector((x + dmagic) - dmagic, VI8) + vzp8, VT8);
+            std::memcpy(row + j * ldo + m, &c, sizeof c);
+          }
+      }
+      for (int64_t j = 0; j < pw_count; ++j)
+        for (int64_t m = vec; m < Mg; ++m) {
+          const int32_t* a = sums + (2 * r * OW + 2 * j) * Mg;
+          const int32_t* b = a + OW * Mg;
+          const int32_t v = std::max(std::max(a[m], a[Mg + m]), std::max(b[m], b[Mg + m]));
+          row[j * ldo + m] = static_cast<T>(kernels::requantize_double(v, scale[m], zp, qmin, qmax));
+        }
+    }
+  });
+}
+
 // Below these many multiply-adds a convolution runs on one thread (the int8
 // GEMM's own threshold; the depthwise loop spends more per multiply-add).
 constexpr int64_t kMinParallelMacs = int64_t{1} << 20;
@@ -715,6 +818,9 @@ constexpr int64_t kMinParallelDw = int64_t{1} << 18;
 // Columns of im2col built at once per task: bounds the scratch memory and
 // keeps the chunk in L2.
 constexpr int64_t kColBytes = int64_t{256} << 10;
+// A chunk's int32 sums where they are pooled before requantization
+// (conv's pool_sums): within L1.
+constexpr int64_t kSumBytes = int64_t{32} << 10;
 
 }  // namespace
 
@@ -912,10 +1018,18 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   const int64_t PP = p.pool2x2 ? p.out[0] / 2 * PW : d.P;
   const int64_t unit = p.pool2x2 ? pair : 1;  // chunks are multiples of it
   if (Pc == 0 || PP == 0) return;
-  // Chunks of output positions: a bounded im2col each, enough of them to
+  // pool2x2 with positive multipliers: the GEMM writes the int32 sums (bias
+  // included), pooled before they are requantized (pool_2x2_requant_cl).
+  const bool pool_sums =
+      p.pool2x2 && p.ep.out == kernels::QOutput::kQ8Double &&
+      std::all_of(p.ep.scale.begin(), p.ep.scale.end(),
+                  [](float s) { return s > 0.0f && s <= std::numeric_limits<float>::max(); });
+  // Chunks of output positions: a bounded im2col each (and with pool_sums
+  // int32 sums that stay in L1 until they are pooled), enough of them to
   // keep every thread busy.
   const int threads = pool != nullptr ? pool->threads() : 1;
   int64_t chunk = std::clamp<int64_t>(kColBytes / std::max<int64_t>(d.K, 1) / 16 * 16, 16, Pc);
+  if (pool_sums) chunk = std::min(chunk, std::max(unit, kSumBytes / (4 * d.Mg) / unit * unit));
   const int64_t per_image = p.N * p.group;
   if (per_image * ceil_div(Pc, chunk) < threads)
     chunk = std::min(Pc, std::max<int64_t>(16, ceil_div(Pc, ceil_div(threads, per_image))));
@@ -933,7 +1047,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     // cl_out without pooling: the GEMM writes the group's columns of y.
     const bool in_place = p.cl_out && !p.pool2x2;
     uint8_t* tmp = in_place ? static_cast<uint8_t*>(y) + sz((n * d.P + p0) * p.M + g * d.Mg) * es
-                            : scratch(out_buf, sz(np * d.Mg) * es);
+                            : scratch(out_buf, sz(np * d.Mg) * (pool_sums ? 4 : es));
     const uint8_t* A = xg + p0 * p.C;
     int64_t lda = p.C;
     if (!direct) {
@@ -958,6 +1072,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     a.B = wp[sz(g)];
     a.b_zp = p.w_zp.data() + g * d.Mg;
     set_epilogue(a, p.ep, g * d.Mg);
+    if (pool_sums) a.out = kernels::QOutput::kS32;
     a.C = tmp;
     a.ldc = in_place ? p.M : d.Mg;
     kernels::qgemm(a, inner);
@@ -968,7 +1083,13 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
       uint8_t* pooled = p.cl_out ? static_cast<uint8_t*>(y) + (n * PP + p0 / pair * PW) * p.M + g * d.Mg
                                  : scratch(pool_buf, sz(pairs * PW * d.Mg));
       const int64_t ldo = p.cl_out ? p.M : d.Mg;
-      if (p.ep.y_signed)
+      const auto* sums = reinterpret_cast<const int32_t*>(tmp);
+      const float* scale = p.ep.scale.data() + g * d.Mg;
+      if (pool_sums && p.ep.y_signed)
+        pool_2x2_requant_cl<int8_t>(sums, pairs, OW, d.Mg, scale, p.ep.y_zp, pooled, ldo);
+      else if (pool_sums)
+        pool_2x2_requant_cl<uint8_t>(sums, pairs, OW, d.Mg, scale, p.ep.y_zp, pooled, ldo);
+      else if (p.ep.y_signed)
         pool_2x2_cl<int8_t>(tmp, pairs, OW, d.Mg, pooled, ldo);
       else
         pool_2x2_cl<uint8_t>(tmp, pairs, OW, d.Mg, pooled, ldo);

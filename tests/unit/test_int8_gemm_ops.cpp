@@ -666,6 +666,87 @@ TEST(Int8GemmOps, QLinearConvMaxPoolIsQLinearConvThenMaxPool) {
   }
 }
 
+// QLinearConvMaxPool's fast path pools the int32 sums and requantizes only
+// the maxima where every multiplier is positive (requantization then never
+// decreases with the sum), in float32 where that gives the float64 codes
+// and in float64 for a row with a lane where it might not: a multiplier of
+// exactly 1/2 (every odd sum a tie, rounded to even), sums past 2^24 (from
+// a bias), a negative or zero multiplier on one channel (pooled as codes
+// then), 16, 32 and 40 channels (vectors and a scalar tail); against the
+// reference, on 1 and 3 threads.
+TEST(Int8GemmOps, QLinearConvMaxPoolPoolsSumsBeforeRequantizing) {
+  Rng r(47);
+  struct Case {
+    const char* what;
+    int64_t M;
+    float w_scale;       // every channel's, but channel 0's where w0 is set
+    float w0;            // channel 0's w_scale (NaN: the same as the others)
+    int32_t bias_lo, bias_hi;
+  };
+  const float same = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<Case> cases = {
+      {"multiplier 1/2: ties", 32, 0.5f, same, -300, 300},
+      {"multiplier 1/2, 40 channels", 40, 0.5f, same, -300, 300},
+      {"sums past 2^24", 16, 1.0f / (1 << 17), same, (1 << 24) - 2000, (1 << 24) + 40000},
+      {"sums below -2^24", 32, 1.0f / (1 << 17), same, -(1 << 24) - 40000, -(1 << 24) + 2000},
+      {"a negative multiplier", 32, 0.5f, -0.5f, -300, 300},
+      {"a zero multiplier", 32, 0.37f, 0.0f, -300, 300},
+      {"spread", 64, 4.0f / spread_scale(9 * 8), same, -5000, 5000},
+  };
+  for (const Case& k : cases) {
+    for (const DType ty : {DType::kU8, DType::kI8}) {
+      const int64_t C = 8;
+      std::vector<float> ws(static_cast<size_t>(k.M), k.w_scale);
+      if (!std::isnan(k.w0)) ws[0] = k.w0;
+      OpCall c;
+      c.domain = "ai.qforge";
+      c.op = "QLinearConvMaxPool";
+      c.opset = 1;
+      c.attrs = {{"pads", ais({1, 1, 1, 1})}};
+      c.in = {r.codes(DType::kU8, {2, C, 13, 10}),
+              scalar_f32(1.0f),
+              r.code(DType::kU8),
+              r.codes(DType::kI8, {k.M, C, 3, 3}),
+              Tensor::from<float>({k.M}, ws),
+              Tensor::from<int8_t>({k.M}, std::vector<int8_t>(static_cast<size_t>(k.M), 0)),
+              scalar_f32(1.0f),
+              ty == DType::kU8 ? Tensor::from<uint8_t>({}, {128}) : Tensor::from<int8_t>({}, {0}),
+              r.i32({k.M}, k.bias_lo, k.bias_hi)};
+      c.packed = {3};
+      expect_fast_is_reference(c, ops::reference::qlinear_conv_maxpool,
+                               std::string(k.what) + (ty == DType::kU8 ? ", u8 y" : ", s8 y"));
+    }
+  }
+  // Sums past 2^24 whose float32 product rounds to the other side of a
+  // half-integer than the float64 one (so that only the float64 redo gives
+  // the reference's code): x all at its zero point makes every sum its
+  // channel's bias; the multipliers are found here, 16 of them.
+  std::vector<int32_t> bias;
+  std::vector<float> mult;
+  for (int32_t v = (1 << 24) + 1; bias.size() < 16 && v < (1 << 24) + 200000; v += 2) {
+    const float s = static_cast<float>(100.5 / (static_cast<double>(v) - 0.5));
+    float f = static_cast<float>(v) * s;  // the float32 path without its redo
+    f = std::min(std::max(f, -128.0f), 127.0f);
+    if (static_cast<int32_t>(std::nearbyint(f)) != kernels::requantize_double(v, s, 0, -128, 127)) {
+      bias.push_back(v);
+      mult.push_back(s);
+    }
+  }
+  ASSERT_EQ(bias.size(), 16u) << "no sums found where float32 alone rounds differently";
+  OpCall c;
+  c.domain = "ai.qforge";
+  c.op = "QLinearConvMaxPool";
+  c.opset = 1;
+  c.attrs = {{"pads", ais({1, 1, 1, 1})}};
+  Tensor x(DType::kU8, {1, 4, 6, 6});
+  std::memset(x.raw(), 77, x.nbytes());
+  c.in = {x, scalar_f32(1.0f), Tensor::from<uint8_t>({}, {77}), r.codes(DType::kI8, {16, 4, 3, 3}),
+          Tensor::from<float>({16}, mult), Tensor::from<int8_t>({16}, std::vector<int8_t>(16, 0)),
+          scalar_f32(1.0f), Tensor::from<int8_t>({}, {0}), Tensor::from<int32_t>({16}, bias)};
+  c.packed = {3};
+  expect_fast_is_reference(c, ops::reference::qlinear_conv_maxpool, "float32 rounds the other way");
+}
+
 ConvCase random_depthwise(Rng& r, int i);  // below
 
 // ai.qforge QLinearConv with channels_last (passes::qconv_channels_last):
