@@ -670,10 +670,12 @@ TEST(Int8GemmOps, QLinearConvMaxPoolIsQLinearConvThenMaxPool) {
 // the maxima where every multiplier is positive (requantization then never
 // decreases with the sum), in float32 where that gives the float64 codes
 // and in float64 for a row with a lane where it might not: a multiplier of
-// exactly 1/2 (every odd sum a tie, rounded to even), sums past 2^24 (from
-// a bias), a negative or zero multiplier on one channel (pooled as codes
-// then), 16, 32 and 40 channels (vectors and a scalar tail); against the
-// reference, on 1 and 3 threads.
+// exactly 1/2 (every odd sum a tie, rounded to even), sums past +-2^24
+// (from a bias), a negative or zero multiplier on one channel (pooled as
+// codes then), 16 to 64 channels (vectors and a scalar tail), u8 and s8
+// outputs; against the reference, on 1 and 3 threads. x and w stay within
+// a few codes of their zero points where the rounding is under test, so
+// that the outputs don't saturate.
 TEST(Int8GemmOps, QLinearConvMaxPoolPoolsSumsBeforeRequantizing) {
   Rng r(47);
   struct Case {
@@ -682,16 +684,25 @@ TEST(Int8GemmOps, QLinearConvMaxPoolPoolsSumsBeforeRequantizing) {
     float w_scale;       // every channel's, but channel 0's where w0 is set
     float w0;            // channel 0's w_scale (NaN: the same as the others)
     int32_t bias_lo, bias_hi;
+    int near;            // x and w within this many codes of their zero points (0: any codes)
   };
   const float same = std::numeric_limits<float>::quiet_NaN();
   const std::vector<Case> cases = {
-      {"multiplier 1/2: ties", 32, 0.5f, same, -300, 300},
-      {"multiplier 1/2, 40 channels", 40, 0.5f, same, -300, 300},
-      {"sums past 2^24", 16, 1.0f / (1 << 17), same, (1 << 24) - 2000, (1 << 24) + 40000},
-      {"sums below -2^24", 32, 1.0f / (1 << 17), same, -(1 << 24) - 40000, -(1 << 24) + 2000},
-      {"a negative multiplier", 32, 0.5f, -0.5f, -300, 300},
-      {"a zero multiplier", 32, 0.37f, 0.0f, -300, 300},
-      {"spread", 64, 4.0f / spread_scale(9 * 8), same, -5000, 5000},
+      {"multiplier 1/2: ties", 32, 0.5f, same, -100, 100, 2},
+      {"multiplier 1/2, 40 channels", 40, 0.5f, same, -100, 100, 2},
+      {"sums past 2^24", 16, 1.0f / (1 << 18), same, (1 << 24) - 2000, (1 << 24) + 40000, 3},
+      {"sums below -2^24", 32, 1.0f / (1 << 18), same, -(1 << 24) - 40000, -(1 << 24) + 2000, 3},
+      {"a negative multiplier", 32, 0.5f, -0.5f, -100, 100, 2},
+      {"a zero multiplier", 32, 0.37f, 0.0f, -100, 100, 2},
+      {"spread", 64, 4.0f / spread_scale(9 * 8), same, -5000, 5000, 0},
+  };
+  // Codes of type t within `near` of zp's (any code where near is 0).
+  auto codes_near = [&](DType t, Shape shape, int32_t zp, int near) {
+    if (near == 0) return r.codes(t, std::move(shape));
+    Tensor x(t, std::move(shape));
+    auto* d = static_cast<uint8_t*>(x.raw());
+    for (int64_t i = 0; i < x.numel(); ++i) d[i] = static_cast<uint8_t>(zp + r.range(-near, near));
+    return x;
   };
   for (const Case& k : cases) {
     for (const DType ty : {DType::kU8, DType::kI8}) {
@@ -703,10 +714,10 @@ TEST(Int8GemmOps, QLinearConvMaxPoolPoolsSumsBeforeRequantizing) {
       c.op = "QLinearConvMaxPool";
       c.opset = 1;
       c.attrs = {{"pads", ais({1, 1, 1, 1})}};
-      c.in = {r.codes(DType::kU8, {2, C, 13, 10}),
+      c.in = {codes_near(DType::kU8, {2, C, 13, 10}, 100, k.near),
               scalar_f32(1.0f),
-              r.code(DType::kU8),
-              r.codes(DType::kI8, {k.M, C, 3, 3}),
+              Tensor::from<uint8_t>({}, {100}),
+              codes_near(DType::kI8, {k.M, C, 3, 3}, 0, k.near),
               Tensor::from<float>({k.M}, ws),
               Tensor::from<int8_t>({k.M}, std::vector<int8_t>(static_cast<size_t>(k.M), 0)),
               scalar_f32(1.0f),
