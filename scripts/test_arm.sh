@@ -17,13 +17,16 @@ bin=build-arm/tests/kernels_only/qforge_kernel_tests
 max=(qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu max)   # every extension: NEON, dotprod, i8mm
 a53=(qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a53)  # Armv8.0: NEON, no dotprod
 
-# One run; prints gtest's summary lines and fails on any failed test.
+# One run; prints gtest's summary lines and fails on any failed test, or
+# on a run past 5 minutes (each takes seconds: a hang, not a slow test).
 run() {
   local label=$1; shift
-  local log
+  local log rc=0
   log=$(mktemp)
-  if ! "$@" --gtest_brief=1 >"$log" 2>&1; then
+  timeout 300 "$@" --gtest_brief=1 >"$log" 2>&1 || rc=$?
+  if [[ $rc != 0 ]]; then
     cat "$log"; rm -f "$log"
+    [[ $rc == 124 ]] && echo "test_arm.sh: $label did not finish in 5 minutes" >&2
     echo "test_arm.sh: FAILED: $label" >&2
     exit 1
   fi

@@ -18,6 +18,19 @@
 // workers are slow (caller_sleeping_), each found by the other side with
 // the same sequentially consistent pairs.
 //
+// Each pair has a read-modify-write on one side and, on the caller's, an
+// exchange rather than a store before the load it must precede
+// (`job_` = null, then `busy_`; `caller_sleeping_` = true, then `busy_`).
+// C++ orders a sequentially consistent store before a later sequentially
+// consistent load just as it orders an exchange, and x86 compiles both to
+// xchg; Arm compiles the store to stlr, and qemu-aarch64 7.2 on an x86 host
+// (the Arm tests in CI) lets a later ldar pass it: the store-buffering
+// litmus test (bench/litmus/store_buffering.cpp) gave the forbidden result
+// in 51 of 200000 rounds with stores and in none with exchanges. With the
+// stores, CI's Arm kernel tests hung once, every thread waiting on a
+// futex: as when a worker's busy_ = 0 misses caller_sleeping_ = true and
+// the caller, having read busy_ before it, sleeps with no one to wake it.
+//
 // The chunks are cut into one contiguous range per thread (the caller is
 // thread 0, worker i thread i): each thread first claims the chunks of its
 // own range, in order, then those left in the others'. So consecutive
@@ -231,14 +244,14 @@ struct ThreadPool::Impl {
 
     run_chunks(job, 0);
 
-    job_.store(nullptr);  // every chunk is claimed; late workers must not join
+    job_.exchange(nullptr);  // every chunk is claimed; late workers must not join (see below)
     // Wait for the workers still in the job: spin first, as the workers do
     // for new jobs (in a VM, sleeping on done_cv_ and being woken costs tens
     // of microseconds, as much as a small GEMM), then sleep.
     for (int i = 0; i < kSpinIterations && busy_.load() != 0; ++i) cpu_relax();
     if (busy_.load() != 0) {
       std::unique_lock<std::mutex> lk(mu_);
-      caller_sleeping_.store(true);
+      caller_sleeping_.exchange(true);  // see below
       done_cv_.wait(lk, [&] { return busy_.load() == 0; });
       caller_sleeping_.store(false);
     }
