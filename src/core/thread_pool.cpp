@@ -244,14 +244,16 @@ struct ThreadPool::Impl {
 
     run_chunks(job, 0);
 
-    job_.exchange(nullptr);  // every chunk is claimed; late workers must not join (see below)
+    // Every chunk is claimed; late workers must not join. (An exchange, not
+    // a store: see the file comment.)
+    job_.exchange(nullptr);
     // Wait for the workers still in the job: spin first, as the workers do
     // for new jobs (in a VM, sleeping on done_cv_ and being woken costs tens
     // of microseconds, as much as a small GEMM), then sleep.
     for (int i = 0; i < kSpinIterations && busy_.load() != 0; ++i) cpu_relax();
     if (busy_.load() != 0) {
       std::unique_lock<std::mutex> lk(mu_);
-      caller_sleeping_.exchange(true);  // see below
+      caller_sleeping_.exchange(true);  // an exchange: see the file comment
       done_cv_.wait(lk, [&] { return busy_.load() == 0; });
       caller_sleeping_.store(false);
     }
