@@ -746,7 +746,7 @@ void pool_2x2_requant_cl(const int32_t* sums, int64_t pairs, int64_t OW, int64_t
     const VI8 vzp8 = VI8{} + zp;
     const int64_t pw_count = OW / 2, vec = Mg / 16 * 16;
     // v = the 2x2 maximum of channels [m, m + lanes) at pooled position j
-    // of row pair r.
+    // of row pair r (v a vector, or one int32_t for the scalar tail).
     auto pooled_max = [&](int64_t r, int64_t j, int64_t m, auto& v) NN_LAMBDA {
       const int32_t* a = sums + (2 * r * OW + 2 * j) * Mg + m;
       const int32_t* b = a + OW * Mg;
@@ -801,9 +801,8 @@ void pool_2x2_requant_cl(const int32_t* sums, int64_t pairs, int64_t OW, int64_t
       }
       for (int64_t j = 0; j < pw_count; ++j)
         for (int64_t m = vec; m < Mg; ++m) {
-          const int32_t* a = sums + (2 * r * OW + 2 * j) * Mg;
-          const int32_t* b = a + OW * Mg;
-          const int32_t v = std::max(std::max(a[m], a[Mg + m]), std::max(b[m], b[Mg + m]));
+          int32_t v = 0;
+          pooled_max(r, j, m, v);
           row[j * ldo + m] = static_cast<T>(kernels::requantize_double(v, scale[m], zp, qmin, qmax));
         }
     }
