@@ -899,6 +899,17 @@ TEST(Int8GemmOps, ConvLayersOfRealisticSize) {
       {{1, 5, 9, 100}, {5, 1, 3, 4}, {{"group", ai(5)}, {"strides", ais({1, 3})}, {"pads", ais({0, 1, 2, 0})}}},
       {{2, 7, 13, 17}, {7, 1, 3, 3}, {{"group", ai(7)}, {"strides", ais({2, 2})}, {"pads", ais({1, 1, 1, 1})}}},
       {{1, 64, 9, 9}, {48, 64, 1, 1}, {}},
+      // One group of several channels (im2col from a padded plane): cnn_bn's
+      // second layer, kernel rows of 96 bytes; rows of 36 bytes (a last
+      // 32-byte piece overlapping the first), W dilated (a copy per tap of
+      // 12 bytes), strides and pads past the image; rows of 18 and 6 bytes.
+      {{1, 32, 14, 14}, {64, 32, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},
+      {{2, 12, 15, 13},
+       {20, 12, 3, 3},
+       {{"strides", ais({2, 1})}, {"dilations", ais({1, 2})}, {"pads", ais({3, 0, 2, 4})}}},
+      {{1, 12, 11, 9}, {8, 12, 2, 3}, {{"strides", ais({1, 2})}, {"pads", ais({0, 2, 1, 0})}}},
+      {{1, 6, 10, 10}, {5, 6, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},
+      {{1, 2, 7, 8}, {3, 2, 2, 3}, {{"pads", ais({2, 2, 2, 2})}}},
   };
   int i = 0;
   for (const ConvCase& cc : cases) {
