@@ -146,6 +146,13 @@ void lstm_shapes(benchmark::internal::Benchmark* b) {
   for (int64_t m : {16, 896}) b->Args({m, 512, 28, 1, -1, 8});
   b->ArgNames({"M", "N", "K", "threads", "kernel", "bits"})->UseRealTime();
 }
+// cnn_bn's fc1 (models/fmnist/cnn_bn.onnx: 64 x 7 x 7 = 3136 inputs, 128
+// outputs) at batch 1 and 32, u8 out.
+void cnn_fc_shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t threads : {1, 2})
+    for (int64_t m : {1, 32}) b->Args({m, 128, 3136, threads, -1, 8});
+  b->ArgNames({"M", "N", "K", "threads", "kernel", "bits"})->UseRealTime();
+}
 void chosen_shapes(benchmark::internal::Benchmark* b) {
   for (int64_t threads : {1, 2})
     for (auto [m, n, kk] : kIssueShapes) b->Args({m, n, kk, threads, -1, 8});
@@ -158,6 +165,8 @@ void BM_Int8GemmTransformer(benchmark::State& state) { run(state, k::QOutput::kF
 BENCHMARK(BM_Int8GemmTransformer)->Apply(transformer_shapes);
 void BM_Int8GemmLstmStep(benchmark::State& state) { run(state, k::QOutput::kF32); }
 BENCHMARK(BM_Int8GemmLstmStep)->Apply(lstm_shapes);
+void BM_Int8GemmCnnFc(benchmark::State& state) { run(state, k::QOutput::kQ8Double); }
+BENCHMARK(BM_Int8GemmCnnFc)->Apply(cnn_fc_shapes);
 
 // ---- whole ops: the fast path against the reference ----
 

@@ -111,8 +111,8 @@ struct ThreadPool::Impl {
       std::atomic<int64_t> v{0};
     };
     int nthreads = 1;
-    Next next[kMaxAffinityThreads];
     std::atomic<bool> failed{false};  // set once fn threw; stops new chunks
+    Next next[kMaxAffinityThreads];
     std::mutex error_mu;
     std::exception_ptr error;  // the first exception; guarded by error_mu
   };
@@ -212,6 +212,21 @@ struct ThreadPool::Impl {
       }
       if (stop_.load()) return;
       seen = g;
+      // Before counting itself in busy_, the worker starts fetching the
+      // lines of the job it will most likely find (job_ read early, as a
+      // hint only: a prefetch of a stale address is harmless): the job, its
+      // own range's counter and the caller's fn. Each is a line the caller
+      // has just written, and on the 2-core VM a line takes about 300 ns to
+      // move between cores (BM_CoreToCoreRoundTrip: 560-600 ns for two), so
+      // fetched one after another they made most of the 1.2-1.4 us between
+      // publishing a job and the worker starting a chunk; with the
+      // prefetches 0.9-1.1 us. BM_ForkJoin/work_ns:0 (bench/bench_pool.cpp)
+      // 1236-1396 -> 1011-1145 ns (docs/PERFORMANCE.md, Session 19).
+      if (const Job* hint = job_.load(std::memory_order_relaxed)) {
+        __builtin_prefetch(hint);
+        __builtin_prefetch(&hint->next[std::min(id, kMaxAffinityThreads - 1)], 1);
+        __builtin_prefetch(fn_hint_.load(std::memory_order_relaxed));
+      }
       busy_.fetch_add(1);
       if (Job* job = job_.load()) run_chunks(*job, id % job->nthreads);
       if (busy_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
@@ -236,6 +251,7 @@ struct ThreadPool::Impl {
     for (int t = 0; t < job.nthreads; ++t) job.next[t].v.store(range_begin(job, t), std::memory_order_relaxed);
 
     job_.store(&job);
+    fn_hint_.store(&fn, std::memory_order_relaxed);
     generation_.fetch_add(1);
     if (sleepers_.load() > 0) {
       { std::lock_guard<std::mutex> lk(mu_); }  // a sleeper counted is in work_cv_.wait now
@@ -270,6 +286,7 @@ struct ThreadPool::Impl {
   std::condition_variable work_cv_;  // idle workers wait here for a new job or stop
   std::condition_variable done_cv_;  // the caller waits here for busy_ == 0
   std::atomic<Job*> job_{nullptr};   // the job open to workers, or null
+  std::atomic<const void*> fn_hint_{nullptr};  // the last job's fn (a prefetch hint)
   std::atomic<uint64_t> generation_{0};  // bumped after each job is published
   std::atomic<int> busy_{0};             // workers between seeing a generation and leaving
   std::atomic<int> sleepers_{0};         // workers in work_cv_.wait (counted under mu_)
