@@ -59,6 +59,15 @@ int fuse_conv_maxpool(ir::Model& model);
 // input nor their output. Session only (optimize), like fuse_conv_maxpool.
 int qconv_channels_last(ir::Model& model);
 
+// Transpose [N, H, W, C] -> [N, C, H, W] (perm 0, 3, 1, 2), read only by a
+// Flatten (axis 1) that only a com.microsoft QGemm reads as its A (transA 0,
+// B a constant 8-bit matrix of C * H * W rows that no other node reads):
+// the Flatten reads the Transpose's input instead and B's rows are permuted
+// to match (the new row (h * W + w) * C + c is the old row c * H * W + h *
+// W + w), so the sums are the same integers, and the Transpose goes. A channels-last conv chain's output
+// read by a classifier (qconv_channels_last's Transpose back) is the case.
+int fold_transpose_into_qgemm(ir::Model& model);
+
 // QDQ groups -> integer ops: DequantizeLinear -> op -> QuantizeLinear with
 // constant quantization parameters becomes QLinearConv, QLinearMatMul,
 // com.microsoft QGemm, QLinearAdd, QLinearMul, QLinearSigmoid,

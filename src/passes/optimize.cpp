@@ -432,6 +432,63 @@ int qconv_channels_last(ir::Model& model) {
   return changed;
 }
 
+int fold_transpose_into_qgemm(ir::Model& model) {
+  ir::Graph& g = model.graph;
+  const Uses uses(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  int changed = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const ir::Node& t = g.nodes[i];
+    if (!is_op(t, "Transpose") || t.inputs.size() != 1 || t.outputs.size() != 1 ||
+        t.attr_ints("perm", {}) != std::vector<int64_t>{0, 3, 1, 2})
+      continue;
+    const ir::ValueInfo* xi = g.info(t.inputs[0]);
+    if (xi == nullptr || !xi->shape || xi->shape->size() != 4) continue;
+    const ir::SymShape& xs = *xi->shape;
+    if (!xs[1].known() || !xs[2].known() || !xs[3].known()) continue;
+    const int64_t H = xs[1].size, W = xs[2].size, C = xs[3].size;
+    const auto fi = uses.sole_reader(t.outputs[0]);
+    if (!fi) continue;
+    ir::Node& f = g.nodes[*fi];
+    if (!is_op(f, "Flatten") || f.inputs[0] != t.outputs[0] || f.outputs.size() != 1 ||
+        f.attr_int("axis", 1) != 1)
+      continue;
+    const auto qi = uses.sole_reader(f.outputs[0]);
+    if (!qi) continue;
+    ir::Node& q = g.nodes[*qi];
+    if (q.op_type != "QGemm" || q.domain != kMicrosoft || q.inputs.size() < 6 ||
+        q.inputs[0] != f.outputs[0] || q.attr_int("transA", 0) != 0)
+      continue;
+    const std::string& bn = q.inputs[3];
+    const Tensor* b = g.initializer(bn);
+    const bool trans_b = q.attr_int("transB", 0) != 0;
+    if (b == nullptr || !uses.sole_reader(bn) || b->rank() != 2 ||
+        (b->dtype() != DType::kU8 && b->dtype() != DType::kI8) ||
+        b->dim(trans_b ? 1 : 0) != C * H * W)
+      continue;
+    // Row k (NCHW order) of B moves to k2 (NHWC order); with transB, column.
+    Tensor nb(b->dtype(), b->shape());
+    const auto* from = static_cast<const uint8_t*>(b->raw());
+    auto* to = static_cast<uint8_t*>(nb.raw());
+    const int64_t N = b->dim(trans_b ? 0 : 1), K = C * H * W;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t s = 0; s < H * W; ++s) {
+        const int64_t k = c * H * W + s, k2 = s * C + c;
+        if (trans_b)
+          for (int64_t n = 0; n < N; ++n) to[n * K + k2] = from[n * K + k];
+        else
+          std::memcpy(to + k2 * N, from + k * N, static_cast<size_t>(N));
+      }
+    g.initializers[bn] = std::move(nb);
+    f.inputs[0] = t.inputs[0];
+    g.values.erase(t.outputs[0]);
+    dead[i] = true;
+    ++changed;
+  }
+  if (changed) erase_nodes(g, dead);
+  return changed;
+}
+
 int remove_unused_initializers(ir::Model& model) {
   ir::Graph& g = model.graph;
   const Uses uses(g);
@@ -465,6 +522,7 @@ OptimizeReport optimize(ir::Model& model, bool channels_last) {
   step("fuse_activations", fuse_activations(model));
   step("fuse_conv_maxpool", fuse_conv_maxpool(model));
   if (channels_last) step("qconv_channels_last", qconv_channels_last(model));
+  step("fold_transpose_into_qgemm", fold_transpose_into_qgemm(model));
   step("remove_unused_initializers", remove_unused_initializers(model));
   return r;
 }

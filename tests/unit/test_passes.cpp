@@ -408,9 +408,11 @@ void add_qconv(ir::Model& m, std::mt19937& rng, const std::string& name, const s
 
 // x u8[2, 3, 13, 12] -> conv 3->16 3x3 -> depthwise 16 s2 -> pointwise
 // 16->24 -> MaxPool 2x2 -> conv 24->8 3x3 -> tail: QLinearGlobalAveragePool
-// (gap) or nothing; the graph output is the last value; with `side`, the
-// depthwise output is a graph output too (the chain is cut there).
-ir::Model qconv_chain_model(bool gap, bool side) {
+// (gap), or Flatten and a com.microsoft QGemm of 72 -> 10 (fc 1: B [72, 10],
+// u8 out; fc 2: transB, B [10, 72], float out), or nothing; the graph
+// output is the last value; with `side`, the depthwise output is a graph
+// output too (the chain is cut there).
+ir::Model qconv_chain_model(bool gap, bool side, int fc = 0) {
   ir::Model m;
   m.opsets[""] = 17;
   m.opsets["com.microsoft"] = 1;
@@ -435,7 +437,38 @@ ir::Model qconv_chain_model(bool gap, bool side) {
     m.graph.nodes.push_back(n);
     m.graph.outputs = {"y"};
   }
+  if (fc != 0) {
+    ir::Node flat = node("Flatten", {"d"}, {"flat"}, "flatten");
+    m.graph.nodes.push_back(flat);
+    const bool tb = fc == 2;
+    Tensor w(DType::kI8, tb ? Shape{10, 72} : Shape{72, 10});
+    for (int64_t i = 0; i < w.numel(); ++i) static_cast<int8_t*>(w.raw())[i] = static_cast<int8_t>(rng());
+    Tensor bias(DType::kI32, {10});
+    for (int64_t i = 0; i < 10; ++i) bias.data<int32_t>()[i] = static_cast<int32_t>(rng() % 2001) - 1000;
+    auto& init = m.graph.initializers;
+    init["fc.as"] = Tensor::from<float>({}, {0.02f});
+    init["fc.az"] = Tensor::from<uint8_t>({}, {static_cast<uint8_t>(rng())});
+    init["fc.w"] = w;
+    init["fc.ws"] = random_tensor({10}, static_cast<uint32_t>(rng()), 0.005f, 0.01f);
+    init["fc.wz"] = Tensor(DType::kI8, {10});
+    init["fc.b"] = bias;
+    std::vector<std::string> in = {"flat", "fc.as", "fc.az", "fc.w", "fc.ws", "fc.wz", "fc.b"};
+    if (!tb) {
+      init["fc.ys"] = Tensor::from<float>({}, {0.02f * 0.0075f * 40.0f * std::sqrt(72.0f) / 74.0f});
+      init["fc.yz"] = Tensor::from<uint8_t>({}, {128});
+      in.insert(in.end(), {"fc.ys", "fc.yz"});
+    }
+    ir::Node q = node("QGemm", in, {"y"}, "fc");
+    q.domain = "com.microsoft";
+    q.attrs["transB"] = ir::Attribute::of(int64_t{tb ? 1 : 0});
+    m.graph.nodes.push_back(q);
+    m.graph.outputs = {"y"};
+  }
   if (side) m.graph.outputs.push_back("b");
+  // The initializers' value infos, as a loaded model has them: the convs'
+  // output shapes (which fold_transpose_into_qgemm needs) follow from W's.
+  for (const auto& [name, t] : m.graph.initializers)
+    m.graph.values[name] = ir::ValueInfo{t.dtype(), ir::to_sym(t.shape()), {}};
   ir::infer_shapes(m);
   return m;
 }
@@ -464,6 +497,32 @@ TEST(Passes, RunsQLinearConvChainsChannelsLast) {
     EXPECT_EQ(count_op(m, "QLinearConvMaxPool"), 1) << what;
     expect_optimized_run_identical(raw, random_codes(DType::kU8, {2, 3, 13, 12}, 91), what);
   }
+}
+
+// The chain's output flattened into a QGemm (a classifier): the Transpose
+// back to NCHW is folded into the QGemm's B (fold_transpose_into_qgemm), so
+// only the chain's input Transpose is left, and the outputs are the graph's
+// as written (no pass), bit for bit, on 1 and 2 threads: B [K, N] with a u8
+// output, and transB with a float output. With B also a graph output (not a
+// constant to rewrite), or the Flatten's output read twice, the Transpose stays.
+TEST(Passes, FoldsTheTransposeBeforeAClassifierIntoItsWeights) {
+  for (int fc : {1, 2}) {
+    const ir::Model raw = qconv_chain_model(false, false, fc);
+    ir::Model m = raw;
+    passes::optimize(m);
+    const std::string what = fc == 1 ? "B [K, N]" : "transB";
+    EXPECT_EQ(count_op(m, "Transpose"), 1) << what;
+    EXPECT_EQ(count_op(m, "Flatten"), 1) << what;
+    expect_optimized_run_identical(raw, random_codes(DType::kU8, {2, 3, 13, 12}, 92), what);
+  }
+  ir::Model pinned = qconv_chain_model(false, false, 1);
+  pinned.graph.outputs.push_back("fc.w");
+  passes::optimize(pinned);
+  EXPECT_EQ(count_op(pinned, "Transpose"), 2) << "B a graph output";
+  ir::Model twice = qconv_chain_model(false, false, 1);
+  twice.graph.outputs.push_back("flat");
+  passes::optimize(twice);
+  EXPECT_EQ(count_op(twice, "Transpose"), 2) << "the Flatten's output a graph output";
 }
 
 // The fused ConvMaxPool against the unfused Conv -> (Relu) -> MaxPool graph
