@@ -78,7 +78,7 @@ int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a
 
 std::string name_of(DType t) { return std::string(dtype_name(t)); }
 
-std::string type_list(const std::vector<DType>& ts) {
+std::string type_list(std::span<const DType> ts) {
   std::string r;
   for (size_t i = 0; i < ts.size(); ++i) {
     if (i > 0) r += i + 1 == ts.size() ? " or " : ", ";
@@ -87,7 +87,7 @@ std::string type_list(const std::vector<DType>& ts) {
   return r;
 }
 
-bool one_of(DType t, const std::vector<DType>& ts) {
+bool one_of(DType t, std::span<const DType> ts) {
   return std::find(ts.begin(), ts.end(), t) != ts.end();
 }
 
@@ -95,7 +95,7 @@ void expect_type(const ir::Node& node, std::string_view what, DType got,
                  std::span<const DType> ok) {
   if (std::find(ok.begin(), ok.end(), got) == ok.end()) [[unlikely]]
     fail(node, Errc::kTypeMismatch, std::string(what) + " is " + name_of(got),
-         type_list(std::vector<DType>(ok.begin(), ok.end())));
+         type_list(ok));
 }
 
 void expect_same_type(const ir::Node& node, std::string_view what, DType got,
@@ -288,9 +288,16 @@ struct QdqRules {
   bool per_axis = false;      // 1-D scales on `axis` (opset 13)
   bool blocked = false;       // block_size (opset 21)
   bool output_dtype = false;  // QuantizeLinear's output_dtype attribute (opset 21)
-  std::vector<DType> scale_types;
-  std::vector<DType> q_types;  // quantized types (y of Q; x of DQ, with i32)
+  std::span<const DType> scale_types;
+  std::span<const DType> q_types;  // quantized types (y of Q; x of DQ, with i32)
 };
+
+// QdqRules' type lists (static: the rules are made on every call).
+constexpr DType kScaleF32[] = {DType::kF32};
+constexpr DType kScaleMs[] = {DType::kF32, DType::kF16};
+constexpr DType kScale19[] = {DType::kF32, DType::kF16, DType::kBF16};
+constexpr DType kQ8[] = {DType::kU8, DType::kI8};
+constexpr DType kQWide[] = {DType::kU8, DType::kI8, DType::kU16, DType::kI16, DType::kU4, DType::kI4};
 
 QdqRules qdq_rules(const ir::Node& node, int64_t opset) {
   QdqRules r;
@@ -299,16 +306,13 @@ QdqRules qdq_rules(const ir::Node& node, int64_t opset) {
     r.microsoft = true;
     r.per_axis = true;
     wide = true;
-    r.scale_types = {DType::kF32, DType::kF16};
+    r.scale_types = kScaleMs;
   } else {
     r.per_axis = opset >= 13;
     r.blocked = r.output_dtype = wide = opset >= 21;
-    r.scale_types = opset >= 19 ? std::vector<DType>{DType::kF32, DType::kF16, DType::kBF16}
-                                : std::vector<DType>{DType::kF32};
+    r.scale_types = opset >= 19 ? std::span<const DType>(kScale19) : std::span<const DType>(kScaleF32);
   }
-  r.q_types = wide ? std::vector<DType>{DType::kU8, DType::kI8, DType::kU16, DType::kI16,
-                                        DType::kU4, DType::kI4}
-                   : k8Bit;
+  r.q_types = wide ? std::span<const DType>(kQWide) : std::span<const DType>(kQ8);
   return r;
 }
 
@@ -423,10 +427,13 @@ QdqParams qdq_params(const OpContext& ctx, const QdqRules& r, const Shape& x,
   return p;
 }
 
-std::vector<DType> quantize_input_types(const QdqRules& r, int64_t opset) {
-  if (r.microsoft) return {DType::kF32, DType::kF16};
-  if (opset >= 19) return {DType::kF32, DType::kF16, DType::kBF16, DType::kI32};
-  return {DType::kF32, DType::kI32};
+std::span<const DType> quantize_input_types(const QdqRules& r, int64_t opset) {
+  static constexpr DType kMs[] = {DType::kF32, DType::kF16};
+  static constexpr DType k19[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kI32};
+  static constexpr DType kOld[] = {DType::kF32, DType::kI32};
+  if (r.microsoft) return kMs;
+  if (opset >= 19) return k19;
+  return kOld;
 }
 
 // y = saturate(round(x / y_scale) + y_zero_point), round half to even. The
@@ -505,9 +512,11 @@ void dequantize_linear_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const QdqRules r = qdq_rules(node, ctx.opset());
   const Tensor& x = ctx.input(0);
-  std::vector<DType> x_types = r.q_types;
-  x_types.push_back(DType::kI32);
-  expect_type(node, "input x", x.dtype(), x_types);
+  if (x.dtype() != DType::kI32 && !one_of(x.dtype(), r.q_types)) {
+    std::vector<DType> x_types(r.q_types.begin(), r.q_types.end());
+    x_types.push_back(DType::kI32);
+    expect_type(node, "input x", x.dtype(), x_types);  // fails, naming them all
+  }
   if (ctx.has_input(2))
     expect_same_type(node, "x_zero_point", ctx.input(2).dtype(), "x", x.dtype());
   const QdqParams p = qdq_params(ctx, r, x.shape(), "x_scale", "x_zero_point");
@@ -536,7 +545,7 @@ void dequantize_linear_run(OpContext& ctx) {
 void dequantize_linear_infer(InferContext& c) {
   std::optional<DType> out = c.input(1).dtype;
   if (c.node().domain != kMicrosoft && c.opset() < 19) out = DType::kF32;  // y is float before 19
-  if (out && !one_of(*out, {DType::kF32, DType::kF16, DType::kBF16})) out.reset();
+  if (out && !one_of(*out, kScale19)) out.reset();
   set_output(c, 0, out, c.input(0).shape);
 }
 
@@ -2184,6 +2193,7 @@ QGemmSetup qgemm_setup(const OpContext& ctx) {
     q.out = yz.dtype();
   }
   const float alpha = node.attr_float("alpha", 1.0f);
+  q.scale.reserve(sz(q.N));
   for (int64_t n = 0; n < q.N; ++n) {
     float s = alpha * a_scale * (*sb)[sz(n)];
     if (has_ys) s /= y_scale;
@@ -2199,7 +2209,7 @@ int32_t qgemm_c_at(const QGemmSetup& q, int64_t m, int64_t n) {
 }
 
 void qgemm_run(OpContext& ctx, Path path) {
-  const QGemmSetup q = qgemm_setup(ctx);
+  QGemmSetup q = qgemm_setup(ctx);
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(3);
   Tensor& y = ctx.output(0, q.out, {q.M, q.N});
@@ -2210,7 +2220,7 @@ void qgemm_run(OpContext& ctx, Path path) {
     g.a_zp = q.a_zp;
     g.b = &b;
     g.trans_b = q.trans_b;
-    g.b_zp = q.b_zp;
+    g.b_zp = std::move(q.b_zp);  // q's per-column values are not read after this
     g.M = q.M;
     g.K = q.K;
     g.N = q.N;
@@ -2229,7 +2239,7 @@ void qgemm_run(OpContext& ctx, Path path) {
       }
     }
     g.ep.out = q.quantized ? kernels::QOutput::kQ8Float : kernels::QOutput::kF32;
-    g.ep.scale = q.scale;
+    g.ep.scale = std::move(q.scale);
     g.ep.y_zp = q.y_zp;
     g.ep.y_signed = q.out == DType::kI8;
     int8::gemm(g, ctx.state(), y.raw(), ctx.pool());
