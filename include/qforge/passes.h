@@ -64,8 +64,9 @@ int qconv_channels_last(ir::Model& model);
 // B a constant 8-bit matrix of C * H * W rows that no other node reads):
 // the Flatten reads the Transpose's input instead and B's rows are permuted
 // to match (the new row (h * W + w) * C + c is the old row c * H * W + h *
-// W + w), so the sums are the same integers, and the Transpose goes. A channels-last conv chain's output
-// read by a classifier (qconv_channels_last's Transpose back) is the case.
+// W + w), so the sums are the same integers, and the Transpose goes. A
+// channels-last conv chain's output read by a classifier (the Transpose
+// back of qconv_channels_last) is the case. Session only (optimize).
 int fold_transpose_into_qgemm(ir::Model& model);
 
 // QDQ groups -> integer ops: DequantizeLinear -> op -> QuantizeLinear with
