@@ -279,4 +279,30 @@ BENCHMARK(BM_QLinearConvOp)
     ->ArgNames({"C", "HW", "M", "fast", "N"})
     ->UseRealTime();
 
+// ai.qforge QLinearConvMaxPool, channels-last, with a bias, as
+// passes::fuse_conv_maxpool writes cnn_bn's two convolutions (3x3, padding
+// 1, then MaxPool 2x2): what a batch-1 image spends in them. Args as
+// BM_QLinearConvOp's.
+void BM_QLinearConvMaxPoolOp(benchmark::State& state) {
+  using qforge::DType;
+  const int64_t C = state.range(0), HW = state.range(1), M = state.range(2), N = state.range(4);
+  std::vector<int32_t> bias(static_cast<size_t>(M));
+  for (size_t i = 0; i < bias.size(); ++i) bias[i] = static_cast<int32_t>(i * 37 % 200) - 100;
+  run_op(state, "QLinearConvMaxPool",
+         {codes(DType::kU8, {N, HW, HW, C}, 1), scalar(0.02f), codes(DType::kU8, {}, 2),
+          codes(DType::kI8, {M, C, 3, 3}, 3), scalar(0.01f), qforge::Tensor::from<int8_t>({}, {0}),
+          scalar(0.5f), codes(DType::kU8, {}, 4), qforge::Tensor::from<int32_t>({M}, bias)},
+         3, qforge::ops::reference::qlinear_conv_maxpool, N * M * C * 9 * HW * HW,
+         {{"pads", qforge::ir::Attribute::of(std::vector<int64_t>{1, 1, 1, 1})},
+          {"channels_last", qforge::ir::Attribute::of(int64_t{1})}},
+         "ai.qforge");
+}
+BENCHMARK(BM_QLinearConvMaxPoolOp)
+    ->Args({1, 28, 32, 1, 1})
+    ->Args({32, 14, 64, 1, 1})
+    ->Args({1, 28, 32, 1, 32})
+    ->Args({32, 14, 64, 1, 32})
+    ->ArgNames({"C", "HW", "M", "fast", "N"})
+    ->UseRealTime();
+
 }  // namespace

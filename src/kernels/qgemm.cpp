@@ -359,7 +359,8 @@ const QGemmKernel kAvx2MaddubsKernel{"qu8_qs8_gemm_4x16c4__avx2_maddubs", 4, 16,
 const QGemmKernel kAvxVnniKernel{"qu8_qs8_gemm_6x16c4__avxvnni", 6, 16,
                                  qu8_qs8_gemm_6x16c4__avxvnni};
 const QGemmKernel kAvx512VnniKernel{"qu8_qs8_gemm_8x32c4__avx512vnni", 8, 32,
-                                    qu8_qs8_gemm_8x32c4__avx512vnni};
+                                    qu8_qs8_gemm_8x32c4__avx512vnni, nullptr, false,
+                                    qu8_qs8_pool2x2__avx512vnni};
 bool has_avx2(const CpuFeatures& f) {
   return f.avx2 && f.fma && f.f16c;
 }
@@ -474,6 +475,61 @@ QPackedB qpack_b(bool b_signed, bool trans_b, int64_t K, int64_t N, const void* 
 
 void qgemm(const QGemmArgs& args, ThreadPool* pool) {
   run(*kernels().qgemm, args, pool);
+}
+
+bool qgemm_has_pool2x2() {
+  return kernels().qgemm->pool2x2 != nullptr;
+}
+
+bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs) {
+  const QGemmKernel& kr = *kernels().qgemm;
+  if (kr.pool2x2 == nullptr || a.out != QOutput::kQ8Double || a.a_signed || a.B == nullptr ||
+      (a.bias != nullptr && a.bias_ld != 0) || a.B->K() > 16384 ||
+      !(a.B->K() == a.B->kp() || a.a_rows_padded))
+    return false;
+  if (ow < 0 || pairs < 0 || a.M != 2 * pairs * ow)
+    bad("has M = " + std::to_string(a.M) + " for " + std::to_string(pairs) + " pairs of rows of " +
+            std::to_string(ow),
+        "M = 2 x pairs x ow (a 2 x 2 pool's rows)");
+  check_args(a);
+  const QPackedB& B = *a.B;
+  const int64_t N = B.N(), K = B.K(), kp = B.kp();
+  if (pairs == 0 || ow < 2 || N == 0) return true;
+  // The column terms, padded with zeros to whole panels (as run's).
+  const int64_t np = round_up(N, kMaxNr);
+  int32_t* cols = t_cols.get<int32_t>(static_cast<size_t>(2 * np));
+  QPoolTile t;
+  t.zp = column_terms(a.b_zp, B.col_sums(), N, K, a.a_zp, B.b_signed() ? 0 : 128, cols, cols + np);
+  std::fill(cols + N, cols + np, 0);
+  std::fill(cols + np + N, cols + 2 * np, 0);
+  std::vector<float> scale_copy;
+  if (np != N) {
+    scale_copy.assign(static_cast<size_t>(np), 0.0f);
+    std::copy(a.scale, a.scale + N, scale_copy.begin());
+  }
+  if (t.zp) {
+    int32_t* rsum = t_row_sums.get<int32_t>(static_cast<size_t>(a.M));
+    row_sums_u8(static_cast<const uint8_t*>(a.A), a.lda, a.M, kp, rsum);
+    t.row_sum = rsum;
+  }
+  t.a = static_cast<const uint8_t*>(a.A);
+  t.lda = a.lda;
+  t.b = B.data();
+  t.kp = kp;
+  t.n = N;
+  t.ow = ow;
+  t.pairs = pairs;
+  t.col_off = cols;
+  t.neg_b_zp = cols + np;
+  t.bias = a.bias;
+  t.scale = np != N ? scale_copy.data() : a.scale;
+  t.y_zp = a.y_zp;
+  t.qmin = a.y_signed ? -128 : 0;
+  t.qmax = a.y_signed ? 127 : 255;
+  t.c = static_cast<uint8_t*>(a.C);
+  t.ldc = a.ldc;
+  kr.pool2x2(t);
+  return true;
 }
 
 void qgemm_with(const QGemmKernel& kernel, const QGemmArgs& args, ThreadPool* pool) {

@@ -182,7 +182,9 @@ struct QGemmArgs {
 
 // One microkernel, as chosen from the kernel table (kernels().qgemm).
 struct QGemmTile;
+struct QPoolTile;
 using QGemmTileFn = void (*)(const QGemmTile&);
+using QPoolTileFn = void (*)(const QPoolTile&);
 struct QGemmKernel {
   const char* name = "";
   int64_t mr = 1, nr = 16;  // register tile; nr is 16 or 32 (whole panels)
@@ -196,6 +198,8 @@ struct QGemmKernel {
   // -b_zp' is 0 (symmetric s8 weights), the driver passes zeros instead of
   // summing the rows of an A read in place.
   bool needs_row_sums = false;
+  // The 2 x 2 max-pooled epilogue (QPoolTile), where the kernel has one.
+  QPoolTileFn pool2x2 = nullptr;
 };
 
 // C = epilogue(acc) with the process's kernel (kernels().qgemm), on `pool`
@@ -205,6 +209,20 @@ struct QGemmKernel {
 void qgemm(const QGemmArgs& args, ThreadPool* pool = nullptr);
 // The same with a given kernel (tests, benchmarks).
 void qgemm_with(const QGemmKernel& kernel, const QGemmArgs& args, ThreadPool* pool = nullptr);
+
+// C's rows through a 2 x 2 / 2 max-pool, then requantized: a quantized
+// convolution with its MaxPool fused (ai.qforge QLinearConvMaxPool), on the
+// calling thread with the process's kernel, where it has such an epilogue
+// (QGemmKernel::pool2x2; QPoolTile says what it computes). A's a.M = 2 *
+// pairs * ow rows are output positions, ow per image row; window (r, j), r <
+// pairs, j < ow / 2, is written at a.C + (r * (ow / 2) + j) * a.ldc. The
+// caller promises every scale is positive (then max commutes with
+// requantization). False, with nothing written, where it doesn't apply: no
+// such kernel, an output other than kQ8Double, A not u8 read in place (K a
+// multiple of 4 or a_rows_padded), a bias other than one row, K > 16384.
+bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs);
+// Whether the process's kernel has that epilogue.
+bool qgemm_has_pool2x2();
 
 // Every int8 GEMM kernel a CPU with these features can run, the scalar
 // reference first.
@@ -256,6 +274,30 @@ struct QGemmTile {
   bool stream = false;
 };
 
+// QGemmKernel::pool2x2's work: for each window (r, j) of a 2 x 2 / 2
+// max-pool over C's rows (output positions, ow per image row: window (r, j)
+// covers rows 2 r ow + 2 j + {0, 1, ow, ow + 1}) and each column c < n, the
+// largest of its four rows' dot + row_sum * neg_b_zp[c], plus col_off[c] and
+// bias[c], through the kQ8Double epilogue, as a code at
+// c + (r * (ow / 2) + j) * ldc + c. The driver guarantees no partial sum
+// wraps (K <= 16384), so the maximum is the one of the exact sums.
+struct QPoolTile {
+  const uint8_t* a = nullptr;  // A': rows of kp bytes, lda apart
+  int64_t lda = 0;
+  const int8_t* b = nullptr;  // packed B: every panel, kp * 16 bytes apart
+  int64_t kp = 0, n = 0;
+  int64_t ow = 0, pairs = 0;
+  const int32_t* row_sum = nullptr;  // per row of A (read where zp)
+  const int32_t* col_off = nullptr;  // whole panels (padded), as QGemmTile's
+  const int32_t* neg_b_zp = nullptr;
+  bool zp = false;  // some neg_b_zp[c] is non-zero
+  const int32_t* bias = nullptr;  // n values, or nullptr: none
+  const float* scale = nullptr;   // whole panels (padded)
+  int32_t y_zp = 0, qmin = 0, qmax = 255;
+  uint8_t* c = nullptr;
+  int64_t ldc = 0;  // bytes between windows
+};
+
 // u8 (A') x s8 (B') microkernels, "c4" packing. MR x NR in the name.
 void qu8_qs8_gemm_4x16c4__ref(const QGemmTile& t);
 #if defined(__x86_64__)
@@ -264,6 +306,7 @@ void qu8_qs8_gemm_3x16c4__avx2(const QGemmTile& t);        // widened to s16, vp
 void qu8_qs8_gemm_4x16c4__avx2_maddubs(const QGemmTile& t);
 void qu8_qs8_gemm_6x16c4__avxvnni(const QGemmTile& t);     // VEX vpdpbusd, 256-bit
 void qu8_qs8_gemm_8x32c4__avx512vnni(const QGemmTile& t);  // vpdpbusd
+void qu8_qs8_pool2x2__avx512vnni(const QPoolTile& t);      // its QGemmKernel::pool2x2
 #endif
 #if defined(__aarch64__)
 void qu8_qs8_gemm_3x16c4__neon(const QGemmTile& t);     // widened to s16, vmulq + vpadalq

@@ -1092,12 +1092,14 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
       p.pool2x2 && p.ep.out == kernels::QOutput::kQ8Double &&
       std::all_of(p.ep.scale.begin(), p.ep.scale.end(),
                   [](float s) { return s > 0.0f && s <= std::numeric_limits<float>::max(); });
-  // Chunks of output positions: a bounded im2col each (and with pool_sums
-  // int32 sums that stay in L1 until they are pooled), enough of them to
-  // keep every thread busy.
+  // Chunks of output positions: a bounded im2col each (and where pool_sums
+  // writes int32 sums, sums that stay in L1 until they are pooled; the
+  // kernel's pooled epilogue, for u8 x, keeps them in registers), enough of
+  // them to keep every thread busy.
   const int threads = pool != nullptr ? pool->threads() : 1;
   int64_t chunk = std::clamp<int64_t>(kColBytes / std::max<int64_t>(d.K, 1) / 16 * 16, 16, Pc);
-  if (pool_sums) chunk = std::min(chunk, std::max(unit, kSumBytes / (4 * d.Mg) / unit * unit));
+  if (pool_sums && (xs || !kernels::qgemm_has_pool2x2()))
+    chunk = std::min(chunk, std::max(unit, kSumBytes / (4 * d.Mg) / unit * unit));
   const int64_t per_image = p.N * p.group;
   if (per_image * ceil_div(Pc, chunk) < threads)
     chunk = std::min(Pc, std::max<int64_t>(16, ceil_div(Pc, ceil_div(threads, per_image))));
@@ -1114,8 +1116,6 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     const uint8_t* xg = xcl + n * d.in_size * p.C + g * d.Cg;
     // cl_out without pooling: the GEMM writes the group's columns of y.
     const bool in_place = p.cl_out && !p.pool2x2;
-    uint8_t* tmp = in_place ? static_cast<uint8_t*>(y) + sz((n * d.P + p0) * p.M + g * d.Mg) * es
-                            : scratch(out_buf, sz(np * d.Mg) * (pool_sums ? 4 : es));
     const uint8_t* A = xg + p0 * p.C;
     int64_t lda = p.C;
     if (!direct) {
@@ -1140,17 +1140,34 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     a.B = wp[sz(g)];
     a.b_zp = p.w_zp.data() + g * d.Mg;
     set_epilogue(a, p.ep, g * d.Mg);
+    const int64_t pairs = np / pair;
+    // Pooled into y's rows (cl_out) or a tile then transposed.
+    uint8_t* const pooled = !p.pool2x2 ? nullptr
+                            : p.cl_out ? static_cast<uint8_t*>(y) + (n * PP + p0 / pair * PW) * p.M + g * d.Mg
+                                       : scratch(pool_buf, sz(pairs * PW * d.Mg));
+    const int64_t ldo = p.cl_out ? p.M : d.Mg;
+    auto transpose_pooled = [&]() {
+      const int64_t first = (n * p.M + g * d.Mg) * PP + p0 / pair * PW;
+      kernels::transpose_u8(pooled, pairs * PW, d.Mg, d.Mg, static_cast<uint8_t*>(y) + first, PP);
+    };
+    if (pool_sums && (inner == nullptr || inner->threads() == 1)) {
+      // The kernel's pooled epilogue, where it has one: each window's four
+      // rows of sums stay in registers.
+      a.C = pooled;
+      a.ldc = ldo;
+      if (kernels::qgemm_pool2x2(a, OW, pairs)) {
+        if (!p.cl_out) transpose_pooled();
+        return;
+      }
+    }
     if (pool_sums) a.out = kernels::QOutput::kS32;
+    uint8_t* tmp = in_place ? static_cast<uint8_t*>(y) + sz((n * d.P + p0) * p.M + g * d.Mg) * es
+                            : scratch(out_buf, sz(np * d.Mg) * (pool_sums ? 4 : es));
     a.C = tmp;
     a.ldc = in_place ? p.M : d.Mg;
     kernels::qgemm(a, inner);
     if (in_place) return;
     if (p.pool2x2) {
-      // Pooled into y's rows (cl_out) or a tile then transposed.
-      const int64_t pairs = np / pair;
-      uint8_t* pooled = p.cl_out ? static_cast<uint8_t*>(y) + (n * PP + p0 / pair * PW) * p.M + g * d.Mg
-                                 : scratch(pool_buf, sz(pairs * PW * d.Mg));
-      const int64_t ldo = p.cl_out ? p.M : d.Mg;
       const auto* sums = reinterpret_cast<const int32_t*>(tmp);
       const float* scale = p.ep.scale.data() + g * d.Mg;
       if (pool_sums && p.ep.y_signed)
@@ -1161,9 +1178,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
         pool_2x2_cl<int8_t>(tmp, pairs, OW, d.Mg, pooled, ldo);
       else
         pool_2x2_cl<uint8_t>(tmp, pairs, OW, d.Mg, pooled, ldo);
-      if (p.cl_out) return;
-      const int64_t first = (n * p.M + g * d.Mg) * PP + p0 / pair * PW;
-      kernels::transpose_u8(pooled, pairs * PW, d.Mg, d.Mg, static_cast<uint8_t*>(y) + first, PP);
+      if (!p.cl_out) transpose_pooled();
       return;
     }
     const int64_t first = (n * p.M + g * d.Mg) * d.P + p0;  // element offset in y
