@@ -481,11 +481,14 @@ bool qgemm_has_pool2x2() {
   return kernels().qgemm->pool2x2 != nullptr;
 }
 
-bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs) {
+bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs, const QImplicitRows* rows) {
   const QGemmKernel& kr = *kernels().qgemm;
   if (kr.pool2x2 == nullptr || a.out != QOutput::kQ8Double || a.a_signed || a.B == nullptr ||
       (a.bias != nullptr && a.bias_ld != 0) || a.B->K() > 16384 ||
       !(a.B->K() == a.B->kp() || a.a_rows_padded))
+    return false;
+  if (rows != nullptr &&
+      (rows->segs < 1 || a.B->K() % rows->segs != 0 || a.B->K() / rows->segs % kQGroup != 0))
     return false;
   if (ow < 0 || pairs < 0 || a.M != 2 * pairs * ow)
     bad("has M = " + std::to_string(a.M) + " for " + std::to_string(pairs) + " pairs of rows of " +
@@ -494,12 +497,13 @@ bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs) {
   check_args(a);
   const QPackedB& B = *a.B;
   const int64_t N = B.N(), K = B.K(), kp = B.kp();
-  if (pairs == 0 || ow < 2 || N == 0) return true;
   // The column terms, padded with zeros to whole panels (as run's).
   const int64_t np = round_up(N, kMaxNr);
   int32_t* cols = t_cols.get<int32_t>(static_cast<size_t>(2 * np));
   QPoolTile t;
   t.zp = column_terms(a.b_zp, B.col_sums(), N, K, a.a_zp, B.b_signed() ? 0 : 128, cols, cols + np);
+  if (t.zp && rows != nullptr) return false;  // the row sums would need the rows
+  if (pairs == 0 || ow < 2 || N == 0) return true;
   std::fill(cols + N, cols + np, 0);
   std::fill(cols + np + N, cols + 2 * np, 0);
   std::vector<float> scale_copy;
@@ -513,7 +517,16 @@ bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs) {
     t.row_sum = rsum;
   }
   t.a = static_cast<const uint8_t*>(a.A);
-  t.lda = a.lda;
+  if (rows != nullptr) {
+    t.col_step = rows->col_step;
+    t.row_step = rows->row_step;
+    t.segs = rows->segs;
+    t.seg_stride = rows->seg_stride;
+  } else {
+    t.col_step = a.lda;
+    t.row_step = ow * a.lda;
+  }
+  t.seg_groups = kp / kQGroup / t.segs;
   t.b = B.data();
   t.kp = kp;
   t.n = N;

@@ -220,7 +220,17 @@ void qgemm_with(const QGemmKernel& kernel, const QGemmArgs& args, ThreadPool* po
 // requantization). False, with nothing written, where it doesn't apply: no
 // such kernel, an output other than kQ8Double, A not u8 read in place (K a
 // multiple of 4 or a_rows_padded), a bias other than one row, K > 16384.
-bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs);
+//
+// rows != nullptr: A's rows aren't stored but read from a padded
+// channels-last image (an implicit im2col): output position (y, x)'s row is
+// `segs` segments of K / segs bytes (kernel rows: KW taps of C channels),
+// the first at a.A + y * row_step + x * col_step, each next one seg_stride
+// further. Needs K / segs a multiple of 4 and weights without zero points
+// (s8, every b_zp 0: no row sums to make); a.lda is not read.
+struct QImplicitRows {
+  int64_t col_step = 0, row_step = 0, segs = 1, seg_stride = 0;
+};
+bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs, const QImplicitRows* rows = nullptr);
 // Whether the process's kernel has that epilogue.
 bool qgemm_has_pool2x2();
 
@@ -282,12 +292,16 @@ struct QGemmTile {
 // c + (r * (ow / 2) + j) * ldc + c. The driver guarantees no partial sum
 // wraps (K <= 16384), so the maximum is the one of the exact sums.
 struct QPoolTile {
-  const uint8_t* a = nullptr;  // A': rows of kp bytes, lda apart
-  int64_t lda = 0;
+  // A': position (y, x)'s row is `segs` segments of seg_groups groups of 4
+  // bytes, the first at a + y * row_step + x * col_step, the next
+  // seg_stride further (stored rows: one segment of kp bytes, col_step =
+  // lda, row_step = ow * lda).
+  const uint8_t* a = nullptr;
+  int64_t col_step = 0, row_step = 0, segs = 1, seg_groups = 0, seg_stride = 0;
   const int8_t* b = nullptr;  // packed B: every panel, kp * 16 bytes apart
   int64_t kp = 0, n = 0;
   int64_t ow = 0, pairs = 0;
-  const int32_t* row_sum = nullptr;  // per row of A (read where zp)
+  const int32_t* row_sum = nullptr;  // per position, y * ow + x (read where zp)
   const int32_t* col_off = nullptr;  // whole panels (padded), as QGemmTile's
   const int32_t* neg_b_zp = nullptr;
   bool zp = false;  // some neg_b_zp[c] is non-zero

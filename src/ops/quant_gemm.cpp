@@ -296,17 +296,34 @@ NN_INLINE void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
 // conv: 32 channels, 3 x 3, kernel rows of 96 bytes), pairs of binaries in
 // turns: the conv's im2col at batch 1 on one thread 3.4-3.8 -> 2.0 us; the
 // model at batch 32, 657 -> 618 us (one thread), 356 -> 336 (two).
-void im2col_2d_plane(const Conv& p, const ConvDims& d, const uint8_t* x, int64_t p0, int64_t np,
-                     uint8_t zp, uint8_t* col, int64_t ld, std::vector<uint8_t>& plane_buf) {
+// The padded channels-last plane of one group of several channels that
+// output positions [p0, p0 + np) read: every tap inside it. Position (oh,
+// ow)'s window starts at plane + (oh - oh_first) * sh * row_bytes + ow * sw *
+// C, its kernel rows dh * row_bytes apart.
+struct Plane {
+  const uint8_t* data;
+  int64_t oh_first, row_bytes;
+};
+Plane padded_plane(const Conv& p, const uint8_t* x, int64_t p0, int64_t np, uint8_t zp,
+                   std::vector<uint8_t>& plane_buf) {
   const int64_t W = p.in[1], OW = p.out[1], KH = p.kernel[0], KW = p.kernel[1];
   const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0], dw = p.dilation[1];
-  const int64_t ph = p.pad_begin[0], pw = p.pad_begin[1], C = p.C;
   const int64_t oh_first = p0 / OW, oh_last = (p0 + np - 1) / OW;
   // Plane row r is padded row oh_first * sh + r, position j padded column j.
   const int64_t R = (oh_last - oh_first) * sh + (KH - 1) * dh + 1;
-  const int64_t Wp = std::max(pw + W, (OW - 1) * sw + (KW - 1) * dw + 1);
-  const int64_t row_bytes = Wp * C;
-  const uint8_t* plane = padded_rows(p, x, C, oh_first * sh - ph, R, Wp, zp, plane_buf);
+  const int64_t Wp = std::max(p.pad_begin[1] + W, (OW - 1) * sw + (KW - 1) * dw + 1);
+  return {padded_rows(p, x, p.C, oh_first * sh - p.pad_begin[0], R, Wp, zp, plane_buf), oh_first,
+          Wp * p.C};
+}
+
+void im2col_2d_plane(const Conv& p, const ConvDims& d, const uint8_t* x, int64_t p0, int64_t np,
+                     uint8_t zp, uint8_t* col, int64_t ld, std::vector<uint8_t>& plane_buf) {
+  const int64_t OW = p.out[1], KH = p.kernel[0], KW = p.kernel[1];
+  const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0], dw = p.dilation[1];
+  const int64_t C = p.C;
+  const Plane pl = padded_plane(p, x, p0, np, zp, plane_buf);
+  const uint8_t* const plane = pl.data;
+  const int64_t oh_first = pl.oh_first, row_bytes = pl.row_bytes;
   const int64_t K = d.K, span = KW * C;
   int64_t oh = oh_first, ow = p0 % OW;
   for (int64_t i = 0; i < np; ++i) {
@@ -1108,6 +1125,13 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   const int64_t tasks = per_image * chunks;
   const size_t es = elem_size(p.ep.out);
   const auto zp = static_cast<uint8_t>(p.x_zp);  // the code's byte, s8 or u8
+  // The pooled epilogue can read A's rows from the padded plane itself (no
+  // im2col): one group of several channels, kernel rows (KW taps of C
+  // channels) whole 4-byte groups, and weights without zero points.
+  const bool implicit =
+      pool_sums && !xs && ws && !direct && p.in.size() == 2 && p.group == 1 && p.C > 1 &&
+      p.dilation[1] == 1 && p.kernel[1] * p.C % 4 == 0 && kernels::qgemm_has_pool2x2() &&
+      std::all_of(p.w_zp.begin(), p.w_zp.end(), [](int32_t z) { return z == 0; });
 
   auto task = [&](int64_t t, ThreadPool* inner) {
     thread_local std::vector<uint8_t> col_buf, out_buf, pool_buf, plane_buf;
@@ -1116,6 +1140,40 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     const uint8_t* xg = xcl + n * d.in_size * p.C + g * d.Cg;
     // cl_out without pooling: the GEMM writes the group's columns of y.
     const bool in_place = p.cl_out && !p.pool2x2;
+    const bool alone = inner == nullptr || inner->threads() == 1;
+    kernels::QGemmArgs a;
+    a.M = np;
+    a.a_signed = xs;
+    a.a_zp = p.x_zp;
+    a.B = wp[sz(g)];
+    a.b_zp = p.w_zp.data() + g * d.Mg;
+    set_epilogue(a, p.ep, g * d.Mg);
+    const int64_t pairs = np / pair;
+    // Pooled into y's rows (cl_out) or a tile then transposed.
+    uint8_t* const pooled = !p.pool2x2 ? nullptr
+                            : p.cl_out ? static_cast<uint8_t*>(y) + (n * PP + p0 / pair * PW) * p.M + g * d.Mg
+                                       : scratch(pool_buf, sz(pairs * PW * d.Mg));
+    const int64_t ldo = p.cl_out ? p.M : d.Mg;
+    auto transpose_pooled = [&]() {
+      const int64_t first = (n * p.M + g * d.Mg) * PP + p0 / pair * PW;
+      kernels::transpose_u8(pooled, pairs * PW, d.Mg, d.Mg, static_cast<uint8_t*>(y) + first, PP);
+    };
+    if (implicit && alone) {
+      const Plane pl = padded_plane(p, xg, p0, np, zp, plane_buf);
+      kernels::QImplicitRows rows;
+      rows.col_step = p.stride[1] * p.C;
+      rows.row_step = p.stride[0] * pl.row_bytes;
+      rows.segs = p.kernel[0];
+      rows.seg_stride = p.dilation[0] * pl.row_bytes;
+      a.A = pl.data;  // p0 starts a pair of output rows: window (0, 0) at the plane's start
+      a.lda = d.K;
+      a.C = pooled;
+      a.ldc = ldo;
+      if (kernels::qgemm_pool2x2(a, OW, pairs, &rows)) {
+        if (!p.cl_out) transpose_pooled();
+        return;
+      }
+    }
     const uint8_t* A = xg + p0 * p.C;
     int64_t lda = p.C;
     if (!direct) {
@@ -1130,27 +1188,10 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
       A = col;
       lda = ld;
     }
-    kernels::QGemmArgs a;
-    a.M = np;
     a.A = A;
     a.lda = lda;
-    a.a_signed = xs;
-    a.a_zp = p.x_zp;
     a.a_rows_padded = !xs && !direct;
-    a.B = wp[sz(g)];
-    a.b_zp = p.w_zp.data() + g * d.Mg;
-    set_epilogue(a, p.ep, g * d.Mg);
-    const int64_t pairs = np / pair;
-    // Pooled into y's rows (cl_out) or a tile then transposed.
-    uint8_t* const pooled = !p.pool2x2 ? nullptr
-                            : p.cl_out ? static_cast<uint8_t*>(y) + (n * PP + p0 / pair * PW) * p.M + g * d.Mg
-                                       : scratch(pool_buf, sz(pairs * PW * d.Mg));
-    const int64_t ldo = p.cl_out ? p.M : d.Mg;
-    auto transpose_pooled = [&]() {
-      const int64_t first = (n * p.M + g * d.Mg) * PP + p0 / pair * PW;
-      kernels::transpose_u8(pooled, pairs * PW, d.Mg, d.Mg, static_cast<uint8_t*>(y) + first, PP);
-    };
-    if (pool_sums && (inner == nullptr || inner->threads() == 1)) {
+    if (pool_sums && alone) {
       // The kernel's pooled epilogue, where it has one: each window's four
       // rows of sums stay in registers.
       a.C = pooled;

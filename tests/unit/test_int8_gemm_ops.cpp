@@ -761,6 +761,58 @@ TEST(Int8GemmOps, QLinearConvMaxPoolPoolsSumsBeforeRequantizing) {
   expect_fast_is_reference(c, ops::reference::qlinear_conv_maxpool, "float32 rounds the other way");
 }
 
+// QLinearConvMaxPool where the AVX-512 VNNI kernel's pooled epilogue reads
+// A's rows from the padded channels-last plane instead of im2col rows
+// (kernels::QImplicitRows: u8 x, s8 weights without zero points, one group
+// of several channels, kernel rows of whole 4-byte groups): against the
+// reference, NCHW and channels-last, 1 and 3 threads. cnn_bn's second conv,
+// planes of several chunks, strides along H and W, a dilation along H,
+// kernel rows of 12 bytes (3 channels, 4 taps), a 1 x 1 with stride 2, odd
+// sizes, and beside them cases that take the im2col path (a W dilation,
+// kernel rows of 18 bytes, weights with a zero point), for contrast.
+TEST(Int8GemmOps, QLinearConvMaxPoolReadsThePaddedPlane) {
+  Rng r(53);
+  const std::vector<ConvCase> cases = {
+      {{1, 32, 14, 14}, {64, 32, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},  // cnn_bn's conv2
+      {{2, 16, 61, 47}, {24, 16, 3, 3}, {{"pads", ais({1, 0, 1, 0})}}},  // several chunks
+      {{1, 8, 23, 18}, {20, 8, 3, 3}, {{"strides", ais({2, 1})}, {"pads", ais({1, 1, 0, 1})}}},
+      {{1, 8, 13, 26}, {16, 8, 3, 3}, {{"strides", ais({1, 2})}, {"pads", ais({1, 1, 1, 1})}}},
+      {{1, 4, 19, 15}, {33, 4, 3, 3}, {{"dilations", ais({2, 1})}, {"pads", ais({2, 1, 2, 1})}}},
+      {{2, 3, 11, 12}, {17, 3, 2, 4}, {{"pads", ais({0, 1, 1, 2})}}},  // kernel rows of 12 bytes
+      {{1, 12, 9, 9}, {40, 12, 1, 1}, {{"strides", ais({2, 2})}}},      // 1 x 1, stride 2
+      {{1, 8, 12, 12}, {16, 8, 3, 3}, {{"dilations", ais({1, 2})}}},    // im2col: a W dilation
+      {{1, 6, 10, 10}, {16, 6, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},   // im2col: rows of 18 bytes
+  };
+  for (size_t i = 0; i < cases.size() + 1; ++i) {
+    const bool zp = i == cases.size();  // the first case again, weights with a zero point
+    const ConvCase& cc = cases[zp ? 0 : i];
+    const int64_t M = cc.w[0], K = cc.w[1] * cc.w[2] * cc.w[3];
+    const DType ty = r.type8();
+    OpCall c;
+    c.domain = "ai.qforge";
+    c.op = "QLinearConvMaxPool";
+    c.opset = 1;
+    c.attrs = cc.attrs;
+    c.in = {r.codes(DType::kU8, cc.x),
+            scalar_f32(r.real(0.5f, 2.0f)),
+            r.code(DType::kU8),
+            r.codes(DType::kI8, cc.w),
+            i % 2 ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
+            zp ? r.codes(DType::kI8, {M}) : Tensor::from<int8_t>({M}, std::vector<int8_t>(static_cast<size_t>(M), 0)),
+            scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
+            r.code(ty),
+            r.i32({M}, -50000, 50000)};
+    if (i % 3 == 1) c.in.pop_back();  // no bias
+    c.packed = {3};
+    const std::string what = conv_what(cc, static_cast<int>(i)) + (zp ? ", w zero points" : "");
+    expect_fast_is_reference(c, ops::reference::qlinear_conv_maxpool, what);
+    OpCall last = c;
+    last.attrs["channels_last"] = ai(1);
+    last.in[0] = to_nhwc(*c.in[0]);
+    expect_fast_is_reference(last, ops::reference::qlinear_conv_maxpool, what + " channels_last");
+  }
+}
+
 ConvCase random_depthwise(Rng& r, int i);  // below
 
 // ai.qforge QLinearConv with channels_last (passes::qconv_channels_last):

@@ -247,52 +247,80 @@ void dispatch_rows(const QGemmTile& t) {
   }
 }
 
+// One window's codes from its 4 x NP accumulators (rows: its four rows'
+// positions, for row_sum).
+template <int NP>
+inline __attribute__((always_inline)) void pool_store(const QPoolTile& t, int64_t p0, const int64_t* rows,
+                                                      __m512i (&acc)[4][NP], uint8_t* c) {
+  // The column values are loaded here, not kept in registers.
+  for (int p = 0; p < NP; ++p) {
+    const int64_t j0 = (p0 + p) * kQPanel;
+    const __mmask16 m = lanes(t.n - j0);
+    if (t.zp) {
+      const __m512i nz = _mm512_loadu_si512(t.neg_b_zp + j0);
+      for (int q = 0; q < 4; ++q)
+        acc[q][p] = _mm512_add_epi32(acc[q][p], _mm512_mullo_epi32(_mm512_set1_epi32(t.row_sum[rows[q]]), nz));
+    }
+    // No partial sum wraps (the driver's K bound), so the maximum is the
+    // exact sums' one, and adding the column's terms after it is exact.
+    __m512i v = _mm512_max_epi32(_mm512_max_epi32(acc[0][p], acc[1][p]), _mm512_max_epi32(acc[2][p], acc[3][p]));
+    v = _mm512_add_epi32(v, _mm512_loadu_si512(t.col_off + j0));
+    if (t.bias != nullptr) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, t.bias + j0));
+    const __m512i q = _mm512_add_epi32(
+        requantize_q8_double(v, _mm512_loadu_ps(t.scale + j0), t.qmin, t.qmax, t.y_zp),
+        _mm512_set1_epi32(t.y_zp));
+    store_codes(c + p * kQPanel, m, q);
+  }
+}
+
+// The same, not inlined: with 16 accumulators (NP = 4), an inlined
+// epilogue's constants, which the compiler keeps in registers across the
+// windows, leave too few for B's vectors, and the k loop spilled them to
+// the stack (cnn_bn's second conv 20% slower). (g++ 12 warns, wrongly, that
+// the masked intrinsics' pass-through operand is uninitialized here.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+template <int NP>
+__attribute__((noinline)) void pool_store_call(const QPoolTile& t, int64_t p0, const int64_t* rows,
+                                               __m512i (&acc)[4][NP], uint8_t* c) {
+  pool_store<NP>(t, p0, rows, acc, c);
+}
+#pragma GCC diagnostic pop
+
 // QPoolTile's windows for NP panels from panel p0: the four rows of a
 // window x NP panels are 4 x NP accumulators (16 at NP = 4), B's group
 // loaded once for the four rows.
 template <int NP>
 void pool_panels(const QPoolTile& tp, int64_t p0) {
   const QPoolTile t = tp;  // as tile(): the code stores may alias *tp
-  const int64_t groups = t.kp / kQGroup, pstride = t.kp * kQPanel, pw = t.ow / 2;
+  const int64_t pstride = t.kp * kQPanel, pw = t.ow / 2;
   const int8_t* const b = t.b + p0 * pstride;
   for (int64_t r = 0; r < t.pairs; ++r)
     for (int64_t j = 0; j < pw; ++j) {
       const int64_t row0 = 2 * r * t.ow + 2 * j;
       const int64_t rows[4] = {row0, row0 + 1, row0 + t.ow, row0 + t.ow + 1};
-      const uint8_t* a[4];
-      for (int q = 0; q < 4; ++q) a[q] = t.a + rows[q] * t.lda;
+      const uint8_t* const a0 = t.a + 2 * r * t.row_step + 2 * j * t.col_step;
+      const uint8_t* a[4] = {a0, a0 + t.col_step, a0 + t.row_step, a0 + t.row_step + t.col_step};
       __m512i acc[4][NP];
       for (int q = 0; q < 4; ++q)
         for (int p = 0; p < NP; ++p) acc[q][p] = _mm512_setzero_si512();
-      for (int64_t g = 0; g < groups; ++g) {
-        __m512i bv[NP];
-        for (int p = 0; p < NP; ++p) bv[p] = _mm512_load_si512(b + p * pstride + g * 64);
-        for (int q = 0; q < 4; ++q) {
-          const __m512i av = _mm512_set1_epi32(load4(a[q] + g * kQGroup));
-          for (int p = 0; p < NP; ++p) acc[q][p] = dpbusd(acc[q][p], av, bv[p]);
+      const int8_t* bg = b;  // B's group, over the segments in turn
+      for (int64_t s = 0; s < t.segs; ++s) {
+        for (int64_t g = 0; g < t.seg_groups; ++g, bg += 64) {
+          __m512i bv[NP];
+          for (int p = 0; p < NP; ++p) bv[p] = _mm512_load_si512(bg + p * pstride);
+          for (int q = 0; q < 4; ++q) {
+            const __m512i av = _mm512_set1_epi32(load4(a[q] + g * kQGroup));
+            for (int p = 0; p < NP; ++p) acc[q][p] = dpbusd(acc[q][p], av, bv[p]);
+          }
         }
+        for (int q = 0; q < 4; ++q) a[q] += t.seg_stride;
       }
       uint8_t* const c = t.c + (r * pw + j) * t.ldc + p0 * kQPanel;
-      // The column values are loaded here, not kept in registers across
-      // the k loop: 4 x NP accumulators need all but a few of the 32.
-      for (int p = 0; p < NP; ++p) {
-        const int64_t j0 = (p0 + p) * kQPanel;
-        const __mmask16 m = lanes(t.n - j0);
-        if (t.zp) {
-          const __m512i nz = _mm512_loadu_si512(t.neg_b_zp + j0);
-          for (int q = 0; q < 4; ++q)
-            acc[q][p] = _mm512_add_epi32(acc[q][p], _mm512_mullo_epi32(_mm512_set1_epi32(t.row_sum[rows[q]]), nz));
-        }
-        // No partial sum wraps (the driver's K bound), so the maximum is the
-        // exact sums' one, and adding the column's terms after it is exact.
-        __m512i v = _mm512_max_epi32(_mm512_max_epi32(acc[0][p], acc[1][p]), _mm512_max_epi32(acc[2][p], acc[3][p]));
-        v = _mm512_add_epi32(v, _mm512_loadu_si512(t.col_off + j0));
-        if (t.bias != nullptr) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, t.bias + j0));
-        const __m512i q = _mm512_add_epi32(
-            requantize_q8_double(v, _mm512_loadu_ps(t.scale + j0), t.qmin, t.qmax, t.y_zp),
-            _mm512_set1_epi32(t.y_zp));
-        store_codes(c + p * kQPanel, m, q);
-      }
+      if constexpr (NP >= 3)
+        pool_store_call<NP>(t, p0, rows, acc, c);
+      else
+        pool_store<NP>(t, p0, rows, acc, c);
     }
 }
 
