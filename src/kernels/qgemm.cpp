@@ -51,6 +51,7 @@ int64_t max_deviation(bool is_signed, int32_t zp) {
 thread_local Scratch t_pack_a;
 thread_local Scratch t_row_sums;
 thread_local Scratch t_cols;  // a call's column terms (Job::col_off, neg_b_zp)
+thread_local Scratch t_pool_scale;  // qgemm_pool2x2's scales, padded to whole panels
 
 // At least n zero row sums (never written but here).
 const int32_t* zero_row_sums(size_t n) {
@@ -506,10 +507,11 @@ bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs, const QImplici
   if (pairs == 0 || ow < 2 || N == 0) return true;
   std::fill(cols + N, cols + np, 0);
   std::fill(cols + np + N, cols + 2 * np, 0);
-  std::vector<float> scale_copy;
+  const float* scale = a.scale;
   if (np != N) {
-    scale_copy.assign(static_cast<size_t>(np), 0.0f);
-    std::copy(a.scale, a.scale + N, scale_copy.begin());
+    float* padded = t_pool_scale.get<float>(static_cast<size_t>(np));
+    std::fill(std::copy(a.scale, a.scale + N, padded), padded + np, 0.0f);
+    scale = padded;
   }
   if (t.zp) {
     int32_t* rsum = t_row_sums.get<int32_t>(static_cast<size_t>(a.M));
@@ -535,7 +537,7 @@ bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs, const QImplici
   t.col_off = cols;
   t.neg_b_zp = cols + np;
   t.bias = a.bias;
-  t.scale = np != N ? scale_copy.data() : a.scale;
+  t.scale = scale;
   t.y_zp = a.y_zp;
   t.qmin = a.y_signed ? -128 : 0;
   t.qmax = a.y_signed ? 127 : 255;

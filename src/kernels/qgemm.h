@@ -286,10 +286,10 @@ struct QGemmTile {
 
 // QGemmKernel::pool2x2's work: for each window (r, j) of a 2 x 2 / 2
 // max-pool over C's rows (output positions, ow per image row: window (r, j)
-// covers rows 2 r ow + 2 j + {0, 1, ow, ow + 1}) and each column c < n, the
-// largest of its four rows' dot + row_sum * neg_b_zp[c], plus col_off[c] and
-// bias[c], through the kQ8Double epilogue, as a code at
-// c + (r * (ow / 2) + j) * ldc + c. The driver guarantees no partial sum
+// covers rows 2 r ow + 2 j + {0, 1, ow, ow + 1}) and each column n' < n, the
+// largest of its four rows' dot + row_sum * neg_b_zp[n'], plus col_off[n']
+// and bias[n'], through the kQ8Double epilogue, as a code at
+// c[(r * (ow / 2) + j) * ldc + n']. The driver guarantees no partial sum
 // wraps (K <= 16384), so the maximum is the one of the exact sums.
 struct QPoolTile {
   // A': position (y, x)'s row is `segs` segments of seg_groups groups of 4
