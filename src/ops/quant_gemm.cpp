@@ -296,17 +296,19 @@ NN_INLINE void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
 // conv: 32 channels, 3 x 3, kernel rows of 96 bytes), pairs of binaries in
 // turns: the conv's im2col at batch 1 on one thread 3.4-3.8 -> 2.0 us; the
 // model at batch 32, 657 -> 618 us (one thread), 356 -> 336 (two).
-// The padded channels-last plane of one group of several channels that
-// output positions [p0, p0 + np) read: every tap inside it. Position (oh,
-// ow)'s window starts at plane + (oh - oh_first) * sh * row_bytes + ow * sw *
-// C, its kernel rows dh * row_bytes apart.
+// The padded channels-last plane of one group that output positions [p0,
+// p0 + np) read: every tap inside it, and with `word_rows` (a kw4
+// convolution's kernel rows read as 4-byte words) the byte past each
+// window's last tap too. Position (oh, ow)'s window starts at plane + (oh -
+// oh_first) * sh * row_bytes + ow * sw * C, its kernel rows dh * row_bytes
+// apart.
 struct Plane {
   const uint8_t* data;
   int64_t oh_first, row_bytes;
 };
 Plane padded_plane(const Conv& p, const uint8_t* x, int64_t p0, int64_t np, uint8_t zp,
-                   std::vector<uint8_t>& plane_buf) {
-  const int64_t W = p.in[1], OW = p.out[1], KH = p.kernel[0], KW = p.kernel[1];
+                   std::vector<uint8_t>& plane_buf, bool word_rows = false) {
+  const int64_t W = p.in[1], OW = p.out[1], KH = p.kernel[0], KW = word_rows ? 4 : p.kernel[1];
   const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0], dw = p.dilation[1];
   const int64_t oh_first = p0 / OW, oh_last = (p0 + np - 1) / OW;
   // Plane row r is padded row oh_first * sh + r, position j padded column j.
@@ -1126,11 +1128,13 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   const size_t es = elem_size(p.ep.out);
   const auto zp = static_cast<uint8_t>(p.x_zp);  // the code's byte, s8 or u8
   // The pooled epilogue can read A's rows from the padded plane itself (no
-  // im2col): one group of several channels, kernel rows (KW taps of C
-  // channels) whole 4-byte groups, and weights without zero points.
+  // im2col): one group, kernel rows (KW taps of C channels) whole 4-byte
+  // groups, or kw4's 3-tap rows read as words (their 4th byte, the next
+  // input byte here, meets a weight 0, and without zero points in the
+  // weights no row sum counts it), and weights without zero points.
   const bool implicit =
-      pool_sums && !xs && ws && !direct && p.in.size() == 2 && p.group == 1 && p.C > 1 &&
-      p.dilation[1] == 1 && p.kernel[1] * p.C % 4 == 0 && kernels::qgemm_has_pool2x2() &&
+      pool_sums && !xs && ws && !direct && p.in.size() == 2 && p.group == 1 &&
+      p.dilation[1] == 1 && (d.kw4 || p.kernel[1] * p.C % 4 == 0) && kernels::qgemm_has_pool2x2() &&
       std::all_of(p.w_zp.begin(), p.w_zp.end(), [](int32_t z) { return z == 0; });
 
   auto task = [&](int64_t t, ThreadPool* inner) {
@@ -1159,7 +1163,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
       kernels::transpose_u8(pooled, pairs * PW, d.Mg, d.Mg, static_cast<uint8_t*>(y) + first, PP);
     };
     if (implicit && alone) {
-      const Plane pl = padded_plane(p, xg, p0, np, zp, plane_buf);
+      const Plane pl = padded_plane(p, xg, p0, np, zp, plane_buf, d.kw4);
       kernels::QImplicitRows rows;
       rows.col_step = p.stride[1] * p.C;
       rows.row_step = p.stride[0] * pl.row_bytes;

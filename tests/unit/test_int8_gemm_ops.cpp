@@ -767,9 +767,12 @@ TEST(Int8GemmOps, QLinearConvMaxPoolPoolsSumsBeforeRequantizing) {
 // of several channels, kernel rows of whole 4-byte groups): against the
 // reference, NCHW and channels-last, 1 and 3 threads. cnn_bn's second conv,
 // planes of several chunks, strides along H and W, a dilation along H,
-// kernel rows of 12 bytes (3 channels, 4 taps), a 1 x 1 with stride 2, odd
-// sizes, and beside them cases that take the im2col path (a W dilation,
-// kernel rows of 18 bytes, weights with a zero point), for contrast.
+// kernel rows of 12 bytes (3 channels, 4 taps), a 1 x 1 with stride 2, a
+// one-channel image with 3-tap kernel rows read as 4-byte words (kw4: the
+// 4th byte is the next input byte, times a weight 0) and with 4-tap rows,
+// odd sizes, and beside them cases that take the im2col path (a W
+// dilation, kernel rows of 18 bytes, weights with a zero point), for
+// contrast.
 TEST(Int8GemmOps, QLinearConvMaxPoolReadsThePaddedPlane) {
   Rng r(53);
   const std::vector<ConvCase> cases = {
@@ -780,6 +783,9 @@ TEST(Int8GemmOps, QLinearConvMaxPoolReadsThePaddedPlane) {
       {{1, 4, 19, 15}, {33, 4, 3, 3}, {{"dilations", ais({2, 1})}, {"pads", ais({2, 1, 2, 1})}}},
       {{2, 3, 11, 12}, {17, 3, 2, 4}, {{"pads", ais({0, 1, 1, 2})}}},  // kernel rows of 12 bytes
       {{1, 12, 9, 9}, {40, 12, 1, 1}, {{"strides", ais({2, 2})}}},      // 1 x 1, stride 2
+      {{2, 1, 28, 28}, {32, 1, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},   // cnn_bn's conv1: kw4 words
+      {{1, 1, 20, 13}, {12, 1, 3, 3}, {{"strides", ais({2, 1})}, {"dilations", ais({2, 1})}}},  // kw4
+      {{1, 1, 17, 15}, {8, 1, 2, 4}, {{"strides", ais({1, 2})}, {"pads", ais({0, 2, 1, 0})}}},  // 4 taps
       {{1, 8, 12, 12}, {16, 8, 3, 3}, {{"dilations", ais({1, 2})}}},    // im2col: a W dilation
       {{1, 6, 10, 10}, {16, 6, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},   // im2col: rows of 18 bytes
   };
