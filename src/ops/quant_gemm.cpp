@@ -288,14 +288,6 @@ NN_INLINE void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
     for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
 }
 
-// im2col_2d for one group (cg == C) of several channels: the input rows the
-// chunk's windows read are first copied, channels-last, into a plane padded
-// with the zero point's byte, so that every tap lands inside it and each
-// kernel row of a window (KW taps of C channels, contiguous without
-// dilation) is one copy_bytes, with no bounds test per tap. cnn_bn (second
-// conv: 32 channels, 3 x 3, kernel rows of 96 bytes), pairs of binaries in
-// turns: the conv's im2col at batch 1 on one thread 3.4-3.8 -> 2.0 us; the
-// model at batch 32, 657 -> 618 us (one thread), 356 -> 336 (two).
 // The padded channels-last plane of one group that output positions [p0,
 // p0 + np) read: every tap inside it, and with `word_rows` (a kw4
 // convolution's kernel rows read as 4-byte words) the byte past each
@@ -318,6 +310,14 @@ Plane padded_plane(const Conv& p, const uint8_t* x, int64_t p0, int64_t np, uint
           Wp * p.C};
 }
 
+// im2col_2d for one group (cg == C) of several channels: the input rows the
+// chunk's windows read are first copied, channels-last, into a plane padded
+// with the zero point's byte, so that every tap lands inside it and each
+// kernel row of a window (KW taps of C channels, contiguous without
+// dilation) is one copy_bytes, with no bounds test per tap. cnn_bn (second
+// conv: 32 channels, 3 x 3, kernel rows of 96 bytes), pairs of binaries in
+// turns: the conv's im2col at batch 1 on one thread 3.4-3.8 -> 2.0 us; the
+// model at batch 32, 657 -> 618 us (one thread), 356 -> 336 (two).
 void im2col_2d_plane(const Conv& p, const ConvDims& d, const uint8_t* x, int64_t p0, int64_t np,
                      uint8_t zp, uint8_t* col, int64_t ld, std::vector<uint8_t>& plane_buf) {
   const int64_t OW = p.out[1], KH = p.kernel[0], KW = p.kernel[1];
