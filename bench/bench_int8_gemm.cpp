@@ -14,9 +14,9 @@
 // BM_Int8Gemm writes the raw int32 sums; BM_Int8GemmRequant also
 // requantizes them to u8 in the epilogue (QLinearMatMul's float64 rule).
 // BM_QLinearMatMulOp / BM_QLinearConvOp / BM_QLinearConvMaxPoolOp time
-// whole ops (u8 x s8, weights
-// packed in prepare) on the process's kernels, path 1, against the reference
-// implementation they must equal (quant.cpp), path 0; one thread.
+// whole ops (u8 x s8, weights packed in prepare) on the process's kernels,
+// path 1, against the reference implementation they must equal (quant.cpp),
+// path 0; one thread.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

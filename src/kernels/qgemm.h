@@ -230,7 +230,8 @@ void qgemm_with(const QGemmKernel& kernel, const QGemmArgs& args, ThreadPool* po
 struct QImplicitRows {
   int64_t col_step = 0, row_step = 0, segs = 1, seg_stride = 0;
 };
-bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs, const QImplicitRows* rows = nullptr);
+bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs,
+                   const QImplicitRows* rows = nullptr);
 // Whether the process's kernel has that epilogue.
 bool qgemm_has_pool2x2();
 

@@ -1132,10 +1132,10 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   // groups, or kw4's 3-tap rows read as words (their 4th byte, the next
   // input byte here, meets a weight 0, and without zero points in the
   // weights no row sum counts it), and weights without zero points.
-  const bool implicit =
-      pool_sums && !xs && ws && !direct && p.in.size() == 2 && p.group == 1 &&
-      p.dilation[1] == 1 && (d.kw4 || p.kernel[1] * p.C % 4 == 0) && kernels::qgemm_has_pool2x2() &&
-      std::all_of(p.w_zp.begin(), p.w_zp.end(), [](int32_t z) { return z == 0; });
+  const bool implicit = pool_sums && !xs && ws && !direct && p.in.size() == 2 && p.group == 1 &&
+                        p.dilation[1] == 1 && (d.kw4 || p.kernel[1] * p.C % 4 == 0) &&
+                        kernels::qgemm_has_pool2x2() &&
+                        std::all_of(p.w_zp.begin(), p.w_zp.end(), [](int32_t z) { return z == 0; });
 
   auto task = [&](int64_t t, ThreadPool* inner) {
     thread_local std::vector<uint8_t> col_buf, out_buf, pool_buf, plane_buf;
@@ -1154,9 +1154,10 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     set_epilogue(a, p.ep, g * d.Mg);
     const int64_t pairs = np / pair;
     // Pooled into y's rows (cl_out) or a tile then transposed.
-    uint8_t* const pooled = !p.pool2x2 ? nullptr
-                            : p.cl_out ? static_cast<uint8_t*>(y) + (n * PP + p0 / pair * PW) * p.M + g * d.Mg
-                                       : scratch(pool_buf, sz(pairs * PW * d.Mg));
+    uint8_t* const pooled =
+        !p.pool2x2 ? nullptr
+        : p.cl_out ? static_cast<uint8_t*>(y) + (n * PP + p0 / pair * PW) * p.M + g * d.Mg
+                   : scratch(pool_buf, sz(pairs * PW * d.Mg));
     const int64_t ldo = p.cl_out ? p.M : d.Mg;
     auto transpose_pooled = [&]() {
       const int64_t first = (n * p.M + g * d.Mg) * PP + p0 / pair * PW;

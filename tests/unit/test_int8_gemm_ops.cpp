@@ -763,8 +763,8 @@ TEST(Int8GemmOps, QLinearConvMaxPoolPoolsSumsBeforeRequantizing) {
 
 // QLinearConvMaxPool where the AVX-512 VNNI kernel's pooled epilogue reads
 // A's rows from the padded channels-last plane instead of im2col rows
-// (kernels::QImplicitRows: u8 x, s8 weights without zero points, one group
-// of several channels, kernel rows of whole 4-byte groups): against the
+// (kernels::QImplicitRows: u8 x, s8 weights without zero points, one group,
+// kernel rows of whole 4-byte groups or kw4's words): against the
 // reference, NCHW and channels-last, 1 and 3 threads. cnn_bn's second conv,
 // planes of several chunks, strides along H and W, a dilation along H,
 // kernel rows of 12 bytes (3 channels, 4 taps), a 1 x 1 with stride 2, a
@@ -784,8 +784,9 @@ TEST(Int8GemmOps, QLinearConvMaxPoolReadsThePaddedPlane) {
       {{2, 3, 11, 12}, {17, 3, 2, 4}, {{"pads", ais({0, 1, 1, 2})}}},  // kernel rows of 12 bytes
       {{1, 12, 9, 9}, {40, 12, 1, 1}, {{"strides", ais({2, 2})}}},      // 1 x 1, stride 2
       {{2, 1, 28, 28}, {32, 1, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},   // cnn_bn's conv1: kw4 words
-      {{1, 1, 20, 13}, {12, 1, 3, 3}, {{"strides", ais({2, 1})}, {"dilations", ais({2, 1})}}},  // kw4
-      {{1, 1, 17, 15}, {8, 1, 2, 4}, {{"strides", ais({1, 2})}, {"pads", ais({0, 2, 1, 0})}}},  // 4 taps
+      // kw4 with a stride and a dilation along H; then 4-tap rows of one channel
+      {{1, 1, 20, 13}, {12, 1, 3, 3}, {{"strides", ais({2, 1})}, {"dilations", ais({2, 1})}}},
+      {{1, 1, 17, 15}, {8, 1, 2, 4}, {{"strides", ais({1, 2})}, {"pads", ais({0, 2, 1, 0})}}},
       {{1, 8, 12, 12}, {16, 8, 3, 3}, {{"dilations", ais({1, 2})}}},    // im2col: a W dilation
       {{1, 6, 10, 10}, {16, 6, 3, 3}, {{"pads", ais({1, 1, 1, 1})}}},   // im2col: rows of 18 bytes
   };
@@ -804,7 +805,8 @@ TEST(Int8GemmOps, QLinearConvMaxPoolReadsThePaddedPlane) {
             r.code(DType::kU8),
             r.codes(DType::kI8, cc.w),
             i % 2 ? r.f32({M}, 0.5f, 2.0f) : scalar_f32(r.real(0.5f, 2.0f)),
-            zp ? r.codes(DType::kI8, {M}) : Tensor::from<int8_t>({M}, std::vector<int8_t>(static_cast<size_t>(M), 0)),
+            zp ? r.codes(DType::kI8, {M})
+               : Tensor::from<int8_t>({M}, std::vector<int8_t>(static_cast<size_t>(M), 0)),
             scalar_f32(4.0f / spread_scale(K) * r.real(0.5f, 2.0f)),
             r.code(ty),
             r.i32({M}, -50000, 50000)};

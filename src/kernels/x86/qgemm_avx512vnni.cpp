@@ -250,8 +250,9 @@ void dispatch_rows(const QGemmTile& t) {
 // One window's codes from its 4 x NP accumulators (rows: its four rows'
 // positions, for row_sum).
 template <int NP>
-inline __attribute__((always_inline)) void pool_store(const QPoolTile& t, int64_t p0, const int64_t* rows,
-                                                      __m512i (&acc)[4][NP], uint8_t* c) {
+inline __attribute__((always_inline)) void pool_store(const QPoolTile& t, int64_t p0,
+                                                      const int64_t* rows, __m512i (&acc)[4][NP],
+                                                      uint8_t* c) {
   // The column values are loaded here, not kept in registers.
   for (int p = 0; p < NP; ++p) {
     const int64_t j0 = (p0 + p) * kQPanel;
@@ -259,11 +260,13 @@ inline __attribute__((always_inline)) void pool_store(const QPoolTile& t, int64_
     if (t.zp) {
       const __m512i nz = _mm512_loadu_si512(t.neg_b_zp + j0);
       for (int q = 0; q < 4; ++q)
-        acc[q][p] = _mm512_add_epi32(acc[q][p], _mm512_mullo_epi32(_mm512_set1_epi32(t.row_sum[rows[q]]), nz));
+        acc[q][p] = _mm512_add_epi32(acc[q][p],
+                                     _mm512_mullo_epi32(_mm512_set1_epi32(t.row_sum[rows[q]]), nz));
     }
     // No partial sum wraps (the driver's K bound), so the maximum is the
     // exact sums' one, and adding the column's terms after it is exact.
-    __m512i v = _mm512_max_epi32(_mm512_max_epi32(acc[0][p], acc[1][p]), _mm512_max_epi32(acc[2][p], acc[3][p]));
+    __m512i v = _mm512_max_epi32(_mm512_max_epi32(acc[0][p], acc[1][p]),
+                                 _mm512_max_epi32(acc[2][p], acc[3][p]));
     v = _mm512_add_epi32(v, _mm512_loadu_si512(t.col_off + j0));
     if (t.bias != nullptr) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, t.bias + j0));
     const __m512i q = _mm512_add_epi32(
