@@ -273,6 +273,21 @@ QFORGE_ISA_CLONES bool column_terms(const int32_t* b_zp, const int32_t* colsum, 
   return any != 0;
 }
 
+// column_terms for a call, into the calling thread's scratch: col_off at
+// cols[0, np), neg_b_zp at cols[np, 2 np), each padded with zeros past N to
+// np (whole tiles of the widest kernel). True if some b_zp' is non-zero.
+bool padded_column_terms(const QGemmArgs& a, int64_t np, int32_t** cols_out) {
+  const QPackedB& B = *a.B;
+  const int64_t N = B.N();
+  int32_t* cols = t_cols.get<int32_t>(static_cast<size_t>(2 * np));
+  const bool any = column_terms(a.b_zp, B.col_sums(), N, B.K(), a.a_zp + (a.a_signed ? 128 : 0),
+                                B.b_signed() ? 0 : 128, cols, cols + np);
+  std::fill(cols + N, cols + np, 0);
+  std::fill(cols + np + N, cols + 2 * np, 0);
+  *cols_out = cols;
+  return any;
+}
+
 void check_args(const QGemmArgs& a) {
   if (a.B == nullptr) bad("has no packed B", "a QPackedB from qpack_b");
   const int64_t K = a.B->K(), N = a.B->N();
@@ -322,13 +337,10 @@ void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
   const int64_t np = round_up(N, kMaxNr);
   // The column terms of the zero-point folding (qgemm.h), padded with zeros,
   // in the calling thread's scratch (read by every thread of this call).
-  int32_t* cols = t_cols.get<int32_t>(static_cast<size_t>(2 * np));
+  int32_t* cols = nullptr;
+  const bool any_bzp = padded_column_terms(a, np, &cols);
   g.col_off = cols;
   g.neg_b_zp = cols + np;
-  const bool any_bzp = column_terms(a.b_zp, B.col_sums(), N, K, a.a_zp + (a.a_signed ? 128 : 0),
-                                    B.b_signed() ? 0 : 128, cols, cols + np);
-  std::fill(cols + N, cols + np, 0);
-  std::fill(cols + np + N, cols + 2 * np, 0);
   g.row_term = kr.needs_row_sums || any_bzp;
   auto padded = [&](const float* v, std::vector<float>& copy) {
     if (np == N) return v;
@@ -497,16 +509,13 @@ bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs, const QImplici
         "M = 2 x pairs x ow (a 2 x 2 pool's rows)");
   check_args(a);
   const QPackedB& B = *a.B;
-  const int64_t N = B.N(), K = B.K(), kp = B.kp();
-  // The column terms, padded with zeros to whole panels (as run's).
+  const int64_t N = B.N(), kp = B.kp();
   const int64_t np = round_up(N, kMaxNr);
-  int32_t* cols = t_cols.get<int32_t>(static_cast<size_t>(2 * np));
+  int32_t* cols = nullptr;
   QPoolTile t;
-  t.zp = column_terms(a.b_zp, B.col_sums(), N, K, a.a_zp, B.b_signed() ? 0 : 128, cols, cols + np);
+  t.zp = padded_column_terms(a, np, &cols);
   if (t.zp && rows != nullptr) return false;  // the row sums would need the rows
   if (pairs == 0 || ow < 2 || N == 0) return true;
-  std::fill(cols + N, cols + np, 0);
-  std::fill(cols + np + N, cols + 2 * np, 0);
   const float* scale = a.scale;
   if (np != N) {
     float* padded = t_pool_scale.get<float>(static_cast<size_t>(np));
