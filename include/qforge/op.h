@@ -29,6 +29,13 @@ namespace qforge::ops {
 // Models that use it run in qforge only.
 inline constexpr const char* kQforgeDomain = "ai.qforge";
 
+// An attribute that passes::fuse_transpose_matmul gives a matrix product
+// (DynamicQuantizeMatMul, MatMulIntegerToFloat) whose output columns are
+// attention's q, k and v: the parts' boundaries [0, c1, ..., N]. The op
+// then splits its columns by heads (kernels::QGemmArgs::col_parts) where
+// the batch is smaller than the threads. It only places work: no value changes.
+inline constexpr const char* kColPartsAttr = "qforge_col_parts";
+
 // What an op's infer function sees. Inputs that are constants (initializers,
 // Constant nodes) also have their values.
 class InferContext {

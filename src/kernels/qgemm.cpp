@@ -170,8 +170,13 @@ struct Job {
   bool stream = false;  // QGemmTile::stream (kStreamBytes)
 };
 
-// C[m0:m1, n0:n1]; n0 is a multiple of NR.
-void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+// Columns [n0, n1) of C.
+struct ColRange {
+  int64_t n0 = 0, n1 = 0;
+};
+
+// C[m0:m1, the columns of cols[0..ncols)]; each range starts at a multiple of NR.
+void run_tile(const Job& g, int64_t m0, int64_t m1, const ColRange* cols, int ncols) {
   const QGemmArgs& a = *g.args;
   const QGemmKernel& kr = *g.kr;
   const int64_t mr = kr.mr, nr = kr.nr, kp = g.kp;
@@ -215,20 +220,22 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     }
     for (int64_t ib = 0; ib < rows; ib += row_block) {
       const int64_t ib_end = std::min(rows, ib + row_block);
-      for (int64_t jr = n0; jr < n1; jr += nr) {
-        t.n = std::min(nr, n1 - jr);
-        t.b = bdata != nullptr ? bdata + (jr / kQPanel) * kp * kQPanel : nullptr;
-        t.col_off = g.col_off + jr;
-        t.neg_b_zp = g.neg_b_zp + jr;
-        t.scale = g.scale != nullptr ? g.scale + jr : nullptr;
-        t.fbias = g.fbias != nullptr ? g.fbias + jr : nullptr;
-        for (int64_t ir = ib; ir < ib_end; ir += mr) {
-          t.m = std::min(mr, ib_end - ir);
-          t.a = abuf + ir * t.lda;
-          t.row_sum = rsums + ir;
-          t.bias = a.bias != nullptr ? a.bias + (ic + ir) * a.bias_ld + jr : nullptr;
-          t.c = C + (static_cast<size_t>((ic + ir) * a.ldc + jr)) * g.c_elem;
-          kr.tile(t);
+      for (const ColRange* r = cols; r != cols + ncols; ++r) {
+        for (int64_t jr = r->n0; jr < r->n1; jr += nr) {
+          t.n = std::min(nr, r->n1 - jr);
+          t.b = bdata != nullptr ? bdata + (jr / kQPanel) * kp * kQPanel : nullptr;
+          t.col_off = g.col_off + jr;
+          t.neg_b_zp = g.neg_b_zp + jr;
+          t.scale = g.scale != nullptr ? g.scale + jr : nullptr;
+          t.fbias = g.fbias != nullptr ? g.fbias + jr : nullptr;
+          for (int64_t ir = ib; ir < ib_end; ir += mr) {
+            t.m = std::min(mr, ib_end - ir);
+            t.a = abuf + ir * t.lda;
+            t.row_sum = rsums + ir;
+            t.bias = a.bias != nullptr ? a.bias + (ic + ir) * a.bias_ld + jr : nullptr;
+            t.c = C + (static_cast<size_t>((ic + ir) * a.ldc + jr)) * g.c_elem;
+            kr.tile(t);
+          }
         }
       }
     }
@@ -236,6 +243,32 @@ void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 #if defined(__SSE2__)
   if (t.stream) _mm_sfence();  // this thread's non-temporal stores, visible before it reports done
 #endif
+}
+
+void run_tile(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const ColRange r{n0, n1};
+  run_tile(g, m0, m1, &r, 1);
+}
+
+// QGemmArgs::col_parts for `threads` threads: thread t's share of each part
+// (whole panels of nr columns) in shares[t * parts .. (t + 1) * parts).
+// False where the parts don't apply (no parts, or a boundary inside a panel).
+bool part_shares(const QGemmArgs& a, int64_t N, int64_t nr, int threads,
+                 std::vector<ColRange>& shares) {
+  const int parts = a.col_part_count;
+  if (a.col_parts == nullptr || parts < 1 || a.col_parts[0] != 0 || a.col_parts[parts] != N)
+    return false;
+  for (int p = 0; p < parts; ++p)
+    if (a.col_parts[p + 1] <= a.col_parts[p] || a.col_parts[p] % nr != 0) return false;
+  shares.assign(static_cast<size_t>(threads * parts), ColRange{});
+  for (int p = 0; p < parts; ++p) {
+    const int64_t c0 = a.col_parts[p], panels = ceil_div(a.col_parts[p + 1] - c0, nr);
+    for (int t = 0; t < threads; ++t)
+      shares[static_cast<size_t>(t * parts + p)] = {
+          c0 + panels * t / threads * nr,
+          std::min(a.col_parts[p + 1], c0 + panels * (t + 1) / threads * nr)};
+  }
+  return true;
 }
 
 // The set-up loops of a call, over its N columns: most of a small GEMM's
@@ -359,7 +392,18 @@ void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
   // Rows first where A is read in place (u8 rows of kp bytes): nothing is
   // repacked per tile then, and each thread keeps its own rows (tiling.h).
   const bool in_place = !a.a_signed && (K == B.kp() || a.a_rows_padded);
-  for_each_tile(M, N, kr.mr, kr.nr, 16, pool, M * N * std::max<int64_t>(K, 1) >= kMinParallelMacs,
+  const bool parallel = M * N * std::max<int64_t>(K, 1) >= kMinParallelMacs;
+  const int threads = pool != nullptr ? pool->threads() : 1;
+  thread_local std::vector<ColRange> shares;
+  if (parallel && threads > 1 && part_shares(a, N, kr.nr, threads, shares)) {
+    const int parts = a.col_part_count;
+    const ColRange* sh = shares.data();  // the caller's (shares is per thread)
+    pool->parallel_for(threads, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) run_tile(g, 0, M, sh + t * parts, parts);
+    });
+    return;
+  }
+  for_each_tile(M, N, kr.mr, kr.nr, 16, pool, parallel,
                 [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) { run_tile(g, m0, m1, n0, n1); },
                 in_place);
 }

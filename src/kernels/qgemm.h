@@ -69,8 +69,9 @@
 // already that layout (A' = A): the kernels read it in place, lda apart, and
 // only its row sums are made.
 //
-// Threads: C is cut into one tile per thread (N first, in whole panels, then
-// M), as the float GEMM does; each thread packs the rows of A it needs. Every
+// Threads: C is cut into tiles (tiling.h: bands of rows where A is read in
+// place, else N first, in whole panels, then M), or by the caller's column
+// parts (QGemmArgs::col_parts); each thread packs the rows of A it needs. Every
 // element of C sees the same integer operations whatever the split, and
 // integer sums don't depend on order, so results never depend on threads.
 #pragma once
@@ -178,6 +179,16 @@ struct QGemmArgs {
   // caller reads back at once): one of 4-byte elements larger than a core's
   // L2 is then written with non-temporal stores (qgemm.cpp, kStreamBytes).
   bool cold_c = false;
+  // Optional: C's columns are parts that the next ops read one slice of
+  // each per thread (attention's q, k and v, each split by heads over the
+  // threads): col_parts[0] = 0 < ... < col_parts[col_part_count] = N. With
+  // several threads, thread t then computes every row of the t-th of
+  // `threads` equal shares of each part, so that a head's q, k and v are
+  // in the cache of the thread that reads them. Used where every boundary
+  // is a whole number of the kernel's panels; else ignored. The split
+  // changes no value of C.
+  const int64_t* col_parts = nullptr;
+  int col_part_count = 0;
 };
 
 // One microkernel, as chosen from the kernel table (kernels().qgemm).

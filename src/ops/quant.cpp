@@ -1953,6 +1953,17 @@ void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_
     g.C = ctx.output(0, DType::kF32, std::move(out)).raw();
     g.ldc = N;
     g.cold_c = true;
+    // Attention's q, k and v from this one product (passes::fuse_transpose_matmul
+    // marks it): where the batch is smaller than the threads, the attention
+    // splits by heads, so each thread computes its heads' columns.
+    std::vector<int64_t> parts;
+    const int64_t rows = aq.rank() >= 2 ? aq.dim(aq.rank() - 2) : 1;
+    if (node.has_attr(kColPartsAttr) && ctx.pool() != nullptr &&
+        g.M / std::max<int64_t>(rows, 1) < ctx.pool()->threads()) {
+      parts = node.attr_ints(kColPartsAttr);
+      g.col_parts = parts.data();
+      g.col_part_count = static_cast<int>(parts.size()) - 1;
+    }
     kernels::qgemm(g, ctx.pool());
     return;
   }

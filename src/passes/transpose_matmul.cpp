@@ -19,6 +19,7 @@
 #include <algorithm>
 
 #include "pass_util.h"
+#include "qforge/op.h"
 #include "qforge/passes.h"
 
 namespace qforge::passes {
@@ -134,6 +135,18 @@ void read_split_parts(ir::Model& model) {
       t.attrs[p.k == 0 ? "a_cols" : "b_cols"] =
           ir::Attribute::of(std::vector<int64_t>{(*cols)[j].first, (*cols)[j].second});
       dead[p.reshape] = true;
+    }
+    // The product that makes the parts (attention's q, k and v) learns
+    // their columns, to split its work by heads (ops::kColPartsAttr).
+    const auto mm = producer.find(sp.inputs[0]);
+    if (mm != producer.end() && uses.sole_reader(sp.inputs[0]) == si) {
+      ir::Node& m = g.nodes[mm->second];
+      if (m.domain == kMicrosoft &&
+          (m.op_type == "DynamicQuantizeMatMul" || m.op_type == "MatMulIntegerToFloat")) {
+        std::vector<int64_t> bounds{0};
+        for (const auto& c : *cols) bounds.push_back(c.second);
+        m.attrs[ops::kColPartsAttr] = ir::Attribute::of(bounds);
+      }
     }
     for (ir::Node& t : g.nodes)  // inputs 2 and 3 are optional: trailing empty ones go
       if (t.domain == kQforge && t.op_type == "TransposeMatMul")

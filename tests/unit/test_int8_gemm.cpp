@@ -84,6 +84,7 @@ struct Problem {
   int32_t y_zp = 0;
   bool y_signed = false;
   bool a_rows_padded = false;  // QGemmArgs::a_rows_padded
+  std::vector<int64_t> col_parts;  // QGemmArgs::col_parts (boundaries), or none
 
   int32_t a(int64_t m, int64_t k) const {
     const uint8_t v = A[static_cast<size_t>(m * lda + k)];
@@ -174,6 +175,10 @@ std::vector<uint8_t> run_kernel(const QGemmKernel& kr, const Problem& p, uint8_t
   a.C = c;
   a.ldc = p.ldc;
   a.cold_c = true;
+  if (!p.col_parts.empty()) {
+    a.col_parts = p.col_parts.data();
+    a.col_part_count = static_cast<int>(p.col_parts.size()) - 1;
+  }
   kernels::qgemm_with(kr, a, pool);
   return std::vector<uint8_t>(c, c + bytes);
 }
@@ -466,6 +471,31 @@ TEST_P(QGemmKernels, ThreadsDoNotChangeResults) {
       const Problem p = random_problem(M, N, K, seed % 2 == 0, true, out, seed);
       ++seed;
       ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard, &pool), oracle(p, kGuard))) << kr.name;
+    }
+}
+
+// Columns split by parts (QGemmArgs::col_parts: attention's q, k and v,
+// each by heads over the threads) give the bytes of one thread: parts of
+// whole panels, a part narrower than a panel per thread (a thread's share
+// empty), a last part ending inside a panel, and a boundary inside a panel
+// (the parts ignored); 2 and 3 threads.
+TEST_P(QGemmKernels, ColumnPartsDoNotChangeResults) {
+  const QGemmKernel& kr = *GetParam();
+  const int64_t nr = kr.nr;
+  ThreadPool two(2), three(3);
+  uint32_t seed = 1900;
+  for (const std::vector<int64_t>& parts :
+       std::vector<std::vector<int64_t>>{{0, 8 * nr, 16 * nr, 24 * nr},
+                                         {0, nr, 3 * nr, 10 * nr},
+                                         {0, 8 * nr, 8 * nr + 5},
+                                         {0, 3, 70}})
+    for (const QOutput out : {QOutput::kS32, QOutput::kQ8Double, QOutput::kF32}) {
+      Problem p = random_problem(64, parts.back(), 256, seed % 2 == 0, true, out, seed);
+      ++seed;
+      p.col_parts = parts;
+      const auto want = oracle(p, kGuard);
+      ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard, &two), want)) << kr.name << " 2 threads";
+      ASSERT_TRUE(same_c(p, run_kernel(kr, p, kGuard, &three), want)) << kr.name << " 3 threads";
     }
 }
 

@@ -11,7 +11,9 @@
 
 #include "qforge/error.h"
 #include "qforge/npy.h"
+#include "qforge/op.h"
 #include "qforge/passes.h"
+#include "qforge/quantize.h"
 #include "qforge/session.h"
 #include "test_util.h"
 
@@ -271,6 +273,45 @@ TEST(TransposeMatMul, ReadsAttentionsHeadsFromTheProjection) {
       for (size_t o = 0; o < want.size(); ++o)
         expect_same_bits(got[o], want[o], "target " + shape_str(w.target) + ", output " + std::to_string(o));
     }
+  }
+}
+
+// The dynamically quantized Transformer: the projection that makes q, k and
+// v learns their columns (ops::kColPartsAttr), the others don't; with the
+// columns split by heads (a batch smaller than the threads) the logits are
+// bit for bit those of one thread, whose GEMM splits nothing.
+TEST(TransposeMatMul, MarksTheProjectionOfQKV) {
+  const std::string dir = QFORGE_MODELS_DIR;
+  QuantConfig c;
+  c.mode = QuantMode::kDynamic;
+  const ir::Model q = quantize_model(ir::load_model(dir + "/transformer4.onnx"), c);
+  ir::Model m = q;
+  passes::optimize(m);
+  int marked = 0, products = 0;
+  for (const ir::Node& n : m.graph.nodes) {
+    if (n.op_type != "DynamicQuantizeMatMul") continue;
+    ++products;
+    if (!n.has_attr(ops::kColPartsAttr)) continue;
+    ++marked;
+    EXPECT_EQ(n.attr_ints(ops::kColPartsAttr), (std::vector<int64_t>{0, 256, 512, 768})) << n.name;
+  }
+  EXPECT_EQ(products, 4 * 4 + 1);
+  EXPECT_EQ(marked, 4) << "one q/k/v projection per layer";
+
+  const Tensor x2 = read_npy(dir + "/transformer4.input.npy");  // [2, 64] token ids
+  ASSERT_EQ(x2.shape(), (Shape{2, 64}));
+  const int64_t* ids = x2.data<int64_t>();
+  const Tensor x1 = Tensor::from<int64_t>({1, 64}, std::vector<int64_t>(ids, ids + 64));
+  const std::string in = q.graph.inputs[0];
+  SessionOptions one;
+  one.threads = 1;
+  // batch 1 on 2 threads, batch 2 on 3: each splits q, k and v by heads.
+  for (const auto& [x, threads] : {std::pair{x1, 2}, std::pair{x2, 3}}) {
+    SessionOptions so;
+    so.threads = threads;
+    expect_same_bits(Session(q, so).run({{in, x}})[0], Session(q, one).run({{in, x}})[0],
+                     "batch " + std::to_string(x.dim(0)) + " on " + std::to_string(threads) +
+                         " threads");
   }
 }
 
