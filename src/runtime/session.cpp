@@ -392,7 +392,10 @@ std::vector<Tensor> execute(const GraphPlan& plan, const Frame* parent,
                     "reads '" + st.node->inputs[i] + "', which has no value at this point");
       in.push_back(t);
     }
-    const auto t0 = std::chrono::steady_clock::now();
+    // The clock is read only for a profile: a read costs 27 ns on the 2-core
+    // VM, 4 us a run of the Transformer's 148 steps at batch 1.
+    const auto t0 = rs.profile ? std::chrono::steady_clock::now()
+                               : std::chrono::steady_clock::time_point{};
     StepMemo* memo = st.memo >= 0 && parent == nullptr && rs.memos != nullptr
                          ? &(*rs.memos)[static_cast<size_t>(st.memo)]
                          : nullptr;
