@@ -461,6 +461,30 @@ TEST(SessionApi, TransformerAcrossBatchesAsFresh) {
   }
 }
 
+// A profiled run times every step, in order, each within the run's time;
+// the same run without a profile gives the same logits.
+TEST(SessionApi, ProfileTimesEveryStep) {
+  const std::string dir = QFORGE_MODELS_DIR;
+  const Tensor x = read_npy(dir + "/transformer4.input.npy");
+  const Session s(dir + "/transformer4.onnx");
+  const std::string in = s.inputs()[0].name;
+  RunProfile prof;
+  const Tensor a = s.run({{in, x}}, &prof)[0];
+  const Tensor b = s.run({{in, x}})[0];
+  EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0);
+  ASSERT_GT(prof.nodes.size(), 100u);
+  EXPECT_GT(prof.total_ms, 0.0);
+  double sum = 0;
+  for (const NodeTime& n : prof.nodes) {
+    EXPECT_FALSE(n.node.empty());
+    EXPECT_GE(n.ms, 0.0) << n.node;
+    EXPECT_LE(n.ms, prof.total_ms) << n.node;
+    sum += n.ms;
+  }
+  EXPECT_LE(sum, prof.total_ms);
+  EXPECT_EQ(prof.nodes.back().op_type, "Gemm") << "the head, last";
+}
+
 TEST(SessionApi, ConcurrentRunsAgree) {
   const Session s(ir::parse_model(relu_model().SerializeAsString()));
   std::vector<std::thread> threads;
