@@ -1879,6 +1879,7 @@ struct ToFloatWeights {
   std::vector<float> b_scale;
   std::vector<float> bias;  // zeros without a bias (the reference adds 0.0f)
   int32_t zp_extremes[2] = {0, 0};  // the least and greatest b_zp, for exact_in_int32
+  std::vector<int64_t> col_parts;  // the node's kColPartsAttr, or empty
 
   bool matches(const Tensor* bz, const Tensor& bs, const Tensor* b_bias) const {
     return cols && scale_src.is(&bs) && zp_src.is(bz) && bias_src.is(b_bias);
@@ -1915,6 +1916,7 @@ std::shared_ptr<const void> prepare_matmul_to_float(const PrepareContext& ctx, i
     }
   }
   if (!st->packed && !st->cols) return nullptr;
+  if (ctx.node.has_attr(kColPartsAttr)) st->col_parts = ctx.node.attr_ints(kColPartsAttr);
   return st;
 }
 
@@ -1956,13 +1958,11 @@ void integer_matmul_to_float(OpContext& ctx, Path path, const Tensor& aq, int32_
     // Attention's q, k and v from this one product (passes::fuse_transpose_matmul
     // marks it): where the batch is smaller than the threads, the attention
     // splits by heads, so each thread computes its heads' columns.
-    std::vector<int64_t> parts;
     const int64_t rows = aq.rank() >= 2 ? aq.dim(aq.rank() - 2) : 1;
-    if (node.has_attr(kColPartsAttr) && ctx.pool() != nullptr &&
+    if (!tf->col_parts.empty() && ctx.pool() != nullptr &&
         g.M / std::max<int64_t>(rows, 1) < ctx.pool()->threads()) {
-      parts = node.attr_ints(kColPartsAttr);
-      g.col_parts = parts.data();
-      g.col_part_count = static_cast<int>(parts.size()) - 1;
+      g.col_parts = tf->col_parts.data();
+      g.col_part_count = static_cast<int>(tf->col_parts.size()) - 1;
     }
     kernels::qgemm(g, ctx.pool());
     return;
