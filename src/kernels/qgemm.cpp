@@ -51,7 +51,7 @@ int64_t max_deviation(bool is_signed, int32_t zp) {
 thread_local Scratch t_pack_a;
 thread_local Scratch t_row_sums;
 thread_local Scratch t_cols;  // a call's column terms (Job::col_off, neg_b_zp)
-thread_local Scratch t_pool_scale;  // qgemm_pool2x2's scales, padded to whole panels
+thread_local Scratch t_col_scale, t_col_fbias;  // a call's scales and float bias (padded_columns)
 
 // At least n zero row sums (never written but here).
 const int32_t* zero_row_sums(size_t n) {
@@ -160,11 +160,9 @@ struct Job {
   const int32_t* col_off = nullptr;  // np values each (see run)
   const int32_t* neg_b_zp = nullptr;
   bool row_term = true;  // some -b_zp' is non-zero (or the kernel needs row sums)
-  // The epilogue's N-value columns, padded to kMaxNr (the kernels read whole
-  // tiles): the caller's arrays where N is already a multiple, else copies.
+  // The epilogue's N-value columns, padded to kMaxNr (padded_columns).
   const float* scale = nullptr;
   const float* fbias = nullptr;
-  std::vector<float> scale_copy, fbias_copy;
   int32_t qmin = 0, qmax = 255;
   size_t c_elem = 4;  // bytes per element of C
   bool stream = false;  // QGemmTile::stream (kStreamBytes)
@@ -321,6 +319,16 @@ bool padded_column_terms(const QGemmArgs& a, int64_t np, int32_t** cols_out) {
   return any;
 }
 
+// An epilogue's N per-column values for kernels that read whole tiles of
+// np: v itself where N == np, else a copy padded with zeros, in the calling
+// thread's scratch `s` (read by every thread of this call).
+const float* padded_columns(const float* v, int64_t N, int64_t np, Scratch& s) {
+  if (N == np) return v;
+  float* p = s.get<float>(static_cast<size_t>(np));
+  std::fill(std::copy(v, v + N, p), p + np, 0.0f);
+  return p;
+}
+
 void check_args(const QGemmArgs& a) {
   if (a.B == nullptr) bad("has no packed B", "a QPackedB from qpack_b");
   const int64_t K = a.B->K(), N = a.B->N();
@@ -375,14 +383,9 @@ void run(const QGemmKernel& chosen, const QGemmArgs& a, ThreadPool* pool) {
   g.col_off = cols;
   g.neg_b_zp = cols + np;
   g.row_term = kr.needs_row_sums || any_bzp;
-  auto padded = [&](const float* v, std::vector<float>& copy) {
-    if (np == N) return v;
-    copy.assign(static_cast<size_t>(np), 0.0f);
-    std::copy(v, v + N, copy.begin());
-    return static_cast<const float*>(copy.data());
-  };
-  if (a.out != QOutput::kS32) g.scale = padded(a.scale, g.scale_copy);
-  if (a.out == QOutput::kF32 && a.fbias != nullptr) g.fbias = padded(a.fbias, g.fbias_copy);
+  if (a.out != QOutput::kS32) g.scale = padded_columns(a.scale, N, np, t_col_scale);
+  if (a.out == QOutput::kF32 && a.fbias != nullptr)
+    g.fbias = padded_columns(a.fbias, N, np, t_col_fbias);
   g.qmin = a.y_signed ? -128 : 0;
   g.qmax = a.y_signed ? 127 : 255;
   g.c_elem = a.out == QOutput::kQ8Double || a.out == QOutput::kQ8Float ? 1 : 4;
@@ -560,12 +563,7 @@ bool qgemm_pool2x2(const QGemmArgs& a, int64_t ow, int64_t pairs, const QImplici
   t.zp = padded_column_terms(a, np, &cols);
   if (t.zp && rows != nullptr) return false;  // the row sums would need the rows
   if (pairs == 0 || ow < 2 || N == 0) return true;
-  const float* scale = a.scale;
-  if (np != N) {
-    float* padded = t_pool_scale.get<float>(static_cast<size_t>(np));
-    std::fill(std::copy(a.scale, a.scale + N, padded), padded + np, 0.0f);
-    scale = padded;
-  }
+  const float* scale = padded_columns(a.scale, N, np, t_col_scale);
   if (t.zp) {
     int32_t* rsum = t_row_sums.get<int32_t>(static_cast<size_t>(a.M));
     row_sums_u8(static_cast<const uint8_t*>(a.A), a.lda, a.M, kp, rsum);
