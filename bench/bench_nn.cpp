@@ -78,4 +78,17 @@ void BM_ErfGeluOp(benchmark::State& state) {
 }
 BENCHMARK(BM_ErfGeluOp)->Arg(16384)->Arg(2048 * 1024)->ArgNames({"values"})->UseRealTime();
 
+// ai.qforge AddLayerNormalization as passes::fuse_add_layernorm writes a
+// post-norm residual, LayerNormalization(a + b) over rows of 256 (axis -1):
+// transformer4's [rows, 256] at batch 1 (64 rows) and 32 (2048).
+void BM_AddLayerNormOp(benchmark::State& state) {
+  const int64_t rows = state.range(0);
+  time_op(state, "ai.qforge", "AddLayerNormalization", 1,
+          {uniform({rows, 256}, -2.0f, 2.0f, 1), uniform({rows, 256}, -2.0f, 2.0f, 2),
+           uniform({256}, 0.5f, 1.5f, 3), uniform({256}, -0.5f, 0.5f, 4)},
+          {{"axis", qforge::ir::Attribute::of(int64_t{-1})},
+           {"epsilon", qforge::ir::Attribute::of(1e-5f)}});
+}
+BENCHMARK(BM_AddLayerNormOp)->Arg(64)->Arg(2048)->ArgNames({"rows"})->UseRealTime();
+
 }  // namespace

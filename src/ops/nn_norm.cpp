@@ -238,49 +238,70 @@ NN_INLINE void fold_half(Vec16<T>& t) {
   t += __builtin_shuffle(t, up);
 }
 
-// The sum of x[0..n) (Sq: of (x[i] - mu)^2) as a LayerNormalization row
-// takes it: in 64 lanes (four vectors of 16, four independent chains of
-// adds where one chain of 16 dependent adds per row made a Transformer's
-// rows of 256 wait on the adder), the vectors added pairwise, their 16
-// lanes folded in halves, then the tail (n % 16 values) in order.
-template <bool Sq, typename T>
-NN_INLINE T row_sum(const T* x, int64_t n, T mu) {
+// The sums of R rows of n values, x + r * n for r < R (Sq: of (x[i] - mu[r])^2),
+// into out[r], as a LayerNormalization row takes them: in 64 lanes (four
+// vectors of 16, four independent chains of adds where one chain of 16
+// dependent adds per row made a Transformer's rows of 256 wait on the
+// adder), the vectors added pairwise, their 16 lanes folded in halves, then
+// the tail (n % 16 values) in order. The R rows' chains are interleaved, each
+// row's operations the same for any R (so the same bits): a row's two sums,
+// divisions and square root are one chain of dependent steps, and R rows at
+// once keep the adders busy while each waits on its own.
+template <bool Sq, int R, typename T>
+NN_INLINE void row_sums(const T* x, int64_t n, const T* mu, T* out) {
   using V = Vec16<T>;
-  V a[4] = {};
-  const auto add = [x, mu](int64_t i, V& acc) NN_LAMBDA {
+  V a[R][4] = {};
+  const auto add = [x, n, mu](int r, int64_t i, V& acc) NN_LAMBDA {
     V v;
-    std::memcpy(&v, x + i, sizeof v);
-    if constexpr (Sq) v = (v - mu) * (v - mu);
+    std::memcpy(&v, x + r * n + i, sizeof v);
+    if constexpr (Sq) v = (v - mu[r]) * (v - mu[r]);
     acc += v;
   };
   int64_t i = 0;
   for (; i + 64 <= n; i += 64)
-    for (int k = 0; k < 4; ++k) add(i + 16 * k, a[k]);
-  for (int k = 0; i + 16 <= n; i += 16, ++k) add(i, a[k]);
-  V t = (a[0] + a[1]) + (a[2] + a[3]);
-  // Lane j += lane j + w for w = 8, 4, 2, 1, by shuffles in the register
-  // (through memory, the 16 scalar loads of a vector just stored wait on it).
-  fold_half<8, T>(t);
-  fold_half<4, T>(t);
-  fold_half<2, T>(t);
-  fold_half<1, T>(t);
-  T s = t[0];
-  for (; i < n; ++i) s += Sq ? (x[i] - mu) * (x[i] - mu) : x[i];
-  return s;
+    for (int r = 0; r < R; ++r)
+      for (int k = 0; k < 4; ++k) add(r, i + 16 * k, a[r][k]);
+  for (int k = 0; i + 16 <= n; i += 16, ++k)
+    for (int r = 0; r < R; ++r) add(r, i, a[r][k]);
+  for (int r = 0; r < R; ++r) {
+    V t = (a[r][0] + a[r][1]) + (a[r][2] + a[r][3]);
+    // Lane j += lane j + w for w = 8, 4, 2, 1, by shuffles in the register
+    // (through memory, the 16 scalar loads of a vector just stored wait on it).
+    fold_half<8, T>(t);
+    fold_half<4, T>(t);
+    fold_half<2, T>(t);
+    fold_half<1, T>(t);
+    T s = t[0];
+    const T* row = x + r * n;
+    for (int64_t j = i; j < n; ++j) s += Sq ? (row[j] - mu[r]) * (row[j] - mu[r]) : row[j];
+    out[r] = s;
+  }
 }
 
-template <typename T>
-NN_INLINE void layernorm_row(const T* x, T* y, int64_t n, const T* scale, const T* bias, T eps,
-                             T& mean, T& inv) {
-  mean = n > 0 ? row_sum<false>(x, n, T(0)) / static_cast<T>(n) : T(0);
-  const T var = n > 0 ? row_sum<true>(x, n, mean) / static_cast<T>(n) : T(0);
-  inv = T(1) / std::sqrt(var + eps);
-  const T m = mean, iv = inv;
-  if (bias != nullptr)
-    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * iv * scale[i] + bias[i];
-  else
-    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * iv * scale[i];
+// R rows of n values, x + r * n, normalized into y + r * n (y may be x); the
+// rows' means and 1 / sqrt(var + eps) into mean[r] and inv[r].
+template <int R, typename T>
+NN_INLINE void layernorm_rows(const T* x, T* y, int64_t n, const T* scale, const T* bias, T eps,
+                              T* mean, T* inv) {
+  const T zero[R] = {};
+  T sum[R], var[R];
+  if (n > 0) row_sums<false, R>(x, n, zero, sum);
+  for (int r = 0; r < R; ++r) mean[r] = n > 0 ? sum[r] / static_cast<T>(n) : T(0);
+  if (n > 0) row_sums<true, R>(x, n, mean, var);
+  for (int r = 0; r < R; ++r) {
+    inv[r] = T(1) / std::sqrt((n > 0 ? var[r] / static_cast<T>(n) : T(0)) + eps);
+    const T m = mean[r], iv = inv[r];
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    if (bias != nullptr)
+      for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - m) * iv * scale[i] + bias[i];
+    else
+      for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - m) * iv * scale[i];
+  }
 }
+
+// Rows of 4 go through layernorm_rows<4>, the last rows one by one.
+constexpr int64_t kLayerNormGroup = 4;
 
 DType stash_dtype(const ir::Node& node) {
   const int64_t st = node.attr_int("stash_type", 1);
@@ -330,36 +351,42 @@ void layernorm_impl(OpContext& ctx, const Tensor& x, int param, const Tensor* sk
     const T e = static_cast<T>(eps);
     const T* pk = skip != nullptr ? skip->data<T>() : nullptr;
     parallel(ctx.pool(), rows, grain_for(n), [&](int64_t b0, int64_t e0) {
-      for (int64_t r = b0; r < e0; ++r) {
-        T mean = 0, inv = 0;
+      for (int64_t r = b0; r < e0;) {
+        const int64_t k = e0 - r >= kLayerNormGroup ? kLayerNormGroup : 1;
+        T mean[kLayerNormGroup], inv[kLayerNormGroup];
         run_vectorized([&]() NN_LAMBDA {
-          // The rows two ahead, fetched now: a row's sums and its square
-          // root are one long chain of dependent steps, which holds back
-          // the loads of the next rows where the inputs come from L3
-          // (transformer4 at batch 32, AddLayerNormalization: 43% less
-          // time in a slow phase of the host).
-          if (r + 2 < e0) {
-            prefetch_rows(px + (r + 2) * n, 1, n, n);
-            if (pk != nullptr) prefetch_rows(pk + (r + 2) * n, 1, n, n);
+          // The next rows, fetched now: the rows' sums and square roots are
+          // chains of dependent steps, which hold back the loads of the next
+          // rows where the inputs come from L3 (transformer4 at batch 32,
+          // AddLayerNormalization: 43% less time in a slow phase of the host).
+          const int64_t ahead = std::min(k, e0 - r - k);
+          if (ahead > 0) {
+            prefetch_rows(px + (r + k) * n, ahead, n, n);
+            if (pk != nullptr) prefetch_rows(pk + (r + k) * n, ahead, n, n);
           }
-          if (pk == nullptr) {
-            layernorm_row(px + r * n, py + r * n, n, ps, pb, e, mean, inv);
-          } else {
-            const T* a = px + r * n;
+          const T* src = px + r * n;
+          if (pk != nullptr) {
             const T* b = pk + r * n;
             T* row = py + r * n;
-            for (int64_t i = 0; i < n; ++i) row[i] = a[i] + b[i];
-            layernorm_row(row, row, n, ps, pb, e, mean, inv);
+            for (int64_t i = 0; i < k * n; ++i) row[i] = src[i] + b[i];
+            src = row;
           }
+          if (k == kLayerNormGroup)
+            layernorm_rows<kLayerNormGroup>(src, py + r * n, n, ps, pb, e, mean, inv);
+          else
+            layernorm_rows<1>(src, py + r * n, n, ps, pb, e, mean, inv);
         });
-        if (mean_t != nullptr) {
-          if (stash == DType::kF32) mean_t->data<float>()[r] = static_cast<float>(mean);
-          else mean_t->data<double>()[r] = static_cast<double>(mean);
+        for (int64_t j = 0; j < k; ++j) {
+          if (mean_t != nullptr) {
+            if (stash == DType::kF32) mean_t->data<float>()[r + j] = static_cast<float>(mean[j]);
+            else mean_t->data<double>()[r + j] = static_cast<double>(mean[j]);
+          }
+          if (inv_t != nullptr) {
+            if (stash == DType::kF32) inv_t->data<float>()[r + j] = static_cast<float>(inv[j]);
+            else inv_t->data<double>()[r + j] = static_cast<double>(inv[j]);
+          }
         }
-        if (inv_t != nullptr) {
-          if (stash == DType::kF32) inv_t->data<float>()[r] = static_cast<float>(inv);
-          else inv_t->data<double>()[r] = static_cast<double>(inv);
-        }
+        r += k;
       }
     });
   });
@@ -463,10 +490,11 @@ void qlinear_layernorm_run(OpContext& ctx) {
       const uint8_t* xr = px + r0 * n;
       dequantize_q8(xr, len, xq, f);
       run_vectorized([&]() NN_LAMBDA {
-        for (int64_t r = 0; r < k; ++r) {
-          float mean = 0, inv = 0;
-          layernorm_row(f + r * n, f + r * n, n, ps, pb, eps, mean, inv);
-        }
+        float mean[kLayerNormGroup], inv[kLayerNormGroup];
+        int64_t r = 0;
+        for (; r + kLayerNormGroup <= k; r += kLayerNormGroup)
+          layernorm_rows<kLayerNormGroup>(f + r * n, f + r * n, n, ps, pb, eps, mean, inv);
+        for (; r < k; ++r) layernorm_rows<1>(f + r * n, f + r * n, n, ps, pb, eps, mean, inv);
       });
       quantize_q8(f, len, yq, py + r0 * n);
     }

@@ -1124,6 +1124,43 @@ TEST(NormOps, LayerNormalization) {
   expect_error([&] { run(n, {{"x", x}, {"s", sc}, {"b", b}}, 16); }, "LayerNormalization");
 }
 
+// The rows of a LayerNormalization go four at a time where four are left
+// (their sums interleaved), else one by one: each row's bits must be what
+// the row alone gives (a [1, n] input takes the one-row path). Widths with
+// and without a tail of n % 16, Scale and B as constants (prepared) and
+// given at run time; Mean and InvStdDev as well. Reference: the op itself on
+// one row, held to ONNX's backend data by the conformance run.
+TEST(NormOps, LayerNormalizationRowsInGroupsAreTheRowsAlone) {
+  for (const int64_t n : {256, 37, 16, 5}) {
+    const Tensor x = f32({7, n}, 710, -3.0f, 3.0f);
+    const Tensor sc = f32({n}, 711, 0.5f, 1.5f), b = f32({n}, 712);
+    ir::Node node = make_node("LayerNormalization", {"x", "s", "b"}, {"y", "mean", "inv"});
+    for (const bool constants : {true, false}) {
+      const Session::NamedTensors params = {{"s", sc}, {"b", b}};
+      auto run_on = [&](const Tensor& in) {
+        Session::NamedTensors feed = {{"x", in}};
+        if (!constants) feed.insert(feed.end(), params.begin(), params.end());
+        return run(node, feed, 17, constants ? params : Session::NamedTensors{}, 1);
+      };
+      const auto all = run_on(x);
+      for (int64_t r = 0; r < 7; ++r) {
+        Tensor row(DType::kF32, {1, n});
+        const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+        std::memcpy(row.data<float>(), x.data<float>() + r * n, bytes);
+        const auto one = run_on(row);
+        const std::string what = "n=" + std::to_string(n) + " row " + std::to_string(r) +
+                                 (constants ? " (prepared)" : "");
+        EXPECT_EQ(std::memcmp(all[0].data<float>() + r * n, one[0].data<float>(), bytes), 0)
+            << what << ": Y";
+        EXPECT_EQ(std::memcmp(all[1].data<float>() + r, one[1].data<float>(), sizeof(float)), 0)
+            << what << ": Mean";
+        EXPECT_EQ(std::memcmp(all[2].data<float>() + r, one[2].data<float>(), sizeof(float)), 0)
+            << what << ": InvStdDev";
+      }
+    }
+  }
+}
+
 TEST(NormOps, InstanceLpLrnMvn) {
   // InstanceNormalization (spec): y = scale * (x - mean) / sqrt(variance +
   // epsilon) + B, mean and variance per instance and channel.
