@@ -1,6 +1,6 @@
 // Float ops of attention, one thread, on the shapes of transformer4
 // (scripts/make_models.py: batch 32, 4 heads, 64 tokens of 64 values):
-//   ./build/bench/qforge_bench --benchmark_filter='SoftmaxOp|AttentionScores|ErfGelu'
+//   ./build/bench/qforge_bench --benchmark_filter='SoftmaxOp|AttentionScores|ErfGelu|AddLayerNorm'
 // BM_SoftmaxOp: ONNX Softmax (opset 13, last axis) on [rows / n, n]
 // (args: rows, n). BM_AttentionScores: ai.qforge TransposeMatMul as
 // passes::fuse_transpose_matmul writes it for softmax(q k^T / 8), q and k

@@ -1128,9 +1128,26 @@ TEST(NormOps, LayerNormalization) {
 // (their sums interleaved), else one by one: each row's bits must be what
 // the row alone gives (a [1, n] input takes the one-row path). Widths with
 // and without a tail of n % 16, Scale and B as constants (prepared) and
-// given at run time; Mean and InvStdDev as well. Reference: the op itself on
-// one row, held to ONNX's backend data by the conformance run.
+// given at run time; Mean and InvStdDev as well; and a double input (its
+// own instantiation of the rows). Reference: the op itself on one row, held
+// to ONNX's backend data by the conformance run.
 TEST(NormOps, LayerNormalizationRowsInGroupsAreTheRowsAlone) {
+  {
+    std::vector<double> xv(7 * 101), sv(101);
+    for (size_t i = 0; i < xv.size(); ++i) xv[i] = 3.0 * std::sin(0.37 * static_cast<double>(i));
+    for (size_t i = 0; i < sv.size(); ++i) sv[i] = 0.5 + 0.03 * static_cast<double>(i);
+    const Tensor x = Tensor::from<double>({7, 101}, xv), sc = Tensor::from<double>({101}, sv);
+    const ir::Node node = make_node("LayerNormalization", {"x", "s"}, {"y"});
+    const Tensor all = run(node, {{"x", x}, {"s", sc}}, 17, {}, 1)[0];
+    for (int64_t r = 0; r < 7; ++r) {
+      const Tensor row = Tensor::from<double>(
+          {1, 101}, std::vector<double>(xv.begin() + r * 101, xv.begin() + (r + 1) * 101));
+      const Tensor one = run(node, {{"x", row}, {"s", sc}}, 17, {}, 1)[0];
+      const size_t bytes = 101 * sizeof(double);
+      EXPECT_EQ(std::memcmp(all.data<double>() + r * 101, one.data<double>(), bytes), 0)
+          << "double row " << r;
+    }
+  }
   for (const int64_t n : {256, 37, 16, 5}) {
     const Tensor x = f32({7, n}, 710, -3.0f, 3.0f);
     const Tensor sc = f32({n}, 711, 0.5f, 1.5f), b = f32({n}, 712);
