@@ -974,7 +974,7 @@ std::shared_ptr<const void> prepare_conv_state(const PrepareContext& ctx, int w_
       st->group = ctx.node.attr_int("group", 1);
       st->win = window_attrs(ctx.node, sz(w->rank() - 2), true);
     } catch (const Error&) {
-      st->win.reset();
+      // win stays empty: the run reads the attributes and names the fault.
     }
   }
   return st;
