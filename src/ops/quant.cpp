@@ -958,6 +958,17 @@ struct ConvState {
   std::shared_ptr<const void> packed;
   std::optional<Window> win;
   int64_t group = 1;
+  // QLinearConv's fast-path values (qconv_channels) where its inputs 1 to 8
+  // (all but x) are constants, used while the run's inputs are those tensors.
+  std::optional<int8::ConvChannels> q;
+  std::array<int8::SourceTensor, 8> q_src;
+
+  const int8::ConvChannels* q_of(const OpContext& ctx) const {
+    if (!q) return nullptr;
+    for (int i = 1; i <= 8; ++i)
+      if (!q_src[sz(i - 1)].is(ctx.has_input(i) ? &ctx.input(i) : nullptr)) return nullptr;
+    return &*q;
+  }
 };
 
 const void* packed_of(const OpContext& ctx) {
@@ -965,7 +976,7 @@ const void* packed_of(const OpContext& ctx) {
   return st != nullptr ? st->packed.get() : nullptr;
 }
 
-std::shared_ptr<const void> prepare_conv_state(const PrepareContext& ctx, int w_index) {
+std::shared_ptr<ConvState> prepare_conv_state(const PrepareContext& ctx, int w_index) {
   auto st = std::make_shared<ConvState>();
   st->packed = int8::prepare_conv(ctx, w_index);
   const Tensor* w = sz(w_index) < ctx.constants.size() ? ctx.constants[sz(w_index)] : nullptr;
@@ -1134,9 +1145,12 @@ void int_conv(const ConvGeom& g, const std::vector<int32_t>& X, const std::vecto
 }
 
 // Per-output-channel values (w_scale, w_zero_point, B): one value, or M.
+bool per_channel_ok(const Tensor& t, int64_t M, bool single_ok) {
+  return (single_ok && is_single(t)) || (t.rank() == 1 && t.numel() == M);
+}
 void expect_per_channel(const ir::Node& node, const Tensor& t, const char* what, int64_t M, bool single_ok) {
-  const bool ok = (single_ok && is_single(t)) || (t.rank() == 1 && t.numel() == M);
-  QREQUIRE(ok, node, Errc::kShapeMismatch, std::string(what) + " has shape " + shape_str(t.shape()),
+  QREQUIRE(per_channel_ok(t, M, single_ok), node, Errc::kShapeMismatch,
+           std::string(what) + " has shape " + shape_str(t.shape()),
            std::string(single_ok ? "a scalar (per tensor) or " : "") + "a 1-D tensor of " +
                std::to_string(M) + " values (one per output channel)");
 }
@@ -1156,12 +1170,12 @@ std::vector<int32_t> weights_minus_zero_point(const ir::Node& node, const Tensor
 // The fast path's description of a checked convolution (g's vectors moved
 // into it: these run on every call).
 int8::Conv int8_conv(ConvGeom&& g, const Tensor& x, int32_t x_zp, const Tensor& w,
-                     std::vector<int32_t> w_zp) {
+                     const int8::ConvChannels& ch) {
   int8::Conv c;
   c.x = &x;
   c.x_zp = x_zp;
   c.w = &w;
-  c.w_zp = std::move(w_zp);
+  c.ch = &ch;
   c.N = g.N;
   c.C = g.C;
   c.M = g.M;
@@ -1173,6 +1187,73 @@ int8::Conv int8_conv(ConvGeom&& g, const Tensor& x, int32_t x_zp, const Tensor& 
   c.dilation = std::move(g.dilation);
   c.pad_begin = std::move(g.pad_begin);
   return c;
+}
+
+// QLinearConv's fast-path values for weights w [M, ...] with checked w_scale,
+// w_zero_point (each per tensor or per channel) and B (M values, or null):
+// w's zero points, the multipliers x_scale * w_scale[m] / y_scale (float, as
+// the reference computes them) and B. nullopt where an int32 sum plus bias
+// could differ from the reference's int64 one.
+std::optional<int8::ConvChannels> qconv_channels(float x_scale, int32_t xz, bool x_signed,
+                                                 const Tensor& w, const Tensor& ws,
+                                                 const Tensor& wz, float y_scale, int32_t y_zp,
+                                                 bool y_signed, const Tensor* B) {
+  const int64_t M = w.dim(0), K = M > 0 ? w.numel() / M : 0;
+  int8::ConvChannels ch;
+  ch.w_zp = per_channel(codes_of(wz), M);
+  if (B) ch.ep.bias = codes_of(*B);
+  int64_t bias_max = 0;
+  for (int32_t v : ch.ep.bias) bias_max = std::max(bias_max, std::abs(int64_t{v}));
+  if (!kernels::exact_in_int32(K, x_signed, xz, signed8(w), ch.w_zp.data(), M, bias_max))
+    return std::nullopt;
+  const std::vector<float> wsv = floats_of(ws);
+  ch.ep.out = kernels::QOutput::kQ8Double;
+  ch.ep.scale.reserve(sz(M));
+  for (int64_t m = 0; m < M; ++m)  // the multiplier exactly as the reference's
+    ch.ep.scale.push_back(x_scale * wsv[wsv.size() == 1 ? 0 : sz(m)] / y_scale);
+  ch.ep.y_zp = y_zp;
+  ch.ep.y_signed = y_signed;
+  return ch;
+}
+
+// QLinearConv's prepare: prepare_conv_state, and where every input but x is
+// a constant of the type and shape the run accepts, qconv_channels (and the
+// depthwise loop's tables) made once. Anything else is left to the run,
+// which reports what is wrong.
+std::shared_ptr<const void> prepare_qconv_state(const PrepareContext& ctx) {
+  std::shared_ptr<ConvState> st = prepare_conv_state(ctx, 3);
+  std::array<const Tensor*, 9> in{};
+  for (size_t i = 1; i < in.size() && i < ctx.constants.size(); ++i) in[i] = ctx.constants[i];
+  const bool has_b = ctx.node.inputs.size() > 8 && !ctx.node.inputs[8].empty();
+  for (size_t i = 1; i < 8; ++i)
+    if (in[i] == nullptr) return st;
+  if (has_b != (in[8] != nullptr)) return st;
+  const Tensor &xs = *in[1], &xz = *in[2], &w = *in[3], &ws = *in[4], &wz = *in[5];
+  const Tensor &ys = *in[6], &yz = *in[7];
+  auto is_8bit = [](const Tensor& t) { return t.dtype() == DType::kU8 || t.dtype() == DType::kI8; };
+  auto single = [&](const Tensor& t, bool f32) {
+    return is_single(t) && (f32 ? t.dtype() == DType::kF32 : is_8bit(t));
+  };
+  if (!single(xs, true) || !single(xz, false) || !single(ys, true) || !single(yz, false) ||
+      !is_8bit(w) || w.rank() < 3 || ws.dtype() != DType::kF32 ||
+      wz.dtype() != w.dtype())
+    return st;
+  const int64_t M = w.dim(0);
+  const float y_scale = float_at(ys, 0);
+  if (!per_channel_ok(ws, M, true) || !per_channel_ok(wz, M, true) ||
+      !(std::isfinite(y_scale) && y_scale != 0) ||
+      (in[8] && (in[8]->dtype() != DType::kI32 || !per_channel_ok(*in[8], M, false))))
+    return st;
+  int32_t x_zp = 0, y_zp = 0;
+  load_codes(xz.raw(), 1, xz.dtype(), &x_zp);
+  load_codes(yz.raw(), 1, yz.dtype(), &y_zp);
+  st->q = qconv_channels(float_at(xs, 0), x_zp, signed8(xz), w, ws, wz, y_scale, y_zp,
+                         signed8(yz), in[8]);
+  if (!st->q) return st;
+  for (size_t i = 1; i < in.size(); ++i) st->q_src[i - 1] = int8::SourceTensor::of(in[i]);
+  if (w.rank() == 4 && w.dim(1) == 1 && st->group == M && st->win)  // depthwise
+    st->q->dw = int8::dw_tables(w, x_zp, *st->q);
+  return st;
 }
 
 std::optional<SymShape> conv_sym_of(const InferContext& c, const SymShape& xshape, int iw);
@@ -1230,12 +1311,13 @@ void conv_integer_run(OpContext& ctx, Path path) {
   out.insert(out.end(), g.out.begin(), g.out.end());
   if (path == Path::kFast) {
     // Wrapping int32 sums are the spec's: no exactness condition.
-    std::vector<int32_t> w_zp(sz(g.M), 0);
+    int8::ConvChannels ch;
+    ch.w_zp.assign(sz(g.M), 0);
     if (wz) {
       expect_per_channel(node, *wz, "w_zero_point", g.M, true);
-      w_zp = per_channel(codes_of(*wz), g.M);
+      ch.w_zp = per_channel(codes_of(*wz), g.M);
     }
-    const int8::Conv c = int8_conv(std::move(g), x, xz, w, std::move(w_zp));
+    const int8::Conv c = int8_conv(std::move(g), x, xz, w, ch);
     int8::conv(c, packed_of(ctx), ctx.output(0, DType::kI32, out).raw(), ctx.pool());
     return;
   }
@@ -1297,14 +1379,11 @@ void qlinear_conv_impl(OpContext& ctx, Path path, bool pool) {
   const Shape xs = cl ? Shape{xin.dim(0), xin.dim(3), xin.dim(1), xin.dim(2)} : xin.shape();
   ConvGeom g = conv_geometry(node, xs, w.shape(), static_cast<const ConvState*>(ctx.state()));
   expect_per_channel(node, ws, "w_scale", g.M, true);
-  std::vector<int32_t> bias;
-  if (ctx.has_input(8)) {
-    const Tensor& B = ctx.input(8);
-    expect_type(node, "bias B", B.dtype(), kI32Only);
-    expect_per_channel(node, B, "bias B", g.M, false);
-    bias = codes_of(B);
+  const Tensor* B = ctx.has_input(8) ? &ctx.input(8) : nullptr;
+  if (B) {
+    expect_type(node, "bias B", B->dtype(), kI32Only);
+    expect_per_channel(node, *B, "bias B", g.M, false);
   }
-  const std::vector<float> wsv = floats_of(ws);
   Shape out{g.N, g.M};
   out.insert(out.end(), g.out.begin(), g.out.end());
   Shape pooled = out;  // NCHW
@@ -1333,21 +1412,15 @@ void qlinear_conv_impl(OpContext& ctx, Path path, bool pool) {
   };
   if (path == Path::kFast) {
     expect_per_channel(node, wz, "w_zero_point", g.M, true);
-    std::vector<int32_t> w_zp = per_channel(codes_of(wz), g.M);
-    int64_t bias_max = 0;
-    for (int32_t v : bias) bias_max = std::max(bias_max, std::abs(int64_t{v}));
-    const int64_t K = g.C / g.group * shape_numel(g.kernel);
-    // The int32 sum plus bias must equal the reference's int64 one.
-    if (kernels::exact_in_int32(K, signed8(xin), xz, signed8(w), w_zp.data(), g.M, bias_max)) {
-      const int64_t M = g.M;
-      int8::Conv c = int8_conv(std::move(g), xin, xz, w, std::move(w_zp));
-      c.ep.out = kernels::QOutput::kQ8Double;
-      c.ep.scale.reserve(sz(M));
-      for (int64_t m = 0; m < M; ++m)  // the multiplier exactly as below
-        c.ep.scale.push_back(x_scale * wsv[wsv.size() == 1 ? 0 : sz(m)] / y_scale);
-      c.ep.bias = std::move(bias);
-      c.ep.y_zp = y_zp;
-      c.ep.y_signed = signed8(yz);
+    // Made in prepare, or here: nullopt where the int32 sums could differ from the reference's.
+    const auto* st = static_cast<const ConvState*>(ctx.state());
+    const int8::ConvChannels* ch = st != nullptr ? st->q_of(ctx) : nullptr;
+    std::optional<int8::ConvChannels> made;
+    if (ch == nullptr)
+      made = qconv_channels(x_scale, xz, signed8(xin), w, ws, wz, y_scale, y_zp, signed8(yz), B);
+    if (made) ch = &*made;
+    if (ch != nullptr) {
+      int8::Conv c = int8_conv(std::move(g), xin, xz, w, *ch);
       c.cl_in = cl;
       if (!pool || !int8::is_depthwise(c)) {  // pooled and laid out as it is written
         c.pool2x2 = pool;
@@ -1372,6 +1445,8 @@ void qlinear_conv_impl(OpContext& ctx, Path path, bool pool) {
   std::vector<int32_t> X = codes_of(x_nchw);
   for (auto& v : X) v -= xz;
   const auto W = weights_minus_zero_point(node, w, &wz, g.M, "w_zero_point");
+  const std::vector<int32_t> bias = B ? codes_of(*B) : std::vector<int32_t>();
+  const std::vector<float> wsv = floats_of(ws);
   const int64_t qmin = dtype_min(yz.dtype()), qmax = dtype_max(yz.dtype());
   const bool direct = !pool && !cl;
   if (!direct) full = Tensor(yz.dtype(), out);
@@ -2353,7 +2428,9 @@ void register_quant_ops(OpRegistry& r) {
     return [b](const PrepareContext& p) { return int8::prepare_matmul(p, b); };
   };
   auto packs_conv_w = [](int w) {
-    return [w](const PrepareContext& p) { return prepare_conv_state(p, w); };
+    return [w](const PrepareContext& p) -> std::shared_ptr<const void> {
+      return w == 3 ? prepare_qconv_state(p) : prepare_conv_state(p, w);
+    };
   };
   r.add({.domain = "", .op_type = "MatMulInteger", .min_opset = 10, .max_opset = 21,
          .infer = matmul_integer_infer, .prepare = packs_matmul_b(1),

@@ -523,9 +523,32 @@ NN_INLINE void dw_sums_row_fixed(const XT* x, int64_t OW, int64_t step, const in
   }
 }
 
+// dw_tables of C channels of T taps each.
+template <typename WT>
+DwTables dw_tables_of(const WT* w, int64_t C, int64_t T, int32_t x_zp, const ConvChannels& ch) {
+  const Epilogue& ep = ch.ep;
+  DwTables d;
+  d.T = T;
+  d.Cp = ceil_div(C, kDwLanes) * kDwLanes;
+  d.wz.assign(sz(T * d.Cp), 0);
+  d.base.assign(sz(d.Cp), 0);
+  d.scale.assign(sz(d.Cp), 0.0);
+  for (int64_t c = 0; c < C; ++c) {
+    uint32_t wsum = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t v = int32_t{w[c * T + t]} - ch.w_zp[sz(c)];
+      d.wz[sz(t * d.Cp + c)] = v;
+      wsum += static_cast<uint32_t>(v);
+    }
+    d.base[sz(c)] = (ep.bias.empty() ? 0u : static_cast<uint32_t>(ep.bias[sz(c)])) -
+                    static_cast<uint32_t>(x_zp) * wsum;
+    if (!ep.scale.empty()) d.scale[sz(c)] = static_cast<double>(ep.scale[sz(c)]);
+  }
+  return d;
+}
+
 template <typename XT, typename WT>
 void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
-  const WT* w = static_cast<const WT*>(p.w->raw());
   const int64_t C = p.C, H = p.in[0], W = p.in[1], OH = p.out[0], OW = p.out[1];
   const int64_t KH = p.kernel[0], KW = p.kernel[1], T = KH * KW;
   const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0], dw = p.dilation[1];
@@ -534,23 +557,17 @@ void depthwise_2d(const Conv& p, void* y, ThreadPool* pool) {
   // The padded width covers every tap of every output column.
   const int64_t Wp = std::max(pw + W, (OW - 1) * sw + (KW - 1) * dw + 1);
   const int64_t P = OH * OW;
-  const Epilogue& ep = p.ep;
+  const Epilogue& ep = p.ch->ep;
 
-  // Weights less their zero points, [T][Cp]; base[c] as above.
-  std::vector<int32_t> wz(sz(T * Cp), 0);
-  std::vector<uint32_t> base(sz(Cp), 0);
-  std::vector<double> scale(sz(Cp), 0.0);  // float multipliers, widened (exactly)
-  for (int64_t c = 0; c < C; ++c) {
-    uint32_t wsum = 0;
-    for (int64_t t = 0; t < T; ++t) {
-      const int32_t v = int32_t{w[c * T + t]} - p.w_zp[sz(c)];
-      wz[sz(t * Cp + c)] = v;
-      wsum += static_cast<uint32_t>(v);
-    }
-    base[sz(c)] = (ep.bias.empty() ? 0u : static_cast<uint32_t>(ep.bias[sz(c)])) -
-                  static_cast<uint32_t>(p.x_zp) * wsum;
-    if (!ep.scale.empty()) scale[sz(c)] = static_cast<double>(ep.scale[sz(c)]);
-  }
+  // Weights less their zero points, [T][Cp]; base[c] as above (made once
+  // where the caller has them).
+  DwTables made;
+  if (p.ch->dw.T != T || p.ch->dw.Cp != Cp)
+    made = dw_tables_of(static_cast<const WT*>(p.w->raw()), C, T, p.x_zp, *p.ch);
+  const DwTables& tab = made.T == T ? made : p.ch->dw;
+  const std::vector<int32_t>& wz = tab.wz;
+  const std::vector<uint32_t>& base = tab.base;
+  const std::vector<double>& scale = tab.scale;
   // Tap offsets in the band, in bytes from the window's first position.
   std::vector<int64_t> off(sz(T));
   for (int64_t kh = 0; kh < KH; ++kh)
@@ -937,6 +954,13 @@ std::shared_ptr<const void> prepare_gemm(const PrepareContext& ctx, int b_index,
   return st;
 }
 
+DwTables dw_tables(const Tensor& w, int32_t x_zp, const ConvChannels& ch) {
+  const int64_t T = w.numel() / std::max<int64_t>(w.dim(0), 1);
+  const int64_t C = w.dim(0);
+  if (is_signed8(w)) return dw_tables_of(static_cast<const int8_t*>(w.raw()), C, T, x_zp, ch);
+  return dw_tables_of(static_cast<const uint8_t*>(w.raw()), C, T, x_zp, ch);
+}
+
 std::shared_ptr<const void> prepare_conv(const PrepareContext& ctx, int w_index) {
   const Tensor* w = sz(w_index) < ctx.constants.size() ? ctx.constants[sz(w_index)] : nullptr;
   if (w == nullptr || !is_8bit(w->dtype()) || w->rank() < 3 || w->numel() == 0) return nullptr;
@@ -1056,6 +1080,8 @@ void gemm(const Gemm& p, const void* state, void* y, ThreadPool* pool) {
 
 void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   const ConvDims d = dims_of(p);
+  const Epilogue& ep = p.ch->ep;
+  const std::vector<int32_t>& w_zp = p.ch->w_zp;
   if (p.N == 0 || p.M == 0 || d.P == 0) return;
   // A small convolution (a batch-1 image's layer: tens of microseconds or
   // less) runs on the calling thread: waking the pool costs more than it saves.
@@ -1108,8 +1134,8 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   // pool2x2 with positive multipliers: the GEMM writes the int32 sums (bias
   // included), pooled before they are requantized (pool_2x2_requant_cl).
   const bool pool_sums =
-      p.pool2x2 && p.ep.out == kernels::QOutput::kQ8Double &&
-      std::all_of(p.ep.scale.begin(), p.ep.scale.end(),
+      p.pool2x2 && ep.out == kernels::QOutput::kQ8Double &&
+      std::all_of(ep.scale.begin(), ep.scale.end(),
                   [](float s) { return s > 0.0f && s <= std::numeric_limits<float>::max(); });
   // Chunks of output positions: a bounded im2col each (and where pool_sums
   // writes int32 sums, sums that stay in L1 until they are pooled; the
@@ -1125,7 +1151,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   chunk = std::min(Pc, ceil_div(chunk, unit) * unit);
   const int64_t chunks = ceil_div(Pc, chunk);
   const int64_t tasks = per_image * chunks;
-  const size_t es = elem_size(p.ep.out);
+  const size_t es = elem_size(ep.out);
   const auto zp = static_cast<uint8_t>(p.x_zp);  // the code's byte, s8 or u8
   // The pooled epilogue can read A's rows from the padded plane itself (no
   // im2col): one group, kernel rows (KW taps of C channels) whole 4-byte
@@ -1135,7 +1161,7 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
   const bool implicit = pool_sums && !xs && ws && !direct && p.in.size() == 2 && p.group == 1 &&
                         p.dilation[1] == 1 && (d.kw4 || p.kernel[1] * p.C % 4 == 0) &&
                         kernels::qgemm_has_pool2x2() &&
-                        std::all_of(p.w_zp.begin(), p.w_zp.end(), [](int32_t z) { return z == 0; });
+                        std::all_of(w_zp.begin(), w_zp.end(), [](int32_t z) { return z == 0; });
 
   auto task = [&](int64_t t, ThreadPool* inner) {
     thread_local std::vector<uint8_t> col_buf, out_buf, pool_buf, plane_buf;
@@ -1150,8 +1176,8 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     a.a_signed = xs;
     a.a_zp = p.x_zp;
     a.B = wp[sz(g)];
-    a.b_zp = p.w_zp.data() + g * d.Mg;
-    set_epilogue(a, p.ep, g * d.Mg);
+    a.b_zp = w_zp.data() + g * d.Mg;
+    set_epilogue(a, ep, g * d.Mg);
     const int64_t pairs = np / pair;
     // Pooled into y's rows (cl_out) or a tile then transposed.
     uint8_t* const pooled =
@@ -1215,12 +1241,12 @@ void conv(const Conv& p, const void* state, void* y, ThreadPool* pool) {
     if (in_place) return;
     if (p.pool2x2) {
       const auto* sums = reinterpret_cast<const int32_t*>(tmp);
-      const float* scale = p.ep.scale.data() + g * d.Mg;
-      if (pool_sums && p.ep.y_signed)
-        pool_2x2_requant_cl<int8_t>(sums, pairs, OW, d.Mg, scale, p.ep.y_zp, pooled, ldo);
+      const float* scale = ep.scale.data() + g * d.Mg;
+      if (pool_sums && ep.y_signed)
+        pool_2x2_requant_cl<int8_t>(sums, pairs, OW, d.Mg, scale, ep.y_zp, pooled, ldo);
       else if (pool_sums)
-        pool_2x2_requant_cl<uint8_t>(sums, pairs, OW, d.Mg, scale, p.ep.y_zp, pooled, ldo);
-      else if (p.ep.y_signed)
+        pool_2x2_requant_cl<uint8_t>(sums, pairs, OW, d.Mg, scale, ep.y_zp, pooled, ldo);
+      else if (ep.y_signed)
         pool_2x2_cl<int8_t>(tmp, pairs, OW, d.Mg, pooled, ldo);
       else
         pool_2x2_cl<uint8_t>(tmp, pairs, OW, d.Mg, pooled, ldo);

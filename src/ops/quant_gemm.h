@@ -100,18 +100,37 @@ struct Gemm {
 };
 void gemm(const Gemm& p, const void* state, void* y, ThreadPool* pool);
 
+// What the depthwise loop reads of its weights and epilogue.
+struct DwTables {
+  int64_t T = 0, Cp = 0;       // taps; channels rounded up to the loop's lanes
+  std::vector<int32_t> wz;     // [T][Cp]: the weights less their zero points (0 past C)
+  std::vector<uint32_t> base;  // [Cp]: bias - x_zp * (channel's sum of wz), wrapping
+  std::vector<double> scale;   // [Cp]: the epilogue's multipliers, widened (exactly)
+};
+
+// A convolution's per-output-channel values (M each): its weights' zero
+// points and its epilogue; for the depthwise loop (is_depthwise), its tables
+// where they were made once (dw_tables, for these weights, x_zp and values),
+// or empty (T = 0) for the loop to make them per call.
+struct ConvChannels {
+  std::vector<int32_t> w_zp;
+  Epilogue ep;
+  DwTables dw;
+};
+// The depthwise loop's tables of weights w [C, 1, KH, KW] (8-bit), x's zero
+// point and ch's w_zp and epilogue.
+DwTables dw_tables(const Tensor& w, int32_t x_zp, const ConvChannels& ch);
+
 // Convolution of x [N, C, in...] by w [M, C / group, kernel...] (already
-// checked), zero padding meaning x's zero point. Epilogue values are per
-// output channel (M).
+// checked), zero padding meaning x's zero point, with the values of *ch.
 struct Conv {
   const Tensor* x = nullptr;
   int32_t x_zp = 0;
   const Tensor* w = nullptr;
-  std::vector<int32_t> w_zp;  // M values
+  const ConvChannels* ch = nullptr;
   int64_t N = 0, C = 0, M = 0, group = 1;
   Shape in, kernel, out;
   std::vector<int64_t> stride, dilation, pad_begin;
-  Epilogue ep;
   // MaxPool 2x2 / 2 (no padding, floor) of the codes: 2-D, kQ8Double, not
   // depthwise (is_depthwise); y is then [N, M, out[0] / 2, out[1] / 2].
   bool pool2x2 = false;

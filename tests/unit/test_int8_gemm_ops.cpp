@@ -85,8 +85,9 @@ struct OpCall {
   std::optional<Inputs> pack_from;  // prepare on these inputs instead
   // Inputs prepare may also see as constants (B's scales, zero points and
   // bias, whose per-column values MatMulIntegerToFloat and
-  // DynamicQuantizeMatMul make in prepare): expect_fast_is_reference runs
-  // with and without them.
+  // DynamicQuantizeMatMul make in prepare; QLinearConv's quantization
+  // parameters and bias, whose per-channel values and depthwise tables it
+  // makes there): expect_fast_is_reference runs with and without them.
   std::vector<int> params;
 };
 
@@ -171,7 +172,9 @@ void expect_fast_is_reference(OpCall c, RefFn ref, const std::string& what) {
     c.packed = pack == 0 ? std::vector<int>{} : pack == 1 ? packed : with_params;
     for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
       ASSERT_TRUE(same_tensor(run_fast(c, p), want))
-          << (pack == 0 ? "packed per run" : pack == 1 ? "packed in prepare" : "packed with B's parameters")
+          << (pack == 0   ? "packed per run"
+              : pack == 1 ? "packed in prepare"
+                          : "packed with the parameters")
           << (p ? ", 3 threads" : ", 1 thread");
     }
   }
@@ -511,6 +514,7 @@ OpCall qlinear_conv_call(const ConvCase& cc, Inputs in) {
   c.attrs = cc.attrs;
   c.in = std::move(in);
   c.packed = {3};
+  c.params = {1, 2, 4, 5, 6, 7, 8};
   return c;
 }
 
@@ -651,6 +655,7 @@ TEST(Int8GemmOps, QLinearConvMaxPoolIsQLinearConvThenMaxPool) {
             r.i32({M}, -50000, 50000)};
     if (i % 5 == 2) c.in.pop_back();  // no bias
     c.packed = {3};
+    c.params = {1, 2, 4, 5, 6, 7, 8};
     expect_fast_is_reference(c, ops::reference::qlinear_conv_maxpool, conv_what(cc, i));
     OpCall plain = c;
     plain.domain = "";
@@ -727,6 +732,7 @@ TEST(Int8GemmOps, QLinearConvMaxPoolPoolsSumsBeforeRequantizing) {
               ty == DType::kU8 ? Tensor::from<uint8_t>({}, {128}) : Tensor::from<int8_t>({}, {0}),
               r.i32({k.M}, k.bias_lo, k.bias_hi)};
       c.packed = {3};
+      c.params = {1, 2, 4, 5, 6, 7, 8};
       expect_fast_is_reference(c, ops::reference::qlinear_conv_maxpool,
                                std::string(k.what) + (ty == DType::kU8 ? ", u8 y" : ", s8 y"));
     }
@@ -758,6 +764,7 @@ TEST(Int8GemmOps, QLinearConvMaxPoolPoolsSumsBeforeRequantizing) {
           Tensor::from<float>({16}, mult), Tensor::from<int8_t>({16}, std::vector<int8_t>(16, 0)),
           scalar_f32(1.0f), Tensor::from<int8_t>({}, {0}), Tensor::from<int32_t>({16}, bias)};
   c.packed = {3};
+  c.params = {1, 2, 4, 5, 6, 7, 8};
   expect_fast_is_reference(c, ops::reference::qlinear_conv_maxpool, "float32 rounds the other way");
 }
 
@@ -812,6 +819,7 @@ TEST(Int8GemmOps, QLinearConvMaxPoolReadsThePaddedPlane) {
             r.i32({M}, -50000, 50000)};
     if (i % 3 == 1) c.in.pop_back();  // no bias
     c.packed = {3};
+    c.params = {1, 2, 4, 5, 6, 7, 8};
     const std::string what = conv_what(cc, static_cast<int>(i)) + (zp ? ", w zero points" : "");
     expect_fast_is_reference(c, ops::reference::qlinear_conv_maxpool, what);
     OpCall last = c;
@@ -860,6 +868,7 @@ TEST(Int8GemmOps, ChannelsLastQLinearConvIsQLinearConv) {
                 r.code(ty),
                 r.i32({M}, -50000, 50000)};
     plain.packed = {3};
+    plain.params = {1, 2, 4, 5, 6, 7, 8};
     OpCall last = plain;
     last.domain = "ai.qforge";
     last.opset = 1;
@@ -991,6 +1000,7 @@ TEST(Int8GemmOps, ConvLayersOfRealisticSize) {
             r.code(DType::kU8),
             r.i32({M}, -5000, 5000)};
     c.packed = {3};
+    c.params = {1, 2, 4, 5, 6, 7, 8};
     expect_fast_is_reference(c, ops::reference::qlinear_conv, "layer " + std::to_string(i++));
   }
 }
@@ -1043,6 +1053,48 @@ TEST(Int8GemmOps, DepthwiseQLinearConvIsTheReference) {
     const ConvCase cc = random_depthwise(r, i);
     const OpCall c = qlinear_conv_call(cc, random_qconv_inputs(r, cc, i));
     expect_fast_is_reference(c, ops::reference::qlinear_conv, conv_what(cc, i));
+  }
+}
+
+// QLinearConv's per-channel values and depthwise tables made in prepare are
+// used only while the inputs are the tensors they were made from: prepared
+// on another x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
+// y_zero_point or B (or without it), a run on these is still the
+// reference's. A depthwise and a grouped convolution, u8 and s8.
+TEST(Int8GemmOps, QLinearConvParamsMadeFromOtherTensorsAreNotUsed) {
+  Rng r(23);
+  for (int i = 0; i < 4; ++i) {
+    ConvCase cc;
+    cc.x = {1, 6, 7, 7};
+    cc.w = i % 2 == 0 ? Shape{6, 1, 3, 3} : Shape{8, 3, 3, 3};
+    cc.attrs = {{"group", ai(i % 2 == 0 ? 6 : 2)}, {"pads", ais({1, 1, 1, 1})}};
+    OpCall c = qlinear_conv_call(cc, random_qconv_inputs(r, cc, 2 * i + 2));  // with B
+    ASSERT_TRUE(c.in[8]);
+    const Tensor want = run_reference(c, ops::reference::qlinear_conv);
+    c.packed = {1, 2, 3, 4, 5, 6, 7, 8};
+    ASSERT_TRUE(same_tensor(run_fast(c, nullptr), want))
+        << conv_what(cc, i) << ", prepared on them";
+    const Inputs other = random_qconv_inputs(r, cc, 2 * i + 2);
+    for (int k = 1; k <= 8; ++k) {
+      const auto ki = static_cast<size_t>(k);
+      Inputs from = c.in;
+      from[ki] = other[ki];
+      // The weights' codes and the zero points with another value, in place of the same type.
+      if (k == 2 || k == 5 || k == 7) {
+        from[ki] = r.codes(c.in[ki]->dtype(), c.in[ki]->shape());
+        std::memcpy(from[ki]->raw(), c.in[ki]->raw(), c.in[ki]->nbytes());
+        static_cast<uint8_t*>(from[ki]->raw())[0] ^= 0x11;
+      }
+      if (k == 3) from[ki] = r.codes(c.in[ki]->dtype(), c.in[ki]->shape());
+      c.pack_from = from;
+      EXPECT_TRUE(same_tensor(run_fast(c, nullptr), want))
+          << conv_what(cc, i) << ", prepared on another input " << k;
+      if (k != 8) continue;
+      from[ki] = std::nullopt;
+      c.pack_from = from;
+      EXPECT_TRUE(same_tensor(run_fast(c, nullptr), want))
+          << conv_what(cc, i) << ", prepared without B";
+    }
   }
 }
 
@@ -1106,6 +1158,7 @@ TEST(Int8GemmOps, DepthwiseRoundsHalfToEven) {
             ty == DType::kU8 ? Tensor::from<uint8_t>({}, {128}) : Tensor::from<int8_t>({}, {0}),
             r.i32({C}, -7, 7)};
     c.packed = {3};
+    c.params = {1, 2, 4, 5, 6, 7, 8};
     expect_fast_is_reference(c, ops::reference::qlinear_conv, std::string(dtype_name(ty)) + " output");
   }
 }
@@ -1141,6 +1194,7 @@ TEST(Int8GemmOps, DepthwiseLayersOfRealisticSize) {
             r.code(DType::kU8),
             r.i32({M}, -5000, 5000)};
     c.packed = {3};
+    c.params = {1, 2, 4, 5, 6, 7, 8};
     expect_fast_is_reference(c, ops::reference::qlinear_conv, "layer " + std::to_string(i++));
   }
 }
