@@ -74,8 +74,10 @@ gemm() {
   rm -rf "$out/gemm" && mkdir -p "$out/gemm"
   for r in $(seq "$rounds"); do
     echo "bench_int8.sh: gemm, round $r of $rounds" >&2
-    # With the read bandwidth, the bound of M = 1 (bench/bench_peak.cpp), in the same round.
-    gbench 'BM_Int8Gemm(Requant)?/.*/kernel:-1/|BM_PeakReadBandwidth' "$secs" "$out/gemm/r$r.qforge.json"
+    # With the read bandwidth, the bound of M = 1, and the int8 dot-product
+    # peak on 1 and 2 threads (bench/bench_peak.cpp), in the same round.
+    gbench 'BM_Int8Gemm(Requant)?/.*/kernel:-1/|BM_PeakReadBandwidth|BM_PeakInt8Dot$|BM_PeakInt8Dot/' \
+      "$secs" "$out/gemm/r$r.qforge.json"
     for t in 1 2; do
       # 1,4,4: the cost of a session.run through Node alone.
       node bench/peers/ort_gemm.js build-peers/gemm_models "$t" "$secs" 1,4,4 "${shapes[@]}" >>"$out/gemm/r$r.ort.jsonl"
