@@ -31,6 +31,7 @@
 #include "qforge/quant.h"
 #include "qforge/quantize.h"
 #include "qforge/session.h"
+#include "quantize/float_search.h"
 
 namespace qforge {
 namespace {
@@ -1093,12 +1094,60 @@ std::pair<double, double> time_models(const ir::Model& a, const ir::Model& b, in
   return {ta[ta.size() / 2], tb[tb.size() / 2]};
 }
 
+// Quantizes `model` again with the nodes of `floats` kept float: the ranges
+// calibrated before cover the tensors the new plan observes, but for a
+// tensor that took its parameters from another (after a shape op or
+// MaxPool) and is now observed on its own, which gets that one's range, and
+// for a tensor observed only now (the input of an integer node whose
+// producer is now float), calibrated on `data` again. nullopt (why says
+// why) where such a range can't be had.
+std::optional<ir::Model> requantize(const ir::Model& model, const QuantConfig& config,
+                                    const Plan& plan, const std::set<std::string>& floats,
+                                    CalibrationDataReader* data,
+                                    std::map<std::string, MinMax>& ranges, QuantizeReport& rep2,
+                                    std::string& why) {
+  QuantConfig again = config;
+  again.exclude.insert(again.exclude.end(), floats.begin(), floats.end());
+  Plan plan2 = choose(model, again, rep2);
+  for (const auto& [t, from] : plan.shares) {
+    std::string root = from;
+    for (int hops = 0; !ranges.count(root) && plan.shares.count(root) && hops < 1000; ++hops)
+      root = plan.shares.at(root);
+    if (!ranges.count(t) && ranges.count(root)) ranges[t] = ranges.at(root);
+  }
+  ObserverMap obs;
+  for (const std::string& t : observed_tensors(plan2))
+    if (!ranges.count(t))
+      obs[t] = make_observer(again, plan2.act_method.at(t),
+                             activation_spec(again, plan2.act_type.at(t)));
+  if (!obs.empty()) {
+    if (data == nullptr) {
+      why = "a calibrated range is missing for the re-quantization";
+      return std::nullopt;
+    }
+    try {
+      data->rewind();
+    } catch (const Error& e) {
+      why = "a range is missing for the re-quantization and the calibration data can't be "
+            "read again (" + e.problem() + ")";
+      return std::nullopt;
+    }
+    const std::map<std::string, MinMax> more =
+        calibrate_with(plan2.model, obs, *data, nullptr, {}, -1);
+    ranges.insert(more.begin(), more.end());
+  }
+  return convert(plan2, again, ranges, rep2);
+}
+
 // QuantConfig::speed_check: times the quantized model `out` node by node
-// against the prepared float one, and quantizes again with the nodes that
-// lose kept float, if that model is faster as a whole. `plan` is the first
-// plan (for its shared ranges), `prepared` its float graph; rep gets the decisions.
+// against the prepared float one, and looks for a faster model with some of
+// the nodes that lose kept float (float_search.h), each candidate quantized
+// again and timed as a whole. `plan` is the first plan (for its shared
+// ranges), `prepared` its float graph, `data` the calibration data (static)
+// or null; rep gets the decisions.
 void speed_check(const ir::Model& model, const ir::Model& prepared, const QuantConfig& config, const Plan& plan,
-                 std::map<std::string, MinMax>& ranges, ir::Model& out, QuantizeReport& rep) {
+                 std::map<std::string, MinMax>& ranges, CalibrationDataReader* data, ir::Model& out,
+                 QuantizeReport& rep) {
   check(config.speed_check_batch >= 1, Errc::kInvalidArgument,
         "speed_check_batch " + std::to_string(config.speed_check_batch), "must be at least 1");
   try {
@@ -1109,56 +1158,81 @@ void speed_check(const ir::Model& model, const ir::Model& prepared, const QuantC
     rep.notes.push_back(std::string("speed check skipped: ") + e.what());
     return;
   }
-  QuantConfig again = config;
   std::map<std::string, SpeedDecision*> slower;
   for (SpeedDecision& s : rep.speed)
-    if (s.kept_float) {
-      again.exclude.push_back(s.node);
-      slower[s.node] = &s;
-    }
+    if (s.kept_float) slower[s.node] = &s;
+  for (auto& [n, s] : slower) s->kept_float = false;  // until a faster model keeps it float
   if (slower.empty()) return;
-  auto keep_as_is = [&](const std::string& why) {
-    for (auto& [n, s] : slower) s->kept_float = false;
-    rep.notes.push_back("speed check: " + why + "; kept the model quantized throughout");
+  // The losing nodes by kind (op type; a MatMul or Gemm on constant weights
+  // apart from one on two activations), the kind that lost the most time first.
+  std::map<std::string, std::pair<double, std::set<std::string>>> by_kind;
+  for (const auto& [n, s] : slower) {
+    std::string kind = s->op_type;
+    for (const ir::Node& node : model.graph.nodes)
+      if (node.name == n && (kind == "MatMul" || kind == "Gemm"))
+        kind += node.inputs.size() > 1 && model.graph.initializer(node.inputs[1]) ? " (weights)"
+                                                                                  : " (activations)";
+    by_kind[kind].first += s->int_ms - s->float_ms;
+    by_kind[kind].second.insert(n);
+  }
+  std::vector<std::pair<double, std::set<std::string>>> by_loss;
+  for (auto& [k, v] : by_kind) by_loss.push_back(std::move(v));
+  std::stable_sort(by_loss.begin(), by_loss.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  // Candidates, quantized again with their nodes float (float_search.h).
+  struct Candidate {
+    std::set<std::string> floats;
+    ir::Model model;
+    QuantizeReport rep;
   };
-  // Quantize again with those nodes float. The ranges calibrated above cover
-  // the tensors the new plan observes, but for a tensor that took its
-  // parameters from another (after a shape op or MaxPool) and is now
-  // observed on its own: it gets that one's range.
-  QuantizeReport rep2;
-  Plan plan2 = choose(model, again, rep2);
-  for (const auto& [t, from] : plan.shares) {
-    std::string root = from;
-    for (int hops = 0; !ranges.count(root) && plan.shares.count(root) && hops < 1000; ++hops)
-      root = plan.shares.at(root);
-    if (!ranges.count(t) && ranges.count(root)) ranges[t] = ranges.at(root);
+  int tried = 0;
+  std::string refused;
+  auto make = [&](const std::set<std::string>& floats) -> std::optional<Candidate> {
+    Candidate c{floats, {}, {}};
+    std::string why;
+    std::optional<ir::Model> m = requantize(model, config, plan, floats, data, ranges, c.rep, why);
+    if (!m) {
+      refused = why;
+      return std::nullopt;
+    }
+    ++tried;
+    c.model = std::move(*m);
+    return c;
+  };
+  auto time = [&](const Candidate& a, const Candidate& b) {
+    return time_models(a.model, b.model, config.speed_check_batch);
+  };
+  std::vector<std::set<std::string>> kinds;
+  for (auto& [loss, nodes] : by_loss) kinds.push_back(std::move(nodes));
+  std::optional<Candidate> best =
+      quantize_detail::search_float_set(Candidate{{}, out, {}}, kinds, make, time);
+  if (!best) {
+    rep.notes.push_back("speed check: " +
+                        (tried == 0 ? refused
+                                    : "no set of the " + std::to_string(slower.size()) +
+                                          " slower node(s) kept float made the model faster (" +
+                                          std::to_string(tried) + " tried)") +
+                        "; kept the model quantized throughout");
+    return;
   }
-  const std::vector<std::string> need = observed_tensors(plan2);
-  if (!std::all_of(need.begin(), need.end(), [&](const std::string& t) { return ranges.count(t) > 0; }))
-    return keep_as_is("a calibrated range is missing for the re-quantization");
-  ir::Model mixed = convert(plan2, again, ranges, rep2);
-  // Node by node is not the whole story (a node left float moves a
-  // QuantizeLinear to its reader): the new model must be faster as a whole.
-  const auto [t_all, t_mixed] = time_models(out, mixed, config.speed_check_batch);
-  if (t_mixed >= t_all) {
-    char why[160];
-    std::snprintf(why, sizeof why, "with the slower nodes float the model took %.3f ms, quantized throughout %.3f ms",
-                  t_mixed, t_all);
-    return keep_as_is(why);
-  }
-  out = std::move(mixed);
-  for (NodeDecision& d : rep2.nodes)
-    if (auto it = slower.find(d.node); it != slower.end()) {
+  const auto [all_int_ms, best_ms] = time_models(out, best->model, config.speed_check_batch);
+  const std::set<std::string>& kept = best->floats;
+  for (NodeDecision& d : best->rep.nodes)
+    if (auto it = slower.find(d.node); it != slower.end() && kept.count(d.node)) {
       char why[160];
       std::snprintf(why, sizeof why, "slower in int8 on this CPU (%.3f ms vs %.3f ms float, batch %lld)",
                     it->second->int_ms, it->second->float_ms, static_cast<long long>(config.speed_check_batch));
       d.reason = why;
+      it->second->kept_float = true;
     }
-  rep.nodes = std::move(rep2.nodes);
-  rep.notes = std::move(rep2.notes);
-  char whole[120];
-  std::snprintf(whole, sizeof whole, "speed check: the model takes %.3f ms with those nodes float, %.3f ms without",
-                t_mixed, t_all);
+  rep.nodes = std::move(best->rep.nodes);
+  rep.notes = std::move(best->rep.notes);
+  out = std::move(best->model);
+  char whole[200];
+  std::snprintf(whole, sizeof whole,
+                "speed check: the model takes %.3f ms with %zu of the %zu slower node(s) "
+                "float, %.3f ms quantized throughout (%d set(s) tried)",
+                best_ms, kept.size(), slower.size(), all_int_ms, tried);
   rep.notes.push_back(whole);
 }
 
@@ -1185,7 +1259,7 @@ ir::Model quantize_model(const ir::Model& model, const QuantConfig& config, Cali
   }
   const ir::Model prepared = plan.model;  // the float graph the quantized one replaces
   ir::Model out = convert(plan, config, ranges, rep);
-  if (config.speed_check) speed_check(model, prepared, config, plan, ranges, out, rep);
+  if (config.speed_check) speed_check(model, prepared, config, plan, ranges, data, out, rep);
   for (const auto& d : rep.nodes) (d.mode == QuantMode::kFloat ? rep.kept_float : rep.quantized) += 1;
   rep.bytes_after = initializer_bytes(out);
   return out;
