@@ -556,25 +556,64 @@ void dequantize_linear_infer(InferContext& c) {
 // -min / scale)), y = QuantizeLinear(x, scale, zero point). (It keeps the
 // scale >= float32 epsilon, so an all-zero x gives scale eps and zero point 0
 // where ONNX's body divides 0 by 0.) An empty x is treated like an all-zero one.
+// dynamic_quantize_linear's numbers for a non-empty f32 x, in parts on the
+// pool (min and max are exact and the codes elementwise, so the split
+// changes nothing): parts_of(ctx, n) parts of n values, and fn(part, begin,
+// end) for each.
+int64_t parts_of(const OpContext& ctx, int64_t n) {
+  constexpr int64_t kPartMin = int64_t{1} << 15;  // less isn't worth waking a thread
+  return std::clamp<int64_t>(n / kPartMin, 1, ctx.pool() != nullptr ? ctx.pool()->threads() : 1);
+}
+template <typename Fn>
+void in_parts(const OpContext& ctx, int64_t n, int64_t parts, const Fn& fn) {
+  auto run = [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) fn(p, n * p / parts, n * (p + 1) / parts);
+  };
+  if (parts == 1) run(0, 1);
+  else ctx.pool()->parallel_for(parts, 1, run);
+}
+
+// The u8 per-tensor parameters of x from its range; `what` names x in errors.
+QuantParams dynamic_u8_params(const OpContext& ctx, const Tensor& x, const char* what) {
+  const auto& k = kernels::kernels();
+  const float* v = x.data<float>();
+  const int64_t parts = parts_of(ctx, x.numel());
+  std::vector<float> lo(sz(parts)), hi(sz(parts));
+  std::vector<char> finite(sz(parts), 0);
+  in_parts(ctx, x.numel(), parts, [&](int64_t p, int64_t i0, int64_t i1) {
+    finite[sz(p)] = k.minmax_f32(v + i0, i1 - i0, &lo[sz(p)], &hi[sz(p)]);
+  });
+  try {
+    if (std::find(finite.begin(), finite.end(), 0) != finite.end())
+      return choose_params_for(x, QuantSpec{});  // throws, naming the value
+    return choose_params(QuantSpec{}, *std::min_element(lo.begin(), lo.end()),
+                         *std::max_element(hi.begin(), hi.end()), what);
+  } catch (const Error& e) {
+    fail(ctx.node(), e.code(), std::string(what) + ": " + e.problem(), e.expected());
+  }
+}
+
+// x's codes with p (dynamic_u8_params) into y.
+void dynamic_u8_codes(const OpContext& ctx, const Tensor& x, const QuantParams& p, uint8_t* y) {
+  const auto& k = kernels::kernels();
+  const float* v = x.data<float>();
+  in_parts(ctx, x.numel(), parts_of(ctx, x.numel()), [&](int64_t, int64_t i0, int64_t i1) {
+    k.quantize_u8(v + i0, i1 - i0, p.scale[0], p.zero_point[0], 0, 255, y + i0);
+  });
+}
+
+// The codes straight into the output (dynamic_u8_params, dynamic_u8_codes).
 void dynamic_quantize_linear_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
   expect_type(node, "input x", x.dtype(), kF32Only);
-  DynamicQuantized r;
-  if (x.numel() == 0) {
-    r.params = choose_params(QuantSpec{}, 0.0f, 0.0f);
-  } else {
-    try {
-      r = dynamic_quantize_linear(x);
-    } catch (const Error& e) {
-      fail(node, e.code(), "input x: " + e.problem(), e.expected());
-    }
-  }
+  const QuantParams params = x.numel() == 0 ? choose_params(QuantSpec{}, 0.0f, 0.0f)
+                                            : dynamic_u8_params(ctx, x, "input x");
   Tensor& y = ctx.output(0, DType::kU8, x.shape());
-  if (x.numel() > 0) std::memcpy(y.raw(), r.y.raw(), r.y.nbytes());
-  if (ctx.num_outputs() > 1) ctx.output(1, DType::kF32, {}).data<float>()[0] = r.params.scale[0];
+  if (x.numel() > 0) dynamic_u8_codes(ctx, x, params, y.data<uint8_t>());
+  if (ctx.num_outputs() > 1) ctx.output(1, DType::kF32, {}).data<float>()[0] = params.scale[0];
   if (ctx.num_outputs() > 2)
-    ctx.output(2, DType::kU8, {}).data<uint8_t>()[0] = static_cast<uint8_t>(r.params.zero_point[0]);
+    ctx.output(2, DType::kU8, {}).data<uint8_t>()[0] = static_cast<uint8_t>(params.zero_point[0]);
 }
 
 void dynamic_quantize_linear_infer(InferContext& c) {
@@ -2134,40 +2173,11 @@ void dynamic_quantize_matmul_run(OpContext& ctx, Path path) {
     q.params = choose_params(QuantSpec{}, 0.0f, 0.0f);
     q.y = Tensor(DType::kU8, a.shape());
   } else if (path == Path::kFast) {
-    // dynamic_quantize_linear's numbers, in parts on the pool (min and max
-    // are exact and the codes elementwise, so the split changes nothing),
-    // the codes written into a buffer this thread keeps between calls (a
+    // The codes written into a buffer this thread keeps between calls (a
     // fresh tensor per call cost page faults and a zero fill).
     thread_local std::shared_ptr<Storage> codes;
-    const auto& k = kernels::kernels();
-    const float* x = a.data<float>();
     const int64_t n = a.numel();
-    constexpr int64_t kPartMin = int64_t{1} << 15;  // less isn't worth waking a thread
-    const int64_t parts =
-        std::clamp<int64_t>(n / kPartMin, 1, ctx.pool() != nullptr ? ctx.pool()->threads() : 1);
-    // fn(part, begin, end) for each part of x.
-    auto in_parts = [&](const auto& fn) {
-      auto run = [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) fn(p, n * p / parts, n * (p + 1) / parts);
-      };
-      if (parts == 1) run(0, 1);
-      else ctx.pool()->parallel_for(parts, 1, run);
-    };
-    std::vector<float> lo(sz(parts)), hi(sz(parts));
-    std::vector<char> finite(sz(parts), 0);
-    in_parts([&](int64_t p, int64_t i0, int64_t i1) {
-      finite[sz(p)] = k.minmax_f32(x + i0, i1 - i0, &lo[sz(p)], &hi[sz(p)]);
-    });
-    try {
-      if (std::find(finite.begin(), finite.end(), 0) != finite.end()) {
-        q.params = choose_params_for(a, QuantSpec{});  // throws, naming the value
-      } else {
-        q.params = choose_params(QuantSpec{}, *std::min_element(lo.begin(), lo.end()),
-                                 *std::max_element(hi.begin(), hi.end()), "input A");
-      }
-    } catch (const Error& e) {
-      fail(node, e.code(), "input A: " + e.problem(), e.expected());
-    }
+    q.params = dynamic_u8_params(ctx, a, "input A");
     // The buffer is kept up to kKeepCodes bytes (a Transformer's activations
     // at batch 32 are 2 MiB); a larger input gets codes of its own for this
     // call, so that one large call doesn't hold its size per thread for the
@@ -2181,10 +2191,7 @@ void dynamic_quantize_matmul_run(OpContext& ctx, Path path) {
       buf = codes;
     }
     q.y = Tensor::view(DType::kU8, a.shape(), buf);
-    uint8_t* y = q.y.data<uint8_t>();
-    in_parts([&](int64_t, int64_t i0, int64_t i1) {
-      k.quantize_u8(x + i0, i1 - i0, q.params.scale[0], q.params.zero_point[0], 0, 255, y + i0);
-    });
+    dynamic_u8_codes(ctx, a, q.params, q.y.data<uint8_t>());
   } else {
     try {
       q = dynamic_quantize_linear(a);

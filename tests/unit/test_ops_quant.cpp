@@ -25,6 +25,7 @@
 #include "qforge/op.h"
 #include "qforge/quant.h"
 #include "qforge/tensor.h"
+#include "qforge/thread_pool.h"
 
 namespace qforge {
 namespace {
@@ -58,7 +59,8 @@ const ops::OpDef& def_of(const std::string& domain, const std::string& op, int64
 
 // Runs one node's kernel on the given inputs (nullopt: absent optional input).
 std::vector<Tensor> run(const std::string& domain, const std::string& op, int64_t opset,
-                        const Inputs& in, Attrs attrs = {}, int n_out = 1) {
+                        const Inputs& in, Attrs attrs = {}, int n_out = 1,
+                        ThreadPool* pool = nullptr) {
   std::vector<bool> present;
   std::vector<const Tensor*> ptrs;
   for (const auto& t : in) {
@@ -66,7 +68,7 @@ std::vector<Tensor> run(const std::string& domain, const std::string& op, int64_
     ptrs.push_back(t ? &*t : nullptr);
   }
   const ir::Node node = make_node(domain, op, in.size(), present, n_out, std::move(attrs));
-  ops::OpContext ctx(node, opset, ptrs, nullptr, nullptr);
+  ops::OpContext ctx(node, opset, ptrs, nullptr, pool);
   def_of(domain, op, opset).run(ctx);
   return ctx.outputs();
 }
@@ -446,6 +448,34 @@ TEST(OpsQuant, DynamicQuantizeLinear) {
   out = run("", "DynamicQuantizeLinear", 11, {F({2}, {0, 0})}, {}, 3);
   EXPECT_EQ(values<uint8_t>(out[0]), (std::vector<uint8_t>{0, 0}));
   EXPECT_GT(values<float>(out[1])[0], 0.0f);
+}
+
+// The op finds the range and writes the codes in parts on the pool (at
+// least 32 Ki values each): the same bytes as the library's
+// dynamic_quantize_linear (src/quant/params.cpp, which the ONNX backend
+// data check) on one thread and on three, and a NaN in the last part still
+// refused.
+TEST(OpsQuant, DynamicQuantizeLinearInPartsIsTheLibrarys) {
+  std::mt19937 g(5);
+  std::uniform_real_distribution<float> d(-3.0f, 5.0f);
+  std::vector<float> v(200001);
+  for (float& x : v) x = d(g);
+  v[150000] = -7.5f;  // the minimum and the maximum in the later parts
+  v[200000] = 9.25f;
+  const Tensor x = F({static_cast<int64_t>(v.size())}, v);
+  const DynamicQuantized want = dynamic_quantize_linear(x);
+  ThreadPool pool(3);
+  for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+    const auto out = run("", "DynamicQuantizeLinear", 11, {x}, {}, 3, p);
+    EXPECT_EQ(values<uint8_t>(out[0]), values<uint8_t>(want.y)) << (p ? "3 threads" : "1 thread");
+    EXPECT_EQ(values<float>(out[1])[0], want.params.scale[0]);
+    EXPECT_EQ(values<uint8_t>(out[2])[0], want.params.zero_point[0]);
+  }
+  v[199999] = NAN;
+  const Tensor bad = F({static_cast<int64_t>(v.size())}, v);
+  expect_node_error(
+      error_of([&] { run("", "DynamicQuantizeLinear", 11, {bad}, {}, 3, &pool); }),
+      Errc::kInvalidArgument);
 }
 
 TEST(OpsQuant, DynamicQuantizeLinearRefusesNaNAndInfers) {
