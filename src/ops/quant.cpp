@@ -2435,9 +2435,7 @@ void register_quant_ops(OpRegistry& r) {
     return [b](const PrepareContext& p) { return int8::prepare_matmul(p, b); };
   };
   auto packs_conv_w = [](int w) {
-    return [w](const PrepareContext& p) -> std::shared_ptr<const void> {
-      return w == 3 ? prepare_qconv_state(p) : prepare_conv_state(p, w);
-    };
+    return [w](const PrepareContext& p) { return prepare_conv_state(p, w); };
   };
   r.add({.domain = "", .op_type = "MatMulInteger", .min_opset = 10, .max_opset = 21,
          .infer = matmul_integer_infer, .prepare = packs_matmul_b(1),
@@ -2456,14 +2454,17 @@ void register_quant_ops(OpRegistry& r) {
          .infer = qlinear_matmul_infer, .prepare = packs_matmul_b(3),
          .run = fast(qlinear_matmul_run)});
   r.add({.domain = "", .op_type = "QLinearConv", .min_opset = 10, .max_opset = 21,
-         .infer = qlinear_conv_infer, .prepare = packs_conv_w(3), .run = fast(qlinear_conv_run)});
+         .infer = qlinear_conv_infer, .prepare = prepare_qconv_state,
+         .run = fast(qlinear_conv_run)});
   // ai.qforge: QLinearConv then MaxPool 2x2 / 2 (passes::fuse_conv_maxpool).
   r.add({.domain = "ai.qforge", .op_type = "QLinearConvMaxPool", .min_opset = 1, .max_opset = 1,
-         .infer = [](InferContext& c) { qforge_qconv_infer(c, true); }, .prepare = packs_conv_w(3),
+         .infer = [](InferContext& c) { qforge_qconv_infer(c, true); },
+         .prepare = prepare_qconv_state,
          .run = fast(qlinear_conv_maxpool_run)});
   // ai.qforge: QLinearConv, optionally channels_last (passes::qconv_channels_last).
   r.add({.domain = "ai.qforge", .op_type = "QLinearConv", .min_opset = 1, .max_opset = 1,
-         .infer = [](InferContext& c) { qforge_qconv_infer(c, false); }, .prepare = packs_conv_w(3),
+         .infer = [](InferContext& c) { qforge_qconv_infer(c, false); },
+         .prepare = prepare_qconv_state,
          .run = fast(qlinear_conv_run)});
 
   // com.microsoft (ONNX Runtime's contrib ops, version 1).
