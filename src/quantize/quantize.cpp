@@ -1107,13 +1107,14 @@ std::pair<double, double> time_models(const ir::Model& a, const ir::Model& b, in
 // tensor that took its parameters from another (after a shape op or
 // MaxPool) and is now observed on its own, which gets that one's range, and
 // for a tensor observed only now (the input of an integer node whose
-// producer is now float), calibrated on `data` again. nullopt (why says
-// why) where such a range can't be had.
+// producer is now float), calibrated on `data` again (one more pass over
+// it, counted in *passes). nullopt (why says why) where such a range can't
+// be had.
 std::optional<ir::Model> requantize(const ir::Model& model, const QuantConfig& config,
                                     const Plan& plan, const std::set<std::string>& floats,
                                     CalibrationDataReader* data,
                                     std::map<std::string, MinMax>& ranges, QuantizeReport& rep2,
-                                    std::string& why) {
+                                    std::string& why, int* passes) {
   QuantConfig again = config;
   again.exclude.insert(again.exclude.end(), floats.begin(), floats.end());
   Plan plan2 = choose(model, again, rep2);
@@ -1143,6 +1144,7 @@ std::optional<ir::Model> requantize(const ir::Model& model, const QuantConfig& c
     const std::map<std::string, MinMax> more =
         calibrate_with(plan2.model, obs, *data, nullptr, {}, -1);
     ranges.insert(more.begin(), more.end());
+    ++*passes;
   }
   return convert(plan2, again, ranges, rep2);
 }
@@ -1193,12 +1195,13 @@ void speed_check(const ir::Model& model, const ir::Model& prepared, const QuantC
     ir::Model model;
     QuantizeReport rep;
   };
-  int tried = 0;
+  int tried = 0, passes = 0;
   std::string refused;
   auto make = [&](const std::set<std::string>& floats) -> std::optional<Candidate> {
     Candidate c{floats, {}, {}};
     std::string why;
-    std::optional<ir::Model> m = requantize(model, config, plan, floats, data, ranges, c.rep, why);
+    std::optional<ir::Model> m =
+        requantize(model, config, plan, floats, data, ranges, c.rep, why, &passes);
     if (!m) {
       refused = why;
       return std::nullopt;
@@ -1214,7 +1217,14 @@ void speed_check(const ir::Model& model, const ir::Model& prepared, const QuantC
   for (auto& [loss, nodes] : by_loss) kinds.push_back(std::move(nodes));
   std::optional<Candidate> best =
       quantize_detail::search_float_set(Candidate{{}, out, {}}, kinds, make, time);
+  auto note_passes = [&] {
+    if (passes > 0)
+      rep.notes.push_back("speed check: " + std::to_string(passes) +
+                          " more pass(es) over the calibration data, for tensors a mixed "
+                          "model quantizes that the first did not");
+  };
   if (!best) {
+    note_passes();
     rep.notes.push_back("speed check: " +
                         (tried == 0 ? refused
                                     : "no set of the " + std::to_string(slower.size()) +
@@ -1242,6 +1252,7 @@ void speed_check(const ir::Model& model, const ir::Model& prepared, const QuantC
                 "float, %.3f ms quantized throughout (%d set(s) tried)",
                 best_ms, kept.size(), slower.size(), all_int_ms, tried);
   rep.notes.push_back(whole);
+  note_passes();
 }
 
 }  // namespace
