@@ -1060,7 +1060,7 @@ TEST(Int8GemmOps, DepthwiseQLinearConvIsTheReference) {
 // used only while the inputs are the tensors they were made from: prepared
 // on another x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
 // y_zero_point or B (or without it), a run on these is still the
-// reference's. A depthwise and a grouped convolution, u8 and s8.
+// reference's. Depthwise and grouped convolutions, random 8-bit types.
 TEST(Int8GemmOps, QLinearConvParamsMadeFromOtherTensorsAreNotUsed) {
   Rng r(23);
   for (int i = 0; i < 4; ++i) {
@@ -1079,7 +1079,8 @@ TEST(Int8GemmOps, QLinearConvParamsMadeFromOtherTensorsAreNotUsed) {
       const auto ki = static_cast<size_t>(k);
       Inputs from = c.in;
       from[ki] = other[ki];
-      // The weights' codes and the zero points with another value, in place of the same type.
+      // A zero point: the same type and shape with one code changed (the
+      // other draw's may be of another type).
       if (k == 2 || k == 5 || k == 7) {
         from[ki] = r.codes(c.in[ki]->dtype(), c.in[ki]->shape());
         std::memcpy(from[ki]->raw(), c.in[ki]->raw(), c.in[ki]->nbytes());
