@@ -108,9 +108,10 @@ Tensor run_fast(const OpCall& c, ThreadPool* pool) {
   if (!c.packed.empty()) {
     const Inputs& src = c.pack_from ? *c.pack_from : c.in;
     std::vector<const Tensor*> consts(src.size(), nullptr);
-    for (int i : c.packed)
-      consts[static_cast<size_t>(i)] =
-          src[static_cast<size_t>(i)] ? &*src[static_cast<size_t>(i)] : nullptr;
+    for (int i : c.packed)  // (an index past the inputs: a trailing optional input left out)
+      if (static_cast<size_t>(i) < src.size())
+        consts[static_cast<size_t>(i)] =
+            src[static_cast<size_t>(i)] ? &*src[static_cast<size_t>(i)] : nullptr;
     EXPECT_TRUE(def->prepare) << c.op << " has no prepare";
     if (def->prepare) state = def->prepare(ops::PrepareContext{node, c.opset, consts, pool});
   }
