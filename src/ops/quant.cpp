@@ -551,11 +551,6 @@ void dequantize_linear_infer(InferContext& c) {
 
 // ---------------------------------------------------------------- DynamicQuantizeLinear
 
-// The library's dynamic_quantize_linear is ONNX's function body: range
-// widened to contain 0, scale = range / 255, zero point = round(saturate(
-// -min / scale)), y = QuantizeLinear(x, scale, zero point). (It keeps the
-// scale >= float32 epsilon, so an all-zero x gives scale eps and zero point 0
-// where ONNX's body divides 0 by 0.) An empty x is treated like an all-zero one.
 // dynamic_quantize_linear's numbers for a non-empty f32 x, in parts on the
 // pool (min and max are exact and the codes elementwise, so the split
 // changes nothing): parts_of(ctx, n) parts of n values, and fn(part, begin,
@@ -602,7 +597,13 @@ void dynamic_u8_codes(const OpContext& ctx, const Tensor& x, const QuantParams& 
   });
 }
 
-// The codes straight into the output (dynamic_u8_params, dynamic_u8_codes).
+// The library's dynamic_quantize_linear is ONNX's function body: range
+// widened to contain 0, scale = range / 255, zero point = round(saturate(
+// -min / scale)), y = QuantizeLinear(x, scale, zero point). (It keeps the
+// scale >= float32 epsilon, so an all-zero x gives scale eps and zero point 0
+// where ONNX's body divides 0 by 0.) An empty x is treated like an all-zero one.
+// Here its numbers come from dynamic_u8_params and dynamic_u8_codes, the
+// codes written straight into the output.
 void dynamic_quantize_linear_run(OpContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
@@ -1269,12 +1270,11 @@ std::shared_ptr<const void> prepare_qconv_state(const PrepareContext& ctx) {
   if (has_b != (in[8] != nullptr)) return st;
   const Tensor &xs = *in[1], &xz = *in[2], &w = *in[3], &ws = *in[4], &wz = *in[5];
   const Tensor &ys = *in[6], &yz = *in[7];
-  auto is_8bit = [](const Tensor& t) { return t.dtype() == DType::kU8 || t.dtype() == DType::kI8; };
-  auto single = [&](const Tensor& t, bool f32) {
-    return is_single(t) && (f32 ? t.dtype() == DType::kF32 : is_8bit(t));
+  auto single = [](const Tensor& t, bool f32) {
+    return is_single(t) && (f32 ? t.dtype() == DType::kF32 : one_of(t.dtype(), k8Bit));
   };
   if (!single(xs, true) || !single(xz, false) || !single(ys, true) || !single(yz, false) ||
-      !is_8bit(w) || w.rank() < 3 || ws.dtype() != DType::kF32 ||
+      !one_of(w.dtype(), k8Bit) || w.rank() < 3 || ws.dtype() != DType::kF32 ||
       wz.dtype() != w.dtype())
     return st;
   const int64_t M = w.dim(0);
